@@ -1,0 +1,1 @@
+"""Deepwire designer (PySide6). Arrives with the designer issue."""

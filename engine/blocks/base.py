@@ -1,0 +1,307 @@
+"""The vocabulary every block declaration is written in.
+
+A block is data plus a few small functions, declared once: its parameters, its input
+ports, how it turns input shapes into an output shape, how many weights it has, and the
+Python source that builds and calls it. The palette, inspector, analysis, code generator,
+compiler and docs all read the same declaration.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+FLOAT = "float32"
+TOKENS = "int64"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor without its batch dimension: PyTorch layout, e.g. (C, H, W) or (T, F)."""
+
+    shape: tuple[int, ...]
+    dtype: str = FLOAT
+
+    def __str__(self) -> str:
+        return format_shape(self.shape)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+class ShapeError(ValueError):
+    """A block cannot accept its inputs. The message says why and how to fix it."""
+
+    def __init__(self, message: str, kind: str = "shape"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class ParamError(ValueError):
+    """A parameter value is not valid for its declaration."""
+
+
+# ----------------------------------------------------------------------------- parameters
+
+@dataclass(frozen=True)
+class Param:
+    """One typed, validated block parameter.
+
+    kind is one of: int, float, bool, choice, size (an int or a tuple of `length` ints),
+    ints (a tuple of ints, any length >= min_len), padding (an int, a tuple of ints, or one
+    of `choices`).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    length: int = 0          # for size: how many ints a tuple has
+    min_len: int = 1         # for ints
+    label: str = ""
+
+    def validate(self, value: Any) -> Any:
+        """Return `value` as a clean literal of this parameter's type, or raise ParamError."""
+        kind = self.kind
+        if kind == "int":
+            return self._int(value)
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ParamError(f"{self.name} must be a number, not {_show(value)}")
+            v = float(value)
+            if not math.isfinite(v):
+                raise ParamError(f"{self.name} must be a finite number")
+            self._bounds(v)
+            return v
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ParamError(f"{self.name} must be true or false, not {_show(value)}")
+            return value
+        if kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                raise ParamError(f"{self.name} must be one of {', '.join(self.choices)}; got {_show(value)}")
+            return value
+        if kind == "size":
+            if isinstance(value, (list, tuple)):
+                if len(value) != self.length:
+                    raise ParamError(f"{self.name} needs {self.length} values, got {len(value)}")
+                return tuple(self._int(v) for v in value)
+            v = self._int(value)
+            return (v,) * self.length
+        if kind == "ints":
+            if not isinstance(value, (list, tuple)):
+                raise ParamError(f"{self.name} must be a list of whole numbers, not {_show(value)}")
+            if len(value) < self.min_len:
+                raise ParamError(f"{self.name} needs at least {self.min_len} value(s)")
+            if len(value) > 8:
+                raise ParamError(f"{self.name} may have at most 8 values")
+            return tuple(self._int(v) for v in value)
+        if kind == "padding":
+            if isinstance(value, str):
+                if value not in self.choices:
+                    raise ParamError(f"{self.name} must be {', '.join(self.choices)} or a number; got {_show(value)}")
+                return value
+            if isinstance(value, (list, tuple)):
+                if len(value) != self.length:
+                    raise ParamError(f"{self.name} needs {self.length} values, got {len(value)}")
+                return tuple(self._int(v) for v in value)
+            return (self._int(value),) * self.length
+        raise ParamError(f"unknown parameter kind {kind!r}")  # a bug in a declaration
+
+    def _int(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(f"{self.name} must be a whole number, not {_show(value)}")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ParamError(f"{self.name} must be a whole number, not {value}")
+            value = int(value)
+        self._bounds(value)
+        return int(value)
+
+    def _bounds(self, v: float) -> None:
+        if self.min is not None and v < self.min:
+            raise ParamError(f"{self.name} must be at least {_num(self.min)}; got {_num(v)}")
+        if self.max is not None and v > self.max:
+            raise ParamError(f"{self.name} must be at most {_num(self.max)}; got {_num(v)}")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ----------------------------------------------------------------------------- blocks
+
+@dataclass(frozen=True)
+class Ports:
+    """The input ports of a block: named ports, or `variadic` (min_count..max_count)."""
+
+    names: tuple[str, ...] = ("in",)
+    variadic: bool = False
+    min_count: int = 1
+    max_count: int | None = None
+
+    @property
+    def fixed(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class Emit:
+    """What a block contributes to the generated module.
+
+    init: constructor source assigned to `self.<name>`, or None for a stateless op.
+    call: forward expression; `{self}` is the submodule (`self.<name>`), `{0}`, `{1}`, ...
+    the input variables, `{args}` all inputs joined by ", ".
+    helpers: names of helper definitions (engine.blocks.helpers) the source needs.
+    extra_init: more __init__ lines (e.g. weight initialisation), `{self}` substituted.
+    """
+
+    call: str
+    init: str | None = None
+    helpers: tuple[str, ...] = ()
+    extra_init: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Block:
+    type: str
+    category: str
+    help: str
+    params: tuple[Param, ...] = ()
+    ports: Ports | Callable[[dict], Ports] = Ports()
+    infer: Callable[[dict, list[TensorSpec]], TensorSpec] = None  # type: ignore[assignment]
+    emit: Callable[[dict, list[TensorSpec]], Emit] = None  # type: ignore[assignment]
+    count_params: Callable[[dict, list[TensorSpec]], int] = lambda p, ins: 0
+    keras: str = ""
+    accepts_tokens: bool = False   # may take int64 token ids
+    short: Callable[[dict], str] = lambda p: ""   # the key parameters, for node faces
+    default_name: str = ""
+    check: Callable[[dict], None] = lambda p: None  # cross-parameter checks, raise ParamError
+    param_index: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "param_index", {p.name: p for p in self.params})
+
+    def ports_for(self, params: dict) -> Ports:
+        return self.ports(params) if callable(self.ports) else self.ports
+
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
+
+    def validate_params(self, raw: dict) -> dict:
+        """Defaults filled in, every value validated. Raises ParamError naming the parameter."""
+        if not isinstance(raw, dict):
+            raise ParamError("parameters must be a mapping")
+        unknown = [k for k in raw if k not in self.param_index]
+        if unknown:
+            raise ParamError(f"unknown parameter {_show(unknown[0])}")
+        clean = {}
+        for p in self.params:
+            clean[p.name] = p.validate(raw.get(p.name, p.default))
+        self.check(clean)
+        return clean
+
+
+REGISTRY: dict[str, Block] = {}
+CATEGORIES = ("Input/Output", "Core", "Convolution", "Recurrent", "Attention", "Merge",
+              "Preprocessing", "Augmentation")
+
+
+def register(block: Block) -> Block:
+    if block.type in REGISTRY:
+        raise RuntimeError(f"block {block.type} declared twice")
+    for p in block.params:  # a default that does not validate is a bug in the declaration
+        p.validate(p.default)
+    REGISTRY[block.type] = block
+    return block
+
+
+# ----------------------------------------------------------------------------- shared rules
+
+ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "tanh", "softmax", "leaky_relu", "silu", "elu")
+INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal")
+
+
+def lit(value: Any) -> str:
+    """A validated parameter value as a Python literal."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        text = repr(float(value))
+        if not math.isfinite(value):
+            raise ValueError("non-finite literal")
+        return text
+    if isinstance(value, str):
+        if not value.replace("_", "").isalnum() or not value.isascii():
+            raise ValueError(f"unsafe string literal {value!r}")
+        return repr(value)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(lit(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def activation_call(name: str, expr: str) -> str:
+    """Source applying a named activation (validated choice) to `expr`."""
+    return {
+        "none": expr,
+        "relu": f"F.relu({expr})",
+        "gelu": f"F.gelu({expr})",
+        "sigmoid": f"torch.sigmoid({expr})",
+        "tanh": f"torch.tanh({expr})",
+        "softmax": f"F.softmax({expr}, dim=-1)",
+        "leaky_relu": f"F.leaky_relu({expr}, 0.01)",
+        "silu": f"F.silu({expr})",
+        "elu": f"F.elu({expr})",
+    }[name]
+
+
+def activation_param(default: str = "none") -> Param:
+    return Param("activation", "choice", default, choices=ACTIVATIONS,
+                 help="Activation applied to the output (Keras: activation=...).")
+
+
+def init_param(recurrent: bool = False) -> Param:
+    choices = INITS + (("orthogonal",) if recurrent else ())
+    return Param("init", "choice", "default", choices=choices,
+                 help="Weight initialisation: PyTorch's default, Xavier/Glorot or Kaiming/He"
+                      + (", or orthogonal recurrent weights." if recurrent else "."))
+
+
+def init_lines(p: dict) -> tuple[str, ...]:
+    if p.get("init", "default") == "default":
+        return ()
+    return (f"init_weights({{self}}, {lit(p['init'])})",)
+
+
+def init_helpers(p: dict) -> tuple[str, ...]:
+    return () if p.get("init", "default") == "default" else ("init_weights",)
+
+
+def need_rank(spec: TensorSpec, ranks: Sequence[int], what: str, fix: str) -> None:
+    if spec.rank not in ranks:
+        raise ShapeError(f"needs a {what} input but receives {spec}: {fix}", kind="rank")
+
+
+def single(ins: list[TensorSpec]) -> TensorSpec:
+    return ins[0]

@@ -1,0 +1,68 @@
+"""Reading and writing user files safely: atomic writes, size limits, one-line errors."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .graph import FormatError, Graph
+
+MAX_GRAPH_BYTES = 64 * 1024 * 1024
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`:
+    the old file or the new one is always whole."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable where the platform allows it
+        dir_fd = os.open(path.parent or ".", os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_graph(path: str | os.PathLike) -> Graph:
+    """Load a graph file. Raises FormatError with one clear line on anything unreadable."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_GRAPH_BYTES:
+            raise FormatError(f"{path.name} is {size // 2**20} MiB; a graph file is at most "
+                              f"{MAX_GRAPH_BYTES // 2**20} MiB")
+        raw = path.read_bytes()
+    except FormatError:
+        raise
+    except IsADirectoryError:
+        raise FormatError(f"{path} is a folder, not a graph file") from None
+    except FileNotFoundError:
+        raise FormatError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if raw[:2] == b"PK":
+        raise FormatError(f"{path.name} is a zip file; Deepwire project files are not supported yet, "
+                          "use a graph .json")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FormatError(f"{path.name} is not a text file (not UTF-8): is it a Deepwire graph?") from None
+    return Graph.from_json(text)

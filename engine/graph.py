@@ -1,0 +1,354 @@
+"""The model graph: blocks (nodes) wired output -> numbered input port (edges).
+
+A small class over `networkx.MultiDiGraph`. Nodes carry a stable id, a unique
+user-visible name, a block type, parameters and a canvas position. Every change goes
+through these methods, which notify listeners (the designer's scene mirrors the graph
+through them) with plain Python events.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import networkx as nx
+
+from .blocks import REGISTRY
+
+FORMAT_VERSION = 1
+MAX_NODES = 20_000
+MAX_NAME = 64
+
+
+class GraphError(ValueError):
+    """An edit that would make the graph invalid (a cycle, a taken port, an unknown node...)."""
+
+
+class FormatError(ValueError):
+    """A file that cannot be read as a Deepwire graph. The message is one clear line."""
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    type: str
+    params: dict = field(default_factory=dict)
+    pos: tuple[float, float] = (0.0, 0.0)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, "type": self.type,
+                "params": _jsonable(self.params), "pos": [self.pos[0], self.pos[1]]}
+
+
+@dataclass(frozen=True)
+class Edge:
+    src: str
+    dst: str
+    port: int
+
+    def to_dict(self) -> dict:
+        return {"src": self.src, "dst": self.dst, "port": self.port}
+
+
+Listener = Callable[[str, dict], None]
+
+
+class Graph:
+    """A model graph. Events sent to listeners: node_added, node_removed, node_renamed,
+    params_changed, node_moved, edge_added, edge_removed, reset."""
+
+    def __init__(self, name: str = "model"):
+        self.name = name
+        self._g = nx.MultiDiGraph()
+        self._next_id = 1
+        self._listeners: list[Listener] = []
+
+    # -------------------------------------------------------------------- events
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _emit(self, event: str, **payload: Any) -> None:
+        for listener in list(self._listeners):
+            listener(event, payload)
+
+    # -------------------------------------------------------------------- queries
+    @property
+    def nx(self) -> nx.MultiDiGraph:
+        """The underlying networkx graph (read it; edit through Graph's methods)."""
+        return self._g
+
+    def __len__(self) -> int:
+        return self._g.number_of_nodes()
+
+    def __contains__(self, node_id: str) -> bool:
+        return node_id in self._g
+
+    def node(self, node_id: str) -> Node:
+        try:
+            return self._g.nodes[node_id]["node"]
+        except KeyError:
+            raise GraphError(f"no node with id {node_id!r}") from None
+
+    def nodes(self) -> list[Node]:
+        return [data["node"] for _, data in self._g.nodes(data=True)]
+
+    def node_ids(self) -> list[str]:
+        return list(self._g.nodes)
+
+    def edges(self) -> list[Edge]:
+        return [Edge(u, v, k) for u, v, k in self._g.edges(keys=True)]
+
+    def inputs_of(self, node_id: str) -> dict[int, str]:
+        """Input port -> the node wired into it."""
+        return {k: u for u, _, k in self._g.in_edges(node_id, keys=True)}
+
+    def consumers_of(self, node_id: str) -> list[tuple[str, int]]:
+        return [(v, k) for _, v, k in self._g.out_edges(node_id, keys=True)]
+
+    def find(self, name: str) -> Node | None:
+        for node in self.nodes():
+            if node.name == name:
+                return node
+        return None
+
+    def names(self) -> set[str]:
+        return {n.name for n in self.nodes()}
+
+    def would_cycle(self, src: str, dst: str) -> bool:
+        return src == dst or (src in self._g and dst in self._g and nx.has_path(self._g, dst, src))
+
+    # -------------------------------------------------------------------- edits
+    def new_id(self) -> str:
+        while f"n{self._next_id}" in self._g:
+            self._next_id += 1
+        node_id = f"n{self._next_id}"
+        self._next_id += 1
+        return node_id
+
+    def unique_name(self, base: str, exclude: str | None = None) -> str:
+        """`base` if free, else base_1, base_2, ..."""
+        taken = {n.name for n in self.nodes() if n.id != exclude}
+        base = clean_name(base) or "node"
+        if base not in taken:
+            return base
+        stem = re.sub(r"_\d+$", "", base) or base
+        i = 1
+        while f"{stem}_{i}" in taken:
+            i += 1
+        return f"{stem}_{i}"
+
+    def add_node(self, type_name: str, name: str | None = None, params: dict | None = None,
+                 pos: tuple[float, float] = (0.0, 0.0), node_id: str | None = None) -> str:
+        block = REGISTRY.get(type_name)
+        if block is None:
+            raise GraphError(f"unknown block type {type_name!r}")
+        if len(self) >= MAX_NODES:
+            raise GraphError(f"a graph may have at most {MAX_NODES} nodes")
+        if node_id is None:
+            node_id = self.new_id()
+        elif node_id in self._g:
+            raise GraphError(f"node id {node_id!r} is taken")
+        full = block.defaults()
+        full.update(copy.deepcopy(params or {}))
+        base = name if name is not None else f"{block.default_name or type_name.lower()}_1"
+        node = Node(node_id, self.unique_name(base), type_name, full, (float(pos[0]), float(pos[1])))
+        self._g.add_node(node_id, node=node)
+        self._emit("node_added", node_id=node_id)
+        return node_id
+
+    def remove_node(self, node_id: str) -> None:
+        self.node(node_id)
+        for edge in [e for e in self.edges() if node_id in (e.src, e.dst)]:
+            self.disconnect(edge.src, edge.dst, edge.port)
+        self._g.remove_node(node_id)
+        self._emit("node_removed", node_id=node_id)
+
+    def rename(self, node_id: str, name: str) -> str:
+        """Rename a node; returns the name given (made unique). Raises GraphError on an empty name."""
+        node = self.node(node_id)
+        if not clean_name(name):
+            raise GraphError("a name needs at least one visible character")
+        new = self.unique_name(name, exclude=node_id)
+        if new != node.name:
+            old, node.name = node.name, new
+            self._emit("node_renamed", node_id=node_id, old=old, new=new)
+        return new
+
+    def set_params(self, node_id: str, params: dict) -> None:
+        """Replace some parameters. Values are validated by analysis, not here, so a user may
+        type a bad value and see the diagnostic rather than an exception."""
+        node = self.node(node_id)
+        old = dict(node.params)
+        node.params.update(copy.deepcopy(params))
+        self._emit("params_changed", node_id=node_id, old=old)
+
+    def move(self, node_id: str, pos: tuple[float, float]) -> None:
+        node = self.node(node_id)
+        node.pos = (float(pos[0]), float(pos[1]))
+        self._emit("node_moved", node_id=node_id)
+
+    def connect(self, src: str, dst: str, port: int = 0) -> Edge:
+        """Wire `src`'s output into input `port` of `dst`. Refuses cycles and taken ports."""
+        self.node(src)
+        self.node(dst)
+        if not isinstance(port, int) or isinstance(port, bool) or port < 0:
+            raise GraphError(f"port must be a whole number >= 0, not {port!r}")
+        if self.would_cycle(src, dst):
+            raise GraphError(f"wiring {self.node(src).name} into {self.node(dst).name} would make a cycle")
+        if port in self.inputs_of(dst):
+            raise GraphError(f"input {port} of {self.node(dst).name} is already connected")
+        self._g.add_edge(src, dst, key=port)
+        self._emit("edge_added", src=src, dst=dst, port=port)
+        return Edge(src, dst, port)
+
+    def disconnect(self, src: str, dst: str, port: int) -> None:
+        if not self._g.has_edge(src, dst, key=port):
+            raise GraphError("no such wire")
+        self._g.remove_edge(src, dst, key=port)
+        self._emit("edge_removed", src=src, dst=dst, port=port)
+
+    def clear(self) -> None:
+        self._g.clear()
+        self._next_id = 1
+        self._emit("reset")
+
+    # -------------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict:
+        return {
+            "format": "deepwire-graph",
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "nodes": [n.to_dict() for n in self.nodes()],
+            "edges": [e.to_dict() for e in sorted(self.edges(), key=lambda e: (e.dst, e.port, e.src))],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Graph":
+        """Build a graph from its dict form. Raises FormatError (one line) on anything malformed.
+
+        What a user could have drawn wrongly (cycles, missing wires, bad parameter values,
+        unknown block types) loads, so that analysis can explain it at the node."""
+        if not isinstance(data, dict):
+            raise FormatError("not a Deepwire graph: the file's top level is not an object")
+        version = data.get("format_version")
+        if data.get("format") not in (None, "deepwire-graph") or version is None:
+            raise FormatError("not a Deepwire graph: no 'format_version'")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise FormatError(f"format_version must be a whole number, not {_short(version)}")
+        if version > FORMAT_VERSION:
+            raise FormatError(f"this graph was saved by a newer Deepwire (format {version}; this version "
+                              f"reads up to {FORMAT_VERSION}): update Deepwire to open it")
+        if version < 1:
+            raise FormatError(f"format_version {version} is older than any Deepwire release can read")
+        name = data.get("name", "model")
+        graph = cls(name if isinstance(name, str) and name.strip() else "model")
+        nodes, edges = data.get("nodes", []), data.get("edges", [])
+        if not isinstance(nodes, list) or not isinstance(edges, list):
+            raise FormatError("'nodes' and 'edges' must be lists")
+        if len(nodes) > MAX_NODES:
+            raise FormatError(f"too many nodes ({len(nodes)}; at most {MAX_NODES})")
+        for i, item in enumerate(nodes):
+            graph._load_node(i, item)
+        for i, item in enumerate(edges):
+            graph._load_edge(i, item)
+        numbers = [int(m.group(1)) for nid in graph._g for m in [re.fullmatch(r"n(\d+)", nid)] if m]
+        graph._next_id = max(numbers, default=0) + 1
+        return graph
+
+    def _load_node(self, i: int, item: Any) -> None:
+        if not isinstance(item, dict):
+            raise FormatError(f"node {i} is not an object")
+        node_id, name, type_name = item.get("id"), item.get("name"), item.get("type")
+        if not isinstance(node_id, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", node_id):
+            raise FormatError(f"node {i} has an invalid id {_short(node_id)}")
+        if node_id in self._g:
+            raise FormatError(f"node id {node_id!r} appears twice")
+        if not isinstance(type_name, str) or not type_name:
+            raise FormatError(f"node {node_id!r} has no block type")
+        if not isinstance(name, str) or not clean_name(name):
+            name = type_name.lower()
+        name = self.unique_name(clean_name(name))  # a hand-edited file may repeat a name
+        params = item.get("params", {})
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            raise FormatError(f"node {name!r}: 'params' must be an object")
+        pos = item.get("pos", [0, 0])
+        if (not isinstance(pos, (list, tuple)) or len(pos) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
+            raise FormatError(f"node {name!r}: 'pos' must be two numbers")
+        block = REGISTRY.get(type_name)
+        full = block.defaults() if block else {}
+        full.update(params)
+        self._g.add_node(node_id, node=Node(node_id, name, type_name, full, (float(pos[0]), float(pos[1]))))
+
+    def _load_edge(self, i: int, item: Any) -> None:
+        if not isinstance(item, dict):
+            raise FormatError(f"edge {i} is not an object")
+        src, dst, port = item.get("src"), item.get("dst"), item.get("port", 0)
+        if src not in self._g or dst not in self._g:
+            raise FormatError(f"edge {i} refers to a node that does not exist ({_short(src)} -> {_short(dst)})")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 1024:
+            raise FormatError(f"edge {i} has an invalid port {_short(port)}")
+        if self._g.has_edge(src, dst, key=port) or port in self.inputs_of(dst):
+            raise FormatError(f"edge {i}: input {port} of {self.node(dst).name!r} is wired twice")
+        self._g.add_edge(src, dst, key=port)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Graph":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise FormatError(f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def copy(self) -> "Graph":
+        return Graph.from_dict(self.to_dict())
+
+
+def clean_name(name: Any) -> str:
+    """A user-typed name, trimmed to one visible line of at most MAX_NAME characters."""
+    if not isinstance(name, str):
+        return ""
+    name = " ".join(name.split())
+    name = "".join(ch for ch in name if ch.isprintable())
+    return name[:MAX_NAME]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def build(name: str, layers: Iterable[tuple[str, str, dict]], wires: Iterable[tuple[str, str]] = ()) -> Graph:
+    """A graph from (name, type, params) rows; rows chain unless `wires` names (src, dst) pairs.
+    Handy for templates and tests."""
+    graph = Graph(name)
+    ids: dict[str, str] = {}
+    rows = list(layers)
+    for layer_name, type_name, params in rows:
+        ids[layer_name] = graph.add_node(type_name, layer_name, params)
+    wires = list(wires)
+    if not wires:
+        wires = [(a[0], b[0]) for a, b in zip(rows, rows[1:])]
+    for src, dst in wires:
+        graph.connect(ids[src], ids[dst], len(graph.inputs_of(ids[dst])))
+    return graph
