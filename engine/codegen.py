@@ -115,10 +115,16 @@ def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | N
     init_lines: list[str] = []
     forward_lines: list[str] = []
     helpers: set[str] = set()
-    for i, node_id in enumerate(compute):
+    for node_id in order:
         node = graph.node(node_id)
         block = REGISTRY[node.type]
         sources = analysis.inputs_of(graph, node_id)
+        if node.type == "Output":  # marks a value the model returns; no statement of its own
+            variables[node_id] = variables[sources[0]]
+            continue
+        if node.type == "Input":
+            continue
+        i = position[node_id]
         params = analysis.params[node_id]
         emit = block.emit(params, [analysis.specs[s] for s in sources])
         helpers.update(emit.helpers)
@@ -138,7 +144,7 @@ def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | N
         else:
             forward_lines += [f"        {comment}", statement]
 
-    returned = [variables[analysis.inputs_of(graph, o)[0]] for o in info.output_ids]
+    returned = [variables[o] for o in info.output_ids]
     forward_lines.append(f"        return {', '.join(returned)}")
     args = ", ".join(f"{variables[n]}: torch.Tensor" for n in info.input_ids)
     signature = f"    def forward(self, {args})" + (" -> torch.Tensor:" if len(returned) == 1 else ":")

@@ -1,0 +1,32 @@
+"""Losses that respect a model's final activation, so Softmax or Sigmoid is never applied twice.
+
+A graph may end in Softmax (Keras style) or in plain logits (PyTorch style). Cross-entropy on
+logits applies log-softmax itself; on probabilities we take their log instead, clamped the way
+Keras does, so both kinds of graph train the same.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-7
+TASKS = ("multiclass", "binary", "regression")
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_loss(task: str, final_activation: str | None = None, regression: str = "mse") -> Loss:
+    """The loss for `task` given the model's final activation ('softmax', 'sigmoid' or None)."""
+    if task == "multiclass":
+        if final_activation == "softmax":
+            return lambda probs, target: F.nll_loss(torch.log(probs.clamp(EPS, 1.0)), target)
+        return F.cross_entropy
+    if task == "binary":
+        if final_activation == "sigmoid":
+            return lambda probs, target: F.binary_cross_entropy(probs.clamp(EPS, 1 - EPS), target.to(probs.dtype))
+        return lambda logits, target: F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+    if task == "regression":
+        return F.l1_loss if regression == "mae" else F.mse_loss
+    raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")

@@ -1,0 +1,125 @@
+"""Each diagnostic kind names the node that causes it and says how to fix it."""
+import pytest
+
+from engine.analysis import analyse
+from engine.graph import Graph, build
+
+
+def kinds(graph):
+    return {(d.kind, graph.node(d.node_id).name if d.node_id else None) for d in analyse(graph).diagnostics}
+
+
+def diag(graph, kind):
+    found = [d for d in analyse(graph).diagnostics if d.kind == kind]
+    assert found, f"no {kind} in {[d.message for d in analyse(graph).diagnostics]}"
+    return found[0]
+
+
+def chain(*rows):
+    return build("m", list(rows))
+
+
+def test_conv_after_flat_input_says_insert_a_reshape():
+    g = chain(("input", "Input", {"shape": [784]}), ("conv1", "Conv2d", {}), ("out", "Output", {}))
+    d = diag(g, "shape")
+    assert d.message == ("Conv2d 'conv1' needs a (C, H, W) input but receives (784,): insert a Reshape to (C, H, W)")
+    assert g.node(d.node_id).name == "conv1"
+
+
+def test_cycle_marks_every_node_on_it():
+    g = chain(("input", "Input", {"shape": [4]}), ("a", "Linear", {}), ("b", "Linear", {}), ("out", "Output", {}))
+    data = g.to_dict()
+    data["edges"].append({"src": g.find("b").id, "dst": g.find("a").id, "port": 1})
+    g = Graph.from_dict(data)
+    assert {("cycle", "a"), ("cycle", "b")} <= kinds(g)
+    assert "remove one of its wires" in diag(g, "cycle").message
+
+
+def test_unconnected_input_and_missing_query_key_value_port():
+    g = Graph()
+    g.add_node("Linear", "lonely")
+    assert ("unconnected-input", "lonely") in kinds(g)
+    g = chain(("input", "Input", {"shape": [5, 8]}),
+              ("attn", "MultiheadAttention", {"mode": "query_key_value", "num_heads": 2}), ("out", "Output", {}))
+    d = diag(g, "unconnected-input")
+    assert "'key' input" in d.message and "attn" in d.message
+
+
+def test_no_input_and_no_output():
+    g = Graph()
+    g.add_node("Linear", "dense")
+    found = kinds(g)
+    assert ("no-input", None) in found and ("no-output", None) in found
+    assert "after Linear 'dense'" in diag(g, "no-output").message
+
+
+def test_dangling_branch_is_a_warning_not_an_error():
+    g = chain(("input", "Input", {"shape": [4]}), ("dense", "Linear", {}), ("out", "Output", {}))
+    side = g.add_node("Linear", "side")
+    g.connect(g.find("input").id, side, 0)
+    analysis = analyse(g)
+    assert analysis.ok
+    assert [(d.kind, d.severity) for d in analysis.for_node(side)] == [("dangling", "warning")]
+    assert analysis.total_params == 4 * 128 + 128  # the ignored branch does not count
+
+
+def test_port_arity_for_merges_and_extra_wires():
+    g = chain(("input", "Input", {"shape": [4]}), ("add", "Add", {}), ("out", "Output", {}))
+    assert "needs at least 2 inputs but has 1" in diag(g, "port-arity").message
+    g = chain(("input", "Input", {"shape": [4]}), ("dense", "Linear", {}), ("out", "Output", {}))
+    g.connect(g.find("input").id, g.find("dense").id, 1)
+    assert ("port-arity", "dense") in kinds(g)
+
+
+def test_merge_shape_mismatch_names_both_shapes():
+    g = build("m", [("input", "Input", {"shape": [4]}), ("a", "Linear", {"units": 3}),
+                    ("b", "Linear", {"units": 5}), ("sum", "Add", {}), ("out", "Output", {})],
+              [("input", "a"), ("input", "b"), ("a", "sum"), ("b", "sum"), ("sum", "out")])
+    d = diag(g, "merge-shape")
+    assert "Add 'sum'" in d.message and "(3,) and (5,)" in d.message
+
+
+def test_kernel_larger_than_input():
+    g = chain(("input", "Input", {"shape": [1, 4, 4]}), ("conv", "Conv2d", {"kernel_size": 7}), ("out", "Output", {}))
+    assert "kernel 7 is larger than the input (1, 4, 4)" in diag(g, "kernel-too-large").message
+
+
+@pytest.mark.parametrize("params,fragment", [
+    ({"units": 0}, "units must be at least 1"),
+    ({"units": "many"}, "units must be a whole number"),
+    ({"units": 2.5}, "whole number"),
+    ({"activation": "swish"}, "activation must be one of"),
+    ({"colour": "red"}, "unknown parameter"),
+])
+def test_invalid_parameter_values(params, fragment):
+    g = chain(("input", "Input", {"shape": [4]}), ("dense", "Linear", params), ("out", "Output", {}))
+    d = diag(g, "invalid-param")
+    assert d.message.startswith("Linear 'dense':") and fragment in d.message
+
+
+def test_heads_must_divide_embedding_and_same_padding_needs_stride_1():
+    g = chain(("input", "Input", {"shape": [5, 10]}), ("attn", "MultiheadAttention", {"num_heads": 3}),
+              ("out", "Output", {}))
+    assert "num_heads=3 must divide the embedding size 10" in diag(g, "invalid-param").message
+    g = chain(("input", "Input", {"shape": [1, 8, 8]}), ("conv", "Conv2d", {"padding": "same", "stride": 2}),
+              ("out", "Output", {}))
+    assert "stride 1" in diag(g, "invalid-param").message
+
+
+def test_token_ids_into_a_non_embedding_block():
+    g = chain(("tokens", "Input", {"shape": [16], "dtype": "int64"}), ("dense", "Linear", {}), ("out", "Output", {}))
+    d = diag(g, "token-ids")
+    assert "Linear 'dense' receives token ids" in d.message and "Embedding" in d.message
+    g = chain(("x", "Input", {"shape": [16]}), ("emb", "Embedding", {}), ("out", "Output", {}))
+    assert "needs token ids" in diag(g, "dtype").message
+
+
+def test_unknown_block_type_in_a_file():
+    data = {"format_version": 1, "nodes": [{"id": "a", "name": "odd", "type": "Quantum"}], "edges": []}
+    assert ("unknown-block", "odd") in kinds(Graph.from_dict(data))
+
+
+def test_errors_downstream_of_an_error_are_not_repeated():
+    g = chain(("input", "Input", {"shape": [784]}), ("conv", "Conv2d", {}), ("dense", "Linear", {}),
+              ("out", "Output", {}))
+    assert [d.kind for d in analyse(g).diagnostics] == ["shape"]

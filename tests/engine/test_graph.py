@@ -1,0 +1,86 @@
+"""The graph model: edits, events, refusals, and the JSON round trip."""
+import json
+
+import pytest
+
+from engine.graph import FORMAT_VERSION, FormatError, Graph, GraphError, build
+from engine.templates import load_template
+
+
+def test_json_round_trip_keeps_ids_names_params_positions_and_wires():
+    graph = load_template("residual_cnn")
+    graph.rename(graph.find("stem").id, "Stem conv")
+    again = Graph.from_json(graph.to_json())
+    assert again.to_dict() == graph.to_dict()
+    assert again.find("Stem conv").id == graph.find("Stem conv").id
+    assert {(e.src, e.dst, e.port) for e in again.edges()} == {(e.src, e.dst, e.port) for e in graph.edges()}
+    new_id = again.add_node("Linear")
+    assert new_id not in graph.node_ids()  # fresh ids never reuse a loaded one
+
+
+def test_saved_file_names_its_format_version():
+    data = json.loads(Graph("m").to_json())
+    assert data["format_version"] == FORMAT_VERSION
+
+
+def test_newer_format_asks_to_update_and_older_is_refused_clearly():
+    data = Graph("m").to_dict()
+    data["format_version"] = FORMAT_VERSION + 1
+    with pytest.raises(FormatError, match="newer Deepwire"):
+        Graph.from_dict(data)
+    data["format_version"] = 0
+    with pytest.raises(FormatError, match="older"):
+        Graph.from_dict(data)
+
+
+def test_names_are_unique_and_default_from_the_block():
+    g = Graph()
+    a, b = g.add_node("Linear"), g.add_node("Linear")
+    assert g.node(a).name == "dense_1" and g.node(b).name == "dense_2"
+    assert g.rename(b, "dense_1") == "dense_2"  # taken: it keeps a unique variant
+    assert g.rename(a, "first") == "first" and g.rename(b, "first") == "first_1"
+    assert g.rename(b, "  my\n layer ") == "my layer"
+    with pytest.raises(GraphError):
+        g.rename(a, "   ")
+
+
+def test_connect_refuses_cycles_self_loops_and_taken_ports():
+    g = build("m", [("a", "Input", {"shape": [4]}), ("b", "Linear", {}), ("c", "Linear", {})])
+    a, b, c = (g.find(n).id for n in "abc")
+    with pytest.raises(GraphError, match="cycle"):
+        g.connect(c, b, 1)
+    with pytest.raises(GraphError, match="cycle"):
+        g.connect(b, b, 1)
+    with pytest.raises(GraphError, match="already connected"):
+        g.connect(a, c, 0)
+    with pytest.raises(GraphError):
+        g.add_node("NoSuchBlock")
+
+
+def test_remove_node_drops_its_wires_and_events_describe_every_change():
+    g = build("m", [("a", "Input", {"shape": [4]}), ("b", "Linear", {}), ("c", "Output", {})])
+    events = []
+    g.subscribe(lambda name, payload: events.append(name))
+    b = g.find("b").id
+    g.set_params(b, {"units": 3})
+    g.move(b, (10, 20))
+    g.remove_node(b)
+    assert events == ["params_changed", "node_moved", "edge_removed", "edge_removed", "node_removed"]
+    assert g.edges() == [] and len(g) == 2
+
+
+def test_a_file_may_hold_what_a_user_drew_wrongly():
+    """Cycles, unknown types and bad values load, so analysis can point at them."""
+    data = {"format_version": 1, "nodes": [
+        {"id": "a", "name": "a", "type": "Linear", "params": {"units": -1}},
+        {"id": "b", "name": "b", "type": "Mystery"},
+    ], "edges": [{"src": "a", "dst": "b", "port": 0}, {"src": "b", "dst": "a", "port": 0}]}
+    g = Graph.from_dict(data)
+    assert len(g) == 2 and len(g.edges()) == 2
+
+
+def test_repeated_names_in_a_file_are_made_unique():
+    data = {"format_version": 1, "nodes": [{"id": "a", "name": "x", "type": "Linear"},
+                                           {"id": "b", "name": "x", "type": "Linear"}], "edges": []}
+    g = Graph.from_dict(data)
+    assert sorted(n.name for n in g.nodes()) == ["x", "x_1"]

@@ -1,0 +1,95 @@
+"""The starter models: Keras' parameter counts, and they compile, run and train."""
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from engine.analysis import analyse, output_activation
+from engine.compiler import compile_graph
+from engine.graph import build
+from engine.losses import make_loss
+from engine.templates import BUILDERS, load_template, template_names
+
+KERAS_COUNTS = {"fashion_mnist_mlp": 101_770, "tabular_dnn": 3_457, "image_cnn": 7_393_610}
+
+
+def test_every_template_file_is_written_from_its_builder():
+    assert template_names() == sorted(BUILDERS)
+    for name, (builder, _, _) in BUILDERS.items():
+        graph = load_template(name)
+        built = builder()
+        assert [(n.name, n.type, n.params) for n in graph.nodes()] == [
+            (n.name, n.type, {**n.params}) for n in built.nodes()], f"run `python -m engine.templates` ({name})"
+
+
+@pytest.mark.parametrize("name,count", sorted(KERAS_COUNTS.items()))
+def test_parameter_counts_match_keras(name, count):
+    graph = load_template(name)
+    analysis = analyse(graph)
+    assert analysis.total_params == count
+    assert sum(p.numel() for p in compile_graph(graph).parameters()) == count
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_template_is_clean_and_runs(name):
+    graph = load_template(name)
+    analysis = analyse(graph)
+    assert analysis.diagnostics == []
+    model = compile_graph(graph, analysis).eval()
+    xs = []
+    for i in analysis.inputs:
+        spec = analysis.specs[i]
+        xs.append(torch.randint(0, 1000, (2,) + spec.shape) if spec.dtype == "int64" else torch.rand((2,) + spec.shape))
+    with torch.no_grad():
+        y = model(*xs)
+    assert tuple(y.shape) == (2,) + analysis.specs[analysis.outputs[0]].shape
+
+
+def _train_digits(graph, epochs=60):
+    torch.manual_seed(0)
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16
+    y = torch.tensor(digits.target)
+    analysis = analyse(graph)
+    model = compile_graph(graph, analysis)
+    loss_fn = make_loss("multiclass", output_activation(graph, analysis, analysis.outputs[0]))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(128):
+            opt.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x).argmax(-1) == y).float().mean().item()
+    return acc, losses
+
+
+@pytest.mark.parametrize("final", ["none", "softmax"])
+def test_final_softmax_trains_like_logits(final):
+    graph = build("digits", [
+        ("input", "Input", {"shape": [64]}),
+        ("dense", "Linear", {"units": 32, "activation": "relu"}),
+        ("dense_1", "Linear", {"units": 10, "activation": final}),
+        ("output", "Output", {}),
+    ])
+    analysis = analyse(graph)
+    assert output_activation(graph, analysis, analysis.outputs[0]) == (None if final == "none" else "softmax")
+    acc, losses = _train_digits(graph, epochs=15)
+    assert acc > 0.95
+    assert losses[-1] < 0.3
+
+
+def test_final_softmax_block_is_recognised_and_probabilities_sum_to_one():
+    graph = build("digits", [
+        ("input", "Input", {"shape": [64]}),
+        ("dense", "Linear", {"units": 10}),
+        ("softmax", "Activation", {"function": "softmax"}),
+        ("output", "Output", {}),
+    ])
+    analysis = analyse(graph)
+    assert output_activation(graph, analysis, analysis.outputs[0]) == "softmax"
+    probs = compile_graph(graph)(torch.rand(4, 64))
+    assert torch.allclose(probs.sum(-1), torch.ones(4))
