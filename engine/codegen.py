@@ -70,11 +70,28 @@ def split_args(text: str) -> list[str]:
 def wrap_call(indent: str, head: str, call: str) -> list[str]:
     """`head + call` on one line, or the call's arguments one per line when too long."""
     line = f"{indent}{head}{call}"
-    if len(line) <= MAX_LINE or "(" not in call or not call.endswith(")"):
+    if len(line) <= MAX_LINE or "(" not in call:
         return [line]
-    fn, args = call[: call.index("(")], call[call.index("(") + 1: -1]
+    start = call.index("(")
+    depth, end = 0, -1
+    for i in range(start, len(call)):
+        depth += {"(": 1, ")": -1}.get(call[i], 0)
+        if depth == 0:
+            end = i
+            break
+    if end < 0:
+        return [line]
+    fn, args, tail = call[:start], call[start + 1: end], call[end + 1:]
     inner = indent + "    "
-    return [f"{indent}{head}{fn}("] + [f"{inner}{a}," for a in split_args(args)] + [f"{indent})"]
+    lines, current = [], ""
+    for arg in split_args(args):
+        candidate = f"{current}, {arg}" if current else arg
+        if current and len(inner) + len(candidate) + 1 > MAX_LINE:
+            lines.append(f"{inner}{current},")
+            candidate = arg
+        current = candidate
+    lines.append(f"{inner}{current}")
+    return [f"{indent}{head}{fn}("] + lines + [f"{indent}){tail}"]
 
 
 def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | None = None) -> tuple[str, CodeInfo]:
@@ -142,7 +159,7 @@ def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | N
         if len(statement) + 2 + len(comment) <= MAX_LINE:
             forward_lines.append(f"{statement}  {comment}")
         else:
-            forward_lines += [f"        {comment}", statement]
+            forward_lines += [f"        {comment}"] + wrap_call("        ", f"{var} = ", expr)
 
     returned = [variables[o] for o in info.output_ids]
     forward_lines.append(f"        return {', '.join(returned)}")
@@ -158,19 +175,23 @@ def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | N
         "Runs with nothing but PyTorch installed. Shapes in comments: B is the batch size.",
         '"""',
     ]
-    out += ["import math", ""] if needs_math else []
-    out += ["import torch", "import torch.nn.functional as F", "from torch import nn", "", ""]
+    body: list[str] = []
     for code in helper_code:
-        out += [code.rstrip("\n"), "", ""]
-    out += [
+        body += [code.rstrip("\n"), "", ""]
+    body += [
         f"class {info.class_name}(nn.Module):",
         f'    """Inputs {ins or "none"} -> outputs {outs or "none"}, without the batch dimension."""',
         "",
         "    def __init__(self):",
         "        super().__init__()",
     ]
-    out += init_lines or ["        pass"]
-    out += ["", signature]
-    out += forward_lines
-    source = "\n".join(out) + "\n"
+    body += init_lines or ["        pass"]
+    body += ["", signature]
+    body += forward_lines
+    text = "\n".join(body)
+    out += ["import math", ""] if needs_math else []
+    out += ["import torch"]
+    out += ["import torch.nn.functional as F"] if re.search(r"\bF\.", text) else []
+    out += ["from torch import nn", "", ""]
+    source = "\n".join(out + body) + "\n"
     return source, info

@@ -255,7 +255,7 @@ def lit(value: Any) -> str:
     if isinstance(value, str):
         if not value.replace("_", "").isalnum() or not value.isascii():
             raise ValueError(f"unsafe string literal {value!r}")
-        return repr(value)
+        return f'"{value}"'
     if isinstance(value, tuple):
         return "(" + ", ".join(lit(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     raise TypeError(f"no literal for {type(value).__name__}")

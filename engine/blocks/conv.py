@@ -68,7 +68,7 @@ def _conv_emit(nd):
             args.append(f"stride={_one(p['stride'])}")
         pad = p["padding"]
         if pad == "same":
-            args.append("padding='same'")
+            args.append('padding="same"')
         elif pad != "valid" and any(pad):
             args.append(f"padding={_one(pad)}")
         if any(d != 1 for d in p["dilation"]):

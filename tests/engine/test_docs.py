@@ -1,6 +1,8 @@
 """docs/BLOCKS.md is generated from the block catalogue and must match it."""
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from engine import docs
+from engine.analysis import analyse
 from engine.blocks import REGISTRY
+from engine.graph import Graph
+from engine.templates import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS_MD = ROOT / "docs" / "BLOCKS.md"
@@ -86,3 +91,15 @@ def test_docs_module_does_not_import_qt():
             "bad = [m for m in sys.modules if m.split('.')[0] in qt]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_format_example_is_the_digits_template():
+    text = (ROOT / "docs" / "FORMAT.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.S)
+    assert blocks, "docs/FORMAT.md has no JSON example"
+    example = json.loads(blocks[0])
+    graph = Graph.from_dict(example)
+    assert analyse(graph).ok
+    assert graph.to_dict() == load_template("digits_mlp").to_dict(), (
+        "the example in docs/FORMAT.md no longer matches resources/templates/digits_mlp.json")
+    assert {"description", "dataset"} <= set(example)
