@@ -173,28 +173,36 @@ def make_stepper(model: nn.Module, batches, loss_fn):
     return step
 
 
-def time_block(step, n: int) -> float:
+def time_block(step, seconds: float) -> tuple[float, int]:
+    """Run `step` until `seconds` have passed (at least once); (seconds per step, steps run)."""
+    n = 0
     t0 = time.perf_counter()
-    for _ in range(n):
+    end = t0 + seconds
+    while True:
         step()
-    return (time.perf_counter() - t0) / n
+        n += 1
+        t = time.perf_counter()
+        if t >= end:
+            return (t - t0) / n, n
 
 
 def interleaved(steppers: dict[str, Callable[[], None]], rounds: int, block_s: float, warmup: int = 3):
-    """Per-step times of each stepper, one value per block; blocks alternate, order flips each round."""
+    """Per-step times of each stepper, one value per block of ~block_s; blocks alternate and the
+    order flips each round. Blocks are timed by duration, not by count, so a noisy moment while
+    calibrating cannot leave a block too short to mean anything."""
     for step in steppers.values():
         for _ in range(warmup):
             step()
-    # calibrate the block length on the first stepper so a block lasts about block_s
-    probe = min(time_block(s, 2) for s in steppers.values())
-    n = max(1, min(500, int(block_s / max(probe, 1e-6))))
     names = list(steppers)
     times: dict[str, list[float]] = {k: [] for k in names}
+    counts: list[int] = []
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
         for k in order:
-            times[k].append(time_block(steppers[k], n))
-    return times, n
+            per_step, n = time_block(steppers[k], block_s)
+            times[k].append(per_step)
+            counts.append(n)
+    return times, int(statistics.median(counts))
 
 
 def fmt_ms(s: float) -> str:
@@ -247,7 +255,7 @@ def main(argv=None) -> int:
         q3 = per_round[(3 * len(per_round)) // 4]
         paired = statistics.median(per_round)
         rows.append((case.template, b, med_c, med_h, how, ratio, (q1, q3, n, diff, paired)))
-        print(f"  {case.template}: done ({n} steps per block)", flush=True)
+        print(f"  {case.template}: done (median {n} steps per block)", flush=True)
 
     print()
     head = (f"{'template':<24}{'batch':>6}{'compiled ms':>13}{'hand ms':>10}{'ratio':>8}"
@@ -262,9 +270,10 @@ def main(argv=None) -> int:
         q1, q3, n, diff, paired = extra
         ok = ratio <= TARGET
         if not ok:
-            missed.append(name)
+            missed.append(name + (" (paired ratio within target: likely noise)" if paired <= TARGET else ""))
         print(f"{name:<24}{b:>6}{fmt_ms(c):>13}{fmt_ms(h):>10}{ratio:>8.3f}"
-              f"{paired:>8.3f}{f'{q1:.3f}-{q3:.3f}':>15}{'<= 1.03':>9}  {'ok' if ok else 'MISSED':<7}{how:<10}{diff:>11.2e}")
+              f"{paired:>8.3f}{f'{q1:.3f}-{q3:.3f}':>15}{'<= 1.03':>9}  "
+              f"{'ok' if ok else 'MISSED':<7}{how:<10}{diff:>11.2e}")
     print("ratio = median compiled step / median hand-written step (the checked figure); paired = median of the")
     print("per-round ratios (each round times both models back to back), with its interquartile range.")
     print("max |diff| = largest output difference in eval mode after copying the weights (0 = same function).")

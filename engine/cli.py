@@ -9,6 +9,7 @@ from pathlib import Path
 from .analysis import analyse, count_flops
 from .blocks import format_shape
 from .codegen import generate
+from .fileio import atomic_write_bytes as atomic_write_text_bytes
 from .fileio import atomic_write_text, read_graph
 from .graph import FormatError, Graph
 from .templates import describe, load_template, template_names
@@ -106,6 +107,236 @@ def cmd_code(args) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- training commands
+
+def _load_project(path: str):
+    from .project import Project, is_project_file, load_project
+
+    if is_project_file(path):
+        return load_project(path), True
+    return Project(graph=read_graph(path)), False
+
+
+def _dataset(args):
+    from .data import load_dataset
+
+    return load_dataset(args.dataset, target=getattr(args, "target", None))
+
+
+def _trained_model(project, file: str):
+    from .compiler import compile_graph
+
+    if not project.trained:
+        raise _Fail(f"{file} has no trained weights: train it first (python main.py train {file} --dataset ...)")
+    model = compile_graph(project.graph)
+    try:
+        model.load_state_dict(project.weights, strict=True)
+    except RuntimeError as exc:
+        raise _Fail(f"{file}: the saved weights do not match the graph ({str(exc).splitlines()[0]})") from None
+    return model.eval()
+
+
+class _Fail(Exception):
+    """A user-facing failure of a command: printed as one line, exit 1."""
+
+
+class _Progress:
+    """A progress line on stderr: epoch, batch, loss, metric, samples/s, ETA."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last = 0.0
+
+    def batch(self, info: dict) -> None:
+        import time
+
+        if not self.tty or time.monotonic() - self.last < 0.2:
+            return
+        self.last = time.monotonic()
+        losses = info["losses"]
+        eta = info.get("eta_s")
+        self.stream.write(f"\repoch {info['epoch']}/{info['epochs']}  batch {info['batch']}/{info['batches']}  "
+                          f"loss {losses[-1]:.4f}  {info['samples_per_s']:,.0f} samples/s"
+                          + (f"  ETA {_duration(eta)}" if eta is not None else "") + "   ")
+        self.stream.flush()
+
+    def epoch(self, rec: dict) -> None:
+        parts = [f"epoch {rec['epoch']}/{rec['epochs']}", f"loss {rec['loss']:.4f}"]
+        for key in ("accuracy", "val_loss", "val_accuracy", "val_mae"):
+            if key in rec:
+                parts.append(f"{key} {rec[key]:.4f}")
+        parts.append(f"{rec['samples_per_s']:,.0f} samples/s")
+        parts.append(f"{rec['seconds']:.2f} s")
+        self.stream.write(("\r" if self.tty else "") + "  ".join(parts) + ("   \n" if self.tty else "\n"))
+        self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def cmd_train(args) -> int:
+    import signal
+    import time
+    from dataclasses import replace
+
+    from .project import SUFFIX, is_project_file, load_project, save_project
+    from .training import Callbacks, TrainControl, train
+
+    project, is_project = _load_project(args.file)
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "optimizer", "device", "seed",
+                                                "val_split", "test_split", "schedule", "weight_decay", "patience")
+                 if getattr(args, k, None) is not None}
+    if args.early_stopping:
+        overrides["early_stopping"] = True
+    config = replace(project.config, **overrides).validate()
+    out = Path(args.output) if args.output else (Path(args.file) if is_project else Path(args.file).with_suffix(SUFFIX))
+    runs = project.runs
+    if out.exists() and not (is_project and out.resolve() == Path(args.file).resolve()):
+        if is_project_file(out):
+            runs = load_project(out).runs + runs  # keep the history already there
+        elif not args.force:
+            raise _Fail(f"{out} exists and is not a Deepwire project; use -o to choose another file or --force")
+    dataset = _dataset(args)
+    progress = _Progress()
+    control = TrainControl()
+    previous = signal.signal(signal.SIGINT, lambda *_: (control.stop(), signal.signal(signal.SIGINT, previous)))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        result = train(project.graph, dataset, config,
+                       Callbacks(batch_end=progress.batch, epoch_end=progress.epoch), control)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    run = {"id": len(runs) + 1, "started_at": started, "dataset": args.dataset, "config": config.to_dict(),
+           **result.summary()}
+    project.config, project.weights, project.dataset = config, result.state_dict, args.dataset
+    project.runs = runs + [run]
+    save_project(out, project)
+    if args.json:
+        print(json.dumps({"output": str(out), **result.summary()}, indent=2))
+    else:
+        _print_metrics(result.test_metrics, result.class_names, "test")
+        note = {"user": " (stopped by you; best weights kept)", "early_stopping": " (early stopping)"}
+        print(f"saved {out}: {len(result.history)} epoch(s) in {result.seconds:.1f} s on {result.device}"
+              f"{note.get(result.stopped, '')}; best epoch {result.best_epoch}")
+    return EXIT_OK
+
+
+def _print_metrics(metrics: dict, class_names, label: str) -> None:
+    if not metrics:
+        print(f"no {label} split (test fraction 0)")
+        return
+    scalars = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"{label}: {scalars}")
+    cm = metrics.get("confusion_matrix")
+    if cm:
+        names = [str(n) for n in (class_names or range(len(cm)))]
+        width = max(5, *(len(n) for n in names), *(len(str(v)) for row in cm for v in row))
+        print("confusion matrix (rows: true, columns: predicted)")
+        print(" " * (width + 1) + " ".join(n[:width].rjust(width) for n in names))
+        for name, row in zip(names, cm):
+            print(name[:width].rjust(width) + " " + " ".join(str(v).rjust(width) for v in row))
+        for name, p, r in zip(names, metrics["precision"], metrics["recall"]):
+            print(f"  {name}: precision {p:.3f}  recall {r:.3f}")
+
+
+def cmd_evaluate(args) -> int:
+    from .analysis import analyse, output_activation
+    from .data import split_dataset
+    from .training import check_data, evaluate, loss_for, resolve_device, resolve_task, to_tensors
+
+    project, _ = _load_project(args.file)
+    model = _trained_model(project, args.file)
+    dataset = _dataset(args)
+    graph, config = project.graph, project.config
+    analysis = analyse(graph)
+    problems = check_data(graph, analysis, dataset)
+    if problems:
+        raise _Fail("; ".join(problems))
+    task = resolve_task(dataset, analysis.specs[analysis.outputs[0]].shape)
+    final = output_activation(graph, analysis, analysis.outputs[0])
+    splits = split_dataset(dataset, config.val_split, config.test_split, config.seed)
+    x, y = (splits.x_test, splits.y_test) if len(splits.x_test) else (dataset.x, dataset.y)
+    device = resolve_device(args.device or "cpu")
+    xt, yt = to_tensors(x, y, task, device)
+    num_classes = dataset.num_classes if task == "multiclass" else (2 if task == "binary" else None)
+    metrics = evaluate(model.to(device), xt, yt, task, loss_for(config, task, final), num_classes, detail=True,
+                       final_activation=final)
+    if args.json:
+        print(json.dumps({"samples": len(x), **metrics}, indent=2))
+    else:
+        print(f"{len(x)} test samples of '{dataset.name}'")
+        _print_metrics(metrics, dataset.class_names, "test")
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from .analysis import analyse
+    from .training import predict
+
+    project, _ = _load_project(args.file)
+    model = _trained_model(project, args.file)
+    analysis = analyse(project.graph)
+    spec = analysis.specs[analysis.inputs[0]]
+    path = Path(args.input)
+    try:
+        if path.suffix.lower() == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".csv":
+            x = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1 if _has_header(path) else 0)
+        else:
+            raise _Fail(f"{path.name}: give inputs as a .npy or .csv file")
+    except (OSError, ValueError) as exc:
+        raise _Fail(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if tuple(x.shape) == spec.shape:
+        x = x[None]
+    if tuple(x.shape[1:]) != spec.shape:
+        raise _Fail(f"{path.name} holds inputs of shape {format_shape(x.shape[1:])} per sample; "
+                    f"the model expects {spec}")
+    x = x.astype(np.int64 if spec.dtype == "int64" else np.float32)
+    y = predict(model, x, device=args.device or "cpu")
+    out = Path(args.output)
+    buffer = __import__("io").BytesIO()
+    np.save(buffer, y)
+    atomic_write_text_bytes(out, buffer.getvalue())
+    print(f"wrote {len(y)} prediction(s) of shape {format_shape(y.shape[1:])} to {out}")
+    return EXIT_OK
+
+
+def _has_header(path: Path) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+    try:
+        [float(v) for v in first.strip().split(",") if v.strip()]
+        return False
+    except ValueError:
+        return True
+
+
+def cmd_datasets(args) -> int:
+    from .data import describe_builtins
+
+    rows = describe_builtins()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=list))
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        shape = format_shape(r["input_shape"]) if r.get("input_shape") else "?"
+        classes = f"{r['num_classes']} classes" if r.get("num_classes") else r["task"]
+        print(f"{r['name']:<{width}}  {shape:<12} {classes:<12} {r.get('description', '')}")
+    return EXIT_OK
+
+
+def _printable(text: str) -> str:
+    """One line with no control characters (file names and graph names come from users)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepwire",
@@ -130,6 +361,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("code", help="print the generated PyTorch source")
     p.add_argument("file")
     p.set_defaults(func=cmd_code)
+    p = sub.add_parser("datasets", help="list the built-in datasets with their shapes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("train", help="train a graph or project on a dataset and save the trained project")
+    p.add_argument("file", help="a graph .json or a project file")
+    p.add_argument("--dataset", required=True, help="a built-in name (see 'datasets') or a CSV/NPZ file or folder")
+    p.add_argument("--target", help="CSV: the column to predict (default: the last)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
+    p.add_argument("--weight-decay", type=float, dest="weight_decay")
+    p.add_argument("--schedule", choices=("none", "step", "cosine", "one_cycle", "plateau"))
+    p.add_argument("--early-stopping", action="store_true", dest="early_stopping")
+    p.add_argument("--patience", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-split", type=float, dest="val_split")
+    p.add_argument("--test-split", type=float, dest="test_split")
+    p.add_argument("-o", "--output", help="project file to write (default: FILE, or FILE with .deepwire)")
+    p.add_argument("--force", action="store_true", help="replace an existing file that is not a project")
+    p.add_argument("--json", action="store_true", help="print final metrics and per-epoch history as JSON")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="test metrics and confusion matrix of a trained project")
+    p.add_argument("file")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--target")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("predict", help="run a trained project on inputs from a .npy or .csv file")
+    p.add_argument("file")
+    p.add_argument("--input", required=True, help="inputs: .npy (N, *shape) or .csv (one sample per row)")
+    p.add_argument("-o", "--output", required=True, help="where to write the outputs (.npy)")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -142,9 +409,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except FormatError as exc:
-        print(f"deepwire: cannot read {getattr(args, 'file', '') or 'the file'}: {exc}", file=sys.stderr)
+        name = _printable(getattr(args, "file", "") or "the file")
+        print(f"deepwire: cannot read {name}: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_UNREADABLE
+    except _Fail as exc:
+        print(f"deepwire: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    except ValueError as exc:  # DataError, TrainingError (a RuntimeError) below, ConfigError
+        print(f"deepwire: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    except RuntimeError as exc:
+        from .training import TrainingError
+
+        if not isinstance(exc, TrainingError):
+            raise
+        print(f"deepwire: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

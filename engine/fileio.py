@@ -59,8 +59,9 @@ def read_graph(path: str | os.PathLike) -> Graph:
     except OSError as exc:
         raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from None
     if raw[:2] == b"PK":
-        raise FormatError(f"{path.name} is a zip file; Deepwire project files are not supported yet, "
-                          "use a graph .json")
+        from .project import load_project
+
+        return load_project(path).graph
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -140,9 +140,9 @@ class Graph:
             return base
         stem = re.sub(r"_\d+$", "", base) or base
         i = 1
-        while f"{stem}_{i}" in taken:
+        while f"{stem[:MAX_NAME - len(str(i)) - 1]}_{i}" in taken:
             i += 1
-        return f"{stem}_{i}"
+        return f"{stem[:MAX_NAME - len(str(i)) - 1]}_{i}"
 
     def add_node(self, type_name: str, name: str | None = None, params: dict | None = None,
                  pos: tuple[float, float] = (0.0, 0.0), node_id: str | None = None) -> str:
@@ -230,10 +230,10 @@ class Graph:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Graph":
+    def from_dict(cls, data: Any) -> Graph:
         """Build a graph from its dict form. Raises FormatError (one line) on anything malformed.
 
         What a user could have drawn wrongly (cycles, missing wires, bad parameter values,
@@ -241,7 +241,9 @@ class Graph:
         if not isinstance(data, dict):
             raise FormatError("not a Deepwire graph: the file's top level is not an object")
         version = data.get("format_version")
-        if data.get("format") not in (None, "deepwire-graph") or version is None:
+        if data.get("format") not in (None, "deepwire-graph"):
+            raise FormatError(f"not a Deepwire graph: its format is {_short(data.get('format'))}")
+        if version is None:
             raise FormatError("not a Deepwire graph: no 'format_version'")
         if isinstance(version, bool) or not isinstance(version, int):
             raise FormatError(f"format_version must be a whole number, not {_short(version)}")
@@ -250,8 +252,7 @@ class Graph:
                               f"reads up to {FORMAT_VERSION}): update Deepwire to open it")
         if version < 1:
             raise FormatError(f"format_version {version} is older than any Deepwire release can read")
-        name = data.get("name", "model")
-        graph = cls(name if isinstance(name, str) and name.strip() else "model")
+        graph = cls(clean_name(data.get("name", "model")) or "model")
         nodes, edges = data.get("nodes", []), data.get("edges", [])
         if not isinstance(nodes, list) or not isinstance(edges, list):
             raise FormatError("'nodes' and 'edges' must be lists")
@@ -283,7 +284,7 @@ class Graph:
             raise FormatError(f"node {name!r}: 'params' must be an object")
         pos = item.get("pos", [0, 0])
         if (not isinstance(pos, (list, tuple)) or len(pos) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pos)):
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e15 for v in pos)):
             raise FormatError(f"node {name!r}: 'pos' must be two numbers")
         block = REGISTRY.get(type_name)
         full = block.defaults() if block else {}
@@ -303,15 +304,23 @@ class Graph:
         self._g.add_edge(src, dst, key=port)
 
     @classmethod
-    def from_json(cls, text: str) -> "Graph":
+    def from_json(cls, text: str) -> Graph:
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+            data = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer too long to read
+            if isinstance(exc, FormatError):
+                raise
+            if not isinstance(exc, (json.JSONDecodeError, RecursionError)):
+                raise FormatError("not valid JSON: it holds a number too long to read (over 4300 digits)") from None
             raise FormatError(f"not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
-    def copy(self) -> "Graph":
+    def copy(self) -> Graph:
         return Graph.from_dict(self.to_dict())
+
+
+def _no_constant(name: str) -> Any:
+    raise FormatError(f"the file contains {name}, which is not a number JSON allows")
 
 
 def clean_name(name: Any) -> str:

@@ -21,7 +21,7 @@ RESERVED = (
     | {"self", "torch", "nn", "F", "math", "x", "Tensor", "Module", "typing"}
     | set(HELPERS)
     | {name for name in dir(nn.Module) if not name.startswith("_")}
-    | {"training"}
+    | {"training", "deepwire_source"}
 )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from .fileio import atomic_write_text
 from .graph import FormatError, Graph, build
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "resources" / "templates"
@@ -175,7 +176,7 @@ def write_templates() -> None:
         data = graph.to_dict()
         data["description"] = description
         data["dataset"] = dataset
-        (TEMPLATE_DIR / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(TEMPLATE_DIR / f"{name}.json", json.dumps(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,20 @@
 from __future__ import annotations
 
 from . import attention, augmentation, conv, core, merge, preprocessing, recurrent  # noqa: F401 (registers)
-from .base import (CATEGORIES, FLOAT, REGISTRY, TOKENS, Block, Emit, Param, ParamError, Ports,
-                   ShapeError, TensorSpec, format_shape)
+from .base import (
+    CATEGORIES,
+    FLOAT,
+    REGISTRY,
+    TOKENS,
+    Block,
+    Emit,
+    Param,
+    ParamError,
+    Ports,
+    ShapeError,
+    TensorSpec,
+    format_shape,
+)
 
 
 def get_block(type_name: str) -> Block | None:

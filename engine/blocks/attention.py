@@ -1,8 +1,20 @@
 """Attention: MultiheadAttention, TransformerEncoderLayer, PositionalEmbedding."""
 from __future__ import annotations
 
-from .base import (Block, Emit, Param, Ports, ShapeError, TensorSpec, init_helpers, init_lines,
-                   init_param, lit, need_rank, register)
+from .base import (
+    Block,
+    Emit,
+    Param,
+    Ports,
+    ShapeError,
+    TensorSpec,
+    init_helpers,
+    init_lines,
+    init_param,
+    lit,
+    need_rank,
+    register,
+)
 
 SEQ_HINT = "insert a Reshape to (T, F) or an Embedding before it"
 

@@ -82,7 +82,10 @@ class Param:
         if kind == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ParamError(f"{self.name} must be a number, not {_show(value)}")
-            v = float(value)
+            try:
+                v = float(value)
+            except OverflowError:
+                v = math.inf
             if not math.isfinite(v):
                 raise ParamError(f"{self.name} must be a finite number")
             self._bounds(v)
@@ -129,6 +132,8 @@ class Param:
             if not value.is_integer():
                 raise ParamError(f"{self.name} must be a whole number, not {value}")
             value = int(value)
+        if abs(value) > 2**53:
+            raise ParamError(f"{self.name} is far too large")
         self._bounds(value)
         return int(value)
 

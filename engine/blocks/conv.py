@@ -3,8 +3,22 @@ from __future__ import annotations
 
 import math
 
-from .base import (Block, Emit, Param, ParamError, ShapeError, TensorSpec, activation_call,
-                   activation_param, init_helpers, init_lines, init_param, lit, need_rank, register)
+from .base import (
+    Block,
+    Emit,
+    Param,
+    ParamError,
+    ShapeError,
+    TensorSpec,
+    activation_call,
+    activation_param,
+    init_helpers,
+    init_lines,
+    init_param,
+    lit,
+    need_rank,
+    register,
+)
 
 SPATIAL = {1: "(C, L)", 2: "(C, H, W)"}
 RESHAPE_HINT = {1: "insert a Reshape to (C, L), or a Permute to turn (T, F) into (F, T)",

@@ -1,9 +1,26 @@
 """Input/Output and the core layers: Linear, Activation, Dropout, BatchNorm, LayerNorm, Embedding."""
 from __future__ import annotations
 
-from .base import (ACTIVATIONS, FLOAT, TOKENS, Block, Emit, Param, ParamError, Ports, ShapeError,
-                   TensorSpec, activation_call, activation_param, init_helpers, init_lines,
-                   init_param, lit, need_rank, register)
+from .base import (
+    ACTIVATIONS,
+    FLOAT,
+    TOKENS,
+    Block,
+    Emit,
+    Param,
+    ParamError,
+    Ports,
+    ShapeError,
+    TensorSpec,
+    activation_call,
+    activation_param,
+    init_helpers,
+    init_lines,
+    init_param,
+    lit,
+    need_rank,
+    register,
+)
 
 NO_PORTS = Ports(names=())
 

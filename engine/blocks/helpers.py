@@ -58,8 +58,9 @@ class Normalization(nn.Module):
     def fit(self, x: torch.Tensor) -> None:
         """Set the statistics from a batch of training samples (N, *shape)."""
         dims = [0] + [i + 1 for i, size in enumerate(self.mean.shape) if size == 1]
+        std = x.std(dim=dims, unbiased=False).reshape(self.std.shape)
         self.mean.copy_(x.mean(dim=dims).reshape(self.mean.shape))
-        self.std.copy_(x.std(dim=dims, unbiased=False).reshape(self.std.shape))
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))  # constant features pass as is
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / (self.std + self.eps)

@@ -1,8 +1,7 @@
 """Recurrent layers: RNN, LSTM, GRU over (T, F) sequences, returning every step or the last."""
 from __future__ import annotations
 
-from .base import (Block, Emit, Param, TensorSpec, init_helpers, init_lines, init_param, lit,
-                   need_rank, register)
+from .base import Block, Emit, Param, TensorSpec, init_helpers, init_lines, init_param, lit, need_rank, register
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 

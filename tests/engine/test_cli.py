@@ -79,16 +79,13 @@ def procs(tmp_path_factory):
     broken = tmp / "broken.json"
     broken.write_text(json.dumps(broken_graph_dict()), encoding="utf-8")
     driver_argvs = [["check", str(FASHION)], ["summary", str(FASHION)], ["code", str(FASHION)],
-                    ["templates"], ["check", str(broken)], ["new", "digits_mlp", "-o", str(tmp / "d.json")]]
-
-    def new_then_check():
-        return (_run([str(MAIN), "new", "fashion_mnist_mlp", "-o", str(new_file)]),
-                _run([str(MAIN), "check", str(new_file)]))
+                    ["templates"], ["check", str(broken)],
+                    ["new", "digits_mlp", "-o", str(tmp / "d.json")], ["check", str(tmp / "d.json")]]
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         jobs = {
             "templates": pool.submit(_run, [str(MAIN), "templates"]),
-            "new_check": pool.submit(new_then_check),
+            "new": pool.submit(_run, [str(MAIN), "new", "fashion_mnist_mlp", "-o", str(new_file)]),
             "code": pool.submit(_run, [str(MAIN), "code", str(FASHION)]),
             "driver": pool.submit(_run, ["-c", NO_QT_DRIVER, json.dumps(driver_argvs)]),
         }
@@ -114,15 +111,18 @@ def test_templates_subprocess_lists_all_eight(procs):
     assert all(len(line.split(None, 1)) == 2 for line in lines), "each template has a description"
 
 
-def test_new_subprocess_writes_a_file_that_check_passes(procs):
-    new, check = procs["new_check"]
+def test_new_subprocess_writes_a_file_that_check_passes(procs, capsys):
+    new = procs["new"]
     assert new.returncode == 0, new.stderr
     assert "wrote" in new.stdout and "5 blocks" in new.stdout
     data = json.loads(procs["new_file"].read_text(encoding="utf-8"))
     assert data["format_version"] == 1 and len(data["nodes"]) == 5
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "ok (0 errors" in check.stdout
-    assert check.stderr == ""
+    assert cli.main(["check", str(procs["new_file"])]) == 0
+    assert "ok (0 errors" in capsys.readouterr().out
+    # and `new` then `check` through main.py in one fresh interpreter
+    runs = json.loads(procs["driver"].stdout)["runs"]
+    assert [r["code"] for r in runs[-2:]] == [0, 0], runs[-2:]
+    assert "ok (0 errors" in runs[-1]["stdout"]
 
 
 def test_code_subprocess_prints_runnable_module(procs):
@@ -141,7 +141,7 @@ def test_cli_never_imports_qt(procs):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     codes = [run["code"] for run in report["runs"]]
-    assert codes == [0, 0, 0, 0, 1, 0], report["runs"]
+    assert codes == [0, 0, 0, 0, 1, 0, 0], report["runs"]
     for run in report["runs"]:
         _no_traceback(run["stdout"], run["stderr"])
     qt = [m for m in report["modules"] if m.startswith(QT_PREFIXES)]

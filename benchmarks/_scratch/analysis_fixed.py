@@ -1,0 +1,271 @@
+"""Shape inference and validation: graph -> per-node shapes, parameter counts, diagnostics.
+
+`analyse` never raises on a graph a user can draw or a file a user can open: every
+problem becomes a Diagnostic that names the node and says how to fix it. It is cheap
+enough to run on every edit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from engine.blocks import REGISTRY, TOKENS, ParamError, ShapeError, TensorSpec
+from engine.graph import Graph
+
+ERROR, WARNING = "error", "warning"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    node_id: str | None
+    severity: str
+    kind: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"node": self.node_id, "severity": self.severity, "kind": self.kind, "message": self.message}
+
+
+@dataclass
+class Analysis:
+    order: list[str] = field(default_factory=list)             # deterministic topological order
+    specs: dict[str, TensorSpec] = field(default_factory=dict)  # node id -> output tensor
+    params: dict[str, dict] = field(default_factory=dict)       # node id -> validated params
+    param_counts: dict[str, int] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    live: set[str] = field(default_factory=set)                 # nodes that reach an Output
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def total_params(self) -> int:
+        return sum(n for node_id, n in self.param_counts.items() if node_id in self.live)
+
+    def for_node(self, node_id: str) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.node_id == node_id]
+
+    def inputs_of(self, graph: Graph, node_id: str) -> list[str]:
+        """The nodes wired into `node_id`, in port order."""
+        ports = _inputs(graph.nx, node_id)
+        return [ports[k] for k in sorted(ports)]
+
+
+def label(graph: Graph, node_id: str) -> str:
+    node = graph.node(node_id)
+    return f"{node.type} '{node.name}'"
+
+
+def analyse(graph: Graph) -> Analysis:
+    result = Analysis()
+    diag = result.diagnostics
+    g = graph.nx
+    index = {node_id: i for i, node_id in enumerate(g.nodes)}
+
+    def add(node_id, severity, kind, message):
+        diag.append(Diagnostic(node_id, severity, kind, message))
+
+    # 1. block types and parameter values
+    for node in graph.nodes():
+        block = REGISTRY.get(node.type)
+        if block is None:
+            add(node.id, ERROR, "unknown-block",
+                f"'{node.name}' has the unknown block type {node.type[:40]!r}: delete it or replace it "
+                "with a block from the palette")
+            continue
+        try:
+            result.params[node.id] = block.validate_params(node.params)
+        except ParamError as exc:
+            add(node.id, ERROR, "invalid-param", f"{node.type} '{node.name}': {exc}")
+        if node.type == "Input":
+            result.inputs.append(node.id)
+        elif node.type == "Output":
+            result.outputs.append(node.id)
+
+    if not result.inputs:
+        add(None, ERROR, "no-input", "the graph has no Input block: add one and wire it into the first layer")
+    if not result.outputs:
+        sinks = [n for n in g.nodes if g.out_degree(n) == 0 and n in result.params]
+        hint = f" after {label(graph, sinks[0])}" if sinks else ""
+        add(None, ERROR, "no-output", f"the graph has no Output block: add one{hint} to mark what the model returns")
+
+    # 2. cycles
+    in_cycle: set[str] = set()
+    if not nx.is_directed_acyclic_graph(g):
+        for component in nx.strongly_connected_components(g):
+            if len(component) > 1 or any(g.has_edge(n, n) for n in component):
+                names = ", ".join(sorted(graph.node(n).name for n in component))
+                for node_id in sorted(component, key=index.get):
+                    add(node_id, ERROR, "cycle",
+                        f"{label(graph, node_id)} is part of a cycle ({names}): remove one of its wires")
+                in_cycle |= component
+    result.order = _ordered(g, index, in_cycle)
+
+    # 3. ports
+    port_ok: set[str] = set()
+    for node_id in result.order:
+        node = graph.node(node_id)
+        block = REGISTRY.get(node.type)
+        if block is None:
+            continue
+        ports = block.ports_for(result.params.get(node_id) or block.defaults())
+        wired = _inputs(g, node_id)
+        ok = True
+        if ports.variadic:
+            if len(wired) < ports.min_count:
+                add(node_id, ERROR, "port-arity",
+                    f"{label(graph, node_id)} needs at least {ports.min_count} inputs but has {len(wired)}: "
+                    "wire more blocks into it")
+                ok = False
+            elif ports.max_count is not None and len(wired) > ports.max_count:
+                add(node_id, ERROR, "port-arity",
+                    f"{label(graph, node_id)} takes at most {ports.max_count} inputs but has {len(wired)}")
+                ok = False
+        else:
+            extra = sorted(k for k in wired if k >= ports.fixed)
+            if extra:
+                takes = "no inputs" if ports.fixed == 0 else f"{ports.fixed} input{'s' * (ports.fixed > 1)}"
+                add(node_id, ERROR, "port-arity",
+                    f"{label(graph, node_id)} takes {takes} but has a wire on input {extra[0] + 1}: remove it")
+                ok = False
+            missing = [k for k in range(ports.fixed) if k not in wired]
+            if missing:
+                what = "input" if ports.fixed == 1 else f"'{ports.names[missing[0]]}' input"
+                add(node_id, ERROR, "unconnected-input",
+                    f"{label(graph, node_id)} has no {what}: wire a block's output into it")
+                ok = False
+        if ok:
+            port_ok.add(node_id)
+
+    # 4. shapes, in topological order
+    for node_id in result.order:
+        if node_id not in port_ok or node_id not in result.params:
+            continue
+        node = graph.node(node_id)
+        block = REGISTRY[node.type]
+        sources = result.inputs_of(graph, node_id)
+        if any(s not in result.specs for s in sources):
+            continue  # an upstream problem is already reported
+        ins = [result.specs[s] for s in sources]
+        if not block.accepts_tokens:
+            tokens = [s for s in sources if result.specs[s].dtype == TOKENS]
+            if tokens:
+                add(node_id, ERROR, "token-ids",
+                    f"{label(graph, node_id)} receives token ids (int64) from '{graph.node(tokens[0]).name}': "
+                    "insert an Embedding before it")
+                continue
+        params = result.params[node_id]
+        try:
+            spec = block.infer(params, ins)
+            if any(d < 1 for d in spec.shape):
+                raise ShapeError(f"would output the empty shape {spec}", kind="shape")
+            result.specs[node_id] = spec
+            result.param_counts[node_id] = block.count_params(params, ins)
+        except ShapeError as exc:
+            kind = {"rank": "shape", "merge": "merge-shape", "kernel": "kernel-too-large"}.get(exc.kind, exc.kind)
+            add(node_id, ERROR, kind, f"{label(graph, node_id)} {exc}")
+        except Exception as exc:  # a declaration bug must not take the designer down
+            add(node_id, ERROR, "internal", f"{label(graph, node_id)} could not be analysed: {exc}")
+
+    # 5. what reaches an Output; what is left dangling
+    live = set(result.outputs)
+    for out in result.outputs:
+        live |= nx.ancestors(g, out)
+    result.live = live
+    if result.outputs:
+        for node_id in result.order:
+            if node_id not in live:
+                add(node_id, WARNING, "dangling",
+                    f"{label(graph, node_id)} does not lead to any Output, so it is ignored: wire it onward "
+                    "or delete it")
+
+    # 6. advice that is not an error
+    for node_id, params in result.params.items():
+        if params.get("dropout") and params.get("num_layers") == 1 and graph.node(node_id).type in ("RNN", "LSTM", "GRU"):
+            add(node_id, WARNING, "no-effect",
+                f"{label(graph, node_id)}: dropout only acts between stacked layers; set num_layers > 1 "
+                "or add a Dropout block after it")
+    return result
+
+
+def output_activation(graph: Graph, analysis: Analysis, output_id: str) -> str | None:
+    """'softmax' or 'sigmoid' when the block feeding an Output ends in one, else None.
+
+    The training loss uses this so a final Softmax/Sigmoid is never applied twice."""
+    sources = analysis.inputs_of(graph, output_id)
+    if not sources:
+        return None
+    node = graph.node(sources[0])
+    params = analysis.params.get(node.id, {})
+    if node.type == "Activation":
+        act = params.get("function")
+    else:
+        act = params.get("activation")
+    return act if act in ("softmax", "sigmoid") else None
+
+
+def count_flops(graph: Graph) -> dict[str, int]:
+    """FLOPs per node for one sample, counted by torch.utils.flop_counter on a meta-device run."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .compiler import compile_graph
+
+    analysis = analyse(graph)
+    if not analysis.ok:
+        return {}
+    try:  # the meta device builds even huge models instantly; a few initialisers need real memory
+        with torch.device("meta"):
+            model, info = compile_graph(graph, analysis=analysis, with_info=True)
+    except (NotImplementedError, RuntimeError):
+        model, info = compile_graph(graph, analysis=analysis, with_info=True)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    inputs = [torch.zeros((1,) + analysis.specs[i].shape, device=device,
+                          dtype=torch.long if analysis.specs[i].dtype == TOKENS else torch.float32)
+              for i in info.input_ids]
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(*inputs)
+    per_module = counter.get_flop_counts()
+    flops = {}
+    for node_id, attr in info.attrs.items():
+        counts = per_module.get(f"{type(model).__name__}.{attr}") or per_module.get(attr) or {}
+        flops[node_id] = int(sum(counts.values()))
+    return flops
+
+
+def _inputs(g, node_id):
+    return {k: u for u, keys in g._pred[node_id].items() for k in keys}
+
+
+def _ordered(g, index, skip):
+    """Kahn's algorithm, smallest insertion index first (= nx.lexicographical_topological_sort)."""
+    import heapq
+    pred, succ = g._pred, g._succ
+    indeg = {n: sum(len(k) for u, k in pred[n].items() if u not in skip) for n in g if n not in skip}
+    heap = [index[n] for n, d in indeg.items() if d == 0]
+    heapq.heapify(heap)
+    nodes = list(g)
+    order = []
+    while heap:
+        n = nodes[heapq.heappop(heap)]
+        order.append(n)
+        for v, keys in succ[n].items():
+            if v in indeg:
+                indeg[v] -= len(keys)
+                if indeg[v] == 0:
+                    heapq.heappush(heap, index[v])
+    return order

@@ -1,0 +1,312 @@
+"""Datasets imported from disk: CSV tables, NPZ arrays (Keras' layout), image folders."""
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .core import (
+    MAX_INT_CLASSES,
+    DataError,
+    Dataset,
+    check_finite,
+    classification_task,
+    encode_labels,
+)
+
+MISSING = frozenset({"", "na", "n/a", "nan", "null"})
+MAX_CATEGORIES = 100
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def load_csv(path: Path, target: str | None = None) -> Dataset:
+    """A CSV file with a header row. Numeric columns become float features, text columns
+    are one-hot encoded ("column=value"); the target column (default: the last one) becomes
+    class ids when it is text or has at most 20 distinct whole numbers, else a regression."""
+    rows = _read_rows(path)
+    header, body = rows[0], rows[1:]
+    header = [h.strip() for h in header]
+    if all(_is_number(h) for h in header if h):
+        raise DataError(f"{path.name} has no header row; add a first line with the column names")
+    if any(not h for h in header):
+        raise DataError(f"{path.name} has a column without a name in its header row; name every column")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataError(f"{path.name} has more than one column named {', '.join(repr(d) for d in dupes)}; "
+                        "rename them")
+    if len(header) < 2:
+        raise DataError(f"{path.name} needs at least two columns: features and a target")
+    if not body:
+        raise DataError(f"{path.name} has a header but no data rows")
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise DataError(f"{path.name} line {i + 2} has {len(row)} values but the header names "
+                            f"{len(header)} columns; fix that line")
+
+    t = _target_index(header, target, path)
+    columns = [[row[j].strip() for row in body] for j in range(len(header))]
+
+    missing = [(header[j], sum(v.lower() in MISSING for v in col)) for j, col in enumerate(columns)]
+    missing = [(name, count) for name, count in missing if count]
+    if missing:
+        listed = ", ".join(f"'{name}' ({count} row{'s' if count > 1 else ''})" for name, count in missing[:5])
+        more = f" and {len(missing) - 5} more columns" if len(missing) > 5 else ""
+        raise DataError(f"{path.name} has missing values in column {listed}{more}; "
+                        "fill them in or remove those rows, then load again")
+
+    features: list[np.ndarray] = []
+    feature_names: list[str] = []
+    for j, col in enumerate(columns):
+        if j == t:
+            continue
+        numbers = _as_numbers(col)
+        if numbers is not None:
+            features.append(numbers[:, None])
+            feature_names.append(header[j])
+            continue
+        cats = sorted(set(col))
+        if len(cats) > MAX_CATEGORIES:
+            raise DataError(f"{path.name} column '{header[j]}' has {len(cats)} different text values, too many "
+                            "to one-hot encode; remove it or turn it into numbers")
+        lookup = {c: k for k, c in enumerate(cats)}
+        onehot = np.zeros((len(col), len(cats)), dtype=np.float32)
+        onehot[np.arange(len(col)), [lookup[v] for v in col]] = 1.0
+        features.append(onehot)
+        feature_names.extend(f"{header[j]}={c}" for c in cats)
+    x = np.concatenate(features, axis=1).astype(np.float32)
+    check_finite(x, f"{path.name}")
+
+    ycol = columns[t]
+    numbers = _as_numbers(ycol)
+    if numbers is None:
+        uniq = sorted(set(ycol))
+        lookup = {c: k for k, c in enumerate(uniq)}
+        y = np.array([lookup[v] for v in ycol], dtype=np.int64)
+        class_names = uniq
+    elif np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)) \
+            and len(np.unique(numbers)) <= MAX_INT_CLASSES:
+        y, _, class_names = encode_labels(numbers.astype(np.int64))
+        if class_names is None:
+            class_names = [str(i) for i in range(int(y.max()) + 1)]
+    else:
+        check_finite(numbers[:, None], f"{path.name} target column '{header[t]}'")
+        y = numbers.astype(np.float32)
+        class_names = None
+    if class_names is not None:
+        if len(class_names) < 2:
+            raise DataError(f"{path.name} target column '{header[t]}' has only one value; "
+                            "a model needs at least two classes")
+        task = classification_task(len(class_names))
+    else:
+        task = "regression"
+    return Dataset(name=path.stem, x=x, y=y, task=task, class_names=class_names, feature_names=feature_names,
+                   description=f"{path.name}: {len(x)} rows, {x.shape[1]} features, target '{header[t]}'.")
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name} is not UTF-8 text; save it as UTF-8 CSV") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path.name}: {e.strerror or e}") from None
+    if "\x00" in text:
+        raise DataError(f"{path.name} is not a text file; choose a CSV file")
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count) if any(d in first for d in ",;\t") else ","
+    try:
+        rows = [r for r in csv.reader(text.splitlines(), delimiter=delimiter) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise DataError(f"{path.name} is not valid CSV ({e})") from None
+    if not rows:
+        raise DataError(f"{path.name} is empty")
+    return rows
+
+
+def _target_index(header: list[str], target: str | None, path: Path) -> int:
+    if target is None:
+        return len(header) - 1
+    if target in header:
+        return header.index(target)
+    folded = [h for h in header if h.lower() == target.strip().lower()]
+    if len(folded) == 1:
+        return header.index(folded[0])
+    raise DataError(f"{path.name} has no column '{target}'; its columns are {', '.join(header)}")
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _as_numbers(col: list[str]) -> np.ndarray | None:
+    try:
+        return np.array([float(v) for v in col], dtype=np.float64)
+    except ValueError:
+        return None
+
+
+# ----------------------------------------------------------------------------- NPZ
+
+def load_npz(path: Path) -> Dataset:
+    """Keras' layout: x_train, y_train and optionally x_test, y_test (x / y also accepted).
+
+    Never unpickles: object arrays are refused. Channels-last images (N, H, W, C) with C in
+    (1, 3, 4) become (N, C, H, W); uint8 and float inputs become float32; other integer
+    inputs of shape (N, T) are token ids (int64). Integer labels are classes; float labels a
+    regression; one-hot label rows become class ids.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            xk = "x_train" if "x_train" in keys else "x" if "x" in keys else None
+            yk = "y_train" if "y_train" in keys else "y" if "y" in keys else None
+            if xk is None or yk is None:
+                raise DataError(f"{path.name} must hold arrays named x_train and y_train (and optionally "
+                                f"x_test, y_test); it has {', '.join(sorted(keys)) or 'none'}")
+            x, y = z[xk], z[yk]
+            has_test = "x_test" in keys and "y_test" in keys
+            x_test = z["x_test"] if has_test else None
+            y_test = z["y_test"] if has_test else None
+    except DataError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise DataError(f"{path.name} holds Python objects, which are never loaded (unsafe); save plain "
+                            "numeric arrays with numpy.savez") from None
+        raise DataError(f"{path.name} cannot be read as NPZ ({e})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise DataError(f"{path.name} is not a valid NPZ file ({e}); save it with numpy.savez") from None
+
+    x = _npz_inputs(x, path.name, "x_train")
+    y = _npz_targets(y, path.name, "y_train")
+    if len(x) != len(y):
+        raise DataError(f"{path.name}: x_train has {len(x)} samples but y_train has {len(y)}")
+    if x_test is not None:
+        x_test = _npz_inputs(x_test, path.name, "x_test")
+        y_test = _npz_targets(y_test, path.name, "y_test")
+        if len(x_test) != len(y_test):
+            raise DataError(f"{path.name}: x_test has {len(x_test)} samples but y_test has {len(y_test)}")
+        if x_test.shape[1:] != x.shape[1:] or x_test.dtype != x.dtype:
+            raise DataError(f"{path.name}: x_test samples are {x_test.shape[1:]} but x_train samples "
+                            f"{x.shape[1:]}; they must match")
+        if y_test.shape[1:] != y.shape[1:] or (y.dtype.kind == "f") != (y_test.dtype.kind == "f"):
+            raise DataError(f"{path.name}: y_test and y_train hold different kinds of targets")
+
+    if y.dtype.kind in "iub":
+        y, y_test, class_names = encode_labels(y, y_test)
+        k = len(class_names) if class_names else int(max(y.max(initial=0),
+                                                          y_test.max(initial=0) if y_test is not None else 0)) + 1
+        if k < 2:
+            raise DataError(f"{path.name}: y_train has only one class; a model needs at least two")
+        task = classification_task(k)
+    else:
+        y = y.astype(np.float32)
+        y_test = None if y_test is None else y_test.astype(np.float32)
+        check_finite(y, f"{path.name} y_train")
+        if y_test is not None:
+            check_finite(y_test, f"{path.name} y_test")
+        class_names, task = None, "regression"
+    return Dataset(name=path.stem, x=x, y=y, task=task, class_names=class_names, x_test=x_test, y_test=y_test,
+                   description=f"{path.name}: {len(x)} samples of shape {x.shape[1:]}"
+                               + (f", {len(x_test)} test samples." if x_test is not None else "."))
+
+
+def _npz_inputs(a: np.ndarray, fname: str, key: str) -> np.ndarray:
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"{fname}: {key} holds {a.dtype} values; save numbers")
+    if a.ndim < 2:
+        raise DataError(f"{fname}: {key} must have a sample dimension and at least one feature "
+                        f"dimension, got shape {a.shape}")
+    if a.ndim == 4 and a.shape[-1] in (1, 3, 4):
+        a = np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+    if a.dtype.kind in "iu" and a.dtype != np.uint8 and a.ndim == 2 and (a.size == 0 or a.min() >= 0):
+        return a.astype(np.int64)
+    a = a.astype(np.float32)
+    check_finite(a, f"{fname} {key}")
+    return a
+
+
+def _npz_targets(a: np.ndarray, fname: str, key: str) -> np.ndarray:
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"{fname}: {key} holds {a.dtype} values; save numbers")
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    elif a.ndim == 2 and a.shape[1] > 1 and len(a) and np.isin(a, (0, 1)).all() and (a.sum(axis=1) == 1).all():
+        a = a.argmax(axis=1).astype(np.int64)    # one-hot rows -> class ids
+    if a.ndim not in (1, 2):
+        raise DataError(f"{fname}: {key} must be (N,) labels or (N, k) values, got shape {a.shape}")
+    if a.dtype.kind == "b":
+        a = a.astype(np.int64)
+    return a
+
+
+# ----------------------------------------------------------------------------- image folders
+
+def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
+                      grayscale: bool = False) -> Dataset:
+    """One subfolder per class; images resized to image_size (height, width), default the
+    first image's size. RGB gives (3, H, W), grayscale (1, H, W); float32 pixels 0..255."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise DataError("reading image folders needs Pillow; install it with: pip install pillow") from None
+
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"{folder.name} needs one subfolder per class (at least two) holding the images; "
+                        f"found {len(classes)}")
+    files: list[tuple[Path, int]] = []
+    for k, sub in enumerate(classes):
+        images = sorted(p for p in sub.rglob("*")
+                        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        if not images:
+            raise DataError(f"class folder '{sub.name}' has no images (png, jpg, bmp, gif, webp, tif); "
+                            "add some or remove the folder")
+        files.extend((p, k) for p in images)
+
+    if image_size is not None:
+        if len(image_size) != 2 or not all(isinstance(v, int) and 1 <= v <= 4096 for v in image_size):
+            raise DataError(f"image size must be two whole numbers (height, width) from 1 to 4096; "
+                            f"got {image_size!r}")
+        height, width = image_size
+    else:
+        height = width = None
+    mode = "L" if grayscale else "RGB"
+    channels = 1 if grayscale else 3
+    x = None
+    y = np.array([k for _, k in files], dtype=np.int64)
+    for i, (p, _k) in enumerate(files):
+        try:
+            with Image.open(p) as im:
+                im = im.convert(mode)
+                if height is None:
+                    width, height = im.size
+                if im.size != (width, height):
+                    im = im.resize((width, height), Image.Resampling.BILINEAR)
+                arr = np.asarray(im, dtype=np.float32)
+        except DataError:
+            raise
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise DataError(f"cannot read image {p.relative_to(folder)} ({e}); remove or replace it") from None
+        if x is None:
+            if width * height * channels * len(files) * 4 > 8 * 1024 ** 3:
+                raise DataError(f"{len(files)} images of {height}x{width} need more than 8 GiB of memory; "
+                                "choose a smaller image size")
+            x = np.empty((len(files), channels, height, width), dtype=np.float32)
+        x[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    names = [c.name for c in classes]
+    return Dataset(name=folder.name, x=x, y=y, task=classification_task(len(names)), class_names=names,
+                   description=f"{folder.name}: {len(files)} images of {height}x{width}, {len(names)} classes.")
+
+
+def is_image_folder(folder: Path) -> bool:
+    return any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())

@@ -1,0 +1,621 @@
+"""The training loop: compile the graph, check the data against it, train, validate, test.
+
+Knows nothing of threads or Qt. It reports through callbacks with plain data and checks a
+stop flag and a pause flag every batch (`TrainControl`). Data that fits in memory lives as
+whole tensors on the device and is indexed in whole batches: no per-sample DataLoader cost,
+and no host synchronisation per batch (losses are read back only when a report is due).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .analysis import Analysis, analyse, output_activation
+from .blocks import TOKENS, format_shape
+from .codegen import CodegenError
+from .compiler import compile_graph
+from .graph import Graph
+from .losses import make_loss
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "step", "cosine", "one_cycle", "plateau")
+LOSSES = ("auto", "cross_entropy", "binary_cross_entropy", "mse", "mae")
+REPORT_INTERVAL = 0.05      # seconds between batch reports (what the eye can see)
+CHECKPOINT_MEMORY = 512 * 2**20
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or had to end. The message is for the user."""
+
+
+class ConfigError(TrainingError):
+    """A training setting out of range."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9          # SGD momentum; RMSprop momentum
+    nesterov: bool = False
+    schedule: str = "none"
+    step_size: int = 10            # step schedule: epochs between decays
+    gamma: float = 0.1             # step schedule / plateau: decay factor
+    plateau_patience: int = 3
+    grad_clip: float = 0.0         # max gradient norm; 0 = off
+    loss: str = "auto"
+    val_split: float = 0.1
+    test_split: float = 0.2
+    early_stopping: bool = False
+    patience: int = 5
+    restore_best: bool = True      # end with the weights of the best validation epoch
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False              # mixed precision (CUDA only)
+    checkpoint_dir: str | None = None
+
+    def validate(self) -> TrainConfig:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{f.name} must be a number, not {value!r}")
+        need(1 <= self.epochs <= 100_000, "epochs must be between 1 and 100000")
+        need(1 <= self.batch_size <= 1_000_000, "batch size must be between 1 and 1000000")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        need(math.isfinite(self.lr) and 0 < self.lr <= 10, "learning rate must be above 0 and at most 10")
+        need(0 <= self.weight_decay <= 1, "weight decay must be between 0 and 1")
+        need(0 <= self.momentum < 1, "momentum must be at least 0 and below 1")
+        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        need(self.step_size >= 1 and 0 < self.gamma <= 1, "step schedule needs step_size >= 1 and 0 < gamma <= 1")
+        need(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
+        need(0 <= self.val_split < 1 and 0 <= self.test_split < 1 and self.val_split + self.test_split < 0.9,
+             "validation and test fractions must be below 1 together (leave at least 10% to train on)")
+        need(self.patience >= 1 and self.plateau_patience >= 1, "patience must be at least 1")
+        need(self.grad_clip >= 0, "gradient clipping must be 0 (off) or positive")
+        need(self.nesterov is False or (self.optimizer == "sgd" and self.momentum > 0),
+             "Nesterov momentum needs the SGD optimizer with momentum > 0")
+        resolve_device(self.device)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("training settings must be a mapping")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+
+
+class TrainControl:
+    """Stop and pause flags a UI or signal handler sets; the loop checks them every batch."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._run = threading.Event()
+        self._run.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._run.set()
+
+    def pause(self) -> None:
+        self._run.clear()
+
+    def resume(self) -> None:
+        self._run.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._run.is_set()
+
+    def wait_while_paused(self) -> None:
+        while not self._run.wait(0.1):
+            pass
+
+
+@dataclass
+class Callbacks:
+    """Each receives one dict of plain data (numbers, strings, lists)."""
+
+    batch_end: Callable[[dict], None] | None = None
+    epoch_end: Callable[[dict], None] | None = None
+    finished: Callable[[dict], None] | None = None
+    failed: Callable[[dict], None] | None = None
+
+    def call(self, name: str, info: dict) -> None:
+        fn = getattr(self, name)
+        if fn is not None:
+            fn(info)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict]
+    test_metrics: dict
+    best_epoch: int | None
+    stopped: str                       # "completed", "early_stopping", "user"
+    device: str
+    state_dict: dict[str, torch.Tensor]
+    checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    task: str = ""
+    class_names: list[str] | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        return {"stopped": self.stopped, "best_epoch": self.best_epoch, "device": self.device,
+                "epochs_run": len(self.history), "seconds": round(self.seconds, 3),
+                "test": self.test_metrics, "history": self.history}
+
+
+# ----------------------------------------------------------------------------- devices
+
+def available_devices() -> list[dict]:
+    """What can really train here: CPU, each CUDA GPU (name, memory), MPS."""
+    out = [{"id": "cpu", "name": "CPU", "memory": None}]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            out.append({"id": f"cuda:{i}", "name": props.name, "memory": props.total_memory})
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out.append({"id": "mps", "name": "Apple GPU (MPS)", "memory": None})
+    return out
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", 0)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise ConfigError("device 'mps' is not available on this machine: use 'auto' or 'cpu'")
+        return torch.device("mps")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index = 0
+        if spec != "cuda":
+            try:
+                index = int(spec.split(":", 1)[1])
+            except ValueError:
+                raise ConfigError(f"device {spec!r}: write cuda:N with N a GPU number") from None
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {spec!r} asked for, but no CUDA GPU is available: use 'auto' or 'cpu'")
+        if not 0 <= index < torch.cuda.device_count():
+            raise ConfigError(f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        return torch.device("cuda", index)
+    raise ConfigError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+# ----------------------------------------------------------------------------- data vs model
+
+def check_data(graph: Graph, analysis: Analysis, dataset) -> list[str]:
+    """Every way the dataset does not fit the model, as messages naming the node."""
+    problems: list[str] = []
+    inputs = [i for i in analysis.inputs if i in analysis.live]
+    if len(inputs) != 1 or len(analysis.outputs) != 1:
+        return [f"training needs a model with one Input and one Output; this one has {len(inputs)} "
+                f"input(s) and {len(analysis.outputs)} output(s)"]
+    in_node, out_node = graph.node(inputs[0]), graph.node(analysis.outputs[0])
+    spec, out = analysis.specs[inputs[0]], analysis.specs[analysis.outputs[0]]
+    if tuple(dataset.input_shape) != spec.shape:
+        problems.append(f"dataset '{dataset.name}' gives inputs of shape {format_shape(dataset.input_shape)}; "
+                        f"input '{in_node.name}' expects {spec}")
+    if (dataset.dtype == TOKENS) != (spec.dtype == TOKENS):
+        what = "token ids (int64)" if dataset.dtype == TOKENS else "numbers (float32)"
+        problems.append(f"dataset '{dataset.name}' gives {what}; input '{in_node.name}' is set to {spec.dtype}")
+    elif dataset.dtype == TOKENS:
+        vocab = _first_embedding_vocab(graph, analysis, inputs[0])
+        top = int(dataset.x.max()) if len(dataset.x) else 0
+        if vocab is not None and top >= vocab[1]:
+            problems.append(f"dataset '{dataset.name}' has token ids up to {top}; Embedding '{vocab[0]}' holds "
+                            f"only {vocab[1]}: raise its num_embeddings to at least {top + 1}")
+    if dataset.task == "multiclass":
+        if out.shape != (dataset.num_classes,):
+            problems.append(f"{dataset.num_classes} classes in the data, the model outputs {_outputs(out)} "
+                            f"(Output '{out_node.name}'): end with a Linear of {dataset.num_classes} units")
+    elif dataset.task == "binary":
+        if out.shape not in ((1,), (2,)):
+            problems.append(f"2 classes in the data (binary), the model outputs {_outputs(out)} "
+                            f"(Output '{out_node.name}'): end with a Linear of 1 unit (sigmoid) or 2 units")
+    else:
+        target = tuple(dataset.target_shape) or (1,)
+        if out.shape != target:
+            problems.append(f"the data has targets of shape {format_shape(target)}, the model outputs "
+                            f"{_outputs(out)} (Output '{out_node.name}'): end with a Linear of {target[-1]} units")
+    return problems
+
+
+def _outputs(spec) -> str:
+    return f"{spec.shape[0]} value(s)" if spec.rank == 1 else f"shape {spec}"
+
+
+def _first_embedding_vocab(graph: Graph, analysis: Analysis, input_id: str):
+    for consumer, _ in graph.consumers_of(input_id):
+        node = graph.node(consumer)
+        if node.type == "Embedding" and consumer in analysis.params:
+            return node.name, analysis.params[consumer]["num_embeddings"]
+    return None
+
+
+# ----------------------------------------------------------------------------- pieces
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    wd = config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=wd)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd)
+    return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
+
+
+def make_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
+    """(scheduler, when): when is 'batch', 'epoch' or 'plateau'."""
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma), "epoch"
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs), "epoch"
+    if config.schedule == "one_cycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
+                                                   steps_per_epoch=max(steps_per_epoch, 1)), "batch"
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.gamma,
+                                                          patience=config.plateau_patience), "plateau"
+    return None, None
+
+
+def resolve_task(dataset, out_shape: tuple[int, ...]) -> str:
+    """Binary data with a 2-unit output trains as two-class cross-entropy."""
+    if dataset.task == "binary" and out_shape == (2,):
+        return "multiclass"
+    return dataset.task
+
+
+def loss_for(config: TrainConfig, task: str, final_activation: str | None):
+    if config.loss == "auto":
+        return make_loss(task, final_activation)
+    if config.loss == "cross_entropy":
+        return make_loss("multiclass", final_activation)
+    if config.loss == "binary_cross_entropy":
+        return make_loss("binary", final_activation)
+    return make_loss("regression", None, regression=config.loss)
+
+
+def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device):
+    xt = torch.as_tensor(np.ascontiguousarray(x))
+    xt = xt.long() if xt.dtype in (torch.int32, torch.int64) else xt.float()
+    yt = torch.as_tensor(np.ascontiguousarray(y))
+    if task == "multiclass":
+        yt = yt.long()
+    else:
+        yt = yt.float()
+        if yt.dim() == 1:
+            yt = yt.unsqueeze(1)
+    return xt.to(device), yt.to(device)
+
+
+@torch.no_grad()
+def fit_normalizers(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, limit: int = 100_000) -> int:
+    """Fit every Normalization block on the training data that reaches it, in order."""
+    norms = [m for m in model.modules() if type(m).__name__ == "Normalization" and hasattr(m, "fit")]
+    was_training = model.training
+    model.eval()
+    sample = x[:limit]
+    for norm in norms:
+        seen: list[torch.Tensor] = []
+        hook = norm.register_forward_pre_hook(lambda mod, args, out=seen: out.append(args[0].detach()))
+        try:
+            for start in range(0, len(sample), batch_size):
+                model(sample[start:start + batch_size])
+        finally:
+            hook.remove()
+        norm.fit(torch.cat(seen).float())
+    model.train(was_training)
+    return len(norms)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss_fn,
+             num_classes: int | None = None, batch_size: int = 1024, detail: bool = False,
+             final_activation: str | None = None) -> dict:
+    """Loss and metrics over (x, y) in evaluation mode. `detail` adds per-class precision/recall
+    and the confusion matrix (classification) or R² (regression)."""
+    was_training = model.training
+    model.eval()
+    n = len(x)
+    if n == 0:
+        model.train(was_training)
+        return {}
+    loss_sum = torch.zeros((), device=x.device)
+    preds, outs = [], []
+    for start in range(0, n, batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        out = model(xb).float()
+        loss_sum += loss_fn(out, yb) * len(xb)
+        if task == "multiclass":
+            preds.append(out.argmax(dim=-1))
+        elif task == "binary":
+            threshold = 0.5 if final_activation == "sigmoid" else 0.0
+            preds.append((out > threshold).long().view(-1))
+        else:
+            outs.append(out)
+    model.train(was_training)
+    metrics: dict[str, Any] = {"loss": float(loss_sum.item() / n)}
+    if task in ("multiclass", "binary"):
+        pred = torch.cat(preds)
+        target = y.view(-1).long()
+        metrics["accuracy"] = float((pred == target).float().mean().item())
+        if detail:
+            c = num_classes or 2
+            cm = torch.bincount(target * c + pred, minlength=c * c).reshape(c, c).cpu()
+            tp = cm.diag().double()
+            metrics["confusion_matrix"] = cm.tolist()
+            metrics["precision"] = [float(v) for v in (tp / cm.sum(0).clamp(min=1)).tolist()]
+            metrics["recall"] = [float(v) for v in (tp / cm.sum(1).clamp(min=1)).tolist()]
+    else:
+        out = torch.cat(outs)
+        err = out - y.view_as(out)
+        metrics["mae"] = float(err.abs().mean().item())
+        metrics["mse"] = float((err ** 2).mean().item())
+        if detail:
+            var = ((y - y.mean(0)) ** 2).mean().item()
+            metrics["r2"] = float(1 - metrics["mse"] / var) if var > 0 else 0.0
+    return metrics
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> np.ndarray:
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    xt = torch.as_tensor(np.ascontiguousarray(x))
+    xt = xt.long() if xt.dtype in (torch.int32, torch.int64) else xt.float()
+    outs = [model(xt[s:s + batch_size].to(dev)).float().cpu() for s in range(0, len(xt), batch_size)]
+    return torch.cat(outs).numpy() if outs else np.zeros((0,), dtype=np.float32)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train(graph: Graph, dataset, config: TrainConfig | None = None, callbacks: Callbacks | None = None,
+          control: TrainControl | None = None, splits=None) -> TrainResult:
+    """Train the model `graph` describes on `dataset`. Raises TrainingError with a readable
+    message (after calling callbacks.failed) when the run cannot start or fails."""
+    callbacks = callbacks or Callbacks()
+    try:
+        return _train(graph, dataset, (config or TrainConfig()).validate(), callbacks, control or TrainControl(),
+                      splits)
+    except TrainingError as exc:
+        callbacks.call("failed", {"message": str(exc)})
+        raise
+    except Exception as exc:  # a failing run must leave the process ready for the next one
+        if _oom(exc):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            message = ("out of GPU memory: lower the batch size or the model's size, or train on the CPU "
+                       f"({str(exc).splitlines()[0][:200]})")
+        else:
+            message = f"training failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        callbacks.call("failed", {"message": message})
+        raise TrainingError(message) from exc
+
+
+def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, control: TrainControl,
+           splits) -> TrainResult:
+    from .data import split_dataset
+
+    started = time.perf_counter()
+    analysis = analyse(graph)
+    if not analysis.ok:
+        raise TrainingError("the graph has errors: " + "; ".join(d.message for d in analysis.errors[:3]))
+    problems = check_data(graph, analysis, dataset)
+    if problems:
+        raise TrainingError("; ".join(problems))
+    device = resolve_device(config.device)
+    out_spec = analysis.specs[analysis.outputs[0]]
+    task = resolve_task(dataset, out_spec.shape)
+    final = output_activation(graph, analysis, analysis.outputs[0])
+    loss_fn = loss_for(config, task, final)
+    num_classes = dataset.num_classes if task == "multiclass" else (2 if task == "binary" else None)
+
+    seed_everything(config.seed)
+    try:
+        model = compile_graph(graph, analysis)
+    except CodegenError as exc:
+        raise TrainingError(str(exc)) from None
+    splits = splits or split_dataset(dataset, config.val_split, config.test_split, config.seed)
+    x_train, y_train = to_tensors(splits.x_train, splits.y_train, task, device)
+    x_val, y_val = to_tensors(splits.x_val, splits.y_val, task, device)
+    x_test, y_test = to_tensors(splits.x_test, splits.y_test, task, device)
+    if len(x_train) == 0:
+        raise TrainingError(f"dataset '{dataset.name}' leaves no samples to train on")
+    model.to(device)
+    fit_normalizers(model, x_train)
+
+    optimizer = make_optimizer(config, model.parameters())
+    n, bs = len(x_train), config.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    scheduler, when = make_scheduler(config, optimizer, steps_per_epoch)
+    use_amp = bool(config.amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    state_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    keep_in_memory = max(1, CHECKPOINT_MEMORY // max(state_bytes, 1))
+
+    history: list[dict] = []
+    checkpoints: dict[int, dict] = {}
+    best = (math.inf, None, None)  # (monitored loss, epoch, state)
+    bad_epochs = 0
+    stopped = "completed"
+    total_steps = steps_per_epoch * config.epochs
+    step = 0
+    monitor_name = "val_loss" if len(x_val) else "loss"
+
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        pending: list[torch.Tensor] = []
+        last_report, seen = time.perf_counter(), 0
+        for b in range(steps_per_epoch):
+            if control.stopped:
+                stopped = "user"
+                break
+            if control.paused:
+                control.wait_while_paused()
+                if control.stopped:
+                    stopped = "user"
+                    break
+            idx = order[b * bs:(b + 1) * bs]
+            xb, yb = x_train[idx], y_train[idx]
+            with torch.autocast(device.type, enabled=use_amp):
+                out = model(xb)
+            loss = loss_fn(out.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if config.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(params, config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                if config.grad_clip:
+                    nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+            if when == "batch":
+                scheduler.step()
+            detached = loss.detach()
+            loss_sum += detached * len(idx)
+            if task == "multiclass":
+                correct += (out.argmax(dim=-1) == yb).sum()
+            pending.append(detached)
+            seen += len(idx)
+            step += 1
+            now = time.perf_counter()
+            if now - last_report >= REPORT_INTERVAL or b == steps_per_epoch - 1:
+                values = torch.stack(pending).float().cpu().tolist()  # one sync per report
+                bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+                if bad is not None:
+                    at = b - len(values) + 1 + bad + 1
+                    raise TrainingError(f"the loss became {values[bad]} at epoch {epoch}, batch {at}: lower the "
+                                        "learning rate, clip gradients, or check the data for NaN/Inf values")
+                elapsed = now - epoch_start
+                callbacks.call("batch_end", {
+                    "epoch": epoch, "epochs": config.epochs, "batch": b + 1, "batches": steps_per_epoch,
+                    "step": step, "total_steps": total_steps, "losses": values,
+                    "samples_per_s": seen / elapsed if elapsed > 0 else 0.0,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "eta_s": (elapsed / (b + 1)) * (total_steps - step) if b >= 0 else None,
+                    "gpu_memory": torch.cuda.memory_allocated(device) if device.type == "cuda" else None,
+                })
+                pending, last_report = [], now
+        if stopped == "user" and seen == 0:
+            break
+        train_loss = float(loss_sum.item() / max(seen, 1))
+        record: dict[str, Any] = {"epoch": epoch, "loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
+        if task == "multiclass":
+            record["accuracy"] = float(correct.item() / max(seen, 1))
+        val = evaluate(model, x_val, y_val, task, loss_fn, num_classes, final_activation=final)
+        record.update({f"val_{k}": v for k, v in val.items()})
+        record["seconds"] = time.perf_counter() - epoch_start
+        record["samples_per_s"] = seen / record["seconds"] if record["seconds"] > 0 else 0.0
+        monitored = record.get(monitor_name, train_loss)
+        if not math.isfinite(monitored):
+            raise TrainingError(f"the validation loss became {monitored} at epoch {epoch}: lower the learning rate")
+        improved = monitored < best[0]
+        state = _cpu_state(model)
+        if improved:
+            best, bad_epochs = (monitored, epoch, state), 0
+        else:
+            bad_epochs += 1
+        record["best"] = improved
+        checkpoints[epoch] = state
+        while len(checkpoints) > keep_in_memory:
+            oldest = min(k for k in checkpoints if k != best[1])
+            del checkpoints[oldest]
+        if config.checkpoint_dir:
+            _save_checkpoint(config.checkpoint_dir, epoch, state)
+        if when == "epoch":
+            scheduler.step()
+        elif when == "plateau":
+            scheduler.step(monitored)
+        history.append(record)
+        callbacks.call("epoch_end", dict(record, epochs=config.epochs))
+        if stopped == "user":
+            break
+        if config.early_stopping and bad_epochs >= config.patience:
+            stopped = "early_stopping"
+            break
+
+    if best[2] is not None and (config.restore_best or stopped == "early_stopping"):
+        model.load_state_dict(best[2])
+    test = (evaluate(model, x_test, y_test, task, loss_fn, num_classes, detail=True, final_activation=final)
+            if len(x_test) else {})
+    model.eval()
+    result = TrainResult(model=model, history=history, test_metrics=test, best_epoch=best[1], stopped=stopped,
+                         device=str(device), state_dict=_cpu_state(model), checkpoints=checkpoints, task=task,
+                         class_names=dataset.class_names, seconds=time.perf_counter() - started)
+    callbacks.call("finished", result.summary())
+    return result
+
+
+def _save_checkpoint(folder: str, epoch: int, state: dict) -> None:
+    from pathlib import Path
+
+    from safetensors.torch import save
+
+    from .fileio import atomic_write_bytes
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path / f"epoch_{epoch:04d}.safetensors", save({k: v.contiguous() for k, v in state.items()}))
+
+
+__all__ = ["Callbacks", "ConfigError", "TrainConfig", "TrainControl", "TrainResult", "TrainingError",
+           "available_devices", "check_data", "evaluate", "fit_normalizers", "predict", "resolve_device", "train"]
