@@ -60,7 +60,8 @@ class Normalization(nn.Module):
         dims = [0] + [i + 1 for i, size in enumerate(self.mean.shape) if size == 1]
         std = x.std(dim=dims, unbiased=False).reshape(self.std.shape)
         self.mean.copy_(x.mean(dim=dims).reshape(self.mean.shape))
-        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))  # constant features pass as is
+        # a constant feature keeps std 1, so it passes through instead of exploding
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / (self.std + self.eps)
