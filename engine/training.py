@@ -394,7 +394,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> np.ndarray:
     dev = resolve_device(device)
     model = model.to(dev).eval()
-    xt = torch.as_tensor(np.ascontiguousarray(x))
+    xt = torch.from_numpy(np.array(x))  # a copy: callers' arrays may be read-only
     xt = xt.long() if xt.dtype in (torch.int32, torch.int64) else xt.float()
     outs = [model(xt[s:s + batch_size].to(dev)).float().cpu() for s in range(0, len(xt), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0,), dtype=np.float32)
