@@ -6,6 +6,7 @@ enough to run on every edit.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -103,7 +104,8 @@ def analyse(graph: Graph) -> Analysis:
 
     # 2. cycles
     in_cycle: set[str] = set()
-    if not nx.is_directed_acyclic_graph(g):
+    result.order = topological_order(g, index)
+    if len(result.order) < len(index):
         for component in nx.strongly_connected_components(g):
             if len(component) > 1 or any(g.has_edge(n, n) for n in component):
                 names = ", ".join(sorted(graph.node(n).name for n in component))
@@ -111,8 +113,7 @@ def analyse(graph: Graph) -> Analysis:
                     add(node_id, ERROR, "cycle",
                         f"{label(graph, node_id)} is part of a cycle ({names}): remove one of its wires")
                 in_cycle |= component
-    acyclic = g.subgraph(n for n in g.nodes if n not in in_cycle)
-    result.order = list(nx.lexicographical_topological_sort(acyclic, key=index.get))
+        result.order = topological_order(g, index, exclude=in_cycle)
 
     # 3. ports
     port_ok: set[str] = set()
@@ -199,6 +200,27 @@ def analyse(graph: Graph) -> Analysis:
                 f"{label(graph, node_id)}: dropout only acts between stacked layers; set num_layers > 1 "
                 "or add a Dropout block after it")
     return result
+
+
+def topological_order(g: nx.MultiDiGraph, index: dict[str, int], exclude: set[str] = frozenset()) -> list[str]:
+    """Kahn's algorithm, ties broken by insertion order, so the order is deterministic. Nodes
+    on a cycle (or in `exclude`) and nodes downstream of them through a cycle are left out."""
+    pred, succ = g._pred, g._succ
+    indegree = {n: sum(len(keys) for u, keys in pred[n].items() if u not in exclude)
+                for n in index if n not in exclude}
+    ready = [index[n] for n, d in indegree.items() if d == 0]
+    heapq.heapify(ready)
+    names = list(index)
+    order = []
+    while ready:
+        node = names[heapq.heappop(ready)]
+        order.append(node)
+        for v, keys in succ[node].items():
+            if v in indegree:
+                indegree[v] -= len(keys)
+                if indegree[v] == 0:
+                    heapq.heappush(ready, index[v])
+    return order
 
 
 def output_activation(graph: Graph, analysis: Analysis, output_id: str) -> str | None:

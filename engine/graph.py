@@ -63,6 +63,7 @@ class Graph:
     def __init__(self, name: str = "model"):
         self.name = name
         self._g = nx.MultiDiGraph()
+        self._names: set[str] = set()
         self._next_id = 1
         self._listeners: list[Listener] = []
 
@@ -107,10 +108,10 @@ class Graph:
 
     def inputs_of(self, node_id: str) -> dict[int, str]:
         """Input port -> the node wired into it."""
-        return {k: u for u, _, k in self._g.in_edges(node_id, keys=True)}
+        return {k: u for u, keys in self._g._pred[node_id].items() for k in keys}
 
     def consumers_of(self, node_id: str) -> list[tuple[str, int]]:
-        return [(v, k) for _, v, k in self._g.out_edges(node_id, keys=True)]
+        return [(v, k) for v, keys in self._g._succ[node_id].items() for k in keys]
 
     def find(self, name: str) -> Node | None:
         for node in self.nodes():
@@ -119,7 +120,7 @@ class Graph:
         return None
 
     def names(self) -> set[str]:
-        return {n.name for n in self.nodes()}
+        return set(self._names)
 
     def would_cycle(self, src: str, dst: str) -> bool:
         return src == dst or (src in self._g and dst in self._g and nx.has_path(self._g, dst, src))
@@ -134,7 +135,9 @@ class Graph:
 
     def unique_name(self, base: str, exclude: str | None = None) -> str:
         """`base` if free, else base_1, base_2, ..."""
-        taken = {n.name for n in self.nodes() if n.id != exclude}
+        taken = self._names
+        if exclude is not None and exclude in self._g:
+            taken = taken - {self.node(exclude).name}
         base = clean_name(base) or "node"
         if base not in taken:
             return base
@@ -160,6 +163,7 @@ class Graph:
         base = name if name is not None else f"{block.default_name or type_name.lower()}_1"
         node = Node(node_id, self.unique_name(base), type_name, full, (float(pos[0]), float(pos[1])))
         self._g.add_node(node_id, node=node)
+        self._names.add(node.name)
         self._emit("node_added", node_id=node_id)
         return node_id
 
@@ -167,6 +171,7 @@ class Graph:
         self.node(node_id)
         for edge in [e for e in self.edges() if node_id in (e.src, e.dst)]:
             self.disconnect(edge.src, edge.dst, edge.port)
+        self._names.discard(self.node(node_id).name)
         self._g.remove_node(node_id)
         self._emit("node_removed", node_id=node_id)
 
@@ -178,6 +183,8 @@ class Graph:
         new = self.unique_name(name, exclude=node_id)
         if new != node.name:
             old, node.name = node.name, new
+            self._names.discard(old)
+            self._names.add(new)
             self._emit("node_renamed", node_id=node_id, old=old, new=new)
         return new
 
@@ -216,6 +223,7 @@ class Graph:
 
     def clear(self) -> None:
         self._g.clear()
+        self._names.clear()
         self._next_id = 1
         self._emit("reset")
 
@@ -290,6 +298,7 @@ class Graph:
         full = block.defaults() if block else {}
         full.update(params)
         self._g.add_node(node_id, node=Node(node_id, name, type_name, full, (float(pos[0]), float(pos[1]))))
+        self._names.add(name)
 
     def _load_edge(self, i: int, item: Any) -> None:
         if not isinstance(item, dict):
