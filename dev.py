@@ -3,7 +3,7 @@
 
 Needs only Python 3.11+ with pip. Creates the virtual environment on first use, installs
 PyTorch (the CPU build pinned below, unless a torch is already there: install a CUDA
-build into .venv first to train on a GPU), then Deepwire with its test extras. Later runs
+build into .venv first to train on a GPU), then Deepwire with its test and ONNX extras. Later runs
 skip the install unless pyproject.toml changed.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def setup() -> None:
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     if not has_module("torch"):
         run(*pip, TORCH_PIN)
-    run(*pip, "-e", f"{ROOT}[test]")
+    run(*pip, "-e", f"{ROOT}[test,onnx]")
     stamp.write_text(wanted)
 
 

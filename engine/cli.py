@@ -337,6 +337,21 @@ def _printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in str(text))
 
 
+def cmd_export(args) -> int:
+    from .export import ExportError, export
+
+    project, _ = _load_project(args.file)
+    try:
+        result = export(project, args.format, args.output, force=args.force, dataset=args.dataset)
+    except ExportError as exc:
+        raise _Fail(str(exc)) from None
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for path in result.files:
+        print(path)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepwire",
@@ -397,6 +412,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to write the outputs (.npy)")
     p.add_argument("--device")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("export", help="export a graph or project: python bundle, TorchScript, ONNX or weights")
+    p.add_argument("file")
+    p.add_argument("--format", choices=("python", "torchscript", "onnx", "weights"), default="python")
+    p.add_argument("-o", "--output", required=True, help="folder to write into")
+    p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
+    p.add_argument("--dataset", help="python: the dataset train.py loads (default: the one the project used)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

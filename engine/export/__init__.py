@@ -133,8 +133,8 @@ def export_torchscript(model: torch.nn.Module, example: tuple, path: Path) -> tu
                 module, how = torch.jit.trace(model, example, check_trace=False), "traced"
             except Exception as exc:
                 raise ExportError(f"TorchScript cannot capture this model: {str(exc).splitlines()[0][:300]}") from None
-    buffer = io.BytesIO()
-    torch.jit.save(module, buffer)
+        buffer = io.BytesIO()
+        torch.jit.save(module, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return path, how
 
