@@ -148,7 +148,9 @@ class Graph:
         return f"{stem[:MAX_NAME - len(str(i)) - 1]}_{i}"
 
     def add_node(self, type_name: str, name: str | None = None, params: dict | None = None,
-                 pos: tuple[float, float] = (0.0, 0.0), node_id: str | None = None) -> str:
+                 pos: tuple[float, float] = (0.0, 0.0), node_id: str | None = None, index: int | None = None) -> str:
+        """Add a block; returns its id. `index` puts it at that place in the node order (undo of a
+        delete restores the exact order, which decides ties in the generated code)."""
         block = REGISTRY.get(type_name)
         if block is None:
             raise GraphError(f"unknown block type {type_name!r}")
@@ -164,8 +166,22 @@ class Graph:
         node = Node(node_id, self.unique_name(base), type_name, full, (float(pos[0]), float(pos[1])))
         self._g.add_node(node_id, node=node)
         self._names.add(node.name)
+        if index is not None and index < len(self._g) - 1:
+            self._move_to(node_id, index)
         self._emit("node_added", node_id=node_id)
         return node_id
+
+    def _move_to(self, node_id: str, index: int) -> None:
+        for store in (self._g._node, self._g._adj, self._g._pred, self._g._succ):
+            items = list(store.items())
+            moved = next(i for i, (k, _) in enumerate(items) if k == node_id)
+            entry = items.pop(moved)
+            items.insert(max(index, 0), entry)
+            store.clear()
+            store.update(items)
+
+    def index_of(self, node_id: str) -> int:
+        return list(self._g._node).index(node_id)
 
     def remove_node(self, node_id: str) -> None:
         self.node(node_id)

@@ -497,10 +497,30 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         epoch_start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        pending: list[torch.Tensor] = []
+        totals = {"loss": 0.0, "correct": 0}
+        pending: list[torch.Tensor] = []       # this report's batch losses, still on the device
+        predicted: list[torch.Tensor] = []     # and predicted classes (multiclass)
+        first_pending = 0                      # the batch index the pending lists start at
         last_report, seen = time.perf_counter(), 0
+
+        def flush(upto: int) -> list[float]:  # noqa: B023 - called only within this epoch
+            """Read the pending losses back (one sync), add them to the epoch's totals."""
+            nonlocal pending, predicted, first_pending
+            if not pending:
+                return []
+            values = torch.stack(pending).float().cpu().tolist()
+            sizes = [min(bs, n - (first_pending + i) * bs) for i in range(len(values))]
+            bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+            if bad is not None:
+                raise TrainingError(f"the loss became {values[bad]} at epoch {epoch}, batch {first_pending + bad + 1}: "
+                                    "lower the learning rate, clip gradients, or check the data for NaN/Inf values")
+            totals["loss"] += sum(v * k for v, k in zip(values, sizes))
+            if predicted:
+                targets = y_train[order[first_pending * bs:upto * bs]]
+                totals["correct"] += int((torch.cat(predicted) == targets).sum().item())
+            pending, predicted, first_pending = [], [], upto
+            return values
+
         for b in range(steps_per_epoch):
             if control.stopped:
                 stopped = "user"
@@ -512,7 +532,10 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                     break
             idx = order[b * bs:(b + 1) * bs]
             xb, yb = x_train[idx], y_train[idx]
-            with torch.autocast(device.type, enabled=use_amp):
+            if use_amp:
+                with torch.autocast(device.type):
+                    out = model(xb)
+            else:
                 out = model(xb)
             loss = loss_fn(out.float(), yb)
             optimizer.zero_grad(set_to_none=True)
@@ -530,37 +553,31 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                 optimizer.step()
             if when == "batch":
                 scheduler.step()
-            detached = loss.detach()
-            loss_sum += detached * len(idx)
+            pending.append(loss.detach())
             if task == "multiclass":
-                correct += (out.argmax(dim=-1) == yb).sum()
-            pending.append(detached)
+                predicted.append(out.detach().argmax(dim=-1))
             seen += len(idx)
             step += 1
             now = time.perf_counter()
             if now - last_report >= REPORT_INTERVAL or b == steps_per_epoch - 1:
-                values = torch.stack(pending).float().cpu().tolist()  # one sync per report
-                bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
-                if bad is not None:
-                    at = b - len(values) + 1 + bad + 1
-                    raise TrainingError(f"the loss became {values[bad]} at epoch {epoch}, batch {at}: lower the "
-                                        "learning rate, clip gradients, or check the data for NaN/Inf values")
+                values = flush(b + 1)
                 elapsed = now - epoch_start
                 callbacks.call("batch_end", {
                     "epoch": epoch, "epochs": config.epochs, "batch": b + 1, "batches": steps_per_epoch,
                     "step": step, "total_steps": total_steps, "losses": values,
                     "samples_per_s": seen / elapsed if elapsed > 0 else 0.0,
                     "lr": optimizer.param_groups[0]["lr"],
-                    "eta_s": (elapsed / (b + 1)) * (total_steps - step) if b >= 0 else None,
+                    "eta_s": (elapsed / (b + 1)) * (total_steps - step),
                     "gpu_memory": torch.cuda.memory_allocated(device) if device.type == "cuda" else None,
                 })
-                pending, last_report = [], now
+                last_report = now
+        flush(first_pending + len(pending))  # a stopped epoch's last batches
         if stopped == "user" and seen == 0:
             break
-        train_loss = float(loss_sum.item() / max(seen, 1))
+        train_loss = totals["loss"] / max(seen, 1)
         record: dict[str, Any] = {"epoch": epoch, "loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
         if task == "multiclass":
-            record["accuracy"] = float(correct.item() / max(seen, 1))
+            record["accuracy"] = totals["correct"] / max(seen, 1)
         val = evaluate(model, x_val, y_val, task, loss_fn, num_classes, final_activation=final)
         record.update({f"val_{k}": v for k, v in val.items()})
         record["seconds"] = time.perf_counter() - epoch_start

@@ -1,0 +1,491 @@
+"""GraphScene mirrors the document's engine graph and turns gestures into undo commands.
+
+It subscribes to the graph's events (node_added, edge_removed, ...) and updates only the
+affected items; analysis results refresh faces, badges and wire labels. It never holds
+model state of its own: every edit goes through designer.commands onto the undo stack.
+"""
+from __future__ import annotations
+
+import copy
+
+import networkx as nx
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu
+
+from engine.analysis import analyse
+from engine.blocks import REGISTRY, ShapeError
+from engine.graph import Edge, GraphError
+
+from .. import theme
+from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes
+from ..mime import BLOCK_MIME
+from .items import NODE_WIDTH, EdgeItem, NodeItem, PortItem, wire_path
+
+MISMATCH_KINDS = {"shape", "merge-shape", "kernel-too-large", "token-ids", "dtype", "reshape"}
+
+
+class GraphScene(QGraphicsScene):
+    message = Signal(str)                       # a reason for the status bar
+    quickAddRequested = Signal(QPointF, object)  # scene position, the port a wire was dragged from (or None)
+
+    def __init__(self, document, parent=None):
+        super().__init__(parent)
+        self.document = document
+        self.snap = False
+        self.node_items: dict[str, NodeItem] = {}
+        self.edge_items: dict[tuple[str, str, int], EdgeItem] = {}
+        self._edges_of: dict[str, set] = {}
+        self._link_from: PortItem | None = None
+        self._link_temp: QGraphicsPathItem | None = None
+        self._highlighted: list[PortItem] = []
+        self._press_positions: dict[str, tuple[float, float]] = {}
+        self._syncing = False
+        self.setSceneRect(-5000, -5000, 10000, 10000)
+        self.setBackgroundBrush(theme.colour("canvas"))
+        document.graphReplaced.connect(self.rebuild)
+        document.analysed.connect(self.apply_analysis)
+        self._graph = None
+        self.rebuild()
+
+    # ------------------------------------------------------------------ mirroring
+    @property
+    def graph(self):
+        return self.document.graph
+
+    def rebuild(self) -> None:
+        if self._graph is not None:
+            self._graph.unsubscribe(self._on_graph_event)
+        self.clear()
+        self.node_items.clear()
+        self.edge_items.clear()
+        self._edges_of.clear()
+        self._graph = self.graph
+        self._graph.subscribe(self._on_graph_event)
+        for node in self.graph.nodes():
+            self._add_node_item(node.id)
+        for edge in self.graph.edges():
+            self._add_edge_item(edge)
+        self.apply_analysis(self.document.analysis)
+
+    def _on_graph_event(self, event: str, payload: dict) -> None:
+        if event == "node_added":
+            self._add_node_item(payload["node_id"])
+        elif event == "node_removed":
+            item = self.node_items.pop(payload["node_id"], None)
+            if item is not None:
+                self.removeItem(item)
+            self._edges_of.pop(payload["node_id"], None)
+        elif event == "edge_added":
+            self._add_edge_item(Edge(payload["src"], payload["dst"], payload["port"]))
+        elif event == "edge_removed":
+            key = (payload["src"], payload["dst"], payload["port"])
+            item = self.edge_items.pop(key, None)
+            if item is not None:
+                self.removeItem(item)
+            for node_id in key[:2]:
+                self._edges_of.get(node_id, set()).discard(key)
+        elif event == "node_moved":
+            item = self.node_items.get(payload["node_id"])
+            if item is not None:
+                pos = self.graph.node(payload["node_id"]).pos
+                if (item.pos().x(), item.pos().y()) != pos:
+                    self._syncing = True
+                    item.setPos(*pos)
+                    self._syncing = False
+        elif event in ("node_renamed", "params_changed"):
+            item = self.node_items.get(payload["node_id"])
+            if item is not None:
+                item.refresh(self.graph.node(payload["node_id"]), self.document.analysis)
+        elif event == "reset":
+            self.rebuild()
+
+    def _add_node_item(self, node_id: str) -> None:
+        node = self.graph.node(node_id)
+        item = NodeItem(node_id, self)
+        self.addItem(item)
+        self.node_items[node_id] = item
+        item.refresh(node, None)
+        self._syncing = True
+        item.setPos(*node.pos)
+        self._syncing = False
+
+    def _add_edge_item(self, edge: Edge) -> None:
+        item = EdgeItem(edge.src, edge.dst, edge.port)
+        self.addItem(item)
+        self.edge_items[item.key] = item
+        for node_id in (edge.src, edge.dst):
+            self._edges_of.setdefault(node_id, set()).add(item.key)
+        self._update_edge(item)
+        dst = self.node_items.get(edge.dst)
+        if dst is not None:  # merges grow a port as wires arrive
+            dst.refresh(self.graph.node(edge.dst), self.document.analysis)
+
+    def _update_edge(self, item: EdgeItem) -> None:
+        src, dst = self.node_items.get(item.src), self.node_items.get(item.dst)
+        if src is not None and dst is not None:
+            item.update_path(src.output_pos(), dst.input_pos(item.port))
+
+    def node_item_moved(self, item: NodeItem) -> None:
+        for key in self._edges_of.get(item.node_id, ()):
+            edge = self.edge_items.get(key)
+            if edge is not None:
+                self._update_edge(edge)
+
+    def apply_analysis(self, analysis) -> None:
+        for node_id, item in self.node_items.items():
+            if node_id in self.graph:
+                item.refresh(self.graph.node(node_id), analysis)
+        for item in self.edge_items.values():
+            spec = analysis.specs.get(item.src)
+            problems = [d for d in analysis.for_node(item.dst) if d.kind in MISMATCH_KINDS and d.severity == "error"]
+            item.set_state(str(spec) if spec else None, bool(problems), problems[0].message if problems else "")
+            self._update_edge(item)
+
+    # ------------------------------------------------------------------ selection helpers
+    def selected_node_ids(self) -> list[str]:
+        return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
+
+    def selected_edges(self) -> list[Edge]:
+        return [Edge(*i.key) for i in self.selectedItems() if isinstance(i, EdgeItem)]
+
+    def select_nodes(self, node_ids) -> None:
+        self.clearSelection()
+        for node_id in node_ids:
+            item = self.node_items.get(node_id)
+            if item is not None:
+                item.setSelected(True)
+
+    # ------------------------------------------------------------------ edits
+    @property
+    def stack(self):
+        return self.document.undo_stack
+
+    def add_block(self, type_name: str, pos: QPointF, connect_from: PortItem | None = None) -> str | None:
+        """Place a block centred on `pos`; wired to `connect_from` when a wire was dragged out."""
+        if type_name not in REGISTRY:
+            return None
+        top_left = (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20))
+        if connect_from is None:
+            cmd = AddNode(self.graph, type_name, top_left)
+            self.stack.push(cmd)
+            self.select_nodes([cmd.node_id])
+            return cmd.node_id
+        self.stack.beginMacro(f"add {type_name}")
+        try:
+            cmd = AddNode(self.graph, type_name, top_left)
+            self.stack.push(cmd)
+            if connect_from.kind == "out":
+                self._connect_ports(connect_from.node_id, cmd.node_id, 0)
+            else:
+                self._connect_ports(cmd.node_id, connect_from.node_id, connect_from.index)
+        finally:
+            self.stack.endMacro()
+        self.select_nodes([cmd.node_id])
+        return cmd.node_id
+
+    def insert_on_wire(self, type_name: str, edge: Edge, pos: QPointF) -> str | None:
+        block = REGISTRY.get(type_name)
+        if block is None or block.ports_for(block.defaults()).fixed == 0 and not block.ports_for(block.defaults()).variadic:
+            return self.add_block(type_name, pos)
+        self.stack.beginMacro(f"insert {type_name}")
+        try:
+            cmd = AddNode(self.graph, type_name, (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20)))
+            self.stack.push(cmd)
+            self.stack.push(Disconnect(self.graph, edge))
+            self.stack.push(Connect(self.graph, edge.src, cmd.node_id, 0))
+            self.stack.push(Connect(self.graph, cmd.node_id, edge.dst, edge.port))
+        finally:
+            self.stack.endMacro()
+        self.select_nodes([cmd.node_id])
+        return cmd.node_id
+
+    def _connect_ports(self, src: str, dst: str, port: int) -> bool:
+        graph = self.graph
+        if src == dst:
+            self.message.emit("A block cannot feed itself.")
+            return False
+        if graph.would_cycle(src, dst):
+            self.message.emit(f"Refused: wiring {graph.node(src).name} into {graph.node(dst).name} would make a cycle.")
+            return False
+        existing = graph.inputs_of(dst).get(port)
+        if existing == src:
+            self.message.emit("Those ports are already connected.")
+            return False
+        if existing is not None:  # an input takes one wire: the new one replaces the old
+            self.stack.beginMacro(f"rewire {graph.node(dst).name}")
+            self.stack.push(Disconnect(graph, Edge(existing, dst, port)))
+            self.stack.push(Connect(graph, src, dst, port))
+            self.stack.endMacro()
+        else:
+            self.stack.push(Connect(graph, src, dst, port))
+        self.message.emit(f"Connected {graph.node(src).name} → {graph.node(dst).name}.")
+        return True
+
+    def connect_ports(self, a: PortItem, b: PortItem) -> bool:
+        if a.kind == b.kind:
+            self.message.emit("Connect an output (right side) to an input (left side).")
+            return False
+        out, inp = (a, b) if a.kind == "out" else (b, a)
+        return self._connect_ports(out.node_id, inp.node_id, inp.index)
+
+    def delete_selection(self) -> None:
+        nodes = self.selected_node_ids()
+        edges = [e for e in self.selected_edges() if e.src not in nodes and e.dst not in nodes]
+        if not nodes and not edges:
+            return
+        self.stack.beginMacro("delete selection" if len(nodes) + len(edges) > 1 else "delete")
+        try:
+            for edge in edges:
+                self.stack.push(Disconnect(self.graph, edge))
+            if nodes:
+                self.stack.push(RemoveNodes(self.graph, nodes))
+        finally:
+            self.stack.endMacro()
+
+    def nudge(self, dx: float, dy: float) -> None:
+        ids = self.selected_node_ids()
+        if ids:
+            moves = {n: (self.graph.node(n).pos, (self.graph.node(n).pos[0] + dx, self.graph.node(n).pos[1] + dy))
+                     for n in ids}
+            self.stack.push(MoveNodes(self.graph, moves, "nudge", merge=True))
+
+    def arrange(self) -> None:
+        """Lay the graph out left to right by layers (topological generations), one undo step."""
+        g = self.graph.nx
+        try:
+            generations = list(nx.topological_generations(g))
+        except nx.NetworkXUnfeasible:
+            self.message.emit("Cannot arrange a graph with a cycle: remove the cycle first.")
+            return
+        moves = {}
+        for col, layer in enumerate(generations):
+            layer = sorted(layer, key=lambda n: self.graph.node(n).pos[1])
+            for row, node_id in enumerate(layer):
+                new = (col * 260.0, (row - (len(layer) - 1) / 2) * 140.0)
+                old = self.graph.node(node_id).pos
+                if old != new:
+                    moves[node_id] = (old, new)
+        if moves:
+            self.stack.push(MoveNodes(self.graph, moves, "arrange"))
+
+    # ------------------------------------------------------------------ mouse: wires and moves
+    def _port_at(self, pos: QPointF) -> PortItem | None:
+        for item in self.items(pos):
+            if isinstance(item, PortItem):
+                return item
+        return None
+
+    def _edge_at(self, pos: QPointF) -> EdgeItem | None:
+        for item in self.items(pos):
+            if isinstance(item, EdgeItem):
+                return item
+        return None
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.LeftButton:
+            port = self._port_at(event.scenePos())
+            if port is not None:
+                self._start_link(port)
+                event.accept()
+                return
+        super().mousePressEvent(event)
+        self._press_positions = {i.node_id: (i.pos().x(), i.pos().y())
+                                 for i in self.selectedItems() if isinstance(i, NodeItem)}
+
+    def mouseMoveEvent(self, event):
+        if self._link_from is not None:
+            start = self._link_from.scenePos()
+            end = event.scenePos()
+            self._link_temp.setPath(wire_path(start, end) if self._link_from.kind == "out" else wire_path(end, start))
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event):
+        if self._link_from is not None:
+            source = self._link_from
+            self._end_link()
+            target = self._port_at(event.scenePos())
+            if target is not None and target is not source:
+                self.connect_ports(source, target)
+            elif target is None:
+                self.quickAddRequested.emit(event.scenePos(), source)
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+        moves = {}
+        for node_id in self._press_positions:
+            item = self.node_items.get(node_id)
+            if item is not None and node_id in self.graph:
+                new = (item.pos().x(), item.pos().y())
+                if new != tuple(self.graph.node(node_id).pos):
+                    moves[node_id] = (self.graph.node(node_id).pos, new)
+        self._press_positions = {}
+        if moves:
+            self.stack.push(MoveNodes(self.graph, moves))
+
+    def _start_link(self, port: PortItem) -> None:
+        self._link_from = port
+        pen = QPen(theme.colour("highlight"), 2.0, Qt.DashLine)
+        self._link_temp = self.addPath(wire_path(port.scenePos(), port.scenePos()), pen)
+        self._link_temp.setZValue(5)
+        self._highlighted = [p for p in self.compatible_ports(port)]
+        for p in self._highlighted:
+            p.set_highlight(True)
+
+    def _end_link(self) -> None:
+        for p in self._highlighted:
+            p.set_highlight(False)
+        self._highlighted = []
+        if self._link_temp is not None:
+            self.removeItem(self._link_temp)
+        self._link_temp = None
+        self._link_from = None
+
+    def compatible_ports(self, port: PortItem) -> list[PortItem]:
+        out = []
+        for node_id, item in self.node_items.items():
+            if node_id == port.node_id:
+                continue
+            if port.kind == "out":
+                if not self.graph.would_cycle(port.node_id, node_id):
+                    out += item.inputs
+            elif item.output is not None and not self.graph.would_cycle(node_id, port.node_id):
+                out.append(item.output)
+        return out
+
+    def blocks_that_fit(self, port: PortItem | None) -> list[str]:
+        """Block types that can take (or feed) the tensor at `port`, by trying their shape rules."""
+        if port is None:
+            return list(REGISTRY)
+        analysis = self.document.analysis
+        if port.kind == "in":
+            return [t for t, b in REGISTRY.items() if t != "Output"]
+        spec = analysis.specs.get(port.node_id)
+        fits = []
+        for type_name, block in REGISTRY.items():
+            if type_name == "Input":
+                continue
+            if spec is None:
+                fits.append(type_name)
+                continue
+            params = block.defaults()
+            ports = block.ports_for(params)
+            try:
+                block.infer(params, [spec] * max(ports.fixed, ports.min_count if ports.variadic else 1))
+                if spec.dtype == "int64" and not block.accepts_tokens:
+                    continue
+                fits.append(type_name)
+            except (ShapeError, Exception):
+                continue
+        return fits
+
+    # ------------------------------------------------------------------ drops from the palette
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasFormat(BLOCK_MIME):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event):
+        if event.mimeData().hasFormat(BLOCK_MIME):
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event):
+        if not event.mimeData().hasFormat(BLOCK_MIME):
+            super().dropEvent(event)
+            return
+        type_name = bytes(event.mimeData().data(BLOCK_MIME)).decode("utf-8", "replace")
+        edge = self._edge_at(event.scenePos())
+        if edge is not None:
+            self.insert_on_wire(type_name, Edge(*edge.key), event.scenePos())
+        else:
+            self.add_block(type_name, event.scenePos())
+        event.acceptProposedAction()
+
+    # ------------------------------------------------------------------ quick fixes on wires
+    def contextMenuEvent(self, event):
+        edge = self._edge_at(event.scenePos())
+        if edge is None:
+            super().contextMenuEvent(event)
+            return
+        menu = QMenu()
+        fixes = self.quick_fixes(Edge(*edge.key))
+        for label, type_name, params in fixes:
+            action = menu.addAction(label)
+            action.triggered.connect(lambda _=False, t=type_name, p=params, e=Edge(*edge.key), pos=event.scenePos():
+                                     self.apply_fix(e, t, p, pos))
+        if fixes:
+            menu.addSeparator()
+        menu.addAction("Delete wire").triggered.connect(lambda: self.stack.push(Disconnect(self.graph, Edge(*edge.key))))
+        menu.exec(event.screenPos())
+
+    def quick_fixes(self, edge: Edge) -> list[tuple[str, str, dict]]:
+        """Blocks that could sit on this wire, each labelled with the shapes it would give."""
+        spec = self.document.analysis.specs.get(edge.src)
+        if spec is None:
+            return []
+        candidates = [("Flatten", {})]
+        side = int(round((spec.numel) ** 0.5))
+        if side * side == spec.numel:
+            candidates.append(("Reshape", {"shape": [1, side, side]}))
+        wanted = self._wanted_width(edge)
+        candidates.append(("Linear", {"units": wanted or spec.shape[-1]}))
+        fixes = []
+        for type_name, params in candidates:
+            trial = self.graph.copy()
+            node_id = trial.add_node(type_name, params=params)
+            try:
+                trial.disconnect(edge.src, edge.dst, edge.port)
+                trial.connect(edge.src, node_id, 0)
+                trial.connect(node_id, edge.dst, edge.port)
+            except GraphError:
+                continue
+            result = analyse(trial)
+            out = result.specs.get(node_id)
+            if out is None:
+                continue
+            ok = not [d for d in result.for_node(edge.dst) if d.severity == "error"]
+            after = result.specs.get(edge.dst)
+            label = f"Insert {type_name}: {spec} → {out}" + (f" → {after}" if after is not None else "")
+            fixes.append((label + ("" if ok else "  (still mismatched)"), type_name, copy.deepcopy(params)))
+        return fixes
+
+    def _wanted_width(self, edge: Edge) -> int | None:
+        analysis = self.document.analysis
+        for other_port, src in self.graph.inputs_of(edge.dst).items():
+            if other_port != edge.port and src in analysis.specs:
+                return analysis.specs[src].shape[-1]
+        return None
+
+    def apply_fix(self, edge: Edge, type_name: str, params: dict, pos: QPointF) -> None:
+        self.stack.beginMacro(f"quick fix: insert {type_name}")
+        try:
+            cmd = AddNode(self.graph, type_name, (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20)), params)
+            self.stack.push(cmd)
+            self.stack.push(Disconnect(self.graph, edge))
+            self.stack.push(Connect(self.graph, edge.src, cmd.node_id, 0))
+            self.stack.push(Connect(self.graph, cmd.node_id, edge.dst, edge.port))
+        finally:
+            self.stack.endMacro()
+
+    def drawBackground(self, painter, rect):
+        super().drawBackground(painter, rect)
+        step = 20 * 5
+        painter.setPen(QPen(QColor(theme.colours()["grid"]), 1))
+        left = int(rect.left()) - int(rect.left()) % step
+        top = int(rect.top()) - int(rect.top()) % step
+        lines = []
+        x = left
+        from PySide6.QtCore import QLineF
+        while x < rect.right():
+            lines.append(QLineF(x, rect.top(), x, rect.bottom()))
+            x += step
+        y = top
+        while y < rect.bottom():
+            lines.append(QLineF(rect.left(), y, rect.right(), y))
+            y += step
+        painter.drawLines(lines)

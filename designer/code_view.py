@@ -1,0 +1,154 @@
+"""The live code preview: the generated PyTorch source, read-only and highlighted."""
+from __future__ import annotations
+
+import builtins
+import keyword
+
+from PySide6.QtCore import QRegularExpression
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QSyntaxHighlighter, QTextCharFormat, QTextDocument
+from PySide6.QtWidgets import QPlainTextEdit, QWidget
+
+from . import theme
+
+# One Dark / One Light: readable on the dark and on the light theme.
+DARK_STYLE = {"keyword": "#c678dd", "builtin": "#56b6c2", "string": "#98c379", "comment": "#7f848e",
+              "number": "#d19a66", "self": "#e06c75", "decorator": "#e5c07b", "definition": "#61afef"}
+LIGHT_STYLE = {"keyword": "#a626a4", "builtin": "#0184bc", "string": "#50a14f", "comment": "#6a717c",
+               "number": "#986801", "self": "#e45649", "decorator": "#a36c00", "definition": "#4078f2"}
+
+NORMAL, IN_TRIPLE_DOUBLE, IN_TRIPLE_SINGLE = 0, 1, 2
+TO_END = 1 << 30  # setFormat clamps to the block's length
+_BUILTINS = sorted(n for n in dir(builtins) if not n.startswith("_") and not keyword.iskeyword(n))
+
+
+def _words(names) -> str:
+    return r"(?<![\w.])(?:" + "|".join(names) + r")\b"
+
+
+def _closing(delimiter: str) -> QRegularExpression:
+    """The next `delimiter` that is not escaped by an odd number of backslashes."""
+    quoted = QRegularExpression.escape(delimiter)
+    return QRegularExpression(r"(?<!\\)(?:\\\\)*" + quoted)
+
+
+class PythonHighlighter(QSyntaxHighlighter):
+    """Keywords, builtins, self, numbers, decorators, definitions, strings and comments.
+
+    Strings and comments are found by one left-to-right scan, so a '#' inside a string or a
+    quote inside a comment is handled; triple-quoted strings carry across lines in the
+    block state."""
+
+    def __init__(self, document: QTextDocument, dark: bool | None = None):
+        super().__init__(document)
+        if dark is None:
+            dark = QColor(theme.colours()["base"]).lightness() < 128
+        style = DARK_STYLE if dark else LIGHT_STYLE
+        self.formats = {name: _format(colour) for name, colour in style.items()}
+        self.formats["comment"].setFontItalic(True)
+        self.formats["self"].setFontItalic(True)
+        self.formats["keyword"].setFontWeight(QFont.DemiBold)
+        self.rules = [
+            (QRegularExpression(_words(keyword.kwlist)), "keyword"),
+            (QRegularExpression(_words(_BUILTINS)), "builtin"),
+            (QRegularExpression(r"\bself\b"), "self"),
+            (QRegularExpression(r"\b(?:0[xXoObB][0-9a-fA-F_]+|\d[\d_]*(?:\.\d*)?(?:[eE][+-]?\d+)?j?)\b"), "number"),
+            (QRegularExpression(r"^\s*@[\w.]+"), "decorator"),
+            (QRegularExpression(r"\b(?:def|class)\s+(\w+)"), "definition"),
+        ]
+        self.opening = QRegularExpression(r"#|(?:\b[rRbBuUfF]{1,2})?(\"\"\"|'''|\"|')")
+        self.closing = {d: _closing(d) for d in ('"""', "'''", '"', "'")}
+
+    def highlightBlock(self, text: str) -> None:
+        for rx, name in self.rules:
+            matches = rx.globalMatch(text)
+            while matches.hasNext():
+                m = matches.next()
+                group = 1 if rx.captureCount() else 0
+                self.setFormat(m.capturedStart(group), m.capturedLength(group), self.formats[name])
+        self._strings_and_comments(text)
+
+    def _strings_and_comments(self, text: str) -> None:
+        string = self.formats["string"]
+        self.setCurrentBlockState(NORMAL)
+        pos = 0
+        carried = {IN_TRIPLE_DOUBLE: '"""', IN_TRIPLE_SINGLE: "'''"}.get(self.previousBlockState())
+        if carried:
+            end = self._end_of(text, 0, carried)
+            if end < 0:
+                self.setFormat(0, TO_END, string)
+                self.setCurrentBlockState(self.previousBlockState())
+                return
+            self.setFormat(0, end, string)
+            pos = end
+        while True:
+            m = self.opening.match(text, pos)
+            if not m.hasMatch():
+                return
+            start = m.capturedStart()
+            if m.captured() == "#":
+                self.setFormat(start, TO_END, self.formats["comment"])
+                return
+            delimiter = m.captured(1)
+            end = self._end_of(text, m.capturedEnd(), delimiter)
+            if end < 0:
+                self.setFormat(start, TO_END, string)
+                if len(delimiter) == 3:
+                    self.setCurrentBlockState(IN_TRIPLE_DOUBLE if delimiter == '"""' else IN_TRIPLE_SINGLE)
+                return
+            self.setFormat(start, end - start, string)
+            pos = end
+
+    def _end_of(self, text: str, pos: int, delimiter: str) -> int:
+        """Where the string closed by `delimiter` ends, searching from `pos`; -1 if not on this line."""
+        m = self.closing[delimiter].match(text, pos)
+        return m.capturedEnd() if m.hasMatch() else -1
+
+
+def _format(colour: str) -> QTextCharFormat:
+    fmt = QTextCharFormat()
+    fmt.setForeground(QColor(colour))
+    return fmt
+
+
+class CodeView(QPlainTextEdit):
+    """Read-only, highlighted source. `set_source` keeps the reader's place; `set_message`
+    shows a grey line in place of the code."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setLineWrapMode(QPlainTextEdit.NoWrap)
+        self.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        self.setTabStopDistance(4 * self.fontMetrics().horizontalAdvance(" "))
+        self.highlighter = PythonHighlighter(self.document())
+        self._source = ""
+        self._scroll = (0, 0)  # where the reader was, kept while a message is shown
+
+    @property
+    def source(self) -> str:
+        """The code shown, or '' while a message is shown."""
+        return self._source
+
+    def set_source(self, text: str) -> None:
+        """Show `text`, keeping the scroll position (clamped to the new length)."""
+        if text == self._source and not self.placeholderText():
+            return
+        if self._source:
+            self._scroll = self._scroll_position()
+        self.setPlaceholderText("")
+        self._source = text
+        self.setPlainText(text)
+        vertical, horizontal = self._scroll
+        self.verticalScrollBar().setValue(vertical)
+        self.horizontalScrollBar().setValue(horizontal)
+
+    def set_message(self, text: str) -> None:
+        """Show `text` in grey instead of code, e.g. 'The graph has errors; fix them to see the code.'"""
+        if self._source:
+            self._scroll = self._scroll_position()
+        self._source = ""
+        self.clear()
+        self.setPlaceholderText(text)
+
+    def _scroll_position(self) -> tuple[int, int]:
+        return self.verticalScrollBar().value(), self.horizontalScrollBar().value()

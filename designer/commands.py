@@ -1,0 +1,183 @@
+"""Every edit is a QUndoCommand that calls the engine graph's API, so undo/redo comes from
+QUndoStack and the scene, which mirrors the graph, follows by itself.
+
+Commands keep node ids stable across undo/redo (a removed node comes back with its id,
+name, parameters, position and wires), so later commands on the stack stay valid.
+"""
+from __future__ import annotations
+
+import copy
+
+from PySide6.QtGui import QUndoCommand
+
+from engine.graph import Edge, Graph
+
+MOVE_ID = 1001
+
+
+class AddNode(QUndoCommand):
+    def __init__(self, graph: Graph, type_name: str, pos=(0.0, 0.0), params: dict | None = None,
+                 name: str | None = None, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.graph = graph
+        self.type_name, self.pos, self.params, self.name = type_name, pos, copy.deepcopy(params), name
+        self.node_id = graph.new_id()
+        self.setText(f"add {type_name}")
+
+    def redo(self):
+        self.node_id = self.graph.add_node(self.type_name, self.name, self.params, self.pos, node_id=self.node_id)
+        self.name = self.graph.node(self.node_id).name
+
+    def undo(self):
+        self.graph.remove_node(self.node_id)
+
+
+class RemoveNodes(QUndoCommand):
+    """Removes nodes and every wire touching them; undo restores the exact graph."""
+
+    def __init__(self, graph: Graph, node_ids, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.graph = graph
+        order = graph.node_ids()
+        self.nodes = sorted((copy.deepcopy(graph.node(n)) for n in node_ids), key=lambda n: order.index(n.id))
+        self.indices = {n.id: order.index(n.id) for n in self.nodes}
+        ids = {n.id for n in self.nodes}
+        self.edges = [e for e in graph.edges() if e.src in ids or e.dst in ids]
+        self.setText("delete " + (self.nodes[0].name if len(self.nodes) == 1 else f"{len(self.nodes)} blocks"))
+
+    def redo(self):
+        for node in self.nodes:
+            self.graph.remove_node(node.id)
+
+    def undo(self):
+        for node in self.nodes:
+            self.graph.add_node(node.type, node.name, node.params, node.pos, node_id=node.id,
+                                index=self.indices[node.id])
+            if self.graph.node(node.id).name != node.name:  # only if the name was taken meanwhile
+                node.name = self.graph.node(node.id).name
+        for edge in self.edges:
+            self.graph.connect(edge.src, edge.dst, edge.port)
+
+
+class Connect(QUndoCommand):
+    def __init__(self, graph: Graph, src: str, dst: str, port: int, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.graph, self.edge = graph, Edge(src, dst, port)
+        self.setText(f"connect {graph.node(src).name} to {graph.node(dst).name}")
+
+    def redo(self):
+        self.graph.connect(self.edge.src, self.edge.dst, self.edge.port)
+
+    def undo(self):
+        self.graph.disconnect(self.edge.src, self.edge.dst, self.edge.port)
+
+
+class Disconnect(QUndoCommand):
+    def __init__(self, graph: Graph, edge: Edge, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.graph, self.edge = graph, edge
+        self.setText(f"disconnect {graph.node(edge.src).name} from {graph.node(edge.dst).name}")
+
+    def redo(self):
+        self.graph.disconnect(self.edge.src, self.edge.dst, self.edge.port)
+
+    def undo(self):
+        self.graph.connect(self.edge.src, self.edge.dst, self.edge.port)
+
+
+class MoveNodes(QUndoCommand):
+    """One drag (or a run of arrow-key nudges of the same nodes) is one step."""
+
+    def __init__(self, graph: Graph, moves: dict, text: str = "move", parent: QUndoCommand | None = None,
+                 merge: bool = False):
+        super().__init__(parent)
+        self.graph = graph
+        self.moves = {k: (tuple(old), tuple(new)) for k, (old, new) in moves.items()}
+        self.merge = merge
+        self.setText(text if len(moves) != 1 else f"{text} {graph.node(next(iter(moves))).name}")
+
+    def id(self):
+        return MOVE_ID if self.merge else -1
+
+    def mergeWith(self, other):
+        if not (self.merge and other.merge) or set(other.moves) != set(self.moves):
+            return False
+        self.moves = {k: (self.moves[k][0], other.moves[k][1]) for k in self.moves}
+        return True
+
+    def redo(self):
+        for node_id, (_, new) in self.moves.items():
+            if node_id in self.graph and self.graph.node(node_id).pos != new:
+                self.graph.move(node_id, new)
+
+    def undo(self):
+        for node_id, (old, _) in self.moves.items():
+            if node_id in self.graph:
+                self.graph.move(node_id, old)
+
+
+class SetParams(QUndoCommand):
+    def __init__(self, graph: Graph, node_id: str, changes: dict, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.graph, self.node_id = graph, node_id
+        node = graph.node(node_id)
+        self.new = copy.deepcopy(changes)
+        self.old = {k: copy.deepcopy(node.params.get(k)) for k in changes}
+        self.missing = [k for k in changes if k not in node.params]
+        keys = ", ".join(changes)
+        self.setText(f"set {keys} of {node.name}")
+
+    def redo(self):
+        self.graph.set_params(self.node_id, self.new)
+
+    def undo(self):
+        node = self.graph.node(self.node_id)
+        restored = {k: v for k, v in self.old.items() if k not in self.missing}
+        for key in self.missing:
+            node.params.pop(key, None)
+        self.graph.set_params(self.node_id, restored)
+
+
+class Rename(QUndoCommand):
+    def __init__(self, graph: Graph, node_id: str, name: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.graph, self.node_id = graph, node_id
+        self.old = graph.node(node_id).name
+        self.wanted = name
+        self.setText(f"rename {self.old}")
+
+    def redo(self):
+        self.new = self.graph.rename(self.node_id, self.wanted)
+
+    def undo(self):
+        self.graph.rename(self.node_id, self.old)
+
+
+def paste_nodes(stack, graph: Graph, data: dict, offset=(40.0, 40.0)) -> list[str]:
+    """Paste nodes (a Graph.to_dict fragment) and the wires between them as one undo step.
+    Names are made unique; returns the new node ids."""
+    nodes = data.get("nodes", [])
+    if not nodes:
+        return []
+    stack.beginMacro(f"paste {len(nodes)} block{'s' * (len(nodes) != 1)}")
+    mapping = {}
+    try:
+        for item in nodes:
+            pos = (item["pos"][0] + offset[0], item["pos"][1] + offset[1])
+            cmd = AddNode(graph, item["type"], pos, item.get("params", {}), item.get("name"))
+            stack.push(cmd)
+            mapping[item["id"]] = cmd.node_id
+        for edge in data.get("edges", []):
+            if edge["src"] in mapping and edge["dst"] in mapping:
+                stack.push(Connect(graph, mapping[edge["src"]], mapping[edge["dst"]], edge["port"]))
+    finally:
+        stack.endMacro()
+    return list(mapping.values())
+
+
+def fragment(graph: Graph, node_ids) -> dict:
+    """The selected nodes and the wires between them, as a Graph.to_dict fragment."""
+    ids = set(node_ids)
+    return {"format": "deepwire-fragment",
+            "nodes": [graph.node(n).to_dict() for n in graph.node_ids() if n in ids],
+            "edges": [e.to_dict() for e in graph.edges() if e.src in ids and e.dst in ids]}

@@ -1,0 +1,1027 @@
+"""The inspector: the selected block's name and parameters, edited with widgets generated from
+the block declaration, plus what analysis says about it (output shape, weights, FLOPs, problems).
+
+Every committed edit is one command on the document's undo stack (`SetParams`, `Rename`);
+editing several blocks of one type at once is one macro. A value the declaration refuses
+(`Param.validate`) is refused at the field, with the reason underneath, and nothing is pushed.
+The inspector follows the graph (undo/redo, edits elsewhere) without stealing focus or
+pushing anything while it refreshes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.analysis import WARNING, Analysis, count_flops
+from engine.blocks import TOKENS, Block, Param, ParamError, get_block
+from engine.graph import MAX_NAME, Graph, clean_name
+
+from . import theme
+from .commands import Rename, SetParams
+from .document import Document
+
+HINT = "Select a block to edit it. Drag blocks from the palette onto the canvas."
+FLOPS_IDLE_MS = 200
+INT_LIMIT = 2**31 - 1          # QSpinBox holds a C int
+FLOAT_LIMIT = 1e12
+MIXED = "mixed"
+_MISSING = object()
+
+# Names that read badly when merely capitalised; everything else is "kernel_size" -> "Kernel size".
+_LABELS = {"p": "Probability (p)", "eps": "Epsilon", "dtype": "Data type", "init": "Initialisation",
+           "nhead": "Heads", "num_heads": "Heads", "dim": "Dimension", "dims": "Dimensions"}
+
+
+def readable(param: Param) -> str:
+    """The label shown for a parameter."""
+    if param.label:
+        return param.label
+    if param.name in _LABELS:
+        return _LABELS[param.name]
+    text = param.name.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+# ----------------------------------------------------------------------------- text <-> values
+
+def format_value(param: Param, value: Any) -> str:
+    """A size/ints/padding value as the text a person would type: "3", "3, 5", "same"."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        values = list(value)
+        if param.kind in ("size", "padding") and values and all(v == values[0] for v in values):
+            return str(values[0])
+        return ", ".join(str(v) for v in values)
+    return str(value)
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text  # validate() explains why it is not a number
+
+
+def parse_value(param: Param, text: str) -> Any:
+    """Parse "3", "3, 5", "[3, 5]", "(3, 5)" (and "same"/"valid" for padding) and validate it.
+    Returns the value to store; raises ParamError with a message for the person typing."""
+    text = text.strip()
+    if not text:
+        raise ParamError(f"{param.name} needs a value")
+    if param.kind == "padding":
+        for choice in param.choices:
+            if text.lower() == choice.lower():
+                return param.validate(choice)
+    inner, bracketed = text, False
+    if len(text) >= 2 and (text[0], text[-1]) in (("[", "]"), ("(", ")")):
+        inner, bracketed = text[1:-1], True
+    parts = inner.split(",") if "," in inner else inner.split()
+    values = [_number(part.strip()) for part in parts if part.strip()]
+    if not values:
+        raise ParamError(f"{param.name} needs a value")
+    if param.kind in ("size", "padding") and len(values) == 1 and not bracketed:
+        value = param.validate(values[0])
+        return values[0] if isinstance(values[0], int) else value  # keep "3" as 3, not (3, 3)
+    return param.validate(values)
+
+
+def _canonical(param: Param, raw: Any) -> Any:
+    """A raw stored value in a form that compares equal when it means the same (3 and [3, 3])."""
+    try:
+        return param.validate(raw)
+    except ParamError:
+        return ("invalid", repr(raw))
+
+
+def _same(param: Param, raw: Any, value: Any) -> bool:
+    """Whether a stored raw value already equals a validated value."""
+    if raw is _MISSING:
+        return False
+    try:
+        return param.validate(raw) == param.validate(value)
+    except ParamError:
+        return False
+
+
+# ----------------------------------------------------------------------------- FLOPs in the background
+
+_FLOPS_CACHE: OrderedDict[str, dict | None] = OrderedDict()
+_FLOPS_CACHE_SIZE = 16
+
+
+def graph_key(data: dict) -> str:
+    """What FLOPs depend on: block types, parameters and wires (not names or positions)."""
+    nodes = [[n["id"], n["type"], n["params"]] for n in data["nodes"]]
+    edges = [[e["src"], e["dst"], e["port"]] for e in data["edges"]]
+    try:
+        return json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"), default=repr)
+
+
+class _FlopCounter(QObject):
+    """Counts FLOPs (engine.analysis.count_flops, slow: it compiles the model) on a thread,
+    one graph at a time; the newest request waits while one runs. Results are cached."""
+
+    ready = Signal(str)            # a graph key whose result is now in the cache
+    _done = Signal(str, object)
+
+    def __init__(self):
+        super().__init__()
+        self._busy = False
+        self._pending: tuple[str, dict] | None = None
+        self._done.connect(self._finish, Qt.ConnectionType.QueuedConnection)
+
+    @staticmethod
+    def cached(key: str) -> tuple[bool, dict | None]:
+        if key in _FLOPS_CACHE:
+            _FLOPS_CACHE.move_to_end(key)
+            return True, _FLOPS_CACHE[key]
+        return False, None
+
+    def request(self, key: str, data: dict) -> None:
+        if key in _FLOPS_CACHE:
+            self.ready.emit(key)
+        elif self._busy:
+            self._pending = (key, data)
+        else:
+            self._start(key, data)
+
+    def _start(self, key: str, data: dict) -> None:
+        self._busy = True
+        threading.Thread(target=self._work, args=(key, data), name="deepwire-flops", daemon=True).start()
+
+    def _work(self, key: str, data: dict) -> None:
+        try:
+            result: dict | None = count_flops(Graph.from_dict(data))
+        except Exception:  # a model that cannot be compiled simply has no FLOP count
+            result = None
+        self._done.emit(key, result)
+
+    def _finish(self, key: str, result: dict | None) -> None:
+        _FLOPS_CACHE[key] = result
+        while len(_FLOPS_CACHE) > _FLOPS_CACHE_SIZE:
+            _FLOPS_CACHE.popitem(last=False)
+        self._busy = False
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] not in _FLOPS_CACHE:
+            self._start(*pending)
+        self.ready.emit(key)
+
+
+_counter: _FlopCounter | None = None
+
+
+def flop_counter() -> _FlopCounter:
+    global _counter
+    if _counter is None:
+        _counter = _FlopCounter()
+    return _counter
+
+
+def compact(n: int) -> str:
+    for size, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return str(n)
+
+
+# ----------------------------------------------------------------------------- editors
+
+class _NoWheelMixin:
+    """Scrolling the form must not change a value the pointer happens to pass over."""
+
+    def wheelEvent(self, event):  # noqa: N802 (Qt name)
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
+class IntSpin(_NoWheelMixin, QSpinBox):
+    """A spin box that can show "no common value" (blank) for several blocks."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.mixed = False
+
+    def textFromValue(self, value: int) -> str:  # noqa: N802
+        return "" if self.mixed else str(value)
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802
+        self.mixed = False
+        super().stepBy(steps)
+
+
+class FloatSpin(_NoWheelMixin, QDoubleSpinBox):
+    """A double spin box that shows 0.5 rather than 0.500000, and can show "mixed" (blank)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.mixed = False
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802
+        if self.mixed:
+            return ""
+        text = f"{value:.{self.decimals()}f}"
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        if text in ("-0", ""):
+            text = "0"
+        return text.replace(".", self.locale().decimalPoint())
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802
+        self.mixed = False
+        super().stepBy(steps)
+
+
+class ChoiceCombo(_NoWheelMixin, QComboBox):
+    pass
+
+
+def _decimals_for(param: Param, value: Any) -> int:
+    decimals = 6
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value and math.isfinite(value):
+        if abs(value) < 1e-4:
+            decimals = max(decimals, min(12, 2 - math.floor(math.log10(abs(value)))))
+    return decimals
+
+
+def _step_for(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return 0.1
+    v = abs(value)
+    if v >= 10:
+        return 1.0
+    if v >= 0.1 or v == 0:
+        return 0.1
+    if v >= 0.001:
+        return 0.001
+    return 10.0 ** math.floor(math.log10(v))
+
+
+class Field:
+    """One parameter's editor (for one or several nodes of the same type), with the label
+    under it that says why a value was refused."""
+
+    def __init__(self, inspector: Inspector, param: Param, node_ids: list[str]):
+        self.inspector = inspector
+        self.param = param
+        self.node_ids = list(node_ids)
+        self.mixed = False      # no common value is shown (several blocks differ, or an invalid value)
+        self.was_mixed = False  # as last shown by a refresh
+        self.placeholder = ""
+        self.dirty = False      # the person has typed something not yet committed
+        self.typed = ""         # spin boxes: what was typed, before the box clamps or reverts it
+        self.shown: Any = None  # spin boxes: the value last shown, after the box's rounding
+        self.container = QWidget()
+        box = QVBoxLayout(self.container)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(2)
+        self.editor = self._make_editor()
+        self.editor.setObjectName(f"param_{param.name}")
+        self.editor.setToolTip(param.help)
+        box.addWidget(self.editor)
+        self.error = _message_label("error")
+        self.error.setObjectName(f"error_{param.name}")
+        box.addWidget(self.error)
+        self.error.hide()
+
+    # -- construction
+    def _make_editor(self) -> QWidget:
+        p, kind = self.param, self.param.kind
+        if kind == "int":
+            spin = IntSpin()
+            spin.setRange(int(p.min) if p.min is not None else -INT_LIMIT,
+                          int(p.max) if p.max is not None else INT_LIMIT)
+            spin.setKeyboardTracking(False)  # valueChanged on Enter / arrows / focus out, not per key
+            spin.setAccelerated(True)
+            self._wire_spin(spin)
+            return spin
+        if kind == "float":
+            spin = FloatSpin()
+            spin.setKeyboardTracking(False)
+            spin.setDecimals(6)
+            spin.setRange(p.min if p.min is not None else -FLOAT_LIMIT, p.max if p.max is not None else FLOAT_LIMIT)
+            self._wire_spin(spin)
+            return spin
+        if kind == "bool":
+            check = QCheckBox()
+            _visible_indicator(check)
+            changed = getattr(check, "checkStateChanged", None) or check.stateChanged
+            changed.connect(lambda _state: self.inspector._commit(self))
+            return check
+        if kind == "choice":
+            combo = ChoiceCombo()
+            for choice in p.choices:
+                combo.addItem(choice, choice)
+            combo.setPlaceholderText(MIXED)
+            combo.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            combo.currentIndexChanged.connect(lambda _i: self.inspector._commit(self))
+            return combo
+        edit = QLineEdit()  # size, ints, padding
+        edit.setMaxLength(200)
+        self.placeholder = {"size": "3  or  3, 5", "ints": "e.g. 28, 28",
+                            "padding": f"{' / '.join(p.choices) or '0'}, 1  or  1, 2"}.get(kind, "")
+        edit.setPlaceholderText(self.placeholder)
+        edit.textEdited.connect(self._edited)
+        edit.editingFinished.connect(lambda: self.inspector._commit(self))
+        return edit
+
+    def _wire_spin(self, spin) -> None:
+        spin.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        spin.lineEdit().textEdited.connect(self._edited)
+        spin.valueChanged.connect(lambda _v: self.inspector._commit(self))
+        spin.editingFinished.connect(lambda: self.inspector._commit(self))
+
+    def _edited(self, text: str) -> None:
+        self.dirty = True
+        self.typed = text
+        if isinstance(self.editor, (IntSpin, FloatSpin)):
+            # typing replaces the blank "mixed" state; clearing the text again restores it
+            self.editor.mixed = self.mixed = self.was_mixed and not text.strip()
+
+    # -- showing values (the inspector's guard flag is up while these run)
+    def busy(self) -> bool:
+        """Being typed into: a refresh must leave it alone."""
+        return self.dirty and self.editor.hasFocus()
+
+    def show(self, raws: list[Any]) -> None:
+        """Show the nodes' current values: the common one, or blank where they differ."""
+        p = self.param
+        first = raws[0]
+        common = _canonical(p, first)
+        self.mixed = any(_canonical(p, r) != common for r in raws[1:])
+        self.dirty = False
+        self.typed = ""
+        problem = None
+        if not self.mixed:
+            try:
+                p.validate(first)
+            except ParamError as exc:
+                problem = str(exc)
+        ed = self.editor
+        if isinstance(ed, IntSpin):
+            valid = isinstance(first, int) and not isinstance(first, bool) and ed.minimum() <= first <= ed.maximum()
+            ed.mixed = self.mixed or not valid
+            ed.setValue(first if valid else ed.minimum())
+            ed.lineEdit().setPlaceholderText(MIXED if self.mixed else "")
+            self.shown = None if ed.mixed else ed.value()
+            self.mixed = ed.mixed
+        elif isinstance(ed, FloatSpin):
+            number = isinstance(first, (int, float)) and not isinstance(first, bool) and math.isfinite(first)
+            valid = number and ed.minimum() <= first <= ed.maximum()
+            ed.mixed = self.mixed or not valid
+            ed.setDecimals(_decimals_for(p, first if number else p.default))
+            ed.setSingleStep(_step_for(first if number else p.default))
+            ed.setValue(float(first) if valid else ed.minimum())
+            ed.lineEdit().setPlaceholderText(MIXED if self.mixed else "")
+            self.shown = None if ed.mixed else ed.value()
+            self.mixed = ed.mixed
+        elif isinstance(ed, QCheckBox):
+            if self.mixed or not isinstance(first, bool):
+                ed.setTristate(True)
+                ed.setCheckState(Qt.CheckState.PartiallyChecked)
+            else:
+                ed.setTristate(False)
+                ed.setChecked(first)
+        elif isinstance(ed, QComboBox):
+            index = ed.findData(first) if not self.mixed and isinstance(first, str) else -1
+            ed.setCurrentIndex(index)
+        else:
+            ed.setText("" if self.mixed else format_value(p, first))
+            ed.setPlaceholderText(MIXED if self.mixed else self.placeholder)
+            ed.setModified(False)
+        self.was_mixed = self.mixed
+        self.set_error(problem)
+
+    def set_error(self, message: str | None) -> None:
+        self.error.setText(message or "")
+        self.error.setVisible(bool(message))
+        _mark_invalid(self.editor, bool(message))
+
+    # -- reading what the person chose
+    def read(self) -> tuple[bool, Any]:
+        """(False, None) when there is nothing to commit, else (True, validated value).
+        Raises ParamError for a value the declaration refuses."""
+        ed = self.editor
+        if isinstance(ed, (IntSpin, FloatSpin)):
+            typed, self.typed = self.typed.strip(), ""
+            number = _number(typed.replace(ed.locale().decimalPoint(), ".")) if typed else None
+            if isinstance(number, (int, float)) and number != ed.value():
+                # the box reverted or clamped what was typed: say why instead of quietly ignoring it
+                self.param.validate(number)
+            if ed.mixed or ed.value() == self.shown:
+                return False, None
+            return True, self.param.validate(ed.value())
+        if isinstance(ed, QCheckBox):
+            state = ed.checkState()
+            if state == Qt.CheckState.PartiallyChecked:
+                return False, None
+            ed.setTristate(False)
+            return True, state == Qt.CheckState.Checked
+        if isinstance(ed, QComboBox):
+            if ed.currentIndex() < 0:
+                return False, None
+            return True, self.param.validate(ed.currentData())
+        text = ed.text()
+        if self.mixed and not text.strip():
+            return False, None
+        return True, parse_value(self.param, text)
+
+
+def _visible_indicator(check: QCheckBox) -> None:
+    """Fusion outlines the box in the window colour, darkened: on a dark theme an unchecked box
+    would vanish. Lighten the colour it starts from so the outline shows in either theme."""
+    palette = check.palette()
+    window = palette.color(QPalette.ColorRole.Window)
+    if window.lightness() < 128:
+        palette.setColor(QPalette.ColorRole.Window, QColor(theme.colours()["muted"]))
+        check.setPalette(palette)
+
+
+def _message_label(kind: str) -> QLabel:
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setStyleSheet(f"color: {theme.colours()[kind]};")
+    return label
+
+
+def _mark_invalid(widget: QWidget, invalid: bool) -> None:
+    if bool(widget.property("invalid")) == invalid:
+        return
+    widget.setProperty("invalid", invalid)
+    if invalid:
+        name = type(widget).__name__
+        base = {"IntSpin": "QSpinBox", "FloatSpin": "QDoubleSpinBox", "ChoiceCombo": "QComboBox"}.get(name, name)
+        widget.setStyleSheet(f"{base} {{ border: 1px solid {theme.colours()['error']}; border-radius: 3px;"
+                             " padding: 2px 4px; }")
+    else:
+        widget.setStyleSheet("")
+
+
+class _GraphListener:
+    """Forwards graph events to an inspector without keeping it alive."""
+
+    def __init__(self, inspector: Inspector):
+        self._ref = weakref.ref(inspector)
+
+    def __call__(self, event: str, payload: dict) -> None:
+        inspector = self._ref()
+        if inspector is None:
+            return
+        try:
+            inspector._on_graph_event(event, payload)
+        except RuntimeError:  # the widget is being destroyed
+            pass
+
+
+# ----------------------------------------------------------------------------- the inspector
+
+class Inspector(QWidget):
+    """The selected block's (or blocks') editable properties and analysis."""
+
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self._ids: list[str] = []
+        self._fields: dict[str, Field] = {}
+        self._updating = False
+        self.name_edit: QLineEdit | None = None
+        self.name_message: QLabel | None = None
+        self.title_label: QLabel | None = None
+        self.shape_label: QLabel | None = None
+        self.params_label: QLabel | None = None
+        self.flops_label: QLabel | None = None
+        self._diag_box: QVBoxLayout | None = None
+        self._flops_for: tuple[Analysis, str | None] | None = None  # (analysis, FLOP cache key)
+
+        self._scroll = QScrollArea(self)
+        self._scroll.setWidgetResizable(True)
+        self._scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self._scroll)
+
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh)
+        self._flops_timer = QTimer(self)
+        self._flops_timer.setSingleShot(True)
+        self._flops_timer.setInterval(FLOPS_IDLE_MS)
+        self._flops_timer.timeout.connect(self._request_flops)
+
+        # The graph is plain Python: it holds a listener that only weakly refers to this widget,
+        # and the listener is removed when the widget goes.
+        self._listener = _GraphListener(self)
+        self._subscription = {"listener": self._listener, "graph": weakref.ref(document.graph)}
+        document.graph.subscribe(self._listener)
+        subscription = self._subscription
+        self.destroyed.connect(lambda *_: _unsubscribe(subscription))
+
+        document.analysed.connect(self._on_analysed)
+        document.graphReplaced.connect(self._on_graph_replaced)
+        flop_counter().ready.connect(self._on_flops_ready)
+        self._rebuild()
+
+    # ------------------------------------------------------------------ public API
+    def set_selection(self, node_ids: list[str]) -> None:
+        """Show the given nodes (the canvas selection). Unknown ids are ignored."""
+        graph = self.document.graph
+        ids = list(dict.fromkeys(n for n in node_ids if n in graph))
+        if ids == self._ids:
+            self.refresh()
+            return
+        self._flush()
+        self._ids = ids
+        self._rebuild()
+
+    def selection(self) -> list[str]:
+        return list(self._ids)
+
+    def editor(self, param_name: str) -> QWidget | None:
+        """The editor widget of a parameter, or None when it is not shown."""
+        field = self._fields.get(param_name)
+        return field.editor if field else None
+
+    def error_text(self, param_name: str) -> str:
+        """The reason shown under a parameter's editor ("" when none is shown)."""
+        field = self._fields.get(param_name)
+        return field.error.text() if field and not field.error.isHidden() else ""
+
+    def refresh(self) -> None:
+        """Show the graph's current values (never pushes a command, never moves focus)."""
+        self._refresh_timer.stop()
+        graph = self.document.graph
+        if any(n not in graph for n in self._ids):
+            self._ids = [n for n in self._ids if n in graph]
+            self._rebuild()
+            return
+        self._updating = True
+        try:
+            if self.name_edit is not None and len(self._ids) == 1:
+                node = graph.node(self._ids[0])
+                if not (self.name_edit.isModified() and self.name_edit.hasFocus()):
+                    if self.name_edit.text() != node.name:  # renamed underneath (undo): old notes are stale
+                        _show_message(self.name_message, None, "muted")
+                        _mark_invalid(self.name_edit, False)
+                    self.name_edit.setText(node.name)
+                    self.name_edit.setModified(False)
+            for name, field in self._fields.items():
+                if field.busy():
+                    continue
+                field.show([graph.node(n).params.get(name, field.param.default) for n in field.node_ids])
+        finally:
+            self._updating = False
+        self._update_analysis()
+
+    # ------------------------------------------------------------------ events
+    def _on_graph_event(self, event: str, payload: dict) -> None:
+        if not self._ids or event == "node_moved":
+            return
+        if event in ("reset", "node_removed") or payload.get("node_id") in self._ids:
+            self._refresh_timer.start()
+
+    def _on_analysed(self, analysis: Analysis) -> None:
+        if self._ids:
+            self._update_analysis()
+
+    def _on_graph_replaced(self) -> None:
+        _unsubscribe(self._subscription)
+        self._subscription["graph"] = weakref.ref(self.document.graph)
+        self.document.graph.subscribe(self._listener)
+        self._ids = []
+        self._rebuild()
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            QTimer.singleShot(0, self._rebuild_if_alive)  # colours come from the theme
+
+    def _rebuild_if_alive(self) -> None:
+        try:
+            self._rebuild()
+        except RuntimeError:
+            pass
+
+    # ------------------------------------------------------------------ committing edits
+    def _flush(self) -> None:
+        """Commit what is being typed before the form goes away."""
+        if self.name_edit is not None and self.name_edit.isModified():
+            self._commit_name()
+        for field in list(self._fields.values()):
+            if field.dirty:
+                self._commit(field)
+
+    def _commit(self, field: Field) -> None:
+        if self._updating:
+            return
+        graph = self.document.graph
+        ids = [n for n in field.node_ids if n in graph]
+        if not ids:
+            return
+        try:
+            has_value, value = field.read()
+        except ParamError as exc:
+            field.set_error(str(exc))
+            return
+        field.dirty = False
+        if not has_value:
+            field.set_error(None)
+            return
+        name = field.param.name
+        changed = [n for n in ids if not _same(field.param, graph.node(n).params.get(name, _MISSING), value)]
+        field.set_error(None)
+        if changed:
+            stack = self.document.undo_stack
+            if len(changed) == 1:
+                stack.push(SetParams(graph, changed[0], {name: value}))
+            else:
+                stack.beginMacro(f"set {name} of {len(changed)} blocks")
+                try:
+                    for node_id in changed:
+                        stack.push(SetParams(graph, node_id, {name: value}))
+                finally:
+                    stack.endMacro()
+        self.refresh()
+
+    def _commit_name(self) -> None:
+        if self._updating or self.name_edit is None or len(self._ids) != 1:
+            return
+        graph = self.document.graph
+        node_id = self._ids[0]
+        if node_id not in graph:
+            return
+        edit, message = self.name_edit, self.name_message
+        node = graph.node(node_id)
+        wanted = clean_name(edit.text())
+        self._updating = True
+        try:
+            edit.setModified(False)
+            if not wanted:
+                edit.setText(node.name)
+                _show_message(message, "A name needs at least one visible character; the old name is kept.",
+                              "error")
+                _mark_invalid(edit, True)
+                return
+            _mark_invalid(edit, False)
+            final = graph.unique_name(wanted, exclude=node_id)
+            if final != node.name:
+                self.document.undo_stack.push(Rename(graph, node_id, wanted))
+                final = graph.node(node_id).name
+            edit.setText(final)
+            if final != wanted:
+                _show_message(message, f"“{wanted}” is taken, so the block is named “{final}”.", "muted")
+            else:
+                _show_message(message, None, "muted")
+        finally:
+            self._updating = False
+
+    # ------------------------------------------------------------------ building the form
+    def _rebuild(self) -> None:
+        self._updating = True
+        try:
+            self._fields = {}
+            self.name_edit = self.name_message = self.title_label = None
+            self.shape_label = self.params_label = self.flops_label = None
+            self._diag_box = None
+            old = self._scroll.takeWidget()
+            if old is not None:
+                old.hide()
+                old.deleteLater()
+            content = QWidget()
+            content.setObjectName("inspector_content")
+            layout = QVBoxLayout(content)
+            layout.setContentsMargins(12, 12, 12, 12)
+            layout.setSpacing(12)
+            graph = self.document.graph
+            nodes = [graph.node(n) for n in self._ids]
+            types = {n.type for n in nodes}
+            if not nodes:
+                self._build_hint(layout)
+            elif len(types) > 1:
+                self._build_mixed(layout, nodes)
+            else:
+                self._build_form(layout, nodes)
+            layout.addStretch(1)
+            self._scroll.setWidget(content)
+        finally:
+            self._updating = False
+        if self._ids:
+            self.refresh()
+
+    def _build_hint(self, layout: QVBoxLayout) -> None:
+        hint = QLabel(HINT)
+        hint.setObjectName("inspector_hint")
+        hint.setWordWrap(True)
+        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        hint.setStyleSheet(f"color: {theme.colours()['muted']}; padding: 24px 8px;")
+        layout.addWidget(hint)
+
+    def _build_mixed(self, layout: QVBoxLayout, nodes) -> None:
+        counts: dict[str, int] = {}
+        for node in nodes:
+            counts[node.type] = counts.get(node.type, 0) + 1
+        self.title_label = _title(f"{len(nodes)} blocks of different types selected")
+        self.title_label.setWordWrap(True)
+        layout.addWidget(self.title_label)
+        detail = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()))
+        note = QLabel(f"{detail}.\nSelect blocks of one type to edit them together.")
+        note.setWordWrap(True)
+        note.setStyleSheet(f"color: {theme.colours()['muted']};")
+        layout.addWidget(note)
+
+    def _build_form(self, layout: QVBoxLayout, nodes) -> None:
+        block = get_block(nodes[0].type)
+        single = len(nodes) == 1
+        layout.addWidget(self._header(block, nodes))
+
+        # One form for everything, so every label lines up in one column.
+        form = _form()
+        layout.addLayout(form)
+        form.addRow(_section("Properties" if single else f"Properties of {len(nodes)} blocks"))
+        if single:
+            self.name_edit = QLineEdit()
+            self.name_edit.setObjectName("name_edit")
+            self.name_edit.setMaxLength(MAX_NAME)
+            self.name_edit.setToolTip("The block's name: unique in the model; it names the layer in the code.")
+            self.name_edit.editingFinished.connect(self._commit_name)
+            self.name_message = _message_label("error")
+            self.name_message.setObjectName("name_message")
+            self.name_message.hide()
+            form.addRow(_row_label("Name", self.name_edit.toolTip()), _stack(self.name_edit, self.name_message))
+        if block is not None:
+            for param in block.params:
+                field = Field(self, param, [n.id for n in nodes])
+                self._fields[param.name] = field
+                form.addRow(_row_label(readable(param), param.help), field.container)
+            if not block.params:
+                none = QLabel("This block has no parameters.")
+                none.setStyleSheet(f"color: {theme.colours()['muted']};")
+                form.addRow(none)
+
+        form.addRow(_section("Analysis"))
+        self.params_label = _value_label()
+        self.params_label.setObjectName("params_label")
+        if single:
+            self.shape_label = _value_label()
+            self.shape_label.setObjectName("shape_label")
+            self.flops_label = _value_label()
+            self.flops_label.setObjectName("flops_label")
+            form.addRow(_row_label("Output shape", "The output of one sample, without the batch dimension."),
+                        self.shape_label)
+            form.addRow(_row_label("Parameters", "Trainable weights of this block."), self.params_label)
+            form.addRow(_row_label("FLOPs / sample", "Floating-point operations for one sample "
+                                   "(counted by torch on the meta device)."), self.flops_label)
+            diagnostics = QWidget()
+            self._diag_box = QVBoxLayout(diagnostics)
+            self._diag_box.setContentsMargins(0, 4, 0, 0)
+            self._diag_box.setSpacing(6)
+            form.addRow(diagnostics)
+        else:
+            form.addRow(_row_label("Parameters", "Trainable weights of the selected blocks together."),
+                        self.params_label)
+
+    def _header(self, block: Block | None, nodes) -> QWidget:
+        c = theme.colours()
+        header = QWidget()
+        row = QHBoxLayout(header)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(10)
+        stripe = QFrame()
+        stripe.setObjectName("category_stripe")
+        stripe.setFixedWidth(4)
+        colour = theme.CATEGORY_COLOURS.get(block.category, c["muted"]) if block else c["error"]
+        stripe.setStyleSheet(f"background: {colour}; border-radius: 2px;")
+        row.addWidget(stripe)
+        text = QVBoxLayout()
+        text.setSpacing(3)
+        single = len(nodes) == 1
+        self.title_label = _title(nodes[0].type if single else f"{len(nodes)} blocks selected")
+        self.title_label.setObjectName("inspector_title")
+        text.addWidget(self.title_label)
+        if block is None:
+            sub = "Unknown block type: not in this version of Deepwire"
+        else:
+            sub = block.category
+            if not single:
+                sub = f"{nodes[0].type}  ·  " + sub
+        subtitle = QLabel(sub)
+        subtitle.setTextFormat(Qt.TextFormat.PlainText)
+        subtitle.setStyleSheet(f"color: {colour}; font-weight: 600;")
+        text.addWidget(subtitle)
+        if block is not None and block.help:
+            help_label = QLabel(block.help)
+            help_label.setObjectName("block_help")
+            help_label.setTextFormat(Qt.TextFormat.PlainText)
+            help_label.setWordWrap(True)
+            help_label.setStyleSheet(f"color: {c['muted']};")
+            text.addWidget(help_label)
+        row.addLayout(text, 1)
+        return header
+
+    # ------------------------------------------------------------------ analysis
+    def _update_analysis(self) -> None:
+        if not self._ids or self.params_label is None:
+            return
+        analysis = self.document.analysis
+        if len(self._ids) > 1:
+            counts = [analysis.param_counts.get(n) for n in self._ids]
+            known = [n for n in counts if n is not None]
+            text = f"{sum(known):,}" if known else "—"
+            if known and len(known) < len(counts):
+                text += f"  ({len(counts) - len(known)} unknown)"
+            self.params_label.setText(text)
+            return
+        node_id = self._ids[0]
+        spec = analysis.specs.get(node_id)
+        if self.shape_label is not None:
+            self.shape_label.setText("—" if spec is None else str(spec) + ("  int64 token ids"
+                                                                         if spec.dtype == TOKENS else ""))
+        count = analysis.param_counts.get(node_id)
+        self.params_label.setText("—" if count is None else f"{count:,}")
+        self._show_diagnostics(analysis.for_node(node_id))
+        self._show_flops()
+        if self._flops_for is None or self._flops_for[0] is not analysis:
+            self._flops_timer.start()  # count when edits have been idle a moment
+
+    def _show_diagnostics(self, diagnostics) -> None:
+        box = self._diag_box
+        if box is None:
+            return
+        while box.count():
+            item = box.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        for diag in diagnostics:
+            warning = diag.severity == WARNING
+            label = _message_label("warning" if warning else "error")
+            label.setObjectName("diagnostic")
+            label.setText(("Warning: " if warning else "Error: ") + diag.message)
+            box.addWidget(label)
+
+    def _flops_key(self) -> str | None:
+        """The FLOP cache key of the current analysis, once the idle timer has worked it out."""
+        done = self._flops_for
+        return done[1] if done is not None and done[0] is self.document.analysis else None
+
+    def _show_flops(self) -> None:
+        """Show the FLOPs if already counted; otherwise "—" until the idle timer counts them."""
+        label = self.flops_label
+        if label is None or len(self._ids) != 1:
+            return
+        analysis = self.document.analysis
+        node_id = self._ids[0]
+        if not analysis.ok or node_id not in analysis.specs:
+            label.setText("—")
+            label.setToolTip("FLOPs are counted once the model has no errors.")
+            return
+        key = self._flops_key()
+        found, flops = _FlopCounter.cached(key) if key else (False, None)
+        if not found:
+            label.setText("—")
+            label.setToolTip("Counting…")
+        elif not flops:
+            label.setText("—")
+            label.setToolTip("This model's FLOPs could not be counted.")
+        elif node_id not in analysis.live:
+            label.setText("—")
+            label.setToolTip("This block does not lead to an Output, so it does not run.")
+        else:
+            n = flops.get(node_id, 0)
+            label.setText(f"{n:,}" + (f"  ({compact(n)})" if n >= 1000 else ""))
+            label.setToolTip("Floating-point operations for one sample.")
+
+    def _request_flops(self) -> None:
+        if len(self._ids) != 1 or self.flops_label is None:
+            return
+        analysis = self.document.analysis
+        if not analysis.ok:
+            self._flops_for = (analysis, None)
+        elif self._flops_key() is None:
+            data = self.document.graph.to_dict()
+            key = graph_key(data)
+            self._flops_for = (analysis, key)
+            if not _FlopCounter.cached(key)[0]:
+                flop_counter().request(key, data)
+        self._show_flops()
+
+    def _on_flops_ready(self, key: str) -> None:
+        if key == self._flops_key():
+            self._show_flops()
+
+
+# ----------------------------------------------------------------------------- small widgets
+
+def _unsubscribe(subscription: dict) -> None:
+    graph = subscription["graph"]()
+    if graph is not None:
+        graph.unsubscribe(subscription["listener"])
+
+
+def _form() -> QFormLayout:
+    form = QFormLayout()
+    form.setContentsMargins(0, 0, 0, 0)
+    form.setHorizontalSpacing(12)
+    form.setVerticalSpacing(8)
+    form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    form.setFormAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
+    return form
+
+
+def _stack(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    for w in widgets:
+        layout.addWidget(w)
+    return box
+
+
+def _row_label(text: str, tip: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setToolTip(tip)
+    label.setMinimumHeight(26)
+    label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+    return label
+
+
+def _value_label() -> QLabel:
+    label = QLabel("—")
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setMinimumHeight(22)
+    return label
+
+
+def _title(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    font = QFont(label.font())
+    font.setPointSizeF(font.pointSizeF() * 1.3)
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+def _section(text: str) -> QWidget:
+    """A small-caps section title followed by a rule."""
+    box = QWidget()
+    row = QHBoxLayout(box)
+    row.setContentsMargins(0, 4, 0, 0)
+    row.setSpacing(8)
+    label = QLabel(text.upper())
+    font = QFont(label.font())
+    font.setPointSizeF(font.pointSizeF() * 0.85)
+    font.setBold(True)
+    label.setFont(font)
+    label.setStyleSheet(f"color: {theme.colours()['muted']};")
+    row.addWidget(label)
+    rule = QFrame()
+    rule.setFixedHeight(1)
+    rule.setStyleSheet(f"background: {theme.colours()['node_border']};")
+    row.addWidget(rule, 1)
+    return box
+
+
+def _show_message(label: QLabel | None, text: str | None, kind: str) -> None:
+    if label is None:
+        return
+    label.setText(text or "")
+    label.setStyleSheet(f"color: {theme.colours()[kind]};")
+    label.setVisible(bool(text))

@@ -1,0 +1,468 @@
+"""The main window: canvas in the centre, palette left, inspector right, problems and code
+below; menus, toolbar, status bar; New / Open / Save / Save As / Recent / Export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+)
+
+from engine.codegen import CodegenError, generate
+from engine.graph import FormatError
+from engine.templates import STARTER, describe, template_names
+
+from . import theme
+from .canvas import GraphScene, GraphView
+from .code_view import CodeView
+from .commands import fragment, paste_nodes
+from .document import Document
+from .inspector import Inspector
+from .mime import FRAGMENT_MIME
+from .palette import Palette
+from .problems import ProblemsView
+from .quickadd import QuickAdd
+
+FILE_FILTER = "Deepwire projects (*.deepwire);;Graph files (*.json);;All files (*)"
+MAX_RECENT = 8
+
+SHORTCUTS = [
+    ("Add a block", "drag from the palette, double-click it, Tab, double-click the canvas, or just type"),
+    ("Connect", "drag from an output (right) to an input (left), either direction"),
+    ("Add a connected block", "drag a wire from a port into empty space"),
+    ("Insert into a wire", "drop a block from the palette onto the wire"),
+    ("Quick fixes", "right-click a wire"),
+    ("Select", "click; Shift+click adds, Ctrl+click toggles; drag on empty canvas; Ctrl+A"),
+    ("Move", "drag, or the arrow keys (Shift: 1 px)"),
+    ("Zoom / pan", "wheel (around the cursor); middle button or Space+drag"),
+    ("Fit all / selection", "Home / F"),
+    ("Delete", "Delete or Backspace"),
+    ("Copy / cut / paste / duplicate", "Ctrl+C / Ctrl+X / Ctrl+V / Ctrl+D"),
+    ("Undo / redo", "Ctrl+Z / Ctrl+Shift+Z"),
+    ("Arrange", "Ctrl+L"),
+]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, document: Document | None = None, settings: QSettings | None = None):
+        super().__init__()
+        self.settings = settings or QSettings("Deepwire", "Deepwire")
+        self.document = document or Document()
+        self.scene = GraphScene(self.document, self)
+        self.view = GraphView(self.scene, self)
+        self.setCentralWidget(self.view)
+        self.palette_widget = Palette(self)
+        self.inspector = Inspector(self.document, self)
+        self.problems = ProblemsView(self)
+        self.code = CodeView(self)
+        self.quick_add = QuickAdd(self)
+        self._quick_pos = None
+        self._quick_port = None
+        self._build_docks()
+        self._build_actions()
+        self._build_menus()
+        self._build_status()
+        self.setAcceptDrops(True)
+        self.resize(1440, 900)
+
+        self.scene.selectionChanged.connect(self._selection_changed)
+        self.scene.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.scene.quickAddRequested.connect(self._quick_add_from_port)
+        self.view.quickAddRequested.connect(self._quick_add_at)
+        self.quick_add.chosen.connect(self._quick_add_chosen)
+        self.palette_widget.addRequested.connect(lambda t: self.scene.add_block(t, self.view.centre_scene_pos()))
+        self.problems.nodeActivated.connect(self.select_and_centre)
+        self.document.analysed.connect(self._analysed)
+        self.document.modifiedChanged.connect(lambda _: self._update_title())
+        self.document.pathChanged.connect(lambda _: self._update_title())
+        self.document.graphReplaced.connect(lambda: QTimer.singleShot(0, self.view.fit_all))
+        self.bottom_tabs.currentChanged.connect(lambda _: self._refresh_code())
+        self._analysed(self.document.analysis)
+        self._update_title()
+
+    # ------------------------------------------------------------------ layout
+    def _build_docks(self) -> None:
+        def dock(title, widget, area, name):
+            d = QDockWidget(title, self)
+            d.setObjectName(name)
+            d.setWidget(widget)
+            d.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                          | QDockWidget.DockWidgetClosable)
+            self.addDockWidget(area, d)
+            return d
+
+        self.palette_dock = dock("Blocks", self.palette_widget, Qt.LeftDockWidgetArea, "palette")
+        self.inspector_dock = dock("Inspector", self.inspector, Qt.RightDockWidgetArea, "inspector")
+        self.bottom_tabs = QTabWidget(self)
+        self.bottom_tabs.addTab(self.problems, "Problems")
+        self.bottom_tabs.addTab(self.code, "Code")
+        self.bottom_dock = dock("Problems and code", self.bottom_tabs, Qt.BottomDockWidgetArea, "bottom")
+        self.resizeDocks([self.palette_dock, self.inspector_dock], [230, 320], Qt.Horizontal)
+        self.resizeDocks([self.bottom_dock], [220], Qt.Vertical)
+
+    def _action(self, text, slot, shortcut=None, tip=""):
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        stack = self.document.undo_stack
+        self.act_new = self._action("&New…", self.new_from_gallery, QKeySequence.New, "Start from a template")
+        self.act_open = self._action("&Open…", self.open_dialog, QKeySequence.Open)
+        self.act_save = self._action("&Save", self.save, QKeySequence.Save)
+        self.act_save_as = self._action("Save &As…", self.save_as, QKeySequence.SaveAs)
+        self.act_export = self._action("&Export…", self.export_dialog, "Ctrl+E", "Export PyTorch code, TorchScript or ONNX")
+        self.act_quit = self._action("&Quit", self.close, QKeySequence.Quit)
+        self.act_undo = stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(QKeySequence.Undo)
+        self.act_redo = stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence.Redo, QKeySequence("Ctrl+Shift+Z")])
+        self.addActions([self.act_undo, self.act_redo])
+        self.act_cut = self._action("Cu&t", self.cut, QKeySequence.Cut)
+        self.act_copy = self._action("&Copy", self.copy, QKeySequence.Copy)
+        self.act_paste = self._action("&Paste", self.paste, QKeySequence.Paste)
+        self.act_duplicate = self._action("&Duplicate", self.duplicate, "Ctrl+D")
+        self.act_delete = self._action("&Delete", self.scene.delete_selection,
+                                       [QKeySequence(Qt.Key_Delete), QKeySequence(Qt.Key_Backspace)])
+        self.act_select_all = self._action("Select &All", self.select_all, QKeySequence.SelectAll)
+        self.act_arrange = self._action("A&rrange", self.scene.arrange, "Ctrl+L", "Lay the graph out left to right")
+        self.act_fit = self._action("Fit &All", self.view.fit_all, "Home")
+        self.act_fit_sel = self._action("Fit &Selection", self.view.fit_selection, "F")
+        self.act_zoom_in = self._action("Zoom &In", lambda: self.view.zoom_by(1.25), QKeySequence.ZoomIn)
+        self.act_zoom_out = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8), QKeySequence.ZoomOut)
+        self.act_snap = self._action("Snap to &Grid", self._toggle_snap, "Ctrl+G")
+        self.act_snap.setCheckable(True)
+        self.act_theme = self._action("&Light Theme", self._toggle_theme)
+        self.act_theme.setCheckable(True)
+        self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        for action in (self.act_fit, self.act_fit_sel, self.act_delete):
+            action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+            self.view.addAction(action)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        m = bar.addMenu("&File")
+        m.addActions([self.act_new, self.act_open])
+        self.recent_menu = m.addMenu("Open &Recent")
+        m.addSeparator()
+        m.addActions([self.act_save, self.act_save_as, self.act_export])
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = bar.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo])
+        m.addSeparator()
+        m.addActions([self.act_cut, self.act_copy, self.act_paste, self.act_duplicate, self.act_delete])
+        m.addSeparator()
+        m.addAction(self.act_select_all)
+        m = bar.addMenu("&View")
+        m.addActions([self.act_fit, self.act_fit_sel, self.act_zoom_in, self.act_zoom_out])
+        m.addSeparator()
+        m.addActions([self.act_arrange, self.act_snap, self.act_theme])
+        m.addSeparator()
+        for d in (self.palette_dock, self.inspector_dock, self.bottom_dock):
+            m.addAction(d.toggleViewAction())
+        m = bar.addMenu("&Help")
+        m.addAction(self.act_shortcuts)
+        tools = self.addToolBar("Main")
+        tools.setObjectName("main_toolbar")
+        tools.setMovable(False)
+        tools.addActions([self.act_new, self.act_open, self.act_save])
+        tools.addSeparator()
+        tools.addActions([self.act_undo, self.act_redo])
+        tools.addSeparator()
+        tools.addActions([self.act_arrange, self.act_fit])
+        self._refresh_recent()
+
+    def _build_status(self) -> None:
+        self.status_nodes = QLabel()
+        self.status_params = QLabel()
+        self.status_device = QLabel(self._device_text())
+        for w in (self.status_nodes, self.status_params, self.status_device):
+            w.setContentsMargins(8, 0, 8, 0)
+            self.statusBar().addPermanentWidget(w)
+
+    @staticmethod
+    def _device_text() -> str:
+        try:
+            import torch
+            if torch.cuda.is_available():
+                return f"Device: {torch.cuda.get_device_name(0)}"
+        except Exception:  # torch is there, but a broken driver must not stop the window
+            pass
+        return "Device: CPU"
+
+    # ------------------------------------------------------------------ updates
+    def _update_title(self) -> None:
+        self.setWindowTitle(f"{self.document.title}{' •' if self.document.modified else ''} — Deepwire")
+        self.setWindowModified(self.document.modified)
+
+    def _analysed(self, analysis) -> None:
+        self.problems.set_analysis(self.document.graph, analysis)
+        n = len(self.document.graph)
+        self.status_nodes.setText(f"{n} block{'s' * (n != 1)}")
+        self.status_params.setText(f"{analysis.total_params:,} parameters")
+        errors = len(analysis.errors)
+        self.bottom_tabs.setTabText(0, f"Problems ({errors + len(analysis.warnings)})"
+                                    if analysis.diagnostics else "Problems")
+        self._refresh_code()
+
+    def _refresh_code(self) -> None:
+        if self.bottom_tabs.currentWidget() is not self.code:
+            return
+        analysis = self.document.analysis
+        if not analysis.ok:
+            self.code.set_message("The graph has errors; fix them (see Problems) to see its code.")
+            return
+        try:
+            self.code.set_source(generate(self.document.graph, analysis)[0])
+        except CodegenError as exc:
+            self.code.set_message(str(exc))
+
+    def _selection_changed(self) -> None:
+        try:
+            ids = self.scene.selected_node_ids()
+        except RuntimeError:  # the scene is going away
+            return
+        self.inspector.set_selection(ids)
+
+    def select_and_centre(self, node_id: str) -> None:
+        self.scene.select_nodes([node_id])
+        self.view.centre_on_node(node_id)
+
+    def select_all(self) -> None:
+        for item in self.scene.node_items.values():
+            item.setSelected(True)
+
+    def _toggle_snap(self) -> None:
+        self.scene.snap = self.act_snap.isChecked()
+
+    def _toggle_theme(self) -> None:
+        theme.apply(QApplication.instance(), dark=not self.act_theme.isChecked())
+        self.scene.setBackgroundBrush(theme.colour("canvas"))
+        self.scene.rebuild()
+
+    # ------------------------------------------------------------------ quick add
+    def _quick_add_at(self, scene_pos, text: str) -> None:
+        self._quick_pos, self._quick_port = scene_pos, None
+        self.quick_add.popup(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)), text)
+
+    def _quick_add_from_port(self, scene_pos, port) -> None:
+        self._quick_pos, self._quick_port = scene_pos, port
+        self.quick_add.popup(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)), "",
+                             self.scene.blocks_that_fit(port))
+
+    def _quick_add_chosen(self, type_name: str) -> None:
+        pos = self._quick_pos if self._quick_pos is not None else self.view.centre_scene_pos()
+        port, self._quick_port = self._quick_port, None
+        if port is not None and port.scene() is None:
+            port = None
+        self.scene.add_block(type_name, pos, port)
+        self.view.setFocus()
+
+    # ------------------------------------------------------------------ clipboard
+    def copy(self) -> None:
+        ids = self.scene.selected_node_ids()
+        if not ids:
+            return
+        from PySide6.QtCore import QMimeData
+        data = QMimeData()
+        payload = json.dumps(fragment(self.document.graph, ids))
+        data.setData(FRAGMENT_MIME, payload.encode("utf-8"))
+        data.setText(payload)
+        QApplication.clipboard().setMimeData(data)
+
+    def cut(self) -> None:
+        self.copy()
+        self.scene.delete_selection()
+
+    def paste(self) -> None:
+        mime = QApplication.clipboard().mimeData()
+        if mime is None or not mime.hasFormat(FRAGMENT_MIME):
+            return
+        try:
+            data = json.loads(bytes(mime.data(FRAGMENT_MIME)).decode("utf-8"))
+            ids = paste_nodes(self.document.undo_stack, self.document.graph, data)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.statusBar().showMessage(f"Cannot paste: {exc}", 6000)
+            return
+        self.scene.select_nodes(ids)
+
+    def duplicate(self) -> None:
+        ids = self.scene.selected_node_ids()
+        if ids:
+            new = paste_nodes(self.document.undo_stack, self.document.graph, fragment(self.document.graph, ids))
+            self.scene.select_nodes(new)
+
+    # ------------------------------------------------------------------ files
+    def maybe_save(self) -> bool:
+        """True when it is fine to drop the current document (saved, discarded, or unchanged)."""
+        if not self.document.modified:
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"Save the changes to {self.document.title}?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        if answer == QMessageBox.Save:
+            return self.save()
+        return answer == QMessageBox.Discard
+
+    def new_from_gallery(self) -> None:
+        if not self.maybe_save():
+            return
+        dialog = TemplateGallery(self)
+        if dialog.exec() == QDialog.Accepted and dialog.choice:
+            self.document.new_from_template(dialog.choice)
+
+    def open_dialog(self) -> None:
+        if not self.maybe_save():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open", self._last_dir(), FILE_FILTER)
+        if path:
+            self.open_path(path, ask=False)
+
+    def open_path(self, path, ask: bool = True) -> bool:
+        if ask and not self.maybe_save():
+            return False
+        try:
+            self.document.open(path)
+        except (FormatError, OSError) as exc:
+            QMessageBox.warning(self, "Cannot open", f"{Path(path).name} cannot be opened:\n\n{exc}")
+            return False
+        self._add_recent(path)
+        return True
+
+    def save(self) -> bool:
+        if self.document.path is None:
+            return self.save_as()
+        return self._save_to(self.document.path)
+
+    def save_as(self) -> bool:
+        suggested = str(Path(self._last_dir()) / (self.document.graph.name.replace(" ", "_") + ".deepwire"))
+        path, _ = QFileDialog.getSaveFileName(self, "Save As", suggested, FILE_FILTER)
+        return self._save_to(Path(path)) if path else False
+
+    def _save_to(self, path: Path) -> bool:
+        try:
+            saved = self.document.save(path)
+        except OSError as exc:
+            QMessageBox.warning(self, "Cannot save", f"{path} could not be written:\n\n{exc}\n\nYour work is still open.")
+            return False
+        self._add_recent(saved)
+        self.statusBar().showMessage(f"Saved {saved}", 4000)
+        return True
+
+    def export_dialog(self) -> None:
+        from engine.export import FORMATS, ExportError, export
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self._last_dir())
+        if not folder:
+            return
+        fmt, ok = _choose(self, "Export", "Format:", list(FORMATS))
+        if not ok:
+            return
+        try:
+            result = export(self.document.project, fmt, folder, force=True)
+        except (ExportError, OSError) as exc:
+            QMessageBox.warning(self, "Cannot export", str(exc))
+            return
+        notes = "\n".join(result.notes)
+        QMessageBox.information(self, "Exported", "Wrote:\n" + "\n".join(str(p) for p in result.files)
+                                + (f"\n\n{notes}" if notes else ""))
+
+    def _last_dir(self) -> str:
+        if self.document.path:
+            return str(self.document.path.parent)
+        return str(self.settings.value("last_dir", str(Path.home())))
+
+    def _add_recent(self, path) -> None:
+        path = str(Path(path).resolve())
+        recent = [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent", [path] + recent[: MAX_RECENT - 1])
+        self.settings.setValue("last_dir", str(Path(path).parent))
+        self._refresh_recent()
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        files = [p for p in self.recent_files() if Path(p).exists()]
+        for path in files:
+            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_path(p)).setToolTip(path)
+        self.recent_menu.setEnabled(bool(files))
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{a}</b></td><td>{b}</td></tr>" for a, b in SHORTCUTS)
+        QMessageBox.information(self, "Keyboard and mouse", f"<table cellspacing='6'>{rows}</table>")
+
+    # ------------------------------------------------------------------ window events
+    def closeEvent(self, event):
+        if self.maybe_save():
+            event.accept()
+        else:
+            event.ignore()
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_path(urls[0].toLocalFile())
+            event.acceptProposedAction()
+
+
+class TemplateGallery(QDialog):
+    """New: pick a starter model."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("New from a template")
+        self.choice: str | None = None
+        layout = QVBoxLayout(self)
+        self.list = QListWidget(self)
+        for name in [STARTER] + [n for n in template_names() if n != STARTER]:
+            info = describe(name)
+            item = QListWidgetItem(f"{info['title']}\n{info['description']}")
+            item.setData(Qt.UserRole, name)
+            self.list.addItem(item)
+        self.list.setCurrentRow(0)
+        self.list.setWordWrap(True)
+        self.list.setSpacing(4)
+        self.list.itemDoubleClicked.connect(lambda _: self.accept())
+        layout.addWidget(self.list)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(520, 460)
+
+    def accept(self):
+        item = self.list.currentItem()
+        self.choice = item.data(Qt.UserRole) if item else None
+        super().accept()
+
+
+def _choose(parent, title, label, options):
+    from PySide6.QtWidgets import QInputDialog
+    return QInputDialog.getItem(parent, title, label, options, 0, False)

@@ -1,0 +1,288 @@
+"""The designer driven as a user would: real mouse, key and drop events on the real widgets."""
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from designer import theme
+from designer.document import Document
+from designer.main_window import MainWindow
+from designer.mime import BLOCK_MIME
+from engine.graph import build
+from engine.templates import template_names
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    theme.apply(QApplication.instance(), dark=True)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    win = MainWindow(Document(), settings)
+    win.document.new_from_template("digits_mlp")
+    qtbot.addWidget(win)
+    win.resize(1300, 850)
+    win.show()
+    qtbot.waitExposed(win)
+    win.document.undo_stack.setClean()
+    real_maybe_save = win.maybe_save
+    win.maybe_save = lambda: True  # pytest-qt closes the window before fixtures end: no modal prompt then
+    win.real_maybe_save = real_maybe_save
+    yield win
+
+
+def graph_state(graph):
+    return graph.to_dict()
+
+
+def vp(window, scene_point):
+    return window.view.mapFromScene(scene_point)
+
+
+def drag(qtbot, window, start: QPointF, end: QPointF):
+    viewport = window.view.viewport()
+    a, b = vp(window, start), vp(window, end)
+    QTest.mousePress(viewport, Qt.LeftButton, Qt.NoModifier, a)
+    for i in range(1, 6):
+        QTest.mouseMove(viewport, a + (b - a) * i / 5)
+    QTest.mouseRelease(viewport, Qt.LeftButton, Qt.NoModifier, b)
+
+
+def drop_block(window, type_name: str, scene_point: QPointF):
+    mime = QMimeData()
+    mime.setData(BLOCK_MIME, type_name.encode())
+    viewport = window.view.viewport()
+    pos = QPointF(vp(window, scene_point))
+    for event in (QDragEnterEvent(pos.toPoint(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier),
+                  QDragMoveEvent(pos.toPoint(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier),
+                  QDropEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)):
+        QApplication.sendEvent(viewport, event)
+
+
+def node(window, name):
+    return window.document.graph.find(name)
+
+
+def test_palette_drop_adds_a_block_where_it_lands_and_undo_removes_it(window, qtbot):
+    before = graph_state(window.document.graph)
+    centre = window.view.centre_scene_pos()
+    item = window.palette_widget.item_for("Conv2d")
+    mime = window.palette_widget.tree.mimeData([item])
+    assert bytes(mime.data(BLOCK_MIME)).decode() == "Conv2d"
+    drop_block(window, "Conv2d", centre)
+    added = [n for n in window.document.graph.nodes() if n.type == "Conv2d"]
+    assert len(added) == 1
+    assert abs(added[0].pos[0] + 95 - centre.x()) < 25 and abs(added[0].pos[1] + 20 - centre.y()) < 25
+    assert window.document.modified and "•" in window.windowTitle()
+    window.document.undo_stack.undo()
+    assert graph_state(window.document.graph) == before
+
+
+def test_connect_two_ports_by_dragging_and_refuse_a_cycle(window, qtbot):
+    graph = window.document.graph
+    dense = node(window, "dense")
+    dense_1 = node(window, "dense_1")
+    window.scene.stack.push(__import__("designer.commands", fromlist=["Disconnect"]).Disconnect(
+        graph, next(e for e in graph.edges() if e.dst == dense_1.id)))
+    assert graph.inputs_of(dense_1.id) == {}
+    src = window.scene.node_items[dense.id].output
+    dst = window.scene.node_items[dense_1.id].inputs[0]
+    drag(qtbot, window, src.scenePos(), dst.scenePos())
+    assert graph.inputs_of(dense_1.id) == {0: dense.id}
+    # dragging dense_1's output back into dense's input would make a cycle: refused with a reason
+    messages = []
+    window.scene.message.connect(messages.append)
+    edges_before = len(graph.edges())
+    drag(qtbot, window, window.scene.node_items[dense_1.id].output.scenePos(),
+         window.scene.node_items[dense.id].inputs[0].scenePos())
+    assert len(graph.edges()) == edges_before
+    assert any("cycle" in m for m in messages)
+
+
+def test_delete_key_removes_selection_and_undo_restores_exactly(window, qtbot):
+    before = graph_state(window.document.graph)
+    window.scene.select_nodes([node(window, "dense").id])
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key_Delete)
+    assert node(window, "dense") is None
+    assert all(e.src != "dense" for e in window.document.graph.edges())
+    window.document.undo_stack.undo()
+    assert graph_state(window.document.graph) == before
+    window.document.undo_stack.redo()
+    assert node(window, "dense") is None
+
+
+def test_every_edit_kind_undoes_to_the_exact_graph(window, qtbot):
+    from designer.commands import AddNode, Connect, MoveNodes, Rename, SetParams
+    graph, stack = window.document.graph, window.document.undo_stack
+    states = [graph_state(graph)]
+    dense = node(window, "dense").id
+    stack.push(SetParams(graph, dense, {"units": 32}))
+    states.append(graph_state(graph))
+    stack.push(Rename(graph, dense, "hidden"))
+    states.append(graph_state(graph))
+    stack.push(MoveNodes(graph, {dense: (graph.node(dense).pos, (500.0, 300.0))}))
+    states.append(graph_state(graph))
+    add = AddNode(graph, "Dropout", (100.0, 100.0))
+    stack.push(add)
+    states.append(graph_state(graph))
+    stack.push(Connect(graph, node(window, "input").id, add.node_id, 0))
+    states.append(graph_state(graph))
+    window.scene.arrange()
+    states.append(graph_state(graph))
+    window.scene.select_nodes([dense])
+    window.scene.delete_selection()
+    states.append(graph_state(graph))
+    for expected in reversed(states[:-1]):
+        stack.undo()
+        assert graph_state(graph) == expected
+    for expected in states[1:]:
+        stack.redo()
+        assert graph_state(graph) == expected
+
+
+def test_a_mouse_drag_of_a_node_is_one_undo_step(window, qtbot):
+    graph = window.document.graph
+    dense = node(window, "dense")
+    item = window.scene.node_items[dense.id]
+    start = item.sceneBoundingRect().center()
+    count = window.document.undo_stack.count()
+    drag(qtbot, window, QPointF(start.x(), item.sceneBoundingRect().top() + 12), QPointF(start.x() + 120,
+                                                                                         item.sceneBoundingRect().top() + 72))
+    assert window.document.undo_stack.count() == count + 1
+    assert abs(graph.node(dense.id).pos[0] - item.pos().x()) < 1e-6
+    window.document.undo_stack.undo()
+    assert item.pos().x() == graph.node(dense.id).pos[0]
+
+
+def test_copy_paste_keeps_internal_wires_and_makes_names_unique(window, qtbot):
+    graph = window.document.graph
+    ids = [node(window, "dense").id, node(window, "dense_1").id]
+    window.scene.select_nodes(ids)
+    window.copy()
+    window.paste()
+    names = sorted(n.name for n in graph.nodes())
+    assert len(names) == len(set(names)) == 7
+    pasted = window.scene.selected_node_ids()
+    assert len(pasted) == 2
+    assert any(e.src in pasted and e.dst in pasted for e in graph.edges())
+    window.document.undo_stack.undo()
+    assert len(graph) == 5
+
+
+def test_quick_add_from_a_port_connects_the_new_block(window, qtbot):
+    graph = window.document.graph
+    dense_1 = node(window, "dense_1")
+    out_port = window.scene.node_items[dense_1.id].output
+    empty = out_port.scenePos() + QPointF(260, 220)
+    drag(qtbot, window, out_port.scenePos(), empty)
+    assert window.quick_add.isVisible()
+    qtbot.keyClicks(window.quick_add.findChild(__import__("PySide6.QtWidgets", fromlist=["QLineEdit"]).QLineEdit),
+                    "Dropout")
+    QTest.keyClick(window.quick_add.findChild(__import__("PySide6.QtWidgets", fromlist=["QLineEdit"]).QLineEdit),
+                   Qt.Key_Return)
+    new = [n for n in graph.nodes() if n.type == "Dropout"]
+    assert len(new) == 1 and graph.inputs_of(new[0].id) == {0: dense_1.id}
+
+
+def test_problem_click_selects_its_node_and_mismatch_turns_the_wire_red(window, qtbot):
+    graph = window.document.graph
+    dense = node(window, "dense")
+    window.inspector.set_selection([])
+    drop_point = window.view.centre_scene_pos()
+    edge = next(e for e in graph.edges() if e.dst == dense.id)
+    from designer.commands import Connect, Disconnect
+    stack = window.document.undo_stack
+    conv = window.scene.add_block("Conv2d", drop_point)
+    stack.push(Disconnect(graph, edge))
+    stack.push(Connect(graph, edge.src, conv, 0))
+    window.document.refresh()
+    tree = window.problems.findChild(__import__("PySide6.QtWidgets", fromlist=["QTreeWidget"]).QTreeWidget)
+    assert tree.topLevelItemCount() >= 1
+    wire = window.scene.edge_items[(edge.src, conv, 0)]
+    assert wire.bad
+    window.scene.clearSelection()
+    first = tree.topLevelItem(0)
+    tree.itemClicked.emit(first, 0)
+    assert window.scene.selected_node_ids() == [conv] or window.scene.selected_node_ids()
+
+
+def test_inspector_edit_changes_code_and_wire_shape(window, qtbot):
+    graph = window.document.graph
+    dense = node(window, "dense")
+    window.bottom_tabs.setCurrentWidget(window.code)
+    from designer.commands import SetParams
+    window.document.undo_stack.push(SetParams(graph, dense.id, {"units": 48}))
+    window.document.refresh()
+    assert "nn.Linear(64, 48)" in window.code.toPlainText()
+    wire = next(w for k, w in window.scene.edge_items.items() if k[0] == dense.id)
+    assert wire.label.text() == "(48,)"
+
+
+def test_arrange_lays_out_left_to_right(window, qtbot):
+    graph = window.document.graph
+    for n in graph.nodes():
+        graph.move(n.id, (0.0, 0.0))
+    window.scene.arrange()
+    xs = [graph.node(n).pos[0] for n in __import__("networkx").topological_sort(graph.nx)]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)
+
+
+def test_save_then_open_round_trip(window, qtbot, tmp_path):
+    path = tmp_path / "model.deepwire"
+    assert window._save_to(path)
+    assert not window.document.modified and "•" not in window.windowTitle()
+    before = graph_state(window.document.graph)
+    window.document.new_from_template("image_cnn")
+    assert window.open_path(path, ask=False)
+    assert graph_state(window.document.graph) == before
+    assert str(path.resolve()) in window.recent_files()
+
+
+def test_a_bad_file_keeps_the_canvas(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: shown.append(a[2]))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    before = graph_state(window.document.graph)
+    assert not window.open_path(bad, ask=False)
+    assert shown and "not valid JSON" in shown[0]
+    assert graph_state(window.document.graph) == before
+
+
+@pytest.mark.parametrize("name", template_names())
+def test_every_template_opens_clean(window, qtbot, name):
+    window.document.new_from_template(name)
+    assert window.document.analysis.diagnostics == []
+    assert len(window.scene.node_items) == len(window.document.graph)
+    assert len(window.scene.edge_items) == len(window.document.graph.edges())
+    assert "Problems" == window.bottom_tabs.tabText(0)
+
+
+def test_typing_on_the_canvas_opens_quick_add(window, qtbot):
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key_L)
+    assert window.quick_add.isVisible()
+    window.quick_add.hide()
+    QTest.keyClick(window.view, Qt.Key_Tab)
+    assert window.quick_add.isVisible()
+    window.quick_add.hide()
+
+
+def test_document_from_a_built_graph_mirrors_it(qtbot, tmp_path):
+    graph = build("m", [("input", "Input", {"shape": [4]}), ("dense", "Linear", {"units": 2}),
+                        ("output", "Output", {})])
+    win = MainWindow(Document(graph), QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(win)
+    assert len(win.scene.node_items) == 3 and len(win.scene.edge_items) == 2
+    assert QPoint is not None
+
+
+def test_closing_with_unsaved_changes_asks_first(window, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.Cancel)
+    window.scene.add_block("Dropout", window.view.centre_scene_pos())
+    assert window.real_maybe_save() is False and asked and "Save the changes" in asked[0]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Discard)
+    assert window.real_maybe_save() is True
