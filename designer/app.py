@@ -27,5 +27,5 @@ def run(argv: list[str]) -> int:
             document.new_from_template()
     else:
         document.new_from_template()
-    window.show()
+    window.showMaximized()
     return app.exec()

@@ -118,7 +118,10 @@ class CodeView(QPlainTextEdit):
         super().__init__(parent)
         self.setReadOnly(True)
         self.setLineWrapMode(QPlainTextEdit.NoWrap)
-        self.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
+        font = QFontDatabase.systemFont(QFontDatabase.FixedFont)
+        font.setStyleHint(QFont.Monospace)  # where no fixed font is configured, ask for any monospace one
+        font.setFixedPitch(True)
+        self.setFont(font)
         self.setTabStopDistance(4 * self.fontMetrics().horizontalAdvance(" "))
         self.highlighter = PythonHighlighter(self.document())
         self._source = ""

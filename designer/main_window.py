@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         self.document.analysed.connect(self._analysed)
         self.document.modifiedChanged.connect(lambda _: self._update_title())
         self.document.pathChanged.connect(lambda _: self._update_title())
-        self.document.graphReplaced.connect(lambda: QTimer.singleShot(0, self.view.fit_all))
+        self.document.graphReplaced.connect(lambda: QTimer.singleShot(0, self._show_whole_graph))
         self.bottom_tabs.currentChanged.connect(lambda _: self._refresh_code())
         self._analysed(self.document.analysis)
         self._update_title()
@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
         self.bottom_tabs.addTab(self.code, "Code")
         self.bottom_dock = dock("Problems and code", self.bottom_tabs, Qt.BottomDockWidgetArea, "bottom")
         self.resizeDocks([self.palette_dock, self.inspector_dock], [230, 320], Qt.Horizontal)
-        self.resizeDocks([self.bottom_dock], [220], Qt.Vertical)
+        self.resizeDocks([self.bottom_dock], [170], Qt.Vertical)
 
     def _action(self, text, slot, shortcut=None, tip=""):
         action = QAction(text, self)
@@ -242,6 +242,13 @@ class MainWindow(QMainWindow):
         except RuntimeError:  # the scene is going away
             return
         self.inspector.set_selection(ids)
+
+    def _show_whole_graph(self) -> None:
+        """On open: fit the graph, but never so small that the blocks cannot be read."""
+        self.view.fit_all()
+        if self.view.zoom() < 0.85:
+            self.view.zoom_by(0.85 / self.view.zoom())
+            self.view.centerOn(self.view.scene().itemsBoundingRect().center())
 
     def select_and_centre(self, node_id: str) -> None:
         self.scene.select_nodes([node_id])

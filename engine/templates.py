@@ -134,7 +134,7 @@ BUILDERS = {
 }
 
 
-def layout(graph: Graph, dx: float = 240.0, dy: float = 130.0) -> None:
+def layout(graph: Graph, dx: float = 280.0, dy: float = 140.0) -> None:
     """Place nodes left to right by depth, stacked within a column."""
     g = graph.nx
     depth: dict[str, int] = {}

@@ -134,7 +134,7 @@ class NodeItem(QGraphicsPathItem):
                     n_in = min(n_in, ports.max_count)
             else:
                 n_in, names = ports.fixed, ports.names
-        self._set_ports(n_in, names, has_output=node.type != "Output" or True)
+        self._set_ports(n_in, names, has_output=node.type != "Output")
         body_h = max(HEADER + 44, HEADER + 18 + n_in * PORT_GAP)
         self.height = body_h
         path = QPainterPath()
@@ -177,6 +177,11 @@ class NodeItem(QGraphicsPathItem):
                 port.setToolTip(names[i])
         if has_output and self.output is None:
             self.output = PortItem(self, "out", 0, "output")
+        elif not has_output and self.output is not None:
+            self.output.setParentItem(None)
+            if self.output.scene():
+                self.output.scene().removeItem(self.output)
+            self.output = None
         if self.output is not None:
             self.output.setPos(NODE_WIDTH, HEADER + 14)
 

@@ -262,7 +262,7 @@ class GraphScene(QGraphicsScene):
         for col, layer in enumerate(generations):
             layer = sorted(layer, key=lambda n: self.graph.node(n).pos[1])
             for row, node_id in enumerate(layer):
-                new = (col * 260.0, (row - (len(layer) - 1) / 2) * 140.0)
+                new = (col * 280.0, (row - (len(layer) - 1) / 2) * 140.0)
                 old = self.graph.node(node_id).pos
                 if old != new:
                     moves[node_id] = (old, new)
