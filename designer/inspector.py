@@ -308,7 +308,7 @@ class Field:
         self.editor = self._make_editor()
         self.editor.setObjectName(f"param_{param.name}")
         self.editor.setToolTip(param.help)
-        box.addWidget(self.editor)
+        box.addWidget(_framed(self.editor))
         self.error = _message_label("error")
         self.error.setObjectName(f"error_{param.name}")
         box.addWidget(self.error)
@@ -476,17 +476,30 @@ def _message_label(kind: str) -> QLabel:
     return label
 
 
-def _mark_invalid(widget: QWidget, invalid: bool) -> None:
-    if bool(widget.property("invalid")) == invalid:
+def _framed(editor: QWidget) -> QFrame:
+    """The editor inside a thin frame that turns red when its value is refused. (A style sheet on
+    the editor itself would replace the native look, spin box arrows included.)"""
+    frame = QFrame()
+    frame.setObjectName("edit_frame")
+    layout = QVBoxLayout(frame)
+    layout.setContentsMargins(1, 1, 1, 1)
+    layout.addWidget(editor)
+    _frame_style(frame, None)
+    return frame
+
+
+def _frame_style(frame: QWidget, colour: str | None) -> None:
+    frame.setStyleSheet(f"QFrame#edit_frame {{ border: 1px solid {colour or 'transparent'}; border-radius: 4px; }}")
+
+
+def _mark_invalid(editor: QWidget, invalid: bool) -> None:
+    """Mark an editor (the `invalid` property) and colour its frame."""
+    if bool(editor.property("invalid")) == invalid:
         return
-    widget.setProperty("invalid", invalid)
-    if invalid:
-        name = type(widget).__name__
-        base = {"IntSpin": "QSpinBox", "FloatSpin": "QDoubleSpinBox", "ChoiceCombo": "QComboBox"}.get(name, name)
-        widget.setStyleSheet(f"{base} {{ border: 1px solid {theme.colours()['error']}; border-radius: 3px;"
-                             " padding: 2px 4px; }")
-    else:
-        widget.setStyleSheet("")
+    editor.setProperty("invalid", invalid)
+    frame = editor.parentWidget()
+    if frame is not None and frame.objectName() == "edit_frame":
+        _frame_style(frame, theme.colours()["error"] if invalid else None)
 
 
 class _GraphListener:
@@ -780,7 +793,8 @@ class Inspector(QWidget):
             self.name_message = _message_label("error")
             self.name_message.setObjectName("name_message")
             self.name_message.hide()
-            form.addRow(_row_label("Name", self.name_edit.toolTip()), _stack(self.name_edit, self.name_message))
+            form.addRow(_row_label("Name", self.name_edit.toolTip()),
+                        _stack(_framed(self.name_edit), self.name_message))
         if block is not None:
             for param in block.params:
                 field = Field(self, param, [n.id for n in nodes])

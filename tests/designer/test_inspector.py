@@ -153,7 +153,8 @@ def test_invalid_ints_text_is_refused_at_the_field(qtbot, inspector, doc):
     assert "whole number" in reason and "'x'" in reason
     error_label = inspector.findChild(QLabel, "error_shape")
     assert error_label.isVisible()
-    assert edit.property("invalid") is True and "border" in edit.styleSheet()
+    assert edit.property("invalid") is True
+    assert theme.colours()["error"] in edit.parentWidget().styleSheet()   # the red frame
     assert edit.text() == "3, x"                  # left for the person to fix
     type_into(qtbot, edit, "[4, 5]")
     assert doc.undo_stack.count() == 1
@@ -168,6 +169,17 @@ def test_out_of_bounds_text_shows_the_param_error(qtbot, inspector, doc):
     type_into(qtbot, inspector.editor("shape"), "0")
     assert "at least 1" in inspector.error_text("shape")
     assert doc.undo_stack.count() == 0
+
+
+def test_out_of_range_spin_value_is_refused_with_a_reason(qtbot, inspector, doc):
+    inspector.set_selection([nid(doc, "dense")])
+    spin = inspector.editor("units")
+    type_into(qtbot, spin, "0")
+    assert doc.undo_stack.count() == 0 and params(doc, "dense")["units"] == 64
+    assert "at least 1" in inspector.error_text("units")
+    assert spin.property("invalid") is True
+    type_into(qtbot, spin, "5")
+    assert params(doc, "dense")["units"] == 5 and inspector.error_text("units") == ""
 
 
 def test_rename_to_a_taken_name_gives_a_unique_one(qtbot, inspector, doc):
@@ -306,6 +318,17 @@ def test_two_linears_mixed_units_typed_once(qtbot, inspector, doc):
     assert params(doc, "dense")["units"] == params(doc, "dense_1")["units"] == 32
     qtbot.waitUntil(lambda: spin.text() == "32")
     qtbot.waitUntil(lambda: inspector.params_label.text() == f"{20 * 32 + 32 + 32 * 32 + 32:,}")
+
+
+def test_mixed_bool_is_indeterminate_and_one_click_sets_all(qtbot, inspector, doc):
+    doc.graph.set_params(nid(doc, "dense_1"), {"bias": False})
+    inspector.set_selection([nid(doc, "dense"), nid(doc, "dense_1")])
+    check = inspector.editor("bias")
+    assert check.checkState() == Qt.PartiallyChecked
+    qtbot.keyClick(check, Qt.Key_Space)
+    assert doc.undo_stack.count() == 1
+    assert params(doc, "dense")["bias"] is params(doc, "dense_1")["bias"] is True
+    assert not check.isTristate()
 
 
 def test_mixed_types_are_not_editable(inspector, doc):
