@@ -9,6 +9,7 @@ pushing anything while it refreshes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -44,6 +45,7 @@ from .document import Document
 
 HINT = "Select a block to edit it. Drag blocks from the palette onto the canvas."
 FLOPS_IDLE_MS = 200
+FLOPS_MAX_NODES = 2000         # larger graphs are not counted: even serialising them takes a while
 INT_LIMIT = 2**31 - 1          # QSpinBox holds a C int
 FLOAT_LIMIT = 1e12
 MIXED = "mixed"
@@ -141,9 +143,10 @@ def graph_key(data: dict) -> str:
     nodes = [[n["id"], n["type"], n["params"]] for n in data["nodes"]]
     edges = [[e["src"], e["dst"], e["port"]] for e in data["edges"]]
     try:
-        return json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"))
+        text = json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
-        return json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"), default=repr)
+        text = json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 class _FlopCounter(QObject):
@@ -527,6 +530,7 @@ class Inspector(QWidget):
         super().__init__(parent)
         self.document = document
         self._ids: list[str] = []
+        self._id_set: set[str] = set()
         self._fields: dict[str, Field] = {}
         self._updating = False
         self.name_edit: QLineEdit | None = None
@@ -554,6 +558,10 @@ class Inspector(QWidget):
         self._flops_timer.setSingleShot(True)
         self._flops_timer.setInterval(FLOPS_IDLE_MS)
         self._flops_timer.timeout.connect(self._request_flops)
+        self._theme_timer = QTimer(self)
+        self._theme_timer.setSingleShot(True)
+        self._theme_timer.setInterval(0)
+        self._theme_timer.timeout.connect(self._rebuild)
 
         # The graph is plain Python: it holds a listener that only weakly refers to this widget,
         # and the listener is removed when the widget goes.
@@ -623,7 +631,7 @@ class Inspector(QWidget):
     def _on_graph_event(self, event: str, payload: dict) -> None:
         if not self._ids or event == "node_moved":
             return
-        if event in ("reset", "node_removed") or payload.get("node_id") in self._ids:
+        if event in ("reset", "node_removed") or payload.get("node_id") in self._id_set:
             self._refresh_timer.start()
 
     def _on_analysed(self, analysis: Analysis) -> None:
@@ -640,13 +648,9 @@ class Inspector(QWidget):
     def changeEvent(self, event) -> None:  # noqa: N802
         super().changeEvent(event)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
-            QTimer.singleShot(0, self._rebuild_if_alive)  # colours come from the theme
-
-    def _rebuild_if_alive(self) -> None:
-        try:
-            self._rebuild()
-        except RuntimeError:
-            pass
+            timer = getattr(self, "_theme_timer", None)  # None while Qt is still constructing the widget
+            if timer is not None:
+                timer.start()  # colours come from the theme: rebuild once it has settled
 
     # ------------------------------------------------------------------ committing edits
     def _flush(self) -> None:
@@ -723,6 +727,7 @@ class Inspector(QWidget):
 
     # ------------------------------------------------------------------ building the form
     def _rebuild(self) -> None:
+        self._id_set = set(self._ids)
         self._updating = True
         try:
             self._fields = {}
@@ -921,6 +926,10 @@ class Inspector(QWidget):
             label.setText("—")
             label.setToolTip("FLOPs are counted once the model has no errors.")
             return
+        if len(self.document.graph) > FLOPS_MAX_NODES:
+            label.setText("—")
+            label.setToolTip(f"FLOPs are not counted for models of more than {FLOPS_MAX_NODES:,} blocks.")
+            return
         key = self._flops_key()
         found, flops = _FlopCounter.cached(key) if key else (False, None)
         if not found:
@@ -941,7 +950,7 @@ class Inspector(QWidget):
         if len(self._ids) != 1 or self.flops_label is None:
             return
         analysis = self.document.analysis
-        if not analysis.ok:
+        if not analysis.ok or len(self.document.graph) > FLOPS_MAX_NODES:
             self._flops_for = (analysis, None)
         elif self._flops_key() is None:
             data = self.document.graph.to_dict()
@@ -997,6 +1006,7 @@ def _row_label(text: str, tip: str = "") -> QLabel:
 
 def _value_label() -> QLabel:
     label = QLabel("—")
+    label.setIndent(5)  # line up with the text inside the editors above
     label.setTextFormat(Qt.TextFormat.PlainText)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     label.setMinimumHeight(22)

@@ -188,16 +188,21 @@ class GraphScene(QGraphicsScene):
         block = REGISTRY.get(type_name)
         if block is None or block.ports_for(block.defaults()).fixed == 0 and not block.ports_for(block.defaults()).variadic:
             return self.add_block(type_name, pos)
-        self.stack.beginMacro(f"insert {type_name}")
+        node_id = self._insert_between(edge, type_name, {}, pos, f"insert {type_name}")
+        self.select_nodes([node_id])
+        return node_id
+
+    def _insert_between(self, edge: Edge, type_name: str, params: dict, pos: QPointF, text: str) -> str:
+        """One undo step: a new block placed at `pos` takes the wire's place between its ends."""
+        self.stack.beginMacro(text)
         try:
-            cmd = AddNode(self.graph, type_name, (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20)))
+            cmd = AddNode(self.graph, type_name, (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20)), params)
             self.stack.push(cmd)
             self.stack.push(Disconnect(self.graph, edge))
             self.stack.push(Connect(self.graph, edge.src, cmd.node_id, 0))
             self.stack.push(Connect(self.graph, cmd.node_id, edge.dst, edge.port))
         finally:
             self.stack.endMacro()
-        self.select_nodes([cmd.node_id])
         return cmd.node_id
 
     def _connect_ports(self, src: str, dst: str, port: int) -> bool:
@@ -462,15 +467,7 @@ class GraphScene(QGraphicsScene):
         return None
 
     def apply_fix(self, edge: Edge, type_name: str, params: dict, pos: QPointF) -> None:
-        self.stack.beginMacro(f"quick fix: insert {type_name}")
-        try:
-            cmd = AddNode(self.graph, type_name, (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20)), params)
-            self.stack.push(cmd)
-            self.stack.push(Disconnect(self.graph, edge))
-            self.stack.push(Connect(self.graph, edge.src, cmd.node_id, 0))
-            self.stack.push(Connect(self.graph, cmd.node_id, edge.dst, edge.port))
-        finally:
-            self.stack.endMacro()
+        self._insert_between(edge, type_name, params, pos, f"quick fix: insert {type_name}")
 
     def drawBackground(self, painter, rect):
         super().drawBackground(painter, rect)

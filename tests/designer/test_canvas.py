@@ -286,3 +286,26 @@ def test_closing_with_unsaved_changes_asks_first(window, qtbot, monkeypatch):
     assert window.real_maybe_save() is False and asked and "Save the changes" in asked[0]
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Discard)
     assert window.real_maybe_save() is True
+
+
+def test_quick_fix_on_a_mismatched_wire_inserts_a_reshape(window, qtbot):
+    from designer.commands import Connect, Disconnect
+    window.document.new_from_template("fashion_mnist_mlp")
+    graph, stack = window.document.graph, window.document.undo_stack
+    flatten = graph.find("flatten")
+    conv = window.scene.add_block("Conv2d", window.view.centre_scene_pos())
+    dense = graph.find("dense")
+    edge = next(e for e in graph.edges() if e.dst == dense.id)
+    stack.push(Disconnect(graph, edge))
+    stack.push(Connect(graph, flatten.id, conv, 0))
+    window.document.refresh()
+    from engine.graph import Edge
+    fixes = window.scene.quick_fixes(Edge(flatten.id, conv, 0))
+    labels = [f[0] for f in fixes]
+    assert any(label.startswith("Insert Reshape: (784,) → (1, 28, 28) → (32, 26, 26)") for label in labels), labels
+    before = stack.count()
+    label, type_name, params = next(f for f in fixes if f[1] == "Reshape")
+    window.scene.apply_fix(Edge(flatten.id, conv, 0), type_name, params, window.view.centre_scene_pos())
+    window.document.refresh()
+    assert stack.count() == before + 1
+    assert not [d for d in window.document.analysis.for_node(conv) if d.severity == "error"]

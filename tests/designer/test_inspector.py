@@ -409,3 +409,14 @@ def test_render_conv2d_dark(qtbot, tmp_path):
     path = tmp_path / "inspector.png"
     assert image.save(str(path)) and path.stat().st_size > 0
     assert widget.editor("padding").text() == "same" and widget.editor("filters").value() == 16
+
+
+def test_theme_change_rebuilds_in_the_new_colours(qtbot, inspector, doc):
+    inspector.set_selection([nid(doc, "dense")])
+    try:
+        theme.apply(QApplication.instance(), dark=False)
+        qtbot.waitUntil(lambda: inspector.editor("units") is not None
+                        and theme.colours()["error"] in inspector.findChild(QLabel, "error_units").styleSheet())
+        assert inspector.editor("units").value() == 64
+    finally:
+        theme.apply(QApplication.instance(), dark=True)

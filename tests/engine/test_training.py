@@ -10,8 +10,16 @@ from engine.data import Dataset, load_dataset
 from engine.graph import build
 from engine.project import Project, load_project, save_project
 from engine.templates import load_template
-from engine.training import (Callbacks, ConfigError, TrainConfig, TrainControl, TrainingError, predict,
-                             resolve_device, train)
+from engine.training import (
+    Callbacks,
+    ConfigError,
+    TrainConfig,
+    TrainControl,
+    TrainingError,
+    predict,
+    resolve_device,
+    train,
+)
 
 
 def test_digits_mlp_reaches_95_percent_test_accuracy():
