@@ -702,6 +702,9 @@ class Inspector(QWidget):
             return
         edit, message = self.name_edit, self.name_message
         node = graph.node(node_id)
+        if edit.text() == node.name:  # nothing typed (or the same name again): keep any note shown
+            edit.setModified(False)
+            return
         wanted = clean_name(edit.text())
         self._updating = True
         try:

@@ -420,3 +420,17 @@ def test_theme_change_rebuilds_in_the_new_colours(qtbot, inspector, doc):
         assert inspector.editor("units").value() == 64
     finally:
         theme.apply(QApplication.instance(), dark=True)
+
+
+def test_unknown_block_type_shows_its_name_only(qtbot, documents):
+    from engine.graph import Graph
+    data = mlp().to_dict()
+    data["nodes"].append({"id": "x1", "name": "mystery", "type": "FancyLayer", "params": {"k": 1}, "pos": [0, 0]})
+    doc = Document(Graph.from_dict(data))
+    documents.append(doc)
+    widget = Inspector(doc)
+    qtbot.addWidget(widget)
+    widget.set_selection(["x1"])
+    assert widget.title_label.text() == "FancyLayer"
+    assert widget.name_edit.text() == "mystery" and widget.editor("k") is None
+    assert any("unknown block type" in label.text() for label in widget.findChildren(QLabel, "diagnostic"))
