@@ -28,6 +28,7 @@ def window(qtbot, tmp_path):
     win.maybe_save = lambda: True  # pytest-qt closes the window before fixtures end: no modal prompt then
     win.real_maybe_save = real_maybe_save
     yield win
+    QApplication.clipboard().clear()  # offscreen Qt crashes at exit if the clipboard still holds our data
 
 
 def graph_state(graph):
