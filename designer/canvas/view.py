@@ -25,6 +25,16 @@ class GraphView(QGraphicsView):
         self.setFocusPolicy(Qt.StrongFocus)
         self._pan_from: QPointF | None = None
         self._space = False
+        from .minimap import MiniMap
+        self.minimap = MiniMap(self)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self.minimap.refresh()
+
+    def scale(self, sx: float, sy: float) -> None:
+        super().scale(sx, sy)
+        self.minimap.refresh()
 
     # ---------------------------------------------------------------- zoom and fit
     def zoom(self) -> float:

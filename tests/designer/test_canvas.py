@@ -310,3 +310,22 @@ def test_quick_fix_on_a_mismatched_wire_inserts_a_reshape(window, qtbot):
     window.document.refresh()
     assert stack.count() == before + 1
     assert not [d for d in window.document.analysis.for_node(conv) if d.severity == "error"]
+
+
+def test_minimap_appears_for_a_graph_that_does_not_fit_and_moves_the_view(window, qtbot):
+    window.view.resetTransform()
+    window.view.fit_all()
+    window.view.minimap.refresh()
+    assert not window.view.minimap.isVisible()  # the small starter graph fits
+    from designer.commands import AddNode
+    for i in range(30):
+        window.document.undo_stack.push(AddNode(window.document.graph, "Linear", (i * 300.0, 2000.0)))
+    window.view.resetTransform()
+    window.view.centerOn(0, 0)
+    window.view.minimap.refresh()
+    assert window.view.minimap.isVisible()
+    before = window.view.visible_rect() if hasattr(window.view, "visible_rect") else window.view.minimap.visible_rect()
+    target = window.view.minimap.mapFromScene(QPointF(6000, 2000))
+    QTest.mouseClick(window.view.minimap.viewport(), Qt.LeftButton, Qt.NoModifier, target)
+    after = window.view.minimap.visible_rect()
+    assert after.center().x() > before.center().x() + 1000
