@@ -76,6 +76,9 @@ class Document(QObject):
         self.modifiedChanged.emit(False)
         self.refresh()
 
+    def new_empty(self) -> None:
+        self.replace(Project(Graph("untitled")), None)
+
     def new_from_template(self, name: str = STARTER) -> None:
         self.replace(Project(load_template(name)), None)
 

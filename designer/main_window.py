@@ -49,7 +49,7 @@ SHORTCUTS = [
     ("Select", "click; Shift+click adds, Ctrl+click toggles; drag on empty canvas; Ctrl+A"),
     ("Move", "drag, or the arrow keys (Shift: 1 px)"),
     ("Zoom / pan", "wheel (around the cursor); middle button or Space+drag"),
-    ("Fit all / selection", "Home / F"),
+    ("Fit all / selection", "Home / F (with blocks selected)"),
     ("Delete", "Delete or Backspace"),
     ("Copy / cut / paste / duplicate", "Ctrl+C / Ctrl+X / Ctrl+V / Ctrl+D"),
     ("Undo / redo", "Ctrl+Z / Ctrl+Shift+Z"),
@@ -145,7 +145,7 @@ class MainWindow(QMainWindow):
         self.act_select_all = self._action("Select &All", self.select_all, QKeySequence.SelectAll)
         self.act_arrange = self._action("A&rrange", self.scene.arrange, "Ctrl+L", "Lay the graph out left to right")
         self.act_fit = self._action("Fit &All", self.view.fit_all, "Home")
-        self.act_fit_sel = self._action("Fit &Selection", self.view.fit_selection, "F")
+        self.act_fit_sel = self._action("Fit &Selection", self._fit_selection_or_type, "F")
         self.act_zoom_in = self._action("Zoom &In", lambda: self.view.zoom_by(1.25), QKeySequence.ZoomIn)
         self.act_zoom_out = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8), QKeySequence.ZoomOut)
         self.act_snap = self._action("Snap to &Grid", self._toggle_snap, "Ctrl+G")
@@ -254,6 +254,13 @@ class MainWindow(QMainWindow):
         self.scene.select_nodes([node_id])
         self.view.centre_on_node(node_id)
 
+    def _fit_selection_or_type(self) -> None:
+        """F fits the selection; with nothing selected it is the first letter typed to add a block."""
+        if self.scene.selected_node_ids():
+            self.view.fit_selection()
+        else:
+            self._quick_add_at(self.view._cursor_scene_pos(), "f")
+
     def select_all(self) -> None:
         for item in self.scene.node_items.values():
             item.setSelected(True)
@@ -334,8 +341,11 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             return
         dialog = TemplateGallery(self)
-        if dialog.exec() == QDialog.Accepted and dialog.choice:
-            self.document.new_from_template(dialog.choice)
+        if dialog.exec() == QDialog.Accepted and dialog.choice is not None:
+            if dialog.choice:
+                self.document.new_from_template(dialog.choice)
+            else:
+                self.document.new_empty()
 
     def open_dialog(self) -> None:
         if not self.maybe_save():
@@ -448,12 +458,15 @@ class TemplateGallery(QDialog):
         self.choice: str | None = None
         layout = QVBoxLayout(self)
         self.list = QListWidget(self)
+        empty = QListWidgetItem("Empty canvas\nStart from nothing: drag blocks from the palette")
+        empty.setData(Qt.UserRole, "")
+        self.list.addItem(empty)
         for name in [STARTER] + [n for n in template_names() if n != STARTER]:
             info = describe(name)
             item = QListWidgetItem(f"{info['title']}\n{info['description']}")
             item.setData(Qt.UserRole, name)
             self.list.addItem(item)
-        self.list.setCurrentRow(0)
+        self.list.setCurrentRow(1)
         self.list.setWordWrap(True)
         self.list.setSpacing(4)
         self.list.itemDoubleClicked.connect(lambda _: self.accept())

@@ -329,3 +329,14 @@ def test_minimap_appears_for_a_graph_that_does_not_fit_and_moves_the_view(window
     QTest.mouseClick(window.view.minimap.viewport(), Qt.LeftButton, Qt.NoModifier, target)
     after = window.view.minimap.visible_rect()
     assert after.center().x() > before.center().x() + 1000
+
+
+def test_new_offers_an_empty_canvas_and_the_templates(window, qtbot, monkeypatch):
+    from designer.main_window import TemplateGallery
+    gallery = TemplateGallery(window)
+    qtbot.addWidget(gallery)
+    assert gallery.list.count() == 1 + len(template_names())
+    assert gallery.list.item(0).data(Qt.UserRole) == ""
+    monkeypatch.setattr(TemplateGallery, "exec", lambda self: (self.list.setCurrentRow(0), self.accept(), 1)[2])
+    window.new_from_gallery()
+    assert len(window.document.graph) == 0 and not window.scene.node_items
