@@ -211,9 +211,12 @@ def test_inspector_edit_changes_code_and_wire_shape(window, qtbot):
     graph = window.document.graph
     dense = node(window, "dense")
     window.bottom_tabs.setCurrentWidget(window.code)
-    from designer.commands import SetParams
-    window.document.undo_stack.push(SetParams(graph, dense.id, {"units": 48}))
+    window.scene.select_nodes([dense.id])  # the inspector follows the canvas selection
+    units = window.inspector.editor("units")
+    units.setValue(48)
+    units.editingFinished.emit()
     window.document.refresh()
+    assert graph.node(dense.id).params["units"] == 48
     assert "nn.Linear(64, 48)" in window.code.toPlainText()
     wire = next(w for k, w in window.scene.edge_items.items() if k[0] == dense.id)
     assert wire.label.text() == "(48,)"
@@ -340,3 +343,15 @@ def test_new_offers_an_empty_canvas_and_the_templates(window, qtbot, monkeypatch
     monkeypatch.setattr(TemplateGallery, "exec", lambda self: (self.list.setCurrentRow(0), self.accept(), 1)[2])
     window.new_from_gallery()
     assert len(window.document.graph) == 0 and not window.scene.node_items
+
+
+def test_dropping_a_block_on_a_wire_inserts_it_into_the_wire(window, qtbot):
+    graph = window.document.graph
+    dense, dense_1 = node(window, "dense"), node(window, "dense_1")
+    wire = window.scene.edge_items[(dense.id, dense_1.id, 0)]
+    middle = wire.path().pointAtPercent(0.5)
+    drop_block(window, "Dropout", middle)
+    dropout = next(n for n in graph.nodes() if n.type == "Dropout")
+    assert graph.inputs_of(dropout.id) == {0: dense.id} and graph.inputs_of(dense_1.id) == {0: dropout.id}
+    window.document.undo_stack.undo()
+    assert graph.inputs_of(dense_1.id) == {0: dense.id} and len(graph) == 5
