@@ -11,10 +11,16 @@ def main(argv: list[str] | None = None) -> int:
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
     if argv and (argv[0] in commands or argv[0].startswith("-")):
         return cli_main(argv)
-    try:
-        from designer.app import run  # the designer arrives with its own issue
-    except ImportError:
-        return cli_main(argv or [])
+    import os
+
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))):
+        print("deepwire: no display found, so the designer cannot open. The command line works without one:\n",
+              file=sys.stderr)
+        build_parser().print_help(sys.stderr)
+        return 2
+    from designer.app import run
+
     return run(argv)
 
 
