@@ -46,8 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 try:
-    from PySide6.QtCore import QEventLoop, QObject, QPointF, QRectF, QSettings, Qt, QTimer
-    from PySide6.QtCore import QEvent
+    from PySide6.QtCore import QEvent, QEventLoop, QObject, QPointF, QRectF, QSettings, Qt, QTimer
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
@@ -178,6 +177,28 @@ def empty_document(window) -> None:
     QApplication.instance().processEvents()
 
 
+def settle(window, timeout_s: float = 60.0) -> None:
+    """Run the event loop until the inspector's FLOP count (a Python thread that compiles the
+    model, 0.5-3 s, started 200 ms after the selected node's analysis settles) is done, so it
+    does not compete with what is timed next."""
+    app = QApplication.instance()
+    inspector = getattr(window, "inspector", None)
+    try:
+        from designer.inspector import flop_counter
+        counter = flop_counter()
+    except Exception:
+        counter = None
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end:
+        app.processEvents()
+        timers = [getattr(inspector, name, None) for name in ("_flops_timer", "_refresh_timer")]
+        busy = (counter is not None and (counter._busy or counter._pending is not None)) \
+            or any(t is not None and t.isActive() for t in timers) or window.document._timer.isActive()
+        if not busy:
+            return
+        time.sleep(0.01)
+
+
 def centre_at_1to1(window) -> None:
     """1:1 zoom, centred on the node nearest the middle of the reachable scene area."""
     view = window.view
@@ -230,7 +251,7 @@ def section_open(window, path: Path, reps: int, do_profile: bool) -> list[tuple]
           f"paints during processEvents: {med(paints):.0f}")
     print(f"  engine alone (read_graph + analyse, same file): median {ms(med(engine_only))}")
     print(f"  median: open_path {ms(med(stages['open_path']))}, processEvents {ms(med(stages['events']))}, "
-          f"repaint {ms(med(stages['repaint']))}; total {ms(med(stages['total']))} ({quartiles(stages['total'])})\n")
+          f"repaint {ms(med(stages['repaint']))}; total {ms(med(stages['total']))} {quartiles(stages['total'])}\n")
     if do_profile:
         def once():
             window.open_path(path, ask=False)
@@ -280,6 +301,32 @@ def section_paint(window, path: Path, reps: int, do_profile: bool) -> list[tuple
 
     centre_at_1to1(window)
     results["1:1"] = (view.zoom(), visible_nodes(window), repaint_times(window, reps))
+
+    # a wheel step at 1:1 (zoom_by, as wheelEvent does for one notch, then the repaint), in and out
+    wheel = []
+    for k in range(reps):
+        factor = 1.0015 ** (120 if k % 2 == 0 else -120)
+        t0 = time.perf_counter()
+        view.zoom_by(factor)
+        view.viewport().repaint()
+        wheel.append(time.perf_counter() - t0)
+    centre_at_1to1(window)
+    # the minimap (a second view of the whole scene, refreshed 120 ms after any scene change)
+    minimap = getattr(view, "minimap", None)
+    mm_refresh, mm_paint = [], []
+    if minimap is not None:
+        view.fit_all()
+        app.processEvents()
+        for _ in range(max(3, reps // 4)):
+            t0 = time.perf_counter()
+            minimap.refresh()
+            t1 = time.perf_counter()
+            minimap.viewport().repaint()
+            t2 = time.perf_counter()
+            mm_refresh.append(t1 - t0)
+            mm_paint.append(t2 - t1)
+        shown = minimap.isVisible()
+        centre_at_1to1(window)
     for name, (zoom, visible, times) in results.items():
         print(f"  {name:<12} zoom {zoom:.4f}, {visible:>4} of {n} nodes in view: median {ms(med(times))} "
               f"({quartiles(times)})")
@@ -288,6 +335,13 @@ def section_paint(window, path: Path, reps: int, do_profile: bool) -> list[tuple
                  "whole graph": f"2. repaint, all {visible} nodes in view (zoom {zoom:.3f})",
                  "1:1": f"2. repaint at 1:1 ({visible} nodes in view)"}[name]
         rows.append((label, med(times), target))
+    print(f"  wheel step at 1:1 (zoom_by(1.0015**+-120) + repaint): median {ms(med(wheel))} ({quartiles(wheel)})")
+    rows.append(("   wheel zoom step at 1:1 (zoom_by + repaint)", med(wheel), None))
+    if mm_refresh:
+        print(f"  minimap ({'shown' if shown else 'hidden'}): refresh() {ms(med(mm_refresh))}, "
+              f"its repaint {ms(med(mm_paint))} (runs 120 ms after any scene change, and inside every "
+              "zoom step)")
+        rows.append(("   minimap refresh() + its repaint (after any change)", med(mm_refresh) + med(mm_paint), None))
     rows.append(("   baseline: empty canvas at zoom 0.1", med(base_far), None))
     rows.append(("   baseline: empty canvas at 1:1", med(base_near), None))
     scene_rect = window.scene.sceneRect()
@@ -315,8 +369,9 @@ def drag_node(window, moves: int, mode: str, counter: PaintCounter) -> tuple[lis
     if not candidates:
         candidates = list(scene.node_items.values())
     item = min(candidates, key=lambda i: (i.sceneBoundingRect().center() - centre).manhattanLength())
-    scene.clearSelection()
-    app.processEvents()
+    if scene.selected_node_ids() != [item.node_id]:
+        scene.select_nodes([item.node_id])  # as after a click; the press then does not rebuild the inspector
+    settle(window)
     start_pos = QPointF(item.pos())
     grip = item.mapToScene(QPointF(NODE_WIDTH / 2, HEADER / 2))
     press = view.mapFromScene(grip)
@@ -411,59 +466,81 @@ def longest_gap(ticks, start, end) -> float:
     return max(gaps) - 0.005 if gaps else float("nan")
 
 
-def section_edit(window, n_nodes: int, edits: int, do_profile: bool, tmp: Path, code_tab: bool) -> list[tuple]:
+def section_edit(window, n_nodes: int, edits: int, do_profile: bool, tmp: Path, variant: str) -> list[tuple]:
+    """variant "warm": the edit toggles the selected Linear's activation between two values whose
+    FLOP counts are already cached; "code": the same with the Code tab shown (the analysis then
+    also generates the code); "cold": each edit gives the Linear a new width, so the inspector
+    starts a FLOP count on a thread 200 ms after each analysis (information)."""
     app = QApplication.instance()
-    graph = build_graph(n_nodes, name="edit_bench")
     path = tmp / f"graph_{n_nodes}.json"
-    path.write_text(graph.to_json() + "\n", encoding="utf-8")
+    if not path.exists():
+        path.write_text(build_graph(n_nodes, name="edit_bench").to_json() + "\n", encoding="utf-8")
     window.open_path(path, ask=False)
     app.processEvents()
     document = window.document
     g = document.graph
-    target = g.find(f"dense_{(n_nodes // 5) // 2}") or g.nodes()[len(g) // 2]
+    output = next(n for n in g.nodes() if n.type == "Output")
+    target = g.node(g.inputs_of(output.id)[0])  # the last Linear: its width is free to change
     window.select_and_centre(target.id)   # the inspector shows it, as when editing there
-    tabs = window.bottom_tabs
-    tabs.setCurrentWidget(window.code if code_tab else window.problems)
-    app.processEvents()
-    label = "Code tab shown" if code_tab else "Problems tab shown"
-    print(f"== 4{'b' if code_tab else ''}. Edit + analysis on a {len(g)}-node graph ({label}); "
-          f"analysis runs {ANALYSIS_DELAY_MS} ms after an edit")
+    window.bottom_tabs.setCurrentWidget(window.code if variant == "code" else window.problems)
+    label = {"warm": "Problems tab shown, FLOPs already counted",
+             "code": "Code tab shown, FLOPs already counted",
+             "cold": "a new width each edit: the inspector counts FLOPs on a thread"}[variant]
+    tag = {"warm": "4", "code": "4b", "cold": "4c"}[variant]
+    print(f"== {tag}. Edit + analysis on a {len(g)}-node graph, the edited node selected ({label}); "
+          f"the analysis runs {ANALYSIS_DELAY_MS} ms after an edit")
 
-    state = {"on": True}
+    state = {"on": True, "units": WIDTH}
 
     def edit():
-        state["on"] = not state["on"]
-        document.undo_stack.push(SetParams(g, target.id, {"activation": "relu" if state["on"] else "none"}))
+        if variant == "cold" and target.type == "Linear":
+            state["units"] += 1
+            change = {"units": state["units"]}
+        else:
+            state["on"] = not state["on"]
+            change = {"activation": "relu" if state["on"] else "none"}
+        document.undo_stack.push(SetParams(g, target.id, change))
 
-    # direct timings: the edit (push), then Document.refresh() (analyse + every `analysed` slot)
-    push_t, refresh_t, analyse_t, scene_t, window_t = [], [], [], [], []
-    for _ in range(edits):
-        t0 = time.perf_counter()
-        edit()
-        t1 = time.perf_counter()
-        app.processEvents()  # the inspector's and scene's queued reactions to the edit (timed separately)
-        document._timer.stop()
-        t2 = time.perf_counter()
-        analysis = document.refresh()
-        t3 = time.perf_counter()
-        push_t.append(t1 - t0)
-        refresh_t.append(t3 - t2)
-        t0 = time.perf_counter()
-        analyse(g)
-        t1 = time.perf_counter()
-        window.scene.apply_analysis(analysis)
-        t2 = time.perf_counter()
-        window._analysed(analysis)
-        t3 = time.perf_counter()
-        analyse_t.append(t1 - t0)
-        scene_t.append(t2 - t1)
-        window_t.append(t3 - t2)
-        app.processEvents()
-    print(f"  direct, median of {edits}: push SetParams {ms(med(push_t))}; Document.refresh() {ms(med(refresh_t))} "
-          f"= analyse {ms(med(analyse_t))} + scene.apply_analysis {ms(med(scene_t))} + "
-          f"window._analysed {ms(med(window_t))} + the inspector's slot")
+    if variant != "cold":  # count the FLOPs of both states now, not while timing
+        for _ in range(2):
+            edit()
+            settle(window)
+    settle(window)
 
-    # the event loop: edits 300 ms apart (the inspector counts FLOPs after 200 ms idle) while a 5 ms timer ticks; idle first as the baseline
+    rows = []
+    refresh_t, analyse_t = [], []
+    if variant != "cold":
+        # direct timings: the edit (push), then Document.refresh() (analyse + every `analysed` slot)
+        push_t, scene_t, window_t = [], [], []
+        for _ in range(edits):
+            t0 = time.perf_counter()
+            edit()
+            t1 = time.perf_counter()
+            app.processEvents()  # the inspector's queued reaction to the edit
+            document._timer.stop()
+            t2 = time.perf_counter()
+            analysis = document.refresh()
+            t3 = time.perf_counter()
+            push_t.append(t1 - t0)
+            refresh_t.append(t3 - t2)
+            t0 = time.perf_counter()
+            analyse(g)
+            t1 = time.perf_counter()
+            window.scene.apply_analysis(analysis)
+            t2 = time.perf_counter()
+            window._analysed(analysis)
+            t3 = time.perf_counter()
+            analyse_t.append(t1 - t0)
+            scene_t.append(t2 - t1)
+            window_t.append(t3 - t2)
+            app.processEvents()
+        settle(window)
+        print(f"  direct, median of {edits}: push SetParams {ms(med(push_t))}; Document.refresh() "
+              f"{ms(med(refresh_t))} = analyse {ms(med(analyse_t))} (engine) + scene.apply_analysis "
+              f"{ms(med(scene_t))} + window._analysed {ms(med(window_t))} + the inspector's slot")
+
+    # the event loop: edits 300 ms apart (the inspector asks for FLOPs after 200 ms idle) while a
+    # 5 ms timer ticks; an idle stretch first is the baseline
     spacing, idle_ms = 300, 400
     actions = [(idle_ms + i * spacing, edit) for i in range(edits)]
     ticks, at = run_loop_with_ticks(idle_ms + edits * spacing + 100, actions)
@@ -471,21 +548,24 @@ def section_edit(window, n_nodes: int, edits: int, do_profile: bool, tmp: Path, 
     stalls = [longest_gap(ticks, t, t + spacing / 1000 - 0.01) for t in at]
     print(f"  event loop, 5 ms timer: idle longest stall {ms(idle)}; per edit longest stall median "
           f"{ms(med(stalls))}, worst {ms(max(stalls))} ({quartiles(stalls)})\n")
-    if do_profile:
+    settle(window)
+    if do_profile and variant == "warm":
         def many():
             for _ in range(10):
                 edit()
                 document.refresh()
-        profile(f"10 x (edit + Document.refresh()), {len(g)} nodes, {label}", many)
-    tag = "4b" if code_tab else "4"
-    rows = [(f"{tag}. edit+analysis {len(g)} nodes, longest stall ({'Code tab' if code_tab else 'default'})",
-             med(stalls), STALL_TARGET_S if not code_tab else None)]
-    if not code_tab:
+        profile(f"10 x (edit + Document.refresh()), {len(g)} nodes", many)
+        settle(window)
+
+    name = {"warm": "", "code": ", Code tab", "cold": ", new FLOP count each edit"}[variant]
+    rows.append((f"{tag}. edit+analysis, {len(g)} nodes: longest stall{name}", med(stalls),
+                 STALL_TARGET_S if variant == "warm" else None))
+    if variant == "warm":
         rows += [("   idle event loop, longest stall (baseline)", idle, None),
                  ("   Document.refresh() direct", med(refresh_t), STALL_TARGET_S),
                  ("   of which analyse (engine)", med(analyse_t), None)]
-    else:
-        rows += [("   Document.refresh() direct (Code tab)", med(refresh_t), None)]
+    elif variant == "code":
+        rows.append(("   Document.refresh() direct, Code tab", med(refresh_t), None))
     return rows
 
 
@@ -526,8 +606,9 @@ def main(argv=None) -> int:
         ("open", lambda: section_open(window, path, 3 if args.quick else 7, args.profile)),
         ("paint", lambda: section_paint(window, path, 20 if args.quick else 80, args.profile)),
         ("drag", lambda: section_drag(window, path, 60 if args.quick else 200, args.profile, paint_1to1)),
-        ("edit", lambda: section_edit(window, args.edit_nodes, 8 if args.quick else 25, args.profile, tmp, False)),
-        ("edit code", lambda: section_edit(window, args.edit_nodes, 5 if args.quick else 10, False, tmp, True)),
+        ("edit", lambda: section_edit(window, args.edit_nodes, 8 if args.quick else 25, args.profile, tmp, "warm")),
+        ("edit code", lambda: section_edit(window, args.edit_nodes, 5 if args.quick else 10, False, tmp, "code")),
+        ("edit cold", lambda: section_edit(window, args.edit_nodes, 5 if args.quick else 10, False, tmp, "cold")),
     ]
     for name, fn in sections:
         try:
@@ -548,25 +629,13 @@ def main(argv=None) -> int:
         res = "" if target is None else ("ok" if value == value and value < target else "MISSED")
         print(f"  {name:<62}{ms(value):>12}{tgt:>12}  {res}")
 
+    settle(window)
     window.close()
-    wait_for_flop_counter()
+    settle(window)
     tmp_dir.cleanup()
     return 0
 
 
-def wait_for_flop_counter(timeout_s: float = 30.0) -> None:
-    """The inspector counts FLOPs on a Python thread; let it finish before the interpreter ends."""
-    try:
-        from designer.inspector import flop_counter
-    except Exception:
-        return
-    app = QApplication.instance()
-    end = time.perf_counter() + timeout_s
-    while time.perf_counter() < end:
-        app.processEvents()
-        if not flop_counter()._busy:
-            return
-        time.sleep(0.02)
 
 
 if __name__ == "__main__":
