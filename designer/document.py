@@ -71,10 +71,12 @@ class Document(QObject):
         self.path = path
         self.undo_stack.clear()
         self.undo_stack.setClean()
+        self._timer.stop()
+        self.analysis = analyse(self.graph)  # before the views rebuild, so they build once
         self.graphReplaced.emit()
         self.pathChanged.emit(path)
         self.modifiedChanged.emit(False)
-        self.refresh()
+        self.analysed.emit(self.analysis)
 
     def new_empty(self) -> None:
         self.replace(Project(Graph("untitled")), None)

@@ -89,19 +89,27 @@ class NodeItem(QGraphicsPathItem):
         for text in (self.title, self.subtitle, self.info):
             text.setBrush(QBrush(QColor(c["text"])))
         self.subtitle.setBrush(QBrush(QColor(c["muted"])))
-        self.badge = QGraphicsEllipseItem(-8, -8, 16, 16, self)
-        self.badge.setZValue(3)
-        self.badge_text = QGraphicsSimpleTextItem("!", self.badge)
-        self.badge_text.setFont(bold)
-        self.badge_text.setBrush(QBrush(QColor("#ffffff")))
-        self.badge.hide()
+        self.badge: QGraphicsEllipseItem | None = None  # made on the first problem: most nodes never need one
         self.inputs: list[PortItem] = []
         self.output: PortItem | None = None
         self.height = HEADER + 44
 
     # ---------------------------------------------------------------- content
-    def refresh(self, node, analysis=None) -> None:
-        """Show the node's name, type, key parameters, output shape, params and diagnostics."""
+    def refresh(self, node, analysis=None, force: bool = False) -> bool:
+        """Show the node's name, type, key parameters, output shape, params and diagnostics.
+        Returns whether anything changed (nothing is redrawn when the inputs are the same)."""
+        wired = len(self.scene_ref.document.graph.inputs_of(node.id))
+        key = (node.name, node.type, repr(node.params), wired,
+               analysis.specs.get(node.id) if analysis else None,
+               analysis.param_counts.get(node.id) if analysis else None,
+               tuple(d.message for d in analysis.for_node(node.id)) if analysis else (), theme.colours()["node"])
+        if key == getattr(self, "_face_key", None) and not force:
+            return False
+        self._face_key = key
+        self._draw(node, analysis)
+        return True
+
+    def _draw(self, node, analysis) -> None:
         c = theme.colours()
         block = REGISTRY.get(node.type)
         category = block.category if block else "Core"
@@ -150,6 +158,8 @@ class NodeItem(QGraphicsPathItem):
         diags = analysis.for_node(node.id) if analysis else []
         if diags:
             worst = "error" if any(d.severity == "error" for d in diags) else "warning"
+            if self.badge is None:
+                self._make_badge()
             self.badge.setBrush(QBrush(QColor(c[worst])))
             self.badge.setPen(QPen(Qt.NoPen))
             self.badge.setPos(NODE_WIDTH - 4, 4)
@@ -158,9 +168,18 @@ class NodeItem(QGraphicsPathItem):
             self.badge.setToolTip("\n".join(d.message for d in diags))
             self.setToolTip("\n".join(d.message for d in diags))
             self.badge.show()
-        else:
+        elif self.badge is not None:
             self.badge.hide()
             self.setToolTip(block.help if block else f"unknown block type {node.type!r}")
+
+    def _make_badge(self) -> None:
+        bold = QFont()
+        bold.setBold(True)
+        self.badge = QGraphicsEllipseItem(-8, -8, 16, 16, self)
+        self.badge.setZValue(3)
+        self.badge_text = QGraphicsSimpleTextItem("!", self.badge)
+        self.badge_text.setFont(bold)
+        self.badge_text.setBrush(QBrush(QColor("#ffffff")))
 
     def _set_ports(self, n_in: int, names: tuple[str, ...], has_output: bool) -> None:
         while len(self.inputs) > n_in:
@@ -199,13 +218,20 @@ class NodeItem(QGraphicsPathItem):
 
     # ---------------------------------------------------------------- behaviour
     def itemChange(self, change, value):
-        if change == QGraphicsItem.ItemPositionChange and self.scene_ref.snap:
-            return QPointF(round(value.x() / GRID) * GRID, round(value.y() / GRID) * GRID)
-        if change == QGraphicsItem.ItemPositionHasChanged:
+        # identity tests: Qt calls this for every child added too, and enum equality is slow in Python
+        if change is _POS_CHANGED:
             self.scene_ref.node_item_moved(self)
-        elif change == QGraphicsItem.ItemSelectedHasChanged:
+        elif change is _POS_CHANGE:
+            if self.scene_ref.snap:
+                return QPointF(round(value.x() / GRID) * GRID, round(value.y() / GRID) * GRID)
+        elif change is _SELECTED_CHANGED:
             self._set_border(bool(value))
-        return super().itemChange(change, value)
+        return value
+
+
+_POS_CHANGE = QGraphicsItem.ItemPositionChange
+_POS_CHANGED = QGraphicsItem.ItemPositionHasChanged
+_SELECTED_CHANGED = QGraphicsItem.ItemSelectedHasChanged
 
 
 class EdgeItem(QGraphicsPathItem):

@@ -35,7 +35,10 @@ class MiniMap(QGraphicsView):
         self.hide()
 
     def content_rect(self) -> QRectF:
-        return self.scene().itemsBoundingRect().adjusted(-40, -40, 40, 40)
+        rect = QRectF()
+        for item in self.scene().node_items.values():
+            rect = rect.united(item.sceneBoundingRect())
+        return rect.adjusted(-40, -40, 40, 40)
 
     def visible_rect(self) -> QRectF:
         return self.main_view.mapToScene(self.main_view.viewport().rect()).boundingRect()
@@ -44,9 +47,12 @@ class MiniMap(QGraphicsView):
         parent = self.main_view.viewport()
         self.move(parent.width() - self.width() - 12, parent.height() - self.height() - 12)
 
+    def schedule(self) -> None:
+        self._timer.start()
+
     def refresh(self) -> None:
         content = self.content_rect()
-        needed = bool(self.scene().items()) and not self.visible_rect().contains(content)
+        needed = bool(self.scene().node_items) and not self.visible_rect().contains(content)
         self.setVisible(needed)
         if needed:
             self.place()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 
 import networkx as nx
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu
 
@@ -67,6 +67,8 @@ class GraphScene(QGraphicsScene):
         for edge in self.graph.edges():
             self._add_edge_item(edge)
         self.apply_analysis(self.document.analysis)
+        for item in self.edge_items.values():
+            self._update_edge(item)
 
     def _on_graph_event(self, event: str, payload: dict) -> None:
         if event == "node_added":
@@ -96,7 +98,10 @@ class GraphScene(QGraphicsScene):
         elif event in ("node_renamed", "params_changed"):
             item = self.node_items.get(payload["node_id"])
             if item is not None:
+                ports_before = len(item.inputs)
                 item.refresh(self.graph.node(payload["node_id"]), self.document.analysis)
+                if len(item.inputs) != ports_before:  # e.g. attention switched to query/key/value
+                    self.node_item_moved(item)
         elif event == "reset":
             self.rebuild()
 
@@ -105,7 +110,7 @@ class GraphScene(QGraphicsScene):
         item = NodeItem(node_id, self)
         self.addItem(item)
         self.node_items[node_id] = item
-        item.refresh(node, None)
+        item.refresh(node, self.document.analysis)
         self._syncing = True
         item.setPos(*node.pos)
         self._syncing = False
@@ -118,8 +123,9 @@ class GraphScene(QGraphicsScene):
             self._edges_of.setdefault(node_id, set()).add(item.key)
         self._update_edge(item)
         dst = self.node_items.get(edge.dst)
-        if dst is not None:  # merges grow a port as wires arrive
-            dst.refresh(self.graph.node(edge.dst), self.document.analysis)
+        block = REGISTRY.get(self.graph.node(edge.dst).type)
+        if dst is not None and block is not None and block.ports_for(block.defaults()).variadic:
+            dst.refresh(self.graph.node(edge.dst), self.document.analysis)  # merges grow a port as wires arrive
 
     def _update_edge(self, item: EdgeItem) -> None:
         src, dst = self.node_items.get(item.src), self.node_items.get(item.dst)
@@ -133,14 +139,37 @@ class GraphScene(QGraphicsScene):
                 self._update_edge(edge)
 
     def apply_analysis(self, analysis) -> None:
+        """Refresh only what the analysis changed: faces, wire labels, and wires whose ports moved."""
+        by_node: dict[str, list] = {}
+        for d in analysis.diagnostics:
+            if d.node_id is not None and d.kind in MISMATCH_KINDS and d.severity == "error":
+                by_node.setdefault(d.node_id, []).append(d)
+        reshaped = set()
         for node_id, item in self.node_items.items():
             if node_id in self.graph:
-                item.refresh(self.graph.node(node_id), analysis)
+                ports_before = len(item.inputs)
+                if item.refresh(self.graph.node(node_id), analysis) and len(item.inputs) != ports_before:
+                    reshaped.add(node_id)
         for item in self.edge_items.values():
             spec = analysis.specs.get(item.src)
-            problems = [d for d in analysis.for_node(item.dst) if d.kind in MISMATCH_KINDS and d.severity == "error"]
-            item.set_state(str(spec) if spec else None, bool(problems), problems[0].message if problems else "")
-            self._update_edge(item)
+            problems = by_node.get(item.dst, [])
+            state = (str(spec) if spec else None, bool(problems), problems[0].message if problems else "")
+            if state != getattr(item, "_state_key", None):
+                item._state_key = state
+                item.set_state(*state)
+            if item.dst in reshaped or item.src in reshaped:
+                self._update_edge(item)
+        self._grow_scene_rect()
+
+    def _grow_scene_rect(self) -> None:
+        """The scene reaches past the graph in every direction, however large it grows."""
+        if not self.node_items:
+            return
+        xs = [i.pos().x() for i in self.node_items.values()]
+        ys = [i.pos().y() for i in self.node_items.values()]
+        wanted = QRectF(min(xs) - 5000, min(ys) - 5000, max(xs) - min(xs) + 10000, max(ys) - min(ys) + 10000)
+        if not self.sceneRect().contains(wanted):
+            self.setSceneRect(self.sceneRect().united(wanted))
 
     # ------------------------------------------------------------------ selection helpers
     def selected_node_ids(self) -> list[str]:
@@ -471,8 +500,12 @@ class GraphScene(QGraphicsScene):
 
     def drawBackground(self, painter, rect):
         super().drawBackground(painter, rect)
-        step = 20 * 5
-        painter.setPen(QPen(QColor(theme.colours()["grid"]), 1))
+        step = 100
+        scale = painter.worldTransform().m11() or 1.0
+        while step * scale < 16:  # keep grid lines at least 16 px apart on screen
+            step *= 4
+        pen = QPen(QColor(theme.colours()["grid"]), 0)  # cosmetic: one pixel at any zoom
+        painter.setPen(pen)
         left = int(rect.left()) - int(rect.left()) % step
         top = int(rect.top()) - int(rect.top()) % step
         lines = []

@@ -34,7 +34,7 @@ class GraphView(QGraphicsView):
 
     def scale(self, sx: float, sy: float) -> None:
         super().scale(sx, sy)
-        self.minimap.refresh()
+        self.minimap.schedule()
 
     # ---------------------------------------------------------------- zoom and fit
     def zoom(self) -> float:
@@ -70,7 +70,7 @@ class GraphView(QGraphicsView):
         self.centerOn(rect.center())
 
     def fit_all(self) -> None:
-        self.fit_items([i for i in self.scene().items() if isinstance(i, NodeItem)])
+        self.fit_items(list(self.scene().node_items.values()))
 
     def fit_selection(self) -> None:
         items = [i for i in self.scene().selectedItems() if isinstance(i, NodeItem)]
