@@ -212,7 +212,6 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ updates
     def _update_title(self) -> None:
         self.setWindowTitle(f"{self.document.title}{' •' if self.document.modified else ''} — Deepwire")
-        self.setWindowModified(self.document.modified)
 
     def _analysed(self, analysis) -> None:
         self.problems.set_analysis(self.document.graph, analysis)
