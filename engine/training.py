@@ -499,7 +499,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         order = torch.randperm(n, generator=generator).to(device)
         totals = {"loss": 0.0, "correct": 0}
         pending: list[torch.Tensor] = []       # this report's batch losses, still on the device
-        predicted: list[torch.Tensor] = []     # and predicted classes (multiclass)
+        predicted: list[torch.Tensor] = []     # and the outputs, for training accuracy (multiclass)
         first_pending = 0                      # the batch index the pending lists start at
         last_report, seen = time.perf_counter(), 0
 
@@ -515,9 +515,9 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                 raise TrainingError(f"the loss became {values[bad]} at epoch {epoch}, batch {first_pending + bad + 1}: "
                                     "lower the learning rate, clip gradients, or check the data for NaN/Inf values")
             totals["loss"] += sum(v * k for v, k in zip(values, sizes))
-            if predicted:
+            if predicted:  # one argmax for the whole report, not a kernel launch per batch
                 targets = y_train[order[first_pending * bs:upto * bs]]
-                totals["correct"] += int((torch.cat(predicted) == targets).sum().item())
+                totals["correct"] += int((torch.cat(predicted).argmax(dim=-1) == targets).sum().item())
             pending, predicted, first_pending = [], [], upto
             return values
 
@@ -555,7 +555,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                 scheduler.step()
             pending.append(loss.detach())
             if task == "multiclass":
-                predicted.append(out.detach().argmax(dim=-1))
+                predicted.append(out.detach())
             seen += len(idx)
             step += 1
             now = time.perf_counter()
