@@ -172,6 +172,12 @@ class NodeItem(QGraphicsPathItem):
             self.badge.hide()
             self.setToolTip(block.help if block else f"unknown block type {node.type!r}")
 
+    def set_detail(self, on: bool) -> None:
+        for child in (self.title, self.subtitle, self.info, *self.inputs):
+            child.setVisible(on)
+        if self.output is not None:
+            self.output.setVisible(on)
+
     def _make_badge(self) -> None:
         bold = QFont()
         bold.setBold(True)
@@ -190,6 +196,7 @@ class NodeItem(QGraphicsPathItem):
         while len(self.inputs) < n_in:
             i = len(self.inputs)
             self.inputs.append(PortItem(self, "in", i, names[i] if i < len(names) else ""))
+            self.inputs[-1].setVisible(self.title.isVisible())
         for i, port in enumerate(self.inputs):
             port.setPos(0, HEADER + 14 + i * PORT_GAP)
             if i < len(names):

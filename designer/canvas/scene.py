@@ -41,6 +41,7 @@ class GraphScene(QGraphicsScene):
         self._highlighted: list[PortItem] = []
         self._press_positions: dict[str, tuple[float, float]] = {}
         self._syncing = False
+        self.detail = True  # texts, ports and wire labels; hidden when zoomed far out
         self.setSceneRect(-5000, -5000, 10000, 10000)
         self.setBackgroundBrush(theme.colour("canvas"))
         document.graphReplaced.connect(self.rebuild)
@@ -95,6 +96,7 @@ class GraphScene(QGraphicsScene):
                     self._syncing = True
                     item.setPos(*pos)
                     self._syncing = False
+                self._include(item)
         elif event in ("node_renamed", "params_changed"):
             item = self.node_items.get(payload["node_id"])
             if item is not None:
@@ -114,9 +116,19 @@ class GraphScene(QGraphicsScene):
         self._syncing = True
         item.setPos(*node.pos)
         self._syncing = False
+        if not self.detail:
+            item.set_detail(False)
+        self._include(item)
+
+    def _include(self, item) -> None:
+        """Keep the scene a margin larger than every block, so any block can be scrolled to."""
+        rect = item.sceneBoundingRect().adjusted(-2000, -2000, 2000, 2000)
+        if not self.sceneRect().contains(rect):
+            self.setSceneRect(self.sceneRect().united(rect))
 
     def _add_edge_item(self, edge: Edge) -> None:
         item = EdgeItem(edge.src, edge.dst, edge.port)
+        item.label.setVisible(self.detail)
         self.addItem(item)
         self.edge_items[item.key] = item
         for node_id in (edge.src, edge.dst):
@@ -126,6 +138,16 @@ class GraphScene(QGraphicsScene):
         block = REGISTRY.get(self.graph.node(edge.dst).type)
         if dst is not None and block is not None and block.ports_for(block.defaults()).variadic:
             dst.refresh(self.graph.node(edge.dst), self.document.analysis)  # merges grow a port as wires arrive
+
+    def set_detail(self, on: bool) -> None:
+        """Level of detail: far out, blocks are drawn as plain boxes and wires without labels."""
+        if on == self.detail:
+            return
+        self.detail = on
+        for item in self.node_items.values():
+            item.set_detail(on)
+        for edge in self.edge_items.values():
+            edge.label.setVisible(on)
 
     def _update_edge(self, item: EdgeItem) -> None:
         src, dst = self.node_items.get(item.src), self.node_items.get(item.dst)

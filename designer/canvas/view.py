@@ -8,7 +8,8 @@ from PySide6.QtWidgets import QGraphicsView
 
 from .items import NodeItem
 
-MIN_ZOOM, MAX_ZOOM = 0.1, 3.0
+MIN_ZOOM, MAX_ZOOM = 0.005, 3.0
+DETAIL_ZOOM = 0.3  # below this, blocks are drawn as plain boxes
 
 
 class GraphView(QGraphicsView):
@@ -34,6 +35,18 @@ class GraphView(QGraphicsView):
 
     def scale(self, sx: float, sy: float) -> None:
         super().scale(sx, sy)
+        self._zoom_changed()
+
+    def resetTransform(self) -> None:
+        super().resetTransform()
+        self._zoom_changed()
+
+    def fitInView(self, *args, **kwargs) -> None:
+        super().fitInView(*args, **kwargs)
+        self._zoom_changed()
+
+    def _zoom_changed(self) -> None:
+        self.scene().set_detail(self.zoom() >= DETAIL_ZOOM)
         self.minimap.schedule()
 
     # ---------------------------------------------------------------- zoom and fit

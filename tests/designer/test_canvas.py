@@ -355,3 +355,16 @@ def test_dropping_a_block_on_a_wire_inserts_it_into_the_wire(window, qtbot):
     assert graph.inputs_of(dropout.id) == {0: dense.id} and graph.inputs_of(dense_1.id) == {0: dropout.id}
     window.document.undo_stack.undo()
     assert graph.inputs_of(dense_1.id) == {0: dense.id} and len(graph) == 5
+
+
+def test_far_out_blocks_are_plain_boxes_and_fit_all_shows_a_long_graph(window, qtbot):
+    from designer.commands import AddNode
+    for i in range(60):
+        window.document.undo_stack.push(AddNode(window.document.graph, "Linear", (i * 300.0, 0.0)))
+    window.view.fit_all()
+    visible = window.view.minimap.visible_rect()
+    assert all(visible.contains(item.sceneBoundingRect()) for item in window.scene.node_items.values())
+    item = next(iter(window.scene.node_items.values()))
+    assert window.view.zoom() < 0.3 and not item.title.isVisible() and not window.scene.detail
+    window.view.resetTransform()
+    assert item.title.isVisible() and window.scene.detail
