@@ -5,7 +5,7 @@ import builtins
 import keyword
 
 from PySide6.QtCore import QRegularExpression
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QSyntaxHighlighter, QTextCharFormat, QTextDocument
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
 from . import theme
@@ -139,11 +139,42 @@ class CodeView(QPlainTextEdit):
         if self._source:
             self._scroll = self._scroll_position()
         self.setPlaceholderText("")
-        self._source = text
-        self.setPlainText(text)
+        old, self._source = self._source, text
+        if old:
+            self._replace_changed_lines(old, text)  # only the edited lines are re-highlighted
+        else:
+            self.setPlainText(text)
         vertical, horizontal = self._scroll
         self.verticalScrollBar().setValue(vertical)
         self.horizontalScrollBar().setValue(horizontal)
+
+    def _replace_changed_lines(self, old: str, new: str) -> None:
+        a, b = old.split("\n"), new.split("\n")
+        head = 0
+        while head < min(len(a), len(b)) and a[head] == b[head]:
+            head += 1
+        tail = 0
+        while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+            tail += 1
+        doc = self.document()
+        cursor = QTextCursor(doc)
+        cursor.beginEditBlock()
+        start = doc.findBlockByNumber(head).position() if head < doc.blockCount() else doc.characterCount() - 1
+        last = len(a) - tail - 1
+        if last >= head:
+            end_block = doc.findBlockByNumber(last)
+            end = end_block.position() + end_block.length() - 1
+        else:
+            end = start
+        cursor.setPosition(start)
+        cursor.setPosition(end, QTextCursor.KeepAnchor)
+        middle = "\n".join(b[head:len(b) - tail])
+        if last < head and middle:
+            middle += "\n"  # pure insertion before an unchanged line
+        cursor.insertText(middle)
+        cursor.endEditBlock()
+        if self.toPlainText() != new:  # belt and braces: never show anything but the source
+            self.setPlainText(new)
 
     def set_message(self, text: str) -> None:
         """Show `text` in grey instead of code, e.g. 'The graph has errors; fix them to see the code.'"""

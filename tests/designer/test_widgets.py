@@ -362,3 +362,13 @@ def test_code_view_message_replaces_code(code):
     code.set_source(text)
     assert code.placeholderText() == ""
     assert code.verticalScrollBar().value() == 80
+
+
+@pytest.mark.parametrize("old,new", [
+    ("a\nb\nc\n", "a\nB\nc\n"), ("a\nb\nc\n", "a\nb\nx\nc\n"), ("a\nb\nc\n", "a\nc\n"),
+    ("a\nb\n", "z\na\nb\n"), ("a\nb\n", "a\nb\nz\n"), ("a\n", "b\n"), ("x = 1\n", ""), ("a\nb", "a\nb\nc"),
+])
+def test_code_view_updates_only_changed_lines_to_exactly_the_new_text(code, old, new):
+    code.set_source(old)
+    code.set_source(new)
+    assert code.toPlainText() == new
