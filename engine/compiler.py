@@ -45,7 +45,4 @@ def compile_graph(graph: Graph, analysis: Analysis | None = None, with_info: boo
     return (model, info) if with_info else model
 
 
-def source_of(model: nn.Module) -> str:
-    return getattr(model, "deepwire_source", "")
-
 

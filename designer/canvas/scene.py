@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu
 
 from engine.analysis import analyse
-from engine.blocks import REGISTRY, ShapeError
+from engine.blocks import REGISTRY
 from engine.graph import Edge, GraphError
 
 from .. import theme
@@ -40,7 +40,6 @@ class GraphScene(QGraphicsScene):
         self._link_temp: QGraphicsPathItem | None = None
         self._highlighted: list[PortItem] = []
         self._press_positions: dict[str, tuple[float, float]] = {}
-        self._syncing = False
         self.detail = True  # texts, ports and wire labels; hidden when zoomed far out
         self.setSceneRect(-5000, -5000, 10000, 10000)
         self.setBackgroundBrush(theme.colour("canvas"))
@@ -93,9 +92,7 @@ class GraphScene(QGraphicsScene):
             if item is not None:
                 pos = self.graph.node(payload["node_id"]).pos
                 if (item.pos().x(), item.pos().y()) != pos:
-                    self._syncing = True
                     item.setPos(*pos)
-                    self._syncing = False
                 self._include(item)
         elif event in ("node_renamed", "params_changed"):
             item = self.node_items.get(payload["node_id"])
@@ -113,9 +110,7 @@ class GraphScene(QGraphicsScene):
         self.addItem(item)
         self.node_items[node_id] = item
         item.refresh(node, self.document.analysis)
-        self._syncing = True
         item.setPos(*node.pos)
-        self._syncing = False
         if not self.detail:
             item.set_detail(False)
         self._include(item)
@@ -433,7 +428,7 @@ class GraphScene(QGraphicsScene):
                 if spec.dtype == "int64" and not block.accepts_tokens:
                     continue
                 fits.append(type_name)
-            except (ShapeError, Exception):
+            except Exception:  # ShapeError, or a rule that cannot take this input at all
                 continue
         return fits
 

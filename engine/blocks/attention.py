@@ -39,8 +39,6 @@ def _mha_infer(p, ins):
         k, v = ins[1], ins[2]
         if k.shape[0] != v.shape[0]:
             raise ShapeError(f"key {k} and value {v} need the same length T", kind="merge")
-        if p["causal"] and q.shape[0] != k.shape[0]:
-            pass  # a rectangular causal mask is valid: query i sees keys 0..i
     _heads_check(q.shape[1], p["num_heads"])
     return TensorSpec(q.shape)
 

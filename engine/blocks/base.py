@@ -307,6 +307,3 @@ def need_rank(spec: TensorSpec, ranks: Sequence[int], what: str, fix: str) -> No
     if spec.rank not in ranks:
         raise ShapeError(f"needs a {what} input but receives {spec}: {fix}", kind="rank")
 
-
-def single(ins: list[TensorSpec]) -> TensorSpec:
-    return ins[0]
