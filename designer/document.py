@@ -12,7 +12,7 @@ from engine.analysis import Analysis, analyse
 from engine.fileio import atomic_write_text, read_graph
 from engine.graph import Graph
 from engine.project import SUFFIX, Project, is_project_file, load_project, save_project
-from engine.templates import STARTER, load_template
+from engine.templates import STARTER, describe, load_template
 
 ANALYSIS_DELAY_MS = 40
 
@@ -29,6 +29,7 @@ class Document(QObject):
         self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.path: Path | None = None
         self.project = Project(graph or Graph("untitled"))
+        self._changed_outside_graph = False   # settings, runs, weights: not undoable, but unsaved work
         self.analysis: Analysis = analyse(self.graph)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -43,7 +44,13 @@ class Document(QObject):
 
     @property
     def modified(self) -> bool:
-        return not self.undo_stack.isClean()
+        return self._changed_outside_graph or not self.undo_stack.isClean()
+
+    def mark_changed(self) -> None:
+        """Training settings, a new run or restored weights changed the project: it needs saving."""
+        if not self._changed_outside_graph:
+            self._changed_outside_graph = True
+            self.modifiedChanged.emit(True)
 
     @property
     def title(self) -> str:
@@ -51,7 +58,7 @@ class Document(QObject):
         return name
 
     def _clean_changed(self, clean: bool) -> None:
-        self.modifiedChanged.emit(not clean)
+        self.modifiedChanged.emit(self.modified)
 
     def _on_graph_event(self, event: str, payload: dict) -> None:
         if event != "node_moved":
@@ -69,6 +76,7 @@ class Document(QObject):
         self.project = project
         self.graph.subscribe(self._on_graph_event)
         self.path = path
+        self._changed_outside_graph = False
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self._timer.stop()
@@ -82,7 +90,7 @@ class Document(QObject):
         self.replace(Project(Graph("untitled")), None)
 
     def new_from_template(self, name: str = STARTER) -> None:
-        self.replace(Project(load_template(name)), None)
+        self.replace(Project(load_template(name), dataset=describe(name)["dataset"] or None), None)
 
     def open(self, path: str | Path) -> None:
         """Load a graph .json or a project file. Raises FormatError; the document is unchanged then."""
@@ -105,6 +113,8 @@ class Document(QObject):
                 target = target.with_suffix(SUFFIX)
             save_project(target, self.project)
         self.path = target
+        self._changed_outside_graph = False
         self.undo_stack.setClean()
+        self.modifiedChanged.emit(False)
         self.pathChanged.emit(target)
         return target

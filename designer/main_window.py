@@ -30,12 +30,15 @@ from . import theme
 from .canvas import GraphScene, GraphView
 from .code_view import CodeView
 from .commands import fragment, paste_nodes
+from .curves import CurvesView
 from .document import Document
 from .inspector import Inspector
 from .mime import FRAGMENT_MIME
 from .palette import Palette
 from .problems import ProblemsView
 from .quickadd import QuickAdd
+from .results import ResultsView
+from .training_panel import TrainingPanel
 
 FILE_FILTER = "Deepwire projects (*.deepwire);;Graph files (*.json);;All files (*)"
 MAX_RECENT = 8
@@ -54,6 +57,8 @@ SHORTCUTS = [
     ("Copy / cut / paste / duplicate", "Ctrl+C / Ctrl+X / Ctrl+V / Ctrl+D"),
     ("Undo / redo", "Ctrl+Z / Ctrl+Shift+Z"),
     ("Arrange", "Ctrl+L"),
+    ("Train / pause / stop", "F5 / F6 / Shift+F5"),
+    ("Training panel", "Ctrl+T"),
 ]
 
 
@@ -69,6 +74,9 @@ class MainWindow(QMainWindow):
         self.inspector = Inspector(self.document, self)
         self.problems = ProblemsView(self)
         self.code = CodeView(self)
+        self.curves = CurvesView(self)
+        self.results = ResultsView(self)
+        self.training = TrainingPanel(self.document, self.curves, self.results, self)
         self.quick_add = QuickAdd(self)
         self._quick_pos = None
         self._quick_port = None
@@ -91,6 +99,11 @@ class MainWindow(QMainWindow):
         self.document.pathChanged.connect(lambda _: self._update_title())
         self.document.graphReplaced.connect(lambda: QTimer.singleShot(0, self._show_whole_graph))
         self.bottom_tabs.currentChanged.connect(lambda _: self._refresh_code())
+        self.training.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.training.deviceText.connect(self.status_device.setText)
+        self.training.runStarted.connect(self._run_started)
+        self.training.session.runningChanged.connect(self._running_changed)
+        self.status_device.setText(f"Device: {self.training.device.currentText()}")
         self._analysed(self.document.analysis)
         self._update_title()
 
@@ -110,9 +123,14 @@ class MainWindow(QMainWindow):
         self.bottom_tabs = QTabWidget(self)
         self.bottom_tabs.addTab(self.problems, "Problems")
         self.bottom_tabs.addTab(self.code, "Code")
-        self.bottom_dock = dock("Problems and code", self.bottom_tabs, Qt.BottomDockWidgetArea, "bottom")
-        self.resizeDocks([self.palette_dock, self.inspector_dock], [230, 320], Qt.Horizontal)
-        self.resizeDocks([self.bottom_dock], [170], Qt.Vertical)
+        self.bottom_tabs.addTab(self.curves, "Training curves")
+        self.bottom_tabs.addTab(self.results, "Results")
+        self.bottom_dock = dock("Problems, code and training", self.bottom_tabs, Qt.BottomDockWidgetArea, "bottom")
+        self.training_dock = dock("Training", self.training, Qt.RightDockWidgetArea, "training")
+        self.tabifyDockWidget(self.inspector_dock, self.training_dock)
+        self.inspector_dock.raise_()
+        self.resizeDocks([self.palette_dock, self.inspector_dock], [230, 340], Qt.Horizontal)
+        self.resizeDocks([self.bottom_dock], [200], Qt.Vertical)
 
     def _action(self, text, slot, shortcut=None, tip=""):
         action = QAction(text, self)
@@ -129,7 +147,8 @@ class MainWindow(QMainWindow):
         self.act_open = self._action("&Open…", self.open_dialog, QKeySequence.Open)
         self.act_save = self._action("&Save", self.save, QKeySequence.Save)
         self.act_save_as = self._action("Save &As…", self.save_as, QKeySequence.SaveAs)
-        self.act_export = self._action("&Export…", self.export_dialog, "Ctrl+E", "Export PyTorch code, TorchScript or ONNX")
+        self.act_export = self._action("&Export…", self.export_dialog, "Ctrl+E",
+                                       "Export PyTorch code, TorchScript or ONNX")
         self.act_quit = self._action("&Quit", self.close, QKeySequence.Quit)
         self.act_undo = stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(QKeySequence.Undo)
@@ -153,6 +172,15 @@ class MainWindow(QMainWindow):
         self.act_theme = self._action("&Light Theme", self._toggle_theme)
         self.act_theme.setCheckable(True)
         self.act_shortcuts = self._action("&Keyboard Shortcuts", self.show_shortcuts, "F1")
+        self.act_train = self._action("&Train", self.train, "F5", "Train the model on the chosen data")
+        self.act_pause = self._action("&Pause / Resume", self.training.toggle_pause, "F6")
+        self.act_stop = self._action("&Stop", self.training.stop, "Shift+F5",
+                                     "End the run after this batch, keeping the best weights so far")
+        self.act_import_data = self._action("&Import Dataset…", self._import_dataset, None,
+                                            "Train on a CSV, NPZ, IDX folder or image folder")
+        self.act_training_panel = self._action("Show Training &Panel", self._show_training_panel, "Ctrl+T")
+        self.act_pause.setEnabled(False)
+        self.act_stop.setEnabled(False)
         for action in (self.act_fit, self.act_fit_sel, self.act_delete):
             action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
             self.view.addAction(action)
@@ -177,8 +205,12 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_arrange, self.act_snap, self.act_theme])
         m.addSeparator()
-        for d in (self.palette_dock, self.inspector_dock, self.bottom_dock):
+        for d in (self.palette_dock, self.inspector_dock, self.training_dock, self.bottom_dock):
             m.addAction(d.toggleViewAction())
+        m = bar.addMenu("&Train")
+        m.addActions([self.act_train, self.act_pause, self.act_stop])
+        m.addSeparator()
+        m.addActions([self.act_import_data, self.act_training_panel])
         m = bar.addMenu("&Help")
         m.addAction(self.act_shortcuts)
         tools = self.addToolBar("Main")
@@ -189,6 +221,8 @@ class MainWindow(QMainWindow):
         tools.addActions([self.act_undo, self.act_redo])
         tools.addSeparator()
         tools.addActions([self.act_arrange, self.act_fit])
+        tools.addSeparator()
+        tools.addActions([self.act_train, self.act_stop])
         self._refresh_recent()
 
     def _build_status(self) -> None:
@@ -324,9 +358,33 @@ class MainWindow(QMainWindow):
             new = paste_nodes(self.document.undo_stack, self.document.graph, fragment(self.document.graph, ids))
             self.scene.select_nodes(new)
 
+    # ------------------------------------------------------------------ training
+    def train(self) -> None:
+        self._show_training_panel()
+        self.training.start()
+
+    def _show_training_panel(self) -> None:
+        self.training_dock.show()
+        self.training_dock.raise_()
+
+    def _import_dataset(self) -> None:
+        self._show_training_panel()
+        self.training.import_dataset()
+
+    def _run_started(self) -> None:
+        self.bottom_dock.show()
+        self.bottom_tabs.setCurrentWidget(self.curves)
+
+    def _running_changed(self, running: bool) -> None:
+        self.act_train.setEnabled(not running)
+        self.act_pause.setEnabled(running)
+        self.act_stop.setEnabled(running)
+
     # ------------------------------------------------------------------ files
     def maybe_save(self) -> bool:
         """True when it is fine to drop the current document (saved, discarded, or unchanged)."""
+        if not self.training.confirm_stop():
+            return False
         if not self.document.modified:
             return True
         answer = QMessageBox.question(
@@ -378,7 +436,8 @@ class MainWindow(QMainWindow):
         try:
             saved = self.document.save(path)
         except OSError as exc:
-            QMessageBox.warning(self, "Cannot save", f"{path} could not be written:\n\n{exc}\n\nYour work is still open.")
+            QMessageBox.warning(self, "Cannot save",
+                                f"{path} could not be written:\n\n{exc}\n\nYour work is still open.")
             return False
         self._add_recent(saved)
         self.statusBar().showMessage(f"Saved {saved}", 4000)
@@ -433,6 +492,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ window events
     def closeEvent(self, event):
         if self.maybe_save():
+            self.training.session.wait()   # never leave a training thread behind
             event.accept()
         else:
             event.ignore()

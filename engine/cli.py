@@ -1,4 +1,4 @@
-"""The headless command line: templates, new, check, summary, code. Never imports Qt."""
+"""The headless command line: templates, new, check, summary, code, train, export, import... Never imports Qt."""
 from __future__ import annotations
 
 import argparse
@@ -352,6 +352,38 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    from .importers import ModelImportError, import_keras, import_torch
+    from .project import SUFFIX, Project, save_project
+
+    source, out = Path(args.source), Path(args.output)
+    if out.exists() and not args.force:
+        raise _Fail(f"{out} exists; use --force to replace it")
+    try:
+        if source.suffix == ".py":
+            result = import_torch(source, args.class_name, args.input_shape, args.weights)
+        else:
+            if args.class_name or args.input_shape or args.weights:
+                raise ModelImportError("--class, --input-shape and --weights are for PyTorch .py files")
+            result = import_keras(source)
+    except ModelImportError as exc:
+        print(f"deepwire: cannot import {_printable(args.source)}: {_printable(str(exc))}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if out.suffix == SUFFIX:
+        save_project(out, Project(graph=result.graph, weights=result.weights or None))
+    else:
+        if result.weights:
+            result.notes.append(f"the weights are not saved in a {out.suffix or 'graph'} file; write a {SUFFIX} "
+                                "project (-o NAME.deepwire) to keep them")
+        atomic_write_text(out, result.graph.to_json() + "\n")
+    for note in result.notes:
+        print(f"note: {_printable(note)}", file=sys.stderr)
+    params = analyse(result.graph).total_params
+    weights = " with weights" if result.weights and out.suffix == SUFFIX else ""
+    print(f"wrote {out} ({len(result.graph)} blocks, {params:,} parameters{weights})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepwire",
@@ -419,6 +451,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
     p.add_argument("--dataset", help="python: the dataset train.py loads (default: the one the project used)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser(
+        "import", help="turn a PyTorch module (.py) or a Keras model (.keras, .json) into a graph or project",
+        description="Import an existing model as an editable graph. A PyTorch .py file is run (importing it "
+                    "runs its code, as `python FILE` would: import only files you trust), the class is built "
+                    "with no arguments and traced with torch.fx; its weights come along. A Keras .keras file "
+                    "or model.to_json() file is read without TensorFlow (no weights). Anything that does not "
+                    "map to a block is named with its source line, and nothing is written.")
+    p.add_argument("source", help="model.py, a .keras file, or a .json file written by Keras' model.to_json()")
+    p.add_argument("--class", dest="class_name", help="PyTorch: the nn.Module class to import (default: the only "
+                                                      "one the file defines)")
+    p.add_argument("--input-shape", action="append", dest="input_shape", metavar="SHAPE",
+                   help="PyTorch: one sample's shape without the batch, e.g. 1,28,28 (repeat for several inputs)")
+    p.add_argument("--weights", help="PyTorch: a state dict to load first (.safetensors, or .pt/.pth read "
+                                     "without pickle)")
+    p.add_argument("-o", "--output", required=True, help="a graph .json, or a .deepwire project (keeps weights)")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_import)
     return parser
 
 

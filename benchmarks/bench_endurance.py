@@ -1,0 +1,135 @@
+"""Endurance: many train / stop cycles in one app session leak neither threads nor memory.
+
+Offscreen, a real MainWindow with the digits MLP. Each cycle clicks Train (500 epochs, so the
+run is always stopped), waits for the first batch report, clicks Stop and waits for the run to
+end. After a warm-up cycle it records the process's OS thread count (/proc/self/task) and its
+resident memory (RSS) after every cycle.
+
+Targets (issue #7): no leaked threads (the count after the last cycle equals the count after
+the warm-up), memory growth under 100 MB over the cycles.
+
+    .venv/bin/python benchmarks/bench_endurance.py              # 30 cycles, ~1 min
+    .venv/bin/python benchmarks/bench_endurance.py --cycles 10
+    .venv/bin/python benchmarks/bench_endurance.py --json FILE  # also write the figures as JSON
+
+Always exits 0: it is a report, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from PySide6.QtCore import QEventLoop, QSettings, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from designer import theme  # noqa: E402
+from designer.document import Document  # noqa: E402
+from designer.main_window import MainWindow  # noqa: E402
+
+
+def os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+        return threading.active_count()
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def wait_for(signal, timeout_ms: int = 60_000) -> tuple:
+    loop = QEventLoop()
+    got: list = []
+
+    def on(*args):
+        got.append(args)
+        loop.quit()
+
+    signal.connect(on)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    signal.disconnect(on)
+    if not got:
+        raise SystemExit(f"timed out after {timeout_ms} ms")
+    return got[0]
+
+
+def cycle(window: MainWindow) -> float:
+    panel = window.training
+    started = time.perf_counter()
+    loop_batch = panel.session.batch
+    panel.train_button.click()
+    wait_for(loop_batch)
+    panel.stop_button.click()
+    wait_for(panel.session.finished)
+    QApplication.processEvents()
+    return time.perf_counter() - started
+
+
+def run(cycles: int) -> dict:
+    app = QApplication.instance() or QApplication([])
+    theme.apply(app, dark=True)
+    window = MainWindow(Document(), QSettings(os.devnull, QSettings.IniFormat))
+    window.maybe_save = lambda: True
+    window.document.new_from_template("digits_mlp")
+    window.resize(1400, 900)
+    window.show()
+    panel = window.training
+    panel.set_dataset("digits")
+    panel.epochs.setValue(500)
+    panel.batch_size.setValue(8)
+    panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    cycle(window)            # warm-up: torch's thread pool, pyqtgraph's caches
+    gc.collect()
+    threads0, rss0 = os_threads(), rss_mb()
+    threads, rss, seconds = [], [], []
+    for _ in range(cycles):
+        seconds.append(cycle(window))
+        gc.collect()
+        threads.append(os_threads())
+        rss.append(rss_mb())
+    runs = len(window.document.project.runs)
+    window.close()
+    return {"cycles": cycles, "threads_start": threads0, "threads_end": threads[-1], "threads_max": max(threads),
+            "rss_start_mb": round(rss0, 1), "rss_end_mb": round(rss[-1], 1), "rss_max_mb": round(max(rss), 1),
+            "rss_growth_mb": round(rss[-1] - rss0, 1), "seconds_per_cycle": round(sum(seconds) / len(seconds), 3),
+            "runs_recorded": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=30)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = run(args.cycles)
+    leak_ok = figures["threads_end"] <= figures["threads_start"]
+    mem_ok = figures["rss_growth_mb"] < 100
+    print(f"{figures['cycles']} train/stop cycles, {figures['seconds_per_cycle']:.2f} s each; "
+          f"{figures['runs_recorded']} runs recorded")
+    print(f"OS threads: {figures['threads_start']} after warm-up, {figures['threads_end']} at the end "
+          f"(max {figures['threads_max']})  {'ok' if leak_ok else 'MISSED'}")
+    print(f"memory (RSS): {figures['rss_start_mb']} MB after warm-up, {figures['rss_end_mb']} MB at the end, "
+          f"growth {figures['rss_growth_mb']} MB (target < 100)  {'ok' if mem_ok else 'MISSED'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

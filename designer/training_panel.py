@@ -1,0 +1,730 @@
+"""The training panel: dataset, settings, device, Train / Pause / Stop, progress, run history.
+
+Train snapshots the graph and the settings and hands them to a worker in a QThread
+(designer.train_worker); the curves and results views live in the bottom tabs. Every run is
+kept in the project with its settings, curves and metrics; the weights of the epochs still in
+memory can be restored by clicking the epoch on the curve.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.blocks import format_shape
+from engine.data import Dataset, describe_builtins
+from engine.graph import Graph
+from engine.training import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, available_devices, check_data
+
+from . import theme
+from .dataset_dialog import DatasetImportDialog, describe_dataset, is_image_data
+from .train_worker import RunRequest, TrainingSession
+
+IMPORT = "\x00import"
+MAX_SAVED_BATCH_POINTS = 2000     # batch losses kept per run in the project file (downsampled)
+SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
+                  "plateau": "Reduce on plateau"}
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+
+
+def format_seconds(s: float) -> str:
+    if not math.isfinite(s) or s < 0:
+        return "–"
+    s = int(round(s))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def format_bytes(n: int | None) -> str:
+    if not n:
+        return ""
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
+
+
+def downsample(values: list[float], limit: int = MAX_SAVED_BATCH_POINTS) -> list[float]:
+    """At most `limit` points, each the mean of its stretch, so the saved curve keeps its shape."""
+    if len(values) <= limit:
+        return [float(v) for v in values]
+    edges = np.linspace(0, len(values), limit + 1).astype(int)
+    a = np.asarray(values, dtype=np.float64)
+    return [float(a[lo:hi].mean()) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def run_title(run: dict) -> str:
+    test = run.get("test") or {}
+    if "accuracy" in test:
+        metric = f"test accuracy {test['accuracy']:.2%}"
+    elif "mae" in test:
+        metric = f"test MAE {test['mae']:.4g}"
+    elif run.get("history"):
+        metric = f"loss {run['history'][-1].get('loss', float('nan')):.4g}"
+    else:
+        metric = "no epochs"
+    stopped = {"user": " · stopped", "early_stopping": " · early stop"}.get(run.get("stopped", ""), "")
+    return (f"Run {run.get('id')} · {run.get('dataset', '?')} · {metric} · "
+            f"{run.get('epochs_run', len(run.get('history', [])))} epochs{stopped}")
+
+
+class TrainingPanel(QWidget):
+    message = Signal(str)          # a line for the status bar
+    deviceText = Signal(str)       # what the status bar shows as the device
+    runStarted = Signal()
+
+    def __init__(self, document, curves, results, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.curves = curves
+        self.results = results
+        self.session = TrainingSession(self)
+        self._loading = False
+        self._imported: dict[str, tuple[Dataset | None, dict]] = {}
+        self._checkpoints: dict[str, dict[int, dict]] = {}   # run id -> epoch -> weights (this session)
+        self._run_project = None
+        self._run_graph_changed = False
+        self._batch_losses: list[float] = []
+        self._batches_per_epoch = 0
+        self._run_id = ""
+        self._task = "multiclass"
+        self._missing_dataset: str | None = None
+        self._builtins = {b["name"]: b for b in describe_builtins()}
+        self._devices = available_devices()
+        self._build()
+        self.session.status.connect(self._on_status)
+        self.session.batch.connect(self._on_batch)
+        self.session.epoch.connect(self._on_epoch)
+        self.session.finished.connect(self._on_finished)
+        self.session.failed.connect(self._on_failed)
+        self.session.runningChanged.connect(self._update_buttons)
+        self.curves.epochClicked.connect(self.restore_epoch)
+        document.graphReplaced.connect(self.load_from_project)
+        document.analysed.connect(lambda _: self._update_fit())
+        self.load_from_project()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        body = QWidget(scroll)
+        scroll.setWidget(body)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(8, 8, 8, 8)
+
+        layout.addWidget(_heading("Data"))
+        self.dataset_combo = QComboBox(body)
+        self.dataset_combo.setToolTip("The data to train on: a built-in dataset, or Import… your own")
+        self.dataset_combo.activated.connect(self._dataset_activated)
+        layout.addWidget(self.dataset_combo)
+        self.dataset_info = _wrapping_label(body, muted=True)
+        layout.addWidget(self.dataset_info)
+        self.fit_label = _wrapping_label(body)
+        layout.addWidget(self.fit_label)
+
+        layout.addWidget(_heading("Settings"))
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        self.epochs = _spin(body, 1, 100_000, "Passes over the training data")
+        self.batch_size = _spin(body, 1, 1_000_000, "Samples per optimisation step")
+        self.optimizer = QComboBox(body)
+        for key in OPTIMIZERS:
+            self.optimizer.addItem(OPTIMIZER_NAMES.get(key, key), key)
+        self.lr = _double(body, 1e-7, 10.0, 6, 1e-4, "Learning rate: the step size of the optimizer")
+        self.weight_decay = _double(body, 0.0, 1.0, 6, 1e-4, "L2 penalty on the weights (0: off)")
+        self.schedule = QComboBox(body)
+        for key in SCHEDULES:
+            self.schedule.addItem(SCHEDULE_NAMES.get(key, key), key)
+        self.schedule.setToolTip("How the learning rate changes during the run")
+        self.val_split = _double(body, 0.0, 0.8, 2, 0.05, "Fraction of the data held out to validate each epoch")
+        self.early_stopping = QCheckBox("Stop when validation stops improving", body)
+        self.patience = _spin(body, 1, 10_000, "Epochs without improvement before stopping")
+        self.seed = _spin(body, 0, 2**31 - 1, "The same seed gives the same run")
+        self.device = QComboBox(body)
+        self.device.setToolTip("Where the model trains; only devices present on this machine are listed")
+        for d in self._devices:
+            memory = f" ({format_bytes(d['memory'])})" if d.get("memory") else ""
+            label = "CPU" if d["id"] == "cpu" else f"{d['name']}{memory} — {d['id']}"
+            self.device.addItem(label, d["id"])
+        self.device.insertItem(0, f"Auto — {self._auto_device_name()}", "auto")
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Optimizer", self.optimizer)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Weight decay", self.weight_decay)
+        form.addRow("LR schedule", self.schedule)
+        form.addRow("Validation split", self.val_split)
+        form.addRow(self.early_stopping)
+        form.addRow("Patience", self.patience)
+        form.addRow("Seed", self.seed)
+        form.addRow("Device", self.device)
+        layout.addLayout(form)
+        for spin in (self.epochs, self.batch_size, self.patience, self.seed, self.lr, self.weight_decay,
+                     self.val_split):
+            spin.valueChanged.connect(self._settings_changed)
+        for combo in (self.optimizer, self.schedule, self.device):
+            combo.currentIndexChanged.connect(self._settings_changed)
+        self.early_stopping.toggled.connect(self._settings_changed)
+        self.settings_error = _wrapping_label(body)
+        layout.addWidget(self.settings_error)
+
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train", body)
+        self.train_button.setToolTip("Train the model on the chosen data (F5)")
+        self.train_button.setDefault(True)
+        self.train_button.clicked.connect(self.start)
+        self.pause_button = QPushButton("Pause", body)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button = QPushButton("Stop", body)
+        self.stop_button.setToolTip("End the run after the current batch, keeping the best weights so far")
+        self.stop_button.clicked.connect(self.stop)
+        for b in (self.train_button, self.pause_button, self.stop_button):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+        self.progress = QProgressBar(body)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("Ready")
+        self.progress.setValue(0)
+        layout.addWidget(self.progress)
+        self.stats = _wrapping_label(body, muted=True)
+        layout.addWidget(self.stats)
+        self.status_label = _wrapping_label(body)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        layout.addWidget(self.status_label)
+        self.changed_label = _wrapping_label(body)
+        self.changed_label.setStyleSheet(f"color: {theme.colours()['warning']}")
+        layout.addWidget(self.changed_label)
+
+        layout.addWidget(_heading("Runs"))
+        hint = _wrapping_label(body, muted=True)
+        hint.setText("Click a run to see its curves; tick runs to compare them. Click an epoch on the "
+                     "validation curve to restore its weights.")
+        layout.addWidget(hint)
+        self.runs_list = QListWidget(body)
+        self.runs_list.setMinimumHeight(110)
+        self.runs_list.itemClicked.connect(self._run_clicked)
+        self.runs_list.itemChanged.connect(lambda _: self._update_overlay())
+        layout.addWidget(self.runs_list)
+        layout.addStretch(1)
+        self._update_buttons(False)
+
+    def _auto_device_name(self) -> str:
+        from engine.training import resolve_device
+
+        device = resolve_device("auto")
+        for d in self._devices:
+            if d["id"] == str(device) or (device.type == "cuda" and d["id"] == f"cuda:{device.index or 0}"):
+                return d["name"]
+        return str(device)
+
+    # ------------------------------------------------------------------ project <-> fields
+    def load_from_project(self) -> None:
+        """Show the document's settings, dataset and runs (after New / Open)."""
+        if self.session.running:
+            self.session.wait()
+        project = self.document.project
+        self._loading = True
+        try:
+            c = project.config
+            self.epochs.setValue(c.epochs)
+            self.batch_size.setValue(c.batch_size)
+            _select(self.optimizer, c.optimizer)
+            self.lr.setValue(c.lr)
+            self.weight_decay.setValue(c.weight_decay)
+            _select(self.schedule, c.schedule)
+            self.val_split.setValue(c.val_split)
+            self.early_stopping.setChecked(c.early_stopping)
+            self.patience.setValue(c.patience)
+            self.seed.setValue(c.seed)
+            if not _select(self.device, c.device):
+                _select(self.device, "auto")
+            self._fill_datasets(project.dataset)
+        finally:
+            self._loading = False
+        self._checkpoints.clear()
+        self.runs_list.clear()
+        for run in project.runs:
+            if isinstance(run, dict):
+                self._add_run_item(run)
+        self.curves.clear()
+        self.results.clear()
+        self.status_label.clear()
+        self.changed_label.clear()
+        self.settings_error.clear()
+        self.stats.clear()
+        self.progress.setValue(0)
+        self.progress.setFormat("Ready")
+        if self.runs_list.count():
+            last = self.runs_list.item(self.runs_list.count() - 1)
+            self.runs_list.setCurrentItem(last)
+            self._run_clicked(last)
+        self._update_dataset_info()
+        self.deviceText.emit(f"Device: {self.device.currentText()}")
+
+    def _fill_datasets(self, current: str | None) -> None:
+        combo = self.dataset_combo
+        combo.clear()
+        for name, info in self._builtins.items():
+            suffix = "" if info["offline"] else " (downloads once)"
+            combo.addItem(f"{name} — {format_shape(info['input_shape'])}{suffix}", name)
+            combo.setItemData(combo.count() - 1, info["description"], Qt.ToolTipRole)
+        self._missing_dataset = None
+        if current and current not in self._builtins and current not in self._imported:
+            from pathlib import Path
+
+            if Path(current).exists():
+                self._imported[current] = (None, {})
+            else:
+                self._missing_dataset = current
+        for spec in self._imported:
+            combo.addItem(_short_path(spec), spec)
+            combo.setItemData(combo.count() - 1, spec, Qt.ToolTipRole)
+        combo.addItem("Import…", IMPORT)
+        if not current or not _select(combo, current):
+            _select(combo, "digits")
+
+    def dataset_spec(self) -> str:
+        return self.dataset_combo.currentData() or ""
+
+    def set_dataset(self, spec: str) -> None:
+        """Choose a built-in (or already imported) dataset by name, as picking it in the list does."""
+        if not _select(self.dataset_combo, spec):
+            raise KeyError(spec)
+        self._dataset_activated(self.dataset_combo.currentIndex())
+
+    def _dataset_activated(self, index: int) -> None:
+        spec = self.dataset_combo.itemData(index)
+        if spec == IMPORT:
+            self.import_dataset()
+            return
+        self._missing_dataset = None
+        if spec != self.document.project.dataset:
+            self.document.project.dataset = spec
+            self._mark_changed()
+        self._update_dataset_info()
+
+    def import_dataset(self, dialog: DatasetImportDialog | None = None) -> bool:
+        dialog = dialog or DatasetImportDialog(self, str(self.document.path.parent) if self.document.path else "")
+        accepted = dialog.exec() == DatasetImportDialog.Accepted and dialog.dataset is not None
+        if accepted:
+            self.accept_import(dialog.spec, dialog.dataset, dialog.options)
+        else:
+            _select(self.dataset_combo, self.document.project.dataset or "digits")
+        return accepted
+
+    def accept_import(self, spec: str, dataset: Dataset, options: dict) -> None:
+        self._imported[spec] = (dataset, dict(options))
+        self._loading = True
+        try:
+            self._fill_datasets(spec)
+        finally:
+            self._loading = False
+        self.document.project.dataset = spec
+        self._mark_changed()
+        self._update_dataset_info()
+
+    def _update_dataset_info(self) -> None:
+        spec = self.dataset_spec()
+        info = self._builtins.get(spec)
+        if info is not None:
+            classes = f"{info['num_classes']} classes" if info["num_classes"] else "regression"
+            text = f"{info['samples']:,} samples · inputs {format_shape(info['input_shape'])} · {classes}"
+            if not info["offline"]:
+                text += " · downloaded on first use"
+            self.dataset_info.setText(text)
+            self.dataset_info.setToolTip(info["description"])
+        else:
+            dataset = self._imported.get(spec, (None, {}))[0]
+            self.dataset_info.setText(describe_dataset(dataset) if dataset is not None else spec)
+            self.dataset_info.setToolTip(spec)
+        if self._missing_dataset and spec != self._missing_dataset:
+            self.dataset_info.setText(f"This project is meant for '{self._missing_dataset}', which is not on this "
+                                      "machine: choose Import… to pick your data. " + self.dataset_info.text())
+        self._update_fit()
+
+    def fit_problems(self) -> list[str]:
+        """How the chosen data does not fit the model, as far as is known without loading it."""
+        analysis = self.document.analysis
+        graph = self.document.graph
+        if not analysis.ok:
+            return []
+        spec = self.dataset_spec()
+        dataset = self._imported.get(spec, (None, {}))[0]
+        if dataset is not None:
+            return check_data(graph, analysis, dataset)
+        info = self._builtins.get(spec)
+        if info is None:
+            return []
+        inputs = [i for i in analysis.inputs if i in analysis.live]
+        if len(inputs) != 1 or len(analysis.outputs) != 1:
+            return [f"training needs a model with one Input and one Output; this one has {len(inputs)} "
+                    f"input(s) and {len(analysis.outputs)} output(s)"]
+        problems = []
+        in_spec, out_spec = analysis.specs[inputs[0]], analysis.specs[analysis.outputs[0]]
+        if tuple(info["input_shape"]) != in_spec.shape:
+            problems.append(f"{spec} gives inputs of shape {format_shape(info['input_shape'])}; input "
+                            f"'{graph.node(inputs[0]).name}' expects {format_shape(in_spec.shape)}")
+        k = info["num_classes"]
+        out_name = graph.node(analysis.outputs[0]).name
+        if info["task"] == "multiclass" and out_spec.shape != (k,):
+            problems.append(f"{spec} has {k} classes; the model outputs {format_shape(out_spec.shape)} "
+                            f"(Output '{out_name}'): end with a Linear of {k} units")
+        elif info["task"] == "binary" and out_spec.shape not in ((1,), (2,)):
+            problems.append(f"{spec} has 2 classes; the model outputs {format_shape(out_spec.shape)} "
+                            f"(Output '{out_name}'): end with a Linear of 1 unit (sigmoid) or 2 units")
+        elif info["task"] == "regression" and out_spec.shape != (1,):
+            problems.append(f"{spec} has one target value; the model outputs {format_shape(out_spec.shape)} "
+                            f"(Output '{out_name}'): end with a Linear of 1 unit")
+        return problems
+
+    def _update_fit(self) -> None:
+        if not self.document.analysis.ok:
+            self._set_label(self.fit_label, "The graph has errors (see Problems): fix them to train.", "warning")
+            return
+        problems = self.fit_problems()
+        if problems:
+            self._set_label(self.fit_label, "The data does not fit the model: " + "; ".join(problems), "error")
+        else:
+            self._set_label(self.fit_label, "")
+
+    def config_from_fields(self) -> TrainConfig:
+        """The settings as shown. Raises ConfigError for a combination the engine refuses."""
+        return replace(self.document.project.config, epochs=self.epochs.value(),
+                       batch_size=self.batch_size.value(), optimizer=self.optimizer.currentData(),
+                       lr=self.lr.value(), weight_decay=self.weight_decay.value(),
+                       schedule=self.schedule.currentData(), val_split=self.val_split.value(),
+                       early_stopping=self.early_stopping.isChecked(), patience=self.patience.value(),
+                       seed=self.seed.value(), device=self.device.currentData()).validate()
+
+    def _settings_changed(self) -> None:
+        self.patience.setEnabled(self.early_stopping.isChecked())
+        if self._loading:
+            return
+        try:
+            config = self.config_from_fields()
+        except ConfigError as exc:
+            self._set_label(self.settings_error, str(exc), "error")
+            return
+        self._set_label(self.settings_error, "")
+        if config != self.document.project.config:
+            self.document.project.config = config
+            self._mark_changed()
+        self.deviceText.emit(f"Device: {self.device.currentText()}")
+
+    def _mark_changed(self) -> None:
+        if not self._loading:
+            self.document.mark_changed()
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> bool:
+        """Train: snapshot the graph and the settings, and run them in the background."""
+        if self.session.running:
+            return False
+        if not self.document.analysis.ok:
+            self.document.refresh()
+        if not self.document.analysis.ok:
+            self._set_label(self.status_label, "The graph has errors: fix them (see Problems) before training.",
+                            "error")
+            return False
+        try:
+            config = self.config_from_fields()
+        except ConfigError as exc:
+            self._set_label(self.status_label, f"Cannot train: {exc}", "error")
+            return False
+        problems = self.fit_problems()
+        if problems:
+            self._set_label(self.status_label, "Cannot train: " + "; ".join(problems), "error")
+            return False
+        spec = self.dataset_spec()
+        dataset, options = self._imported.get(spec, (None, {}))
+        graph = Graph.from_dict(self.document.graph.to_dict())
+        self.document.project.config = config
+        self.document.project.dataset = spec
+        self._run_id = str(max((int(r.get("id", 0)) for r in self.document.project.runs
+                                if isinstance(r, dict) and isinstance(r.get("id"), int)), default=0) + 1)
+        info = self._builtins.get(spec)
+        self._task = (info["task"] if info else dataset.task if dataset is not None else "multiclass")
+        self._batch_losses, self._batches_per_epoch = [], 0
+        self._run_project, self._run_graph_changed = self.document.project, False
+        self.document.graph.subscribe(self._graph_event)
+        self.curves.clear_overlay()
+        self.curves.start_run(self._run_id, self._task)
+        self.results.clear()
+        self.changed_label.clear()
+        self.stats.clear()
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("Starting…")
+        self._set_label(self.status_label, f"Run {self._run_id}: starting…")
+        self.session.start(RunRequest(graph, dataset if dataset is not None else spec, config, options))
+        self.runStarted.emit()
+        return True
+
+    def stop(self) -> None:
+        if self.session.running:
+            self.session.stop()
+            self._set_label(self.status_label, "Stopping after this batch…")
+
+    def toggle_pause(self) -> None:
+        if not self.session.running:
+            return
+        if self.session.paused:
+            self.session.resume()
+            self.pause_button.setText("Pause")
+            self._set_label(self.status_label, "Training…")
+        else:
+            self.session.pause()
+            self.pause_button.setText("Resume")
+            self._set_label(self.status_label, "Paused: Resume to go on, Stop to end the run keeping the best "
+                                               "weights so far.")
+
+    def confirm_stop(self) -> bool:
+        """Before closing or replacing the project: True when no run is going or the user agreed to stop it."""
+        if not self.session.running:
+            return True
+        answer = QMessageBox.question(self, "Training in progress", "A training run is in progress. Stop it?",
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        if answer != QMessageBox.Yes:
+            return False
+        self.session.wait()
+        return True
+
+    def _graph_event(self, event: str, payload: dict) -> None:
+        if event != "node_moved" and not self._run_graph_changed:
+            self._run_graph_changed = True
+            self.changed_label.setText("The graph has changed since this run started; the run goes on with "
+                                       "the graph as it was.")
+
+    def _on_status(self, text: str) -> None:
+        self._set_label(self.status_label, text)
+
+    def _on_batch(self, info: dict) -> None:
+        self._batch_losses.extend(info["losses"])
+        self._batches_per_epoch = info["batches"]
+        total = max(int(info["total_steps"]), 1)
+        if self.progress.maximum() != total:
+            self.progress.setRange(0, total)
+            self._set_label(self.status_label, "Training…")
+        self.progress.setValue(int(info["step"]))
+        self.progress.setFormat(f"Epoch {info['epoch']}/{info['epochs']} · batch {info['batch']}/{info['batches']}")
+        parts = [f"{info['samples_per_s']:,.0f} samples/s", f"ETA {format_seconds(info['eta_s'])}"]
+        if info.get("gpu_memory"):
+            parts.append(f"GPU memory {format_bytes(info['gpu_memory'])}")
+        if info["losses"]:
+            parts.append(f"loss {info['losses'][-1]:.4g}")
+        self.stats.setText(" · ".join(parts))
+        self.curves.add_batches(info)
+
+    def _on_epoch(self, record: dict) -> None:
+        self.curves.add_epoch(record)
+
+    def _finish_common(self) -> None:
+        try:
+            self._run_project.graph.unsubscribe(self._graph_event)
+        except AttributeError:
+            pass
+        self.progress.setRange(0, 1)
+        self.pause_button.setText("Pause")
+
+    def _on_finished(self, outcome) -> None:
+        self._finish_common()
+        result = outcome.result
+        project = self._run_project
+        run = {"id": int(self._run_id), "started_at": outcome.started_at, "dataset": self.dataset_spec_for(project),
+               "dataset_name": outcome.dataset_name, "config": project.config.to_dict(), "task": result.task,
+               "class_names": result.class_names, **result.summary(),
+               "batch_losses": downsample(self._batch_losses), "batches_per_epoch": self._batches_per_epoch}
+        if len(self._batch_losses) > MAX_SAVED_BATCH_POINTS:
+            run["batch_losses_downsampled_from"] = len(self._batch_losses)
+        if project is not self.document.project:
+            self._set_label(self.status_label, "The run finished, but its project was closed meanwhile.", "warning")
+            return
+        project.runs.append(run)
+        self._checkpoints[self._run_id] = dict(result.checkpoints)
+        applied = not self._run_graph_changed
+        if applied:
+            project.weights = result.state_dict
+        self.document.mark_changed()
+        self.progress.setValue(1)
+        self.progress.setFormat("Done" if result.stopped != "user" else "Stopped")
+        self._add_run_item(run, select=True)
+        samples = outcome.samples
+        if samples is not None and result.task != "regression" and not is_image_data(samples["x"]):
+            samples = None
+        self.results.show_results(result.task, result.test_metrics, result.class_names, samples)
+        how = {"user": "stopped by you (best weights kept)", "early_stopping": "ended by early stopping"}.get(
+            result.stopped, "finished")
+        test = result.test_metrics
+        metric = (f"test accuracy {test['accuracy']:.2%}" if "accuracy" in test else
+                  f"test MAE {test['mae']:.4g}" if "mae" in test else "no test split")
+        text = (f"Run {self._run_id} {how}: {len(result.history)} epoch(s) in {format_seconds(result.seconds)} on "
+                f"{result.device}; best epoch {result.best_epoch}; {metric}. See the Results tab.")
+        if not applied:
+            text += (" The graph changed during the run, so its weights were kept with the run but not "
+                     "applied to the edited graph.")
+        self._set_label(self.status_label, text, "" if applied else "warning")
+        self.message.emit(f"Run {self._run_id} {how}: {metric}")
+
+    @staticmethod
+    def dataset_spec_for(project) -> str:
+        return project.dataset or ""
+
+    def _on_failed(self, message: str) -> None:
+        self._finish_common()
+        self.progress.setValue(0)
+        self.progress.setFormat("Failed")
+        self._set_label(self.status_label, f"Run {self._run_id} failed: {message}", "error")
+        self.message.emit(f"Training failed: {message}")
+
+    def _update_buttons(self, running: bool) -> None:
+        self.train_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        for w in (self.dataset_combo, self.device):
+            w.setEnabled(not running)
+        if running:
+            self.deviceText.emit(f"Training on: {self.device.currentText()}")
+        else:
+            self.deviceText.emit(f"Device: {self.device.currentText()}")
+
+    # ------------------------------------------------------------------ history
+    def _add_run_item(self, run: dict, select: bool = False) -> None:
+        item = QListWidgetItem(run_title(run))
+        item.setData(Qt.UserRole, run)
+        item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+        item.setCheckState(Qt.Unchecked)
+        test = run.get("test") or {}
+        item.setToolTip("\n".join([f"started {run.get('started_at', '?')} on {run.get('device', '?')}",
+                                   *(f"{k}: {v:.4g}" for k, v in test.items() if isinstance(v, float))]))
+        self.runs_list.blockSignals(True)
+        self.runs_list.addItem(item)
+        self.runs_list.blockSignals(False)
+        if select:
+            self.runs_list.setCurrentItem(item)
+
+    def runs(self) -> list[dict]:
+        return [self.runs_list.item(i).data(Qt.UserRole) for i in range(self.runs_list.count())]
+
+    def _run_clicked(self, item: QListWidgetItem) -> None:
+        if self.session.running:
+            return
+        run = item.data(Qt.UserRole)
+        self.curves.show_history(str(run.get("id")), run.get("history") or [], run.get("batch_losses"),
+                                 run.get("batches_per_epoch"))
+        self._update_overlay()
+        test = run.get("test") or {}
+        if test:
+            self.results.show_results(run.get("task") or ("multiclass" if "accuracy" in test else "regression"),
+                                      test, run.get("class_names"), None)
+
+    def _update_overlay(self) -> None:
+        if self.session.running:
+            return
+        chosen = [self.runs_list.item(i).data(Qt.UserRole) for i in range(self.runs_list.count())
+                  if self.runs_list.item(i).checkState() == Qt.Checked]
+        self.curves.clear_overlay()
+        if chosen:
+            self.curves.overlay([(f"Run {r.get('id')}", r.get("history") or []) for r in chosen])
+
+    def restore_epoch(self, run_id: str, epoch: int, ask: bool = True) -> bool:
+        """Put the weights of `epoch` of run `run_id` into the project (when they are still in memory)."""
+        states = self._checkpoints.get(str(run_id), {})
+        state = states.get(int(epoch))
+        if state is None:
+            kept = sorted(states)
+            where = (f"only epochs {', '.join(map(str, kept))} of run {run_id} are kept" if kept else
+                     f"the weights of run {run_id}'s epochs are kept only during the session that trained it")
+            self._set_label(self.status_label, f"Cannot restore epoch {epoch}: {where}.", "warning")
+            return False
+        if ask and QMessageBox.question(
+                self, "Restore weights", f"Replace the model's weights with those of run {run_id}, epoch {epoch}?",
+                QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes) != QMessageBox.Yes:
+            return False
+        from engine.compiler import compile_graph
+
+        try:
+            compile_graph(self.document.graph).load_state_dict(state, strict=True)
+        except Exception as exc:  # the graph was edited since: the weights no longer fit
+            self._set_label(self.status_label, f"Cannot restore epoch {epoch}: the weights do not fit the graph "
+                                               f"as it is now ({str(exc).splitlines()[0][:160]}).", "error")
+            return False
+        self.document.project.weights = dict(state)
+        self.document.mark_changed()
+        self._set_label(self.status_label, f"Restored the weights of run {run_id}, epoch {epoch}.")
+        self.message.emit(f"Restored run {run_id}, epoch {epoch}")
+        return True
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _set_label(label: QLabel, text: str, kind: str = "") -> None:
+        label.setText(text)
+        label.setStyleSheet(f"color: {theme.colours()[kind]}" if kind else "")
+        label.setVisible(bool(text))
+
+
+def _heading(text: str) -> QLabel:
+    label = QLabel(f"<b>{text}</b>")
+    label.setContentsMargins(0, 6, 0, 0)
+    return label
+
+
+def _wrapping_label(parent: QWidget, muted: bool = False) -> QLabel:
+    label = QLabel(parent)
+    label.setWordWrap(True)
+    if muted:
+        label.setStyleSheet(f"color: {theme.colours()['muted']}")
+    return label
+
+
+def _spin(parent: QWidget, lo: int, hi: int, tip: str) -> QSpinBox:
+    spin = QSpinBox(parent)
+    spin.setRange(lo, hi)
+    spin.setToolTip(tip)
+    spin.setKeyboardTracking(False)
+    return spin
+
+
+def _double(parent: QWidget, lo: float, hi: float, decimals: int, step: float, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox(parent)
+    spin.setDecimals(decimals)
+    spin.setRange(lo, hi)
+    spin.setSingleStep(step)
+    spin.setToolTip(tip)
+    spin.setKeyboardTracking(False)
+    return spin
+
+
+def _select(combo: QComboBox, data) -> bool:
+    index = combo.findData(data)
+    if index >= 0:
+        combo.setCurrentIndex(index)
+    return index >= 0
+
+
+def _short_path(spec: str) -> str:
+    from pathlib import Path
+
+    p = Path(spec)
+    return f"{p.name} — {p.parent.name or p.anchor}" if p.name else spec

@@ -1,0 +1,31 @@
+"""Import existing models as editable Deepwire graphs.
+
+`import_torch` runs a PyTorch module's code, traces it with `torch.fx` and maps what it finds
+to blocks, with the module's weights; `import_keras` reads a Keras model's JSON configuration
+(`model.to_json()`, or the config.json inside a `.keras` file) without TensorFlow. Both return
+an `ImportResult`, or raise `ModelImportError` with one line that names everything that could
+not be mapped: never a partial graph that silently differs from the model.
+"""
+from __future__ import annotations
+
+from .common import ImportResult, ModelImportError
+
+
+def import_torch(source, class_name: str | None = None, input_shape=None, weights=None) -> ImportResult:
+    """A PyTorch module as a graph: `source` is a .py file (its code runs!), an nn.Module class or
+    an instance. `input_shape` is one sample's shape without the batch (a list of shapes for
+    several inputs); `weights` an optional state dict (or .safetensors / .pt file) to load first."""
+    from .torch_fx import import_torch as run
+
+    return run(source, class_name, input_shape, weights)
+
+
+def import_keras(source) -> ImportResult:
+    """A Keras model as a graph: `source` is a .keras file, a .json file, the JSON text of
+    `model.to_json()` or that JSON already parsed into a dict."""
+    from .keras import import_keras as run
+
+    return run(source)
+
+
+__all__ = ["ImportResult", "ModelImportError", "import_keras", "import_torch"]

@@ -1,0 +1,114 @@
+"""What both importers share: the result, the error, and a graph builder that checks as it goes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..analysis import analyse
+from ..blocks import REGISTRY, ParamError, ShapeError, TensorSpec
+from ..codegen import CodegenError, generate
+from ..compiler import load_source
+from ..graph import Graph
+from ..templates import layout
+
+
+class ModelImportError(ValueError):
+    """A model that cannot be imported. The message is one line naming every problem."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass
+class ImportResult:
+    graph: Graph
+    weights: dict[str, torch.Tensor] | None = None   # the generated module's state_dict layout
+    notes: list[str] = field(default_factory=list)
+    source_params: int | None = None                 # what the original framework counts
+
+    @property
+    def total_params(self) -> int:
+        return analyse(self.graph).total_params
+
+
+class GraphBuilder:
+    """Adds blocks one at a time, validating parameters and inferring shapes immediately, so a
+    mapping mistake is reported at the layer that caused it."""
+
+    def __init__(self, name: str):
+        self.graph = Graph(name or "model")
+        self.specs: dict[str, TensorSpec] = {}
+        self.node_weights: dict[str, dict[str, torch.Tensor]] = {}
+
+    def add(self, type_name: str, name: str, params: dict | None = None, inputs: list[str] = (),
+            weights: dict[str, torch.Tensor] | None = None, where: str = "") -> str:
+        block = REGISTRY[type_name]
+        params = dict(params or {})
+        where = where or name
+        try:
+            clean = block.validate_params(params)
+            specs = [self.specs[s] for s in inputs]
+            spec = block.infer(clean, specs)
+        except (ParamError, ShapeError) as exc:
+            raise ModelImportError(f"{where}: {type_name} {exc}") from None
+        node_id = self.graph.add_node(type_name, name, params)
+        for port, src in enumerate(inputs):
+            self.graph.connect(src, node_id, port)
+        self.specs[node_id] = spec
+        if weights is not None:
+            self.node_weights[node_id] = weights
+        return node_id
+
+    def update(self, node_id: str, params: dict) -> None:
+        node = self.graph.node(node_id)
+        block = REGISTRY[node.type]
+        merged = dict(node.params, **params)
+        block.validate_params(merged)
+        self.graph.set_params(node_id, params)
+
+    def type_of(self, node_id: str) -> str:
+        return self.graph.node(node_id).type
+
+    def params_of(self, node_id: str) -> dict:
+        return self.graph.node(node_id).params
+
+    def finish(self, with_weights: bool) -> tuple[Graph, dict[str, torch.Tensor] | None, torch.nn.Module]:
+        """Lay the graph out, check it has no diagnostics, and map the collected weights onto
+        the generated module's state_dict. Returns (graph, weights or None, model)."""
+        graph = self.graph
+        analysis = analyse(graph)
+        for node_id in [n for n in graph.node_ids() if n not in analysis.live]:
+            graph.remove_node(node_id)   # e.g. a Keras branch that reaches no output
+        layout(graph)
+        analysis = analyse(graph)
+        if analysis.diagnostics:
+            first = analysis.diagnostics[0]
+            raise ModelImportError(f"the imported graph has problems ({first.message}); this is an importer bug")
+        try:
+            source, info = generate(graph, analysis)
+        except CodegenError as exc:
+            raise ModelImportError(f"the imported graph cannot be built: {exc}") from None
+        model = load_source(source, info.class_name)()
+        if not with_weights:
+            return graph, None, model.eval()
+        weights = {}
+        for node_id, tensors in self.node_weights.items():
+            if node_id not in info.attrs:
+                continue
+            for key, value in tensors.items():
+                weights[f"{info.attrs[node_id]}.{key}"] = value.detach().to("cpu", torch.float32
+                                                                              if value.is_floating_point()
+                                                                              else value.dtype).clone()
+        state = model.state_dict()
+        missing = sorted(set(state) - set(weights))
+        extra = sorted(set(weights) - set(state))
+        if missing or extra:
+            raise ModelImportError(f"the imported weights do not fit the graph (missing {missing[:3]}, "
+                                   f"unexpected {extra[:3]}); this is an importer bug")
+        for key, value in weights.items():
+            if tuple(value.shape) != tuple(state[key].shape):
+                raise ModelImportError(f"weight {key} has shape {tuple(value.shape)} but the graph needs "
+                                       f"{tuple(state[key].shape)}")
+        model.load_state_dict(weights, strict=True)
+        return graph, weights, model.eval()

@@ -1,0 +1,773 @@
+"""Keras -> graph, without TensorFlow: read the model's JSON configuration and map each layer.
+
+Reads Keras 3 (`.keras` zips, `model.to_json()`) and Keras 2 (tf.keras `to_json()`) configs of
+Sequential and functional models. Keras is channels-last; Deepwire is channels-first. Each
+tensor is tracked with the order its Deepwire dimensions have in Keras terms (`perm`), and a
+Permute is inserted only where a layer needs another order (a Conv1D after a sequence input,
+an LSTM after convolutions, a Reshape of an image). Weights are not read (they live in
+model.weights.h5): the imported graph starts from fresh weights.
+"""
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..analysis import analyse
+from ..blocks import TOKENS
+from .common import GraphBuilder, ImportResult, ModelImportError
+
+MAX_CONFIG = 64 * 2**20
+ACTIVATIONS = {None: "none", "linear": "none", "relu": "relu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh",
+               "softmax": "softmax", "silu": "silu", "swish": "silu", "elu": "elu"}
+MODELS = ("Sequential", "Functional", "Model")
+RECURRENT = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
+BIAS_NOTE = ("PyTorch's recurrent layers keep two bias vectors (input and recurrent) where Keras keeps one, "
+             "by design")
+
+
+@dataclass(frozen=True)
+class _T:
+    """A tensor: the Deepwire node holding it, and which Keras sample axis each of its dims is."""
+
+    node: str
+    perm: tuple[int, ...]
+
+
+class _Skip(Exception):
+    """A layer that cannot be mapped; the message says why."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _read(source) -> dict:
+    if isinstance(source, dict):
+        return source
+    if isinstance(source, (str, Path)) and not (isinstance(source, str) and source.lstrip().startswith("{")):
+        path = Path(source)
+        if not path.is_file():
+            raise ModelImportError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head.startswith(b"\x89HDF"):
+            raise ModelImportError(f"{path.name} is a legacy HDF5 model: save it with model.save('model.keras') or "
+                                   "write model.to_json() to a file, then import that")
+        if head.startswith(b"PK"):
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    info = zf.getinfo("config.json")
+                    if info.file_size > MAX_CONFIG:
+                        raise ModelImportError(f"{path.name}: config.json is too large")
+                    text = zf.read(info).decode("utf-8")
+            except KeyError:
+                raise ModelImportError(f"{path.name} is a zip file without config.json: not a .keras model") from None
+            except (zipfile.BadZipFile, UnicodeDecodeError, OSError) as exc:
+                raise ModelImportError(f"{path.name} is not a readable .keras file ({exc})") from None
+        else:
+            if path.stat().st_size > MAX_CONFIG:
+                raise ModelImportError(f"{path.name} is too large for a model configuration")
+            try:
+                text = path.read_text(encoding="utf-8-sig")
+            except UnicodeDecodeError:
+                raise ModelImportError(f"{path.name} is not a text file: give a .keras file or Keras JSON") from None
+    else:
+        text = str(source)
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ModelImportError(f"not a Keras model configuration: not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(data, dict):
+        raise ModelImportError("not a Keras model configuration: the JSON is not an object")
+    return data
+
+
+def _shape(value) -> list | None:
+    if isinstance(value, dict) and "items" in value:   # tf.keras' TensorShape serialisation
+        value = value["items"]
+    if isinstance(value, dict) and value.get("class_name") == "__tuple__":
+        value = value.get("config", {}).get("value")
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def _tensor_refs(obj) -> list[list]:
+    """The keras_history ([layer, node, tensor]) of every tensor in a serialised call argument."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            return [list(obj.get("config", {}).get("keras_history", []))]
+        if obj.get("class_name") in ("__tuple__", "__list__"):
+            return _tensor_refs(obj.get("config", {}).get("value", []))
+        return []
+    if isinstance(obj, (list, tuple)):
+        return [r for item in obj for r in _tensor_refs(item)]
+    return []
+
+
+def _act(value, where: str) -> str:
+    if isinstance(value, dict):
+        value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
+    if value not in ACTIVATIONS:
+        raise _Skip(f"activation {value!r} has no Deepwire equivalent (relu, gelu, sigmoid, tanh, softmax, "
+                    "silu, elu)")
+    return ACTIVATIONS[value]
+
+
+def _tuple(value, n: int) -> list[int]:
+    if isinstance(value, dict):
+        value = _shape(value)
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise _Skip(f"needs {n} values, got {value}")
+        return [int(v) for v in value]
+    return [int(value)] * n
+
+
+def _channels_first(rank: int) -> tuple[int, ...]:
+    return (rank - 1,) + tuple(range(rank - 1))
+
+
+# ----------------------------------------------------------------------------- the importer
+
+class _Keras:
+    def __init__(self, name: str):
+        self.b = GraphBuilder(name)
+        self.notes: list[str] = []
+        self.counts: list[tuple[str, str, int, list[str]]] = []   # (class, name, keras params, node ids)
+        self.tokens: set[str] = set()   # input layers that feed an Embedding
+
+    # ---------------------------------------------------------------- tensors
+    def kshape(self, t: _T) -> tuple[int, ...]:
+        dw = self.b.specs[t.node].shape
+        out = [0] * len(dw)
+        for i, p in enumerate(t.perm):
+            out[p] = dw[i]
+        return tuple(out)
+
+    def ensure(self, t: _T, perm: tuple[int, ...], name: str) -> _T:
+        if t.perm == tuple(perm):
+            return t
+        dims = [t.perm.index(p) for p in perm]
+        node = self.b.add("Permute", f"{name}_permute", {"dims": dims}, [t.node])
+        return _T(node, tuple(perm))
+
+    def keras_order(self, t: _T, name: str) -> _T:
+        return self.ensure(t, tuple(range(len(t.perm))), name)
+
+    def last_axis(self, t: _T, axis: int, name: str) -> _T:
+        """Make Keras sample axis `axis` the last Deepwire dim (the others keep their order)."""
+        if t.perm[-1] == axis:
+            return t
+        return self.ensure(t, tuple(p for p in t.perm if p != axis) + (axis,), name)
+
+    def first_axis(self, t: _T, axis: int, name: str) -> _T:
+        if t.perm[0] == axis:
+            return t
+        return self.ensure(t, (axis,) + tuple(p for p in t.perm if p != axis), name)
+
+    def sample_axis(self, axis, rank: int) -> int:
+        """A Keras axis (counting the batch as 0, negatives from the end) -> a sample axis."""
+        if isinstance(axis, (list, tuple)):
+            if len(axis) != 1:
+                raise _Skip(f"over several axes {list(axis)} has no Deepwire block")
+            axis = axis[0]
+        full = int(axis) % (rank + 1)
+        if full == 0:
+            raise _Skip("works over the batch axis, which Deepwire cannot express")
+        return full - 1
+
+    def count(self, cls: str, name: str, keras_params: int, nodes: list[str]) -> None:
+        self.counts.append((cls, name, keras_params, nodes))
+
+    # ---------------------------------------------------------------- inputs
+    def input_layer(self, name: str, shape: list | None, dtype: str | None) -> _T:
+        if shape is None:
+            raise ModelImportError("the model's input shape is not in its configuration: build the model (call it "
+                                   "or give an Input) before saving it")
+        sample = shape[1:]
+        if not sample or any(d is None for d in sample):
+            raise ModelImportError(f"input '{name}' has a variable size {tuple(shape[1:])}: Deepwire needs a fixed "
+                                   "shape; give every dimension except the batch a size in Keras")
+        rank = len(sample)
+        perm = _channels_first(rank) if rank == 3 else tuple(range(rank))
+        dw_shape = [int(sample[p]) for p in perm]
+        tokens = name in self.tokens
+        node = self.b.add("Input", name, {"shape": dw_shape, "dtype": TOKENS if tokens else "float32"})
+        return _T(node, perm)
+
+    # ---------------------------------------------------------------- layers
+    def layer(self, cls: str, name: str, cfg: dict, ins: list[_T], kwargs: dict) -> _T:
+        if cls in MODELS:
+            raise _Skip("is a nested model; Deepwire imports one flat model (rebuild it without nesting)")
+        handler = getattr(self, f"l_{cls}", None)
+        if handler is None:
+            raise _Skip("has no Deepwire block")
+        if cls not in ("Add", "Multiply", "Concatenate", "MultiHeadAttention") and len(ins) != 1:
+            raise _Skip(f"takes {len(ins)} inputs")
+        if kwargs.get("mask") is not None:
+            raise _Skip("is given a mask, which Deepwire does not carry")
+        return handler(name, cfg, ins, kwargs)
+
+    def simple(self, cls, name, type_name, params, t: _T, keras_params=0) -> _T:
+        node = self.b.add(type_name, name, params, [t.node], where=f"{cls} '{name}'")
+        self.count(cls, name, keras_params, [node])
+        return _T(node, t.perm)
+
+    def l_Dense(self, name, cfg, ins, kw):
+        t = ins[0]
+        t = self.last_axis(t, len(t.perm) - 1, name)
+        units, bias = int(cfg["units"]), bool(cfg.get("use_bias", True))
+        n_in = self.kshape(t)[-1]
+        return self.simple("Dense", name, "Linear", {"units": units, "bias": bias,
+                                                     "activation": _act(cfg.get("activation"), name)}, t,
+                           n_in * units + (units if bias else 0))
+
+    def l_Activation(self, name, cfg, ins, kw):
+        act = _act(cfg.get("activation"), name)
+        t = ins[0]
+        if act == "none":
+            return t
+        if act == "softmax":
+            t = self.last_axis(t, len(t.perm) - 1, name)
+        return self.simple("Activation", name, "Activation", {"function": act}, t)
+
+    def l_ReLU(self, name, cfg, ins, kw):
+        if cfg.get("max_value") is not None or cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
+            raise _Skip("with max_value, negative_slope or threshold has no Deepwire block")
+        return self.simple("ReLU", name, "Activation", {"function": "relu"}, ins[0])
+
+    def l_LeakyReLU(self, name, cfg, ins, kw):
+        slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
+        if not math.isclose(float(slope), 0.01):
+            raise _Skip(f"with negative_slope {slope} has no Deepwire block (Deepwire's leaky_relu uses 0.01)")
+        return self.simple("LeakyReLU", name, "Activation", {"function": "leaky_relu"}, ins[0])
+
+    def l_ELU(self, name, cfg, ins, kw):
+        if float(cfg.get("alpha", 1.0)) != 1.0:
+            raise _Skip("with alpha other than 1 has no Deepwire block")
+        return self.simple("ELU", name, "Activation", {"function": "elu"}, ins[0])
+
+    def l_Softmax(self, name, cfg, ins, kw):
+        t = ins[0]
+        t = self.last_axis(t, self.sample_axis(cfg.get("axis", -1), len(t.perm)), name)
+        return self.simple("Softmax", name, "Activation", {"function": "softmax"}, t)
+
+    def l_Dropout(self, name, cfg, ins, kw):
+        if cfg.get("noise_shape") is not None:
+            raise _Skip("with a noise_shape has no Deepwire block")
+        return self.simple("Dropout", name, "Dropout", {"p": float(cfg.get("rate", 0.5))}, ins[0])
+
+    def l_GaussianNoise(self, name, cfg, ins, kw):
+        return self.simple("GaussianNoise", name, "GaussianNoise", {"stddev": float(cfg["stddev"])}, ins[0])
+
+    def image(self, t: _T, name: str, cfg: dict) -> _T:
+        if len(t.perm) != 3:
+            raise _Skip("needs an image (H, W, C) input")
+        return self.ensure(t, _channels_first(3) if cfg.get("data_format", "channels_last") != "channels_first"
+                           else (0, 1, 2), name)
+
+    def l_RandomFlip(self, name, cfg, ins, kw):
+        return self.simple("RandomFlip", name, "RandomFlip", {"mode": cfg.get("mode", "horizontal_and_vertical")},
+                           self.image(ins[0], name, cfg))
+
+    def l_RandomRotation(self, name, cfg, ins, kw):
+        factor = cfg.get("factor")
+        if not isinstance(factor, (int, float)):
+            raise _Skip("with an asymmetric factor has no Deepwire block")
+        return self.simple("RandomRotation", name, "RandomRotation", {"degrees": abs(float(factor)) * 360.0},
+                           self.image(ins[0], name, cfg))
+
+    def l_RandomTranslation(self, name, cfg, ins, kw):
+        h, w = cfg.get("height_factor"), cfg.get("width_factor")
+        if not isinstance(h, (int, float)) or not isinstance(w, (int, float)):
+            raise _Skip("with asymmetric factors has no Deepwire block")
+        return self.simple("RandomTranslation", name, "RandomTranslation",
+                           {"height_factor": abs(float(h)), "width_factor": abs(float(w))},
+                           self.image(ins[0], name, cfg))
+
+    def l_Flatten(self, name, cfg, ins, kw):
+        # Keras flattens (H, W, C), Deepwire (C, H, W): the order differs, the layer after it does not care
+        # (its weights are fresh), so no Permute is added here.
+        return _T(self.simple("Flatten", name, "Flatten", {}, ins[0]).node, (0,))
+
+    def l_Reshape(self, name, cfg, ins, kw):
+        t = self.keras_order(ins[0], name)
+        target = _shape(cfg.get("target_shape"))
+        if not target:
+            raise _Skip("has no target_shape")
+        node = self.b.add("Reshape", name, {"shape": [int(d) if d is not None else -1 for d in target]}, [t.node],
+                          where=f"Reshape '{name}'")
+        self.count("Reshape", name, 0, [node])
+        return _T(node, tuple(range(len(target))))
+
+    def l_Permute(self, name, cfg, ins, kw):
+        t = self.keras_order(ins[0], name)
+        dims = [int(d) - 1 for d in cfg["dims"]]
+        node = self.b.add("Permute", name, {"dims": dims}, [t.node], where=f"Permute '{name}'")
+        self.count("Permute", name, 0, [node])
+        return _T(node, tuple(range(len(dims))))
+
+    def l_Rescaling(self, name, cfg, ins, kw):
+        scale, offset = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+        if not isinstance(scale, (int, float)) or not isinstance(offset, (int, float)):
+            raise _Skip("with a scale or offset per channel has no Deepwire block")
+        return self.simple("Rescaling", name, "Rescaling", {"scale": float(scale), "offset": float(offset)}, ins[0])
+
+    def l_Normalization(self, name, cfg, ins, kw):
+        if cfg.get("invert"):
+            raise _Skip("with invert=True has no Deepwire block")
+        t = ins[0]
+        axis = self.sample_axis(cfg.get("axis", -1) if cfg.get("axis", -1) is not None else -1, len(t.perm))
+        dim = t.perm.index(axis)
+        channels = self.kshape(t)[axis]
+        fixed = cfg.get("mean") is not None
+        if fixed:
+            self.notes.append(f"Normalization '{name}': the mean and variance in the configuration are not kept; "
+                              "Deepwire fits them from the training data")
+        params = {"axis": -1 if dim == len(t.perm) - 1 else dim}
+        return self.simple("Normalization", name, "Normalization", params, t, 0 if fixed else 2 * channels + 1)
+
+    def l_BatchNormalization(self, name, cfg, ins, kw):
+        if not cfg.get("center", True) or not cfg.get("scale", True):
+            raise _Skip("without center or scale has no Deepwire block (Deepwire's BatchNorm learns both)")
+        t = ins[0]
+        t = self.first_axis(t, self.sample_axis(cfg.get("axis", -1), len(t.perm)), name)
+        channels = self.b.specs[t.node].shape[0]
+        params = {"eps": float(cfg.get("epsilon", 1e-3)), "momentum": round(1.0 - float(cfg.get("momentum", 0.99)), 12)}
+        return self.simple("BatchNormalization", name, "BatchNorm", params, t, 4 * channels)
+
+    def l_LayerNormalization(self, name, cfg, ins, kw):
+        if not cfg.get("center", True) or not cfg.get("scale", True) or cfg.get("rms_scaling"):
+            raise _Skip("without center or scale, or with rms_scaling, has no Deepwire block")
+        t = ins[0]
+        t = self.last_axis(t, self.sample_axis(cfg.get("axis", -1), len(t.perm)), name)
+        channels = self.b.specs[t.node].shape[-1]
+        return self.simple("LayerNormalization", name, "LayerNorm", {"eps": float(cfg.get("epsilon", 1e-3))}, t,
+                           2 * channels)
+
+    def l_Embedding(self, name, cfg, ins, kw):
+        if cfg.get("mask_zero"):
+            self.notes.append(f"Embedding '{name}': mask_zero is not carried over, so padding positions take part "
+                              "in the layers after it")
+        n, d = int(cfg["input_dim"]), int(cfg["output_dim"])
+        t = self.keras_order(ins[0], name)
+        out = self.simple("Embedding", name, "Embedding", {"num_embeddings": n, "embedding_dim": d}, t, n * d)
+        return _T(out.node, tuple(range(len(t.perm) + 1)))
+
+    def conv_padding(self, cfg, t: _T, nd: int, kernel, stride, dilation, name) -> Any:
+        padding = cfg.get("padding", "valid")
+        if padding == "valid":
+            return "valid"
+        if padding != "same":
+            raise _Skip(f"with padding {padding!r} has no Deepwire block")
+        if all(s == 1 for s in stride):
+            return "same"
+        sizes = self.kshape(t)[:nd] if cfg.get("data_format", "channels_last") != "channels_first" \
+            else self.kshape(t)[1:]
+        pads = []
+        for n, k, s, d in zip(sizes, kernel, stride, dilation):
+            total = max((math.ceil(n / s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            if total % 2:
+                raise _Skip("with padding 'same' and stride > 1 pads one side more than the other here, which "
+                            "PyTorch cannot express; use padding 'valid' or an input size that divides by the stride")
+            pads.append(total // 2)
+        return pads if any(pads) else "valid"
+
+    def conv(self, cls, nd, name, cfg, ins):
+        t = ins[0]
+        perm = _channels_first(nd + 1) if cfg.get("data_format", "channels_last") != "channels_first" \
+            else tuple(range(nd + 1))
+        if len(t.perm) != nd + 1:
+            raise _Skip(f"needs a rank-{nd + 1} input")
+        t = self.ensure(t, perm, name)
+        kernel = _tuple(cfg["kernel_size"], nd)
+        stride = _tuple(cfg.get("strides", 1), nd)
+        dilation = _tuple(cfg.get("dilation_rate", 1), nd)
+        groups = int(cfg.get("groups", 1))
+        filters, bias = int(cfg["filters"]), bool(cfg.get("use_bias", True))
+        params = {"filters": filters, "kernel_size": kernel, "stride": stride, "dilation": dilation, "groups": groups,
+                  "bias": bias, "activation": _act(cfg.get("activation"), name),
+                  "padding": self.conv_padding(cfg, t, nd, kernel, stride, dilation, name)}
+        channels = self.b.specs[t.node].shape[0]
+        keras_params = math.prod(kernel) * (channels // groups) * filters + (filters if bias else 0)
+        return self.simple(cls, name, f"Conv{nd}d", params, t, keras_params)
+
+    def l_Conv1D(self, name, cfg, ins, kw):
+        return self.conv("Conv1D", 1, name, cfg, ins)
+
+    def l_Conv2D(self, name, cfg, ins, kw):
+        return self.conv("Conv2D", 2, name, cfg, ins)
+
+    def pool(self, cls, kind, nd, name, cfg, ins):
+        t = ins[0]
+        perm = _channels_first(nd + 1) if cfg.get("data_format", "channels_last") != "channels_first" \
+            else tuple(range(nd + 1))
+        if len(t.perm) != nd + 1:
+            raise _Skip(f"needs a rank-{nd + 1} input")
+        t = self.ensure(t, perm, name)
+        kernel = _tuple(cfg.get("pool_size", 2), nd)
+        stride = _tuple(cfg["strides"], nd) if cfg.get("strides") is not None else kernel
+        padding = [0] * nd
+        if cfg.get("padding", "valid") == "same":
+            sizes = self.b.specs[t.node].shape[1:]
+            for i, (n, k, s) in enumerate(zip(sizes, kernel, stride)):
+                total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+                if total and (total % 2 or kind == "Avg"):
+                    raise _Skip("with padding 'same' needs padding PyTorch pools cannot express here (uneven, or "
+                                "averaging that leaves the padding out); use padding 'valid'")
+                padding[i] = total // 2
+        params = {"kernel_size": kernel, "stride": [0] * nd if stride == kernel else stride, "padding": padding}
+        return self.simple(cls, name, f"{kind}Pool{nd}d", params, t)
+
+    def l_MaxPooling1D(self, name, cfg, ins, kw):
+        return self.pool("MaxPooling1D", "Max", 1, name, cfg, ins)
+
+    def l_MaxPooling2D(self, name, cfg, ins, kw):
+        return self.pool("MaxPooling2D", "Max", 2, name, cfg, ins)
+
+    def l_AveragePooling1D(self, name, cfg, ins, kw):
+        return self.pool("AveragePooling1D", "Avg", 1, name, cfg, ins)
+
+    def l_AveragePooling2D(self, name, cfg, ins, kw):
+        return self.pool("AveragePooling2D", "Avg", 2, name, cfg, ins)
+
+    def gap(self, cls, nd, name, cfg, ins):
+        if cfg.get("keepdims"):
+            raise _Skip("with keepdims=True has no Deepwire block")
+        t = ins[0]
+        if len(t.perm) != nd + 1:
+            raise _Skip(f"needs a rank-{nd + 1} input")
+        channel = nd if cfg.get("data_format", "channels_last") != "channels_first" else 0
+        if nd == 1 and t.perm == (0, 1) and channel == 1:
+            node = self.b.add("GlobalAvgPool", name, {"layout": "sequence"}, [t.node], where=f"{cls} '{name}'")
+        else:
+            t = self.first_axis(t, channel, name)
+            node = self.b.add("GlobalAvgPool", name, {"layout": "channels_first"}, [t.node], where=f"{cls} '{name}'")
+        self.count(cls, name, 0, [node])
+        return _T(node, (0,))
+
+    def l_GlobalAveragePooling1D(self, name, cfg, ins, kw):
+        return self.gap("GlobalAveragePooling1D", 1, name, cfg, ins)
+
+    def l_GlobalAveragePooling2D(self, name, cfg, ins, kw):
+        return self.gap("GlobalAveragePooling2D", 2, name, cfg, ins)
+
+    def recurrent(self, cls, name, cfg, ins, bidirectional=False) -> _T:
+        kind = RECURRENT[cls]
+        for flag in ("return_state", "go_backwards", "stateful"):
+            if cfg.get(flag):
+                raise _Skip(f"with {flag}=True has no Deepwire block")
+        if cfg.get("unroll"):
+            pass  # unrolling changes speed, not results
+        activation = cfg.get("activation", "tanh")
+        if kind == "RNN":
+            if activation not in ("tanh", "relu"):
+                raise _Skip(f"with activation {activation!r} has no Deepwire block (tanh or relu)")
+        elif activation != "tanh" or cfg.get("recurrent_activation", "sigmoid") != "sigmoid":
+            raise _Skip("with activations other than tanh and a sigmoid recurrent activation has no PyTorch "
+                        "equivalent")
+        if kind == "GRU" and not cfg.get("reset_after", True):
+            self.notes.append(f"GRU '{name}': reset_after=False applies the reset gate before the recurrent "
+                              "weights; PyTorch's GRU applies it after (Keras' reset_after=True)")
+        if cfg.get("dropout") or cfg.get("recurrent_dropout"):
+            self.notes.append(f"{cls} '{name}': its input and recurrent dropout have no PyTorch equivalent and are "
+                              "left out; add a Dropout block before it if you need one")
+        t = self.keras_order(ins[0], name)
+        if len(t.perm) != 2:
+            raise _Skip("needs a (timesteps, features) input")
+        units, bias = int(cfg["units"]), bool(cfg.get("use_bias", True))
+        params = {"hidden_size": units, "bidirectional": bidirectional,
+                  "return_sequences": bool(cfg.get("return_sequences", False)), "bias": bias}
+        if kind == "RNN":
+            params["nonlinearity"] = activation
+        features = self.kshape(t)[-1]
+        gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
+        bias_count = gates * units * (2 if kind == "GRU" and cfg.get("reset_after", True) else 1) if bias else 0
+        keras_params = (gates * units * (features + units) + bias_count) * (2 if bidirectional else 1)
+        node = self.b.add(kind, name, params, [t.node], where=f"{cls} '{name}'")
+        self.count(cls, name, keras_params, [node])
+        return _T(node, (0, 1) if params["return_sequences"] else (0,))
+
+    def l_SimpleRNN(self, name, cfg, ins, kw):
+        return self.recurrent("SimpleRNN", name, cfg, ins)
+
+    def l_LSTM(self, name, cfg, ins, kw):
+        return self.recurrent("LSTM", name, cfg, ins)
+
+    def l_GRU(self, name, cfg, ins, kw):
+        return self.recurrent("GRU", name, cfg, ins)
+
+    def l_Bidirectional(self, name, cfg, ins, kw):
+        inner = cfg.get("layer", {})
+        cls = inner.get("class_name")
+        if cls not in RECURRENT:
+            raise _Skip(f"around {cls} has no Deepwire block")
+        if cfg.get("merge_mode", "concat") != "concat":
+            raise _Skip(f"with merge_mode {cfg.get('merge_mode')!r} has no Deepwire block (only 'concat')")
+        if cfg.get("backward_layer"):
+            raise _Skip("with its own backward layer has no Deepwire block")
+        return self.recurrent(cls, name, dict(inner.get("config", {})), ins, bidirectional=True)
+
+    def l_MultiHeadAttention(self, name, cfg, ins, kw):
+        if cfg.get("output_shape") is not None or cfg.get("attention_axes") is not None:
+            raise _Skip("with output_shape or attention_axes has no Deepwire block")
+        for key in ("attention_mask", "return_attention_scores"):
+            if kw.get(key):
+                raise _Skip(f"called with {key} has no Deepwire block")
+        heads, key_dim = int(cfg["num_heads"]), int(cfg["key_dim"])
+        value_dim = int(cfg.get("value_dim") or key_dim)
+        ts = [self.keras_order(t, name) for t in ins]
+        q = ts[0]
+        e = self.kshape(q)[-1]
+        if key_dim * heads != e or value_dim != key_dim:
+            raise _Skip(f"projects to num_heads x key_dim = {heads * key_dim} but the query has {e} features; "
+                        "PyTorch's MultiheadAttention splits the embedding across the heads, so key_dim must be "
+                        f"{e} / num_heads (and value_dim the same)")
+        same = len({t.node for t in ts}) == 1
+        srcs = [q.node] if same else [q.node, ts[2].node if len(ts) > 2 else ts[1].node, ts[1].node]
+        bias = bool(cfg.get("use_bias", True))
+        params = {"num_heads": heads, "mode": "self" if same else "query_key_value",
+                  "causal": bool(kw.get("use_causal_mask", False)), "dropout": float(cfg.get("dropout", 0.0)),
+                  "bias": bias}
+        node = self.b.add("MultiheadAttention", name, params, srcs, where=f"MultiHeadAttention '{name}'")
+        kd = self.kshape(ts[2] if len(ts) > 2 else ts[1])[-1] if not same else e
+        vd = self.kshape(ts[1])[-1] if not same else e
+        keras_params = (e * e + kd * e + vd * e + e * e) + (4 * e if bias else 0)
+        self.count("MultiHeadAttention", name, keras_params, [node])
+        return _T(node, (0, 1))
+
+    def merge(self, cls, type_name, name, ins, params=None):
+        if len(ins) < 2:
+            raise _Skip("needs at least two inputs")
+        first = ins[0]
+        ts = [first] + [self.ensure(t, first.perm, f"{name}_{i}") if len(t.perm) == len(first.perm) else t
+                        for i, t in enumerate(ins[1:], 1)]
+        node = self.b.add(type_name, name, params or {}, [t.node for t in ts], where=f"{cls} '{name}'")
+        self.count(cls, name, 0, [node])
+        return _T(node, first.perm)
+
+    def l_Add(self, name, cfg, ins, kw):
+        return self.merge("Add", "Add", name, ins)
+
+    def l_Multiply(self, name, cfg, ins, kw):
+        return self.merge("Multiply", "Multiply", name, ins)
+
+    def l_Concatenate(self, name, cfg, ins, kw):
+        if not ins:
+            raise _Skip("needs inputs")
+        axis = self.sample_axis(cfg.get("axis", -1), len(ins[0].perm))
+        dim = ins[0].perm.index(axis)
+        return self.merge("Concatenate", "Concatenate", name, ins,
+                          {"dim": -1 if dim == len(ins[0].perm) - 1 else dim})
+
+    # ---------------------------------------------------------------- models
+    def sequential(self, model: dict) -> None:
+        cfg = model.get("config", {})
+        layers = cfg.get("layers") if isinstance(cfg, dict) else None
+        if not isinstance(layers, list) or not layers:
+            raise ModelImportError("the Sequential model has no layers")
+        problems = []
+        first = layers[0]
+        if first.get("class_name") == "InputLayer":
+            icfg = first.get("config", {})
+            shape = _shape(icfg.get("batch_shape") or icfg.get("batch_input_shape"))
+            dtype, name, layers = icfg.get("dtype"), icfg.get("name") or "input", layers[1:]
+        else:
+            fcfg = first.get("config", {})
+            shape = _shape(fcfg.get("batch_input_shape") or fcfg.get("batch_shape")
+                           or (first.get("build_config") or {}).get("input_shape")
+                           or cfg.get("build_input_shape") or (model.get("build_config") or {}).get("input_shape"))
+            dtype, name = None, "input"
+        if layers and layers[0].get("class_name") == "Embedding":
+            self.tokens.add(name)
+        t = self.input_layer(name, shape, dtype)
+        for layer in layers:
+            cls, lcfg = layer.get("class_name"), layer.get("config", {}) or {}
+            lname = lcfg.get("name") or layer.get("name") or str(cls).lower()
+            if problems:   # shapes after a failed layer are unknown: only name what else has no block
+                if cls in MODELS or not hasattr(self, f"l_{cls}"):
+                    problems.append(f"{cls} '{lname}' " + ("is a nested model" if cls in MODELS
+                                                           else "has no Deepwire block"))
+                continue
+            try:
+                t = self.layer(cls, lname, lcfg, [t], {})
+            except _Skip as exc:
+                problems.append(f"{cls} '{lname}' {exc}")
+            except ModelImportError as exc:
+                problems.append(str(exc))
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(f"{cls} '{lname}' has a configuration Deepwire cannot read ({exc!r})")
+        self.fail(problems)
+        self.b.add("Output", "output", {}, [t.node])
+
+    def functional(self, model: dict) -> None:
+        cfg = model.get("config", {})
+        layers = cfg.get("layers")
+        if not isinstance(layers, list):
+            raise ModelImportError("the functional model's configuration has no layers")
+        by_name = {}
+        for layer in layers:
+            name = layer.get("name") or (layer.get("config") or {}).get("name")
+            by_name[name] = layer
+            layer["_calls"] = self.calls(layer)
+        for layer in layers:  # inputs that feed an Embedding hold token ids
+            if layer.get("class_name") == "Embedding":
+                for args, _ in layer["_calls"]:
+                    for ref in args:
+                        if by_name.get(ref[0], {}).get("class_name") == "InputLayer":
+                            self.tokens.add(ref[0])
+        tensors: dict[str, _T | None] = {}
+        problems: list[str] = []
+        pending = list(layers)
+        while pending:
+            progress = False
+            for layer in list(pending):
+                name, cls = layer.get("name") or layer["config"].get("name"), layer.get("class_name")
+                calls = layer["_calls"]
+                if cls == "InputLayer":
+                    icfg = layer.get("config", {})
+                    shape = _shape(icfg.get("batch_shape") or icfg.get("batch_input_shape"))
+                    tensors[name] = self.input_layer(name, shape, icfg.get("dtype"))
+                    pending.remove(layer)
+                    progress = True
+                    continue
+                if len(calls) > 1:
+                    problems.append(f"{cls} '{name}' is called {len(calls)} times: shared layers have no Deepwire "
+                                    "equivalent (make one layer per use)")
+                    tensors[name] = None
+                    pending.remove(layer)
+                    progress = True
+                    continue
+                if not calls:
+                    pending.remove(layer)
+                    progress = True
+                    continue
+                args, kwargs = calls[0]
+                refs = args + [r for r in kwargs.values() if isinstance(r, list)]
+                if any(r[0] not in tensors for r in refs):
+                    continue
+                pending.remove(layer)
+                progress = True
+                if any(tensors[r[0]] is None for r in refs):   # after a failed layer: name only what has no block
+                    if cls in MODELS or not hasattr(self, f"l_{cls}"):
+                        problems.append(f"{cls} '{name}' " + ("is a nested model" if cls in MODELS
+                                                              else "has no Deepwire block"))
+                    tensors[name] = None
+                    continue
+                bad = [r for r in refs if r[1] != 0 or r[2] != 0]
+                ins = [tensors[r[0]] for r in args]
+                if cls == "MultiHeadAttention":
+                    ins = ins[:2] + ([tensors[kwargs["key"][0]]] if isinstance(kwargs.get("key"), list) else [])
+                    if isinstance(kwargs.get("value"), list):
+                        ins = ins[:1] + [tensors[kwargs["value"][0]]] + ins[1:]
+                try:
+                    if bad:
+                        raise _Skip("uses a second output of another layer, which Deepwire cannot express")
+                    plain = {k: v for k, v in kwargs.items() if not isinstance(v, list)}
+                    tensors[name] = self.layer(cls, name, layer.get("config", {}) or {}, ins, plain)
+                except _Skip as exc:
+                    problems.append(f"{cls} '{name}' {exc}")
+                    tensors[name] = None
+                except ModelImportError as exc:
+                    problems.append(str(exc))
+                    tensors[name] = None
+                except (KeyError, TypeError, ValueError) as exc:
+                    problems.append(f"{cls} '{name}' has a configuration Deepwire cannot read ({exc!r})")
+                    tensors[name] = None
+            if not progress:
+                names = ", ".join(str(layer.get("name")) for layer in pending)
+                raise ModelImportError(f"the model's layers refer to layers that do not exist ({names[:200]})")
+        self.fail(problems)
+        outputs = self.refs(cfg.get("output_layers"))
+        if not outputs:
+            raise ModelImportError("the functional model names no outputs")
+        for i, ref in enumerate(outputs):
+            if ref[0] not in tensors:
+                raise ModelImportError(f"the model's output {ref[0]!r} is not one of its layers")
+            self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [tensors[ref[0]].node])
+
+    def calls(self, layer: dict) -> list[tuple[list, dict]]:
+        """Each call of a layer: (positional tensor refs, keyword args with tensors as refs)."""
+        out = []
+        for node in layer.get("inbound_nodes") or []:
+            if isinstance(node, dict):   # Keras 3: {"args": [...], "kwargs": {...}}
+                args = _tensor_refs(node.get("args", []))
+                kwargs = {}
+                for k, v in (node.get("kwargs") or {}).items():
+                    refs = _tensor_refs(v)
+                    kwargs[k] = refs[0] if refs else v
+                out.append((args, kwargs))
+            elif isinstance(node, list):  # Keras 2: [[layer, node, tensor, kwargs], ...]
+                args, kwargs = [], {}
+                for item in node:
+                    if isinstance(item, list) and len(item) >= 3:
+                        args.append(list(item[:3]))
+                        if len(item) > 3 and isinstance(item[3], dict):
+                            for k, v in item[3].items():
+                                kwargs[k] = list(v[:3]) if isinstance(v, list) and len(v) >= 3 and isinstance(
+                                    v[0], str) else v
+                out.append((args, kwargs))
+        return out
+
+    @staticmethod
+    def refs(value) -> list[list]:
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            return [value]
+        if isinstance(value, dict):
+            return [r for v in value.values() for r in _Keras.refs(v)]
+        if isinstance(value, list):
+            return [r for v in value for r in _Keras.refs(v)]
+        return []
+
+    def fail(self, problems: list[str]) -> None:
+        if problems:
+            n = len(problems)
+            raise ModelImportError(f"cannot import the Keras model: {n} layer{'s' * (n != 1)} "
+                                   f"{'have' if n != 1 else 'has'} no Deepwire equivalent: " + "; ".join(problems))
+
+
+def import_keras(source) -> ImportResult:
+    model = _read(source)
+    if "class_name" not in model and "config" in model and isinstance(model["config"], dict) \
+            and "class_name" in model["config"]:
+        model = model["config"]   # some tools wrap the model config once more
+    cls = model.get("class_name")
+    cfg = model.get("config") if isinstance(model.get("config"), dict) else {}
+    if cls not in MODELS and not (isinstance(cfg, dict) and "layers" in cfg):
+        raise ModelImportError(f"not a Keras Sequential or functional model (class {str(cls)[:60]!r}): subclassed "
+                               "models keep no layer graph in their configuration")
+    importer = _Keras(str(cfg.get("name") or "keras_model"))
+    if cls == "Sequential":
+        importer.sequential(model)
+    else:
+        importer.functional(model)
+    graph, _, _ = importer.b.finish(with_weights=False)
+    analysis = analyse(graph)
+    notes = importer.notes
+    keras_total = 0
+    for cls_name, name, keras_params, nodes in importer.counts:
+        keras_total += keras_params
+        ours = sum(analysis.param_counts.get(n, 0) for n in nodes if n in graph)
+        if ours == keras_params:
+            continue
+        if cls_name in RECURRENT or cls_name == "Bidirectional" or graph.node(nodes[0]).type in ("RNN", "LSTM", "GRU"):
+            why = BIAS_NOTE
+        elif cls_name == "BatchNormalization":
+            why = ("Keras counts the moving mean and variance as (non-trainable) parameters; PyTorch keeps them "
+                   "as buffers")
+        elif cls_name == "Normalization":
+            why = "Keras counts the adapted mean, variance and count as parameters; Deepwire keeps them as buffers"
+        else:
+            why = "the layers are parameterised differently"
+        notes.append(f"{cls_name} '{name}' has {ours:,} parameters here and {keras_params:,} in Keras: {why}")
+    if isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
+        path = Path(source)
+        try:
+            with zipfile.ZipFile(path) as zf:
+                if any(n.endswith(".h5") for n in zf.namelist()):
+                    notes.append(f"{path.name}'s trained weights (model.weights.h5) are not imported: the graph "
+                                 "starts from fresh weights")
+        except (zipfile.BadZipFile, OSError):
+            pass
+    return ImportResult(graph, None, notes, keras_total)

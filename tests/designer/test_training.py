@@ -1,0 +1,271 @@
+"""Training in the designer, driven through the widgets: pick data, click Train, watch, stop, save."""
+import math
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from designer import theme
+from designer.dataset_dialog import DatasetImportDialog
+from designer.document import Document
+from designer.main_window import MainWindow
+from engine.graph import build
+from engine.project import load_project
+
+RUN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    theme.apply(QApplication.instance(), dark=True)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    win = MainWindow(Document(), settings)
+    win.document.new_from_template("digits_mlp")
+    qtbot.addWidget(win)
+    win.resize(1300, 850)
+    win.show()
+    qtbot.waitExposed(win)
+    win.maybe_save = lambda: True  # pytest-qt closes the window before fixtures end: no modal prompt then
+    yield win
+    win.training.session.wait()
+    QApplication.clipboard().clear()
+
+
+def configure(panel, epochs=2, batch=32, dataset="digits", lr=None):
+    panel.set_dataset(dataset)
+    panel.epochs.setValue(epochs)
+    panel.batch_size.setValue(batch)
+    panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    if lr is not None:
+        panel.lr.setValue(lr)
+
+
+def click_train(qtbot, window):
+    panel = window.training
+    with qtbot.waitSignal(panel.session.finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        QTest.mouseClick(panel.train_button, Qt.LeftButton)
+    return blocker.args[0]
+
+
+def test_train_button_runs_and_shows_the_engines_results(qtbot, window):
+    panel = window.training
+    configure(panel, epochs=2)
+    outcome = click_train(qtbot, window)
+    result = outcome.result
+    batches = math.ceil(len_train(panel) / 32)
+    counts = window.curves.point_counts()
+    assert counts["batch_loss"] == 2 * batches          # one point per batch
+    assert counts["epoch_loss"] == 2 and counts["val_loss"] == 2   # one point per epoch
+    accuracy = result.test_metrics["accuracy"]
+    assert accuracy > 0.8
+    shown = f"{accuracy:.2%}"
+    assert shown in panel.status_label.text()
+    assert shown in panel.runs_list.item(0).text()
+    assert shown in window.results.headline()
+    assert window.results.confusion_cell(0, 0) == result.test_metrics["confusion_matrix"][0][0]
+    assert window.document.project.weights is not None and window.document.modified
+    assert window.bottom_tabs.currentWidget() is window.curves
+    assert panel.train_button.isEnabled() and not panel.stop_button.isEnabled()
+
+
+def len_train(panel):
+    from engine.data import load_dataset, split_dataset
+    config = panel.config_from_fields()
+    return len(split_dataset(load_dataset("digits"), config.val_split, config.test_split, config.seed).x_train)
+
+
+def test_stop_ends_the_run_within_a_second_and_keeps_weights(qtbot, window):
+    panel = window.training
+    configure(panel, epochs=500, batch=8)
+    with qtbot.waitSignal(panel.session.batch, timeout=RUN_TIMEOUT_MS):
+        QTest.mouseClick(panel.train_button, Qt.LeftButton)
+    assert panel.stop_button.isEnabled() and not panel.train_button.isEnabled()
+    with qtbot.waitSignal(panel.session.finished, timeout=5_000) as blocker:
+        started = time.perf_counter()
+        QTest.mouseClick(panel.stop_button, Qt.LeftButton)
+    assert time.perf_counter() - started < 1.0
+    assert blocker.args[0].result.stopped == "user"
+    assert "stopped by you" in panel.status_label.text()
+    assert window.document.project.weights is not None
+
+
+def test_pause_holds_the_run_and_resume_goes_on(qtbot, window):
+    panel = window.training
+    configure(panel, epochs=500, batch=8)
+    with qtbot.waitSignal(panel.session.batch, timeout=RUN_TIMEOUT_MS):
+        panel.train_button.click()
+    panel.pause_button.click()
+    assert panel.pause_button.text() == "Resume"
+    qtbot.wait(300)   # a report already on its way may still arrive
+    before = window.curves.point_counts()["batch_loss"]
+    qtbot.wait(400)
+    assert window.curves.point_counts()["batch_loss"] == before
+    panel.pause_button.click()
+    qtbot.waitUntil(lambda: window.curves.point_counts()["batch_loss"] > before, timeout=5_000)
+    with qtbot.waitSignal(panel.session.finished, timeout=5_000):
+        panel.stop_button.click()
+
+
+def diverging_regression():
+    return build("diverge", [("x", "Input", {"shape": [10]}), ("fc", "Linear", {"units": 64}),
+                             ("fc2", "Linear", {"units": 1}), ("y", "Output", {})],
+                 [("x", "fc"), ("fc", "fc2"), ("fc2", "y")])
+
+
+def test_nan_run_shows_its_message_and_the_next_run_succeeds(qtbot, window):
+    from engine.project import Project
+    window.document.replace(Project(diverging_regression(), dataset="diabetes"), None)
+    panel = window.training
+    configure(panel, epochs=3, dataset="diabetes", lr=1.0)
+    panel.optimizer.setCurrentIndex(panel.optimizer.findData("sgd"))
+    with qtbot.waitSignal(panel.session.failed, timeout=RUN_TIMEOUT_MS) as blocker:
+        panel.train_button.click()
+        assert panel.session.running
+    assert "loss became" in blocker.args[0]
+    assert "failed" in panel.status_label.text() and "learning rate" in panel.status_label.text()
+    assert panel.train_button.isEnabled()
+    panel.lr.setValue(0.01)
+    panel.optimizer.setCurrentIndex(panel.optimizer.findData("adam"))
+    outcome = click_train(qtbot, window)
+    assert math.isfinite(outcome.result.history[-1]["loss"])
+    assert panel.runs_list.count() == 1      # the failed run left no entry
+
+
+def test_data_mismatch_is_named_before_anything_runs(qtbot, window):
+    panel = window.training
+    configure(panel, dataset="breast_cancer")
+    assert "input" in panel.fit_label.text() and "(64,)" in panel.fit_label.text()
+    panel.train_button.click()
+    assert not panel.session.running
+    assert "Cannot train" in panel.status_label.text() and "'" in panel.status_label.text()
+
+
+def test_editing_during_a_run_never_changes_it(qtbot, window):
+    panel = window.training
+    configure(panel, epochs=3)
+    graph = window.document.graph
+    with qtbot.waitSignal(panel.session.batch, timeout=RUN_TIMEOUT_MS):
+        panel.train_button.click()
+    hidden = next(n for n in graph.nodes() if n.type == "Linear")
+    from designer.commands import SetParams
+    window.document.undo_stack.push(SetParams(graph, [hidden.id], {"out_features": 7}))
+    assert "changed since this run started" in panel.changed_label.text()
+    with qtbot.waitSignal(panel.session.finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        pass
+    assert blocker.args[0].result.stopped == "completed"
+    assert window.document.project.weights is None   # the run's weights do not fit the edited graph
+    assert "not applied" in panel.status_label.text()
+
+
+def test_runs_are_kept_in_the_project_after_save_and_reopen(qtbot, window, tmp_path):
+    panel = window.training
+    configure(panel, epochs=2)
+    first = click_train(qtbot, window)
+    panel.epochs.setValue(1)
+    click_train(qtbot, window)
+    path = tmp_path / "mlp.deepwire"
+    assert window.document.save(path) == path
+    assert not window.document.modified
+    project = load_project(path)
+    assert [r["id"] for r in project.runs] == [1, 2]
+    assert project.runs[0]["test"]["accuracy"] == first.result.test_metrics["accuracy"]
+    assert len(project.runs[0]["batch_losses"]) == 2 * math.ceil(len_train(panel) / 32)
+    window.document.new_from_template("digits_mlp")
+    assert panel.runs_list.count() == 0
+    window.open_path(path, ask=False)
+    assert panel.runs_list.count() == 2
+    assert panel.epochs.value() == 1 and panel.dataset_spec() == "digits"
+    panel.runs_list.setCurrentRow(0)
+    panel._run_clicked(panel.runs_list.item(0))
+    assert window.curves.point_counts()["epoch_loss"] == 2
+    panel.runs_list.item(0).setCheckState(Qt.Checked)
+    panel.runs_list.item(1).setCheckState(Qt.Checked)
+    assert {"Run 1", "Run 2"} <= set(window.curves.legend_names())
+
+
+def test_restore_an_epochs_weights(qtbot, window):
+    panel = window.training
+    configure(panel, epochs=3)
+    outcome = click_train(qtbot, window)
+    run_id = str(panel.runs_list.item(0).data(Qt.UserRole)["id"])
+    epoch_one = outcome.result.checkpoints[1]
+    assert panel.restore_epoch(run_id, 1, ask=False)
+    weights = window.document.project.weights
+    assert all(np.array_equal(weights[k].numpy(), epoch_one[k].numpy()) for k in epoch_one)
+    assert not panel.restore_epoch(run_id, 99, ask=False)
+    assert "Cannot restore" in panel.status_label.text()
+
+
+def test_import_a_csv_dataset_previews_and_trains(qtbot, window, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 64))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    path = tmp_path / "points.csv"
+    lines = [",".join([f"f{i}" for i in range(64)] + ["label"])]
+    lines += [",".join([f"{v:.4f}" for v in row] + [str(k)]) for row, k in zip(x, y)]
+    path.write_text("\n".join(lines) + "\n")
+    dialog = DatasetImportDialog(window)
+    qtbot.addWidget(dialog)
+    dialog.set_path(str(path))
+    assert dialog.dataset is not None and dialog.target_combo.currentText() == "label"
+    assert "300 samples" in dialog.summary.text() and "binary" in dialog.summary.text()
+    assert dialog.classes.rowCount() == 2
+    assert dialog.rows.isVisible() or dialog.rows.rowCount() == 5
+    window.training.accept_import(dialog.spec, dialog.dataset, dialog.options)
+    panel = window.training
+    assert panel.dataset_spec() == str(path)
+    assert "does not fit" in panel.fit_label.text()   # the digits MLP has 10 outputs, the data 2 classes
+    dialog.set_path(str(tmp_path / "missing.csv"))
+    assert dialog.dataset is None and "missing.csv" in dialog.summary.text()
+
+
+def test_export_from_the_menu_writes_the_bundle(qtbot, window, tmp_path, monkeypatch):
+    panel = window.training
+    configure(panel, epochs=1)
+    click_train(qtbot, window)
+    out = tmp_path / "export"
+    out.mkdir()
+    import designer.main_window as mw
+    monkeypatch.setattr(mw.QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
+    monkeypatch.setattr(mw, "_choose", lambda *a, **k: ("python", True))
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: QMessageBox.Ok)
+    window.act_export.trigger()
+    names = {p.name for p in out.rglob("*")}
+    assert {"model.py", "train.py"} <= names and any(n.endswith(".safetensors") for n in names)
+
+
+def test_devices_listed_are_real_and_shown_in_the_status_bar(qtbot, window):
+    panel = window.training
+    ids = [panel.device.itemData(i) for i in range(panel.device.count())]
+    assert ids[0] == "auto" and "cpu" in ids
+    panel.device.setCurrentIndex(ids.index("cpu"))
+    assert window.status_device.text() == "Device: CPU"
+
+
+def os_threads():
+    import os
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_train_stop_cycles_leave_no_threads_behind(qtbot, window):
+    panel = window.training
+    configure(panel, epochs=500, batch=8)
+
+    def cycle():
+        with qtbot.waitSignal(panel.session.batch, timeout=RUN_TIMEOUT_MS):
+            panel.train_button.click()
+        with qtbot.waitSignal(panel.session.finished, timeout=5_000):
+            panel.stop_button.click()
+
+    cycle()
+    qtbot.wait(50)
+    before = os_threads()
+    for _ in range(4):
+        cycle()
+    qtbot.wait(50)
+    assert os_threads() <= before
+    assert panel.runs_list.count() == 5
