@@ -41,6 +41,7 @@ from .results import ResultsView
 from .training_panel import TrainingPanel
 
 FILE_FILTER = "Deepwire projects (*.deepwire);;Graph files (*.json);;All files (*)"
+IMPORT_FILTER = "Models (*.py *.keras *.json);;PyTorch modules (*.py);;Keras models (*.keras *.json);;All files (*)"
 MAX_RECENT = 8
 
 SHORTCUTS = [
@@ -149,6 +150,8 @@ class MainWindow(QMainWindow):
         self.act_save_as = self._action("Save &As…", self.save_as, QKeySequence.SaveAs)
         self.act_export = self._action("&Export…", self.export_dialog, "Ctrl+E",
                                        "Export PyTorch code, TorchScript or ONNX")
+        self.act_import_model = self._action("&Import Model…", self.import_model_dialog, "Ctrl+I",
+                                             "Open a PyTorch module (.py) or a Keras model (.keras, .json) as a graph")
         self.act_quit = self._action("&Quit", self.close, QKeySequence.Quit)
         self.act_undo = stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(QKeySequence.Undo)
@@ -191,7 +194,9 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_new, self.act_open])
         self.recent_menu = m.addMenu("Open &Recent")
         m.addSeparator()
-        m.addActions([self.act_save, self.act_save_as, self.act_export])
+        m.addActions([self.act_save, self.act_save_as])
+        m.addSeparator()
+        m.addActions([self.act_import_model, self.act_export])
         m.addSeparator()
         m.addAction(self.act_quit)
         m = bar.addMenu("&Edit")
@@ -443,6 +448,68 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {saved}", 4000)
         return True
 
+    def import_model_dialog(self) -> None:
+        if not self.maybe_save():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import a model", self._last_dir(), IMPORT_FILTER)
+        if path:
+            self.import_model(path)
+
+    def import_model(self, path, class_name: str | None = None, input_shape=None, confirm: bool = True) -> bool:
+        """Turn a PyTorch module or a Keras model file into the open document (unsaved)."""
+        from engine.importers import ModelImportError, import_keras, import_torch
+        from engine.project import Project
+
+        path = Path(path)
+        if path.suffix.lower() == ".py":
+            if confirm and QMessageBox.warning(
+                    self, "Import runs code",
+                    f"Importing {path.name} runs the Python code in it, as running it yourself would. "
+                    "Only import files you trust.\n\nImport it?",
+                    QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel) != QMessageBox.Yes:
+                return False
+            if class_name is None:
+                classes = module_classes(path)
+                if not classes:
+                    QMessageBox.warning(self, "Cannot import", f"{path.name} defines no class to import.")
+                    return False
+                class_name, ok = _choose(self, "Import", "Model class:", classes)
+                if not ok:
+                    return False
+            if input_shape is None and confirm:
+                from PySide6.QtWidgets import QInputDialog
+
+                text, ok = QInputDialog.getText(
+                    self, "Import", "Input shape of one sample, without the batch (e.g. 1,28,28);\n"
+                    "leave empty when the model starts with a Linear or was exported by Deepwire:")
+                if not ok:
+                    return False
+                try:
+                    input_shape = [int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip()]
+                except ValueError:
+                    QMessageBox.warning(self, "Cannot import", f"'{text}' is not a shape: write numbers like 1,28,28")
+                    return False
+                input_shape = input_shape or None
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            if path.suffix.lower() == ".py":
+                result = import_torch(path, class_name, input_shape)
+            else:
+                result = import_keras(path)
+        except ModelImportError as exc:
+            QMessageBox.warning(self, "Cannot import", str(exc))
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.document.replace(Project(result.graph, weights=result.weights), None)
+        self.document.mark_changed()
+        n = len(result.graph)
+        notes = "".join(f"\n• {note}" for note in result.notes)
+        self.statusBar().showMessage(f"Imported {path.name}: {n} blocks", 8000)
+        if notes and confirm:
+            QMessageBox.information(self, "Imported", f"Imported {path.name} as {n} blocks.{notes}")
+        return True
+
     def export_dialog(self) -> None:
         from engine.export import FORMATS, ExportError, export
         folder = QFileDialog.getExistingDirectory(self, "Export to folder", self._last_dir())
@@ -540,6 +607,17 @@ class TemplateGallery(QDialog):
         item = self.list.currentItem()
         self.choice = item.data(Qt.UserRole) if item else None
         super().accept()
+
+
+def module_classes(path: Path) -> list[str]:
+    """The classes a Python file defines, read without running it (to ask which one to import)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
 
 
 def _choose(parent, title, label, options):

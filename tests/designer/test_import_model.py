@@ -1,0 +1,91 @@
+"""File → Import Model: a PyTorch module or a Keras config becomes the open, editable graph."""
+import json
+
+import pytest
+import torch
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+import designer.main_window as mw
+from designer import theme
+from designer.document import Document
+from designer.main_window import MainWindow, module_classes
+from engine.compiler import compile_graph
+
+MODEL = '''
+import torch
+from torch import nn
+
+
+class Helper:
+    pass
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def forward(self, x):
+        return self.body(x)
+'''
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    theme.apply(QApplication.instance(), dark=True)
+    win = MainWindow(Document(), QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    win.document.new_from_template("digits_mlp")
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.maybe_save = lambda: True
+    yield win
+    QApplication.clipboard().clear()
+
+
+def test_classes_are_listed_without_running_the_file(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL + "\nraise SystemExit('this line must not run')\n")
+    assert module_classes(path) == ["Helper", "Net"]
+
+
+def test_import_a_pytorch_module_with_its_weights(window, tmp_path, monkeypatch):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes)
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: QMessageBox.Ok)
+    monkeypatch.setattr(mw, "_choose", lambda parent, title, label, options: ("Net", True))
+    monkeypatch.setattr("PySide6.QtWidgets.QInputDialog.getText", lambda *a, **k: ("", True))
+    assert window.import_model(path)
+    assert "runs the Python code" in asked[0]          # the user was told and asked first
+    graph = window.document.graph
+    assert [n.type for n in graph.nodes()].count("Linear") == 2
+    assert window.document.modified and window.document.path is None
+    model = compile_graph(graph)
+    model.load_state_dict(window.document.project.weights)
+    assert window.document.analysis.ok
+    assert window.scene.node_items and len(window.scene.node_items) == len(graph)
+    assert model(torch.randn(4, 20)).shape == (4, 3)
+
+
+def test_declining_the_warning_changes_nothing(window, tmp_path, monkeypatch):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL)
+    before = window.document.graph.to_dict()
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: QMessageBox.Cancel)
+    assert not window.import_model(path)
+    assert window.document.graph.to_dict() == before
+
+
+def test_a_failing_import_shows_one_message_and_keeps_the_canvas(window, tmp_path, monkeypatch):
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps({"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "Lambda", "config": {"name": "mystery"}}]}}))
+    before = window.document.graph.to_dict()
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: shown.append(a[2]) or QMessageBox.Ok)
+    assert not window.import_model(path, confirm=False)
+    assert len(shown) == 1 and shown[0]
+    assert window.document.graph.to_dict() == before
