@@ -379,6 +379,8 @@ class MainWindow(QMainWindow):
     def _run_started(self) -> None:
         self.bottom_dock.show()
         self.bottom_tabs.setCurrentWidget(self.curves)
+        if not self.bottom_dock.isFloating() and self.bottom_dock.height() < 300:
+            self.resizeDocks([self.bottom_dock], [max(300, self.height() // 3)], Qt.Vertical)
 
     def _running_changed(self, running: bool) -> None:
         self.act_train.setEnabled(not running)
