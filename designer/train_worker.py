@@ -7,6 +7,7 @@ throttles batch reports to what the eye can see, so the UI thread does little pe
 """
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from engine.graph import Graph
 from engine.training import Callbacks, TrainConfig, TrainControl, TrainingError, TrainResult, train
 
 MAX_SAMPLES = 256   # test samples kept for the results view (thumbnails, scatter)
+# While a run goes on, the training thread hands the GIL over after this long (Python's default
+# is 5 ms). Every Python call the UI thread makes (paint methods, slots) waits for the GIL, so
+# with the default a repaint that enters Python a few times waits 5 ms each time.
+TRAINING_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -116,6 +121,7 @@ class TrainingSession(QObject):
         super().__init__(parent)
         self._thread: QThread | None = None
         self._worker: TrainWorker | None = None
+        self._switch_interval = sys.getswitchinterval()
         self.control = TrainControl()
 
     @property
@@ -141,6 +147,8 @@ class TrainingSession(QObject):
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         self._thread, self._worker = thread, worker
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, TRAINING_SWITCH_INTERVAL))
         thread.start()
         self.runningChanged.emit(True)
 
@@ -178,6 +186,7 @@ class TrainingSession(QObject):
         self._thread = self._worker = None
         thread.quit()
         thread.wait()
+        sys.setswitchinterval(self._switch_interval)
         worker.deleteLater()
         thread.deleteLater()
         self.runningChanged.emit(False)
