@@ -47,7 +47,7 @@ def setup() -> None:
 
 
 def main() -> int:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on any python3 to say so
         sys.exit(f"Deepwire needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     what = sys.argv[1] if len(sys.argv) > 1 else "start"
     rest = sys.argv[2:]

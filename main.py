@@ -6,7 +6,8 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from engine.cli import build_parser, main as cli_main
+    from engine.cli import build_parser
+    from engine.cli import main as cli_main
 
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
     if argv and (argv[0] in commands or argv[0].startswith("-")):

@@ -195,7 +195,8 @@ def analyse(graph: Graph) -> Analysis:
 
     # 6. advice that is not an error
     for node_id, params in result.params.items():
-        if params.get("dropout") and params.get("num_layers") == 1 and graph.node(node_id).type in ("RNN", "LSTM", "GRU"):
+        if (params.get("dropout") and params.get("num_layers") == 1
+                and graph.node(node_id).type in ("RNN", "LSTM", "GRU")):
             add(node_id, WARNING, "no-effect",
                 f"{label(graph, node_id)}: dropout only acts between stacked layers; set num_layers > 1 "
                 "or add a Dropout block after it")

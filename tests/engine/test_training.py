@@ -145,7 +145,8 @@ def test_exceptions_inside_the_loop_become_messages():
         raise KeyError("boom")
 
     with pytest.raises(TrainingError, match="training failed: KeyError"):
-        train(graph, load_dataset("digits"), TrainConfig(epochs=1), Callbacks(batch_end=explode, failed=failures.append))
+        train(graph, load_dataset("digits"), TrainConfig(epochs=1),
+              Callbacks(batch_end=explode, failed=failures.append))
     assert failures
 
 
@@ -260,7 +261,8 @@ def test_initialisation_choices_give_their_documented_statistics(scheme, check):
 
 def test_orthogonal_recurrent_weights():
     from engine.compiler import compile_graph
-    graph = build("m", [("input", "Input", {"shape": [5, 8]}), ("lstm", "LSTM", {"hidden_size": 16, "init": "orthogonal"}),
+    graph = build("m", [("input", "Input", {"shape": [5, 8]}),
+                        ("lstm", "LSTM", {"hidden_size": 16, "init": "orthogonal"}),
                         ("output", "Output", {})])
     w = compile_graph(graph).lstm.weight_hh_l0.detach()  # (4H, H): orthonormal columns
     assert torch.allclose(w.T @ w, torch.eye(16), atol=1e-5)
