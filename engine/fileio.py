@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -42,14 +43,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_graph(path: str | os.PathLike) -> Graph:
-    """Load a graph file. Raises FormatError with one clear line on anything unreadable."""
+    """Load a graph file (or the graph of a project file). Raises FormatError with one clear line
+    on anything unreadable: only regular files are read, and never more than MAX_GRAPH_BYTES."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_GRAPH_BYTES:
-            raise FormatError(f"{path.name} is {size // 2**20} MiB; a graph file is at most "
-                              f"{MAX_GRAPH_BYTES // 2**20} MiB")
-        raw = path.read_bytes()
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise FormatError(f"{path} is a folder, not a graph file")
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{path.name} is not a regular file (a device, pipe or socket); choose a graph file")
+        with open(path, "rb") as f:
+            head = f.read(2)
+            if head == b"PK":       # a project file: its size is its weights', checked member by member
+                project = True
+            else:
+                project = False
+                if st.st_size > MAX_GRAPH_BYTES:
+                    raise FormatError(f"{path.name} is {st.st_size // 2**20} MiB; a graph file is at most "
+                                      f"{MAX_GRAPH_BYTES // 2**20} MiB")
+                raw = head + f.read(MAX_GRAPH_BYTES + 1 - len(head))
     except FormatError:
         raise
     except IsADirectoryError:
@@ -58,10 +70,13 @@ def read_graph(path: str | os.PathLike) -> Graph:
         raise FormatError(f"{path} does not exist") from None
     except OSError as exc:
         raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw[:2] == b"PK":
+    if project:
         from .project import load_project
 
         return load_project(path).graph
+    if len(raw) > MAX_GRAPH_BYTES:
+        raise FormatError(f"{path.name} grew past {MAX_GRAPH_BYTES // 2**20} MiB while being read; "
+                          "a graph file is at most that")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import stat
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +29,15 @@ PROJECT_FORMAT = "deepwire-project"
 PROJECT_VERSION = 1
 SUFFIX = ".deepwire"
 MEMBERS = {"project.json", "graph.json", "config.json", "weights.safetensors", "history.json"}
-MAX_MEMBER = 4 * 2**30
-MAX_JSON = 256 * 2**20
+MAX_MEMBER = 4 * 2**30            # weights.safetensors
+MAX_JSON = 256 * 2**20            # history.json
+MAX_SMALL_JSON = 64 * 2**20       # project.json, graph.json, config.json (a graph file's limit)
+MAX_ENTRIES = 64                  # members in one project zip
+MAX_TOTAL = MAX_MEMBER + 2 * MAX_JSON
+LIMITS = {"weights.safetensors": MAX_MEMBER, "history.json": MAX_JSON}
+# Names and first bytes that mark a Python pickle (torch.save, joblib, pickle.dump): never loaded.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".bin", ".dill")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.+ -]{0,127}(/[A-Za-z0-9_.+-][A-Za-z0-9_.+ -]{0,127}){0,7}/?")
 
 
 @dataclass
@@ -37,6 +47,9 @@ class Project:
     weights: dict[str, torch.Tensor] | None = None
     runs: list[dict] = field(default_factory=list)
     dataset: str | None = None
+    # What load_project read but did not use or had to change (unknown members, a device this
+    # machine lacks), one sentence each, for the caller to show. Never saved.
+    notes: list[str] = field(default_factory=list, compare=False)
 
     @property
     def trained(self) -> bool:
@@ -71,7 +84,12 @@ def save_project(path: str | os.PathLike, project: Project) -> None:
 
 
 def load_project(path: str | os.PathLike) -> Project:
-    """Read a project file. Raises FormatError (one clear line) on anything unreadable."""
+    """Read a project file. Raises FormatError (one clear line) on anything unreadable or unsafe.
+
+    Nothing in the file is executed: members are JSON and safetensors only. Refused: member
+    names that are absolute, contain `..` or odd characters, symlinks, encrypted members,
+    pickles, more than MAX_ENTRIES members, and sizes over the limits, checked both on the
+    sizes the zip declares and on the bytes it really expands to (a zip bomb)."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
@@ -80,17 +98,16 @@ def load_project(path: str | os.PathLike) -> Project:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise FormatError(f"{path} does not exist") from None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise FormatError(f"{path.name} is not a Deepwire project (not a readable zip: {exc})") from None
+    except IsADirectoryError:
+        raise FormatError(f"{path} is a folder, not a Deepwire project") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise FormatError(f"{path.name} is not a Deepwire project (not a readable zip: {_one_line(exc)})") from None
+    notes: list[str] = []
     with zf:
-        infos = {i.filename: i for i in zf.infolist()}
+        infos = _checked_members(zf, path, notes)
         if "project.json" not in infos or "graph.json" not in infos:
             raise FormatError(f"{path.name} is a zip file but not a Deepwire project (no project.json/graph.json)")
-        for info in infos.values():
-            limit = MAX_MEMBER if info.filename.endswith(".safetensors") else MAX_JSON
-            if info.file_size > limit:
-                raise FormatError(f"{path.name}: {info.filename} is too large ({info.file_size} bytes)")
-        meta = _json(zf, "project.json", path)
+        meta = _json(zf, infos["project.json"], path)
         if not isinstance(meta, dict) or meta.get("format") != PROJECT_FORMAT:
             raise FormatError(f"{path.name} is not a Deepwire project")
         version = meta.get("format_version")
@@ -99,31 +116,143 @@ def load_project(path: str | os.PathLike) -> Project:
         if version > PROJECT_VERSION:
             raise FormatError(f"{path.name} was saved by a newer Deepwire (project format {version}; this "
                               f"version reads up to {PROJECT_VERSION}): update Deepwire to open it")
-        graph = Graph.from_dict(_json(zf, "graph.json", path))
+        if version < 1:
+            raise FormatError(f"{path.name}: project format version {version} is older than any Deepwire release")
+        try:
+            graph = Graph.from_dict(_json(zf, infos["graph.json"], path))
+        except FormatError as exc:
+            raise FormatError(f"{path.name}: graph.json: {exc}") from None
         config = TrainConfig()
         if "config.json" in infos:
-            try:
-                config = TrainConfig.from_dict(_json(zf, "config.json", path))
-            except (ConfigError, TypeError) as exc:
-                raise FormatError(f"{path.name}: invalid training settings: {exc}") from None
-        runs = _json(zf, "history.json", path) if "history.json" in infos else []
+            config = _config(_json(zf, infos["config.json"], path), path, notes)
+        runs = _json(zf, infos["history.json"], path) if "history.json" in infos else []
         if not isinstance(runs, list):
             raise FormatError(f"{path.name}: history.json must be a list of runs")
         weights = None
         if "weights.safetensors" in infos:
+            raw = _read(zf, infos["weights.safetensors"], path)
+            if _looks_pickled(raw):
+                raise FormatError(f"{path.name}: weights.safetensors holds a Python pickle, which Deepwire never "
+                                  "loads (it could run code); re-save the weights as safetensors")
             try:
-                weights = load(zf.read("weights.safetensors"))
-            except (SafetensorError, ValueError, RuntimeError) as exc:
-                raise FormatError(f"{path.name}: the weights are damaged ({exc})") from None
+                weights = load(raw)
+            except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
+                raise FormatError(f"{path.name}: the weights are damaged ({_one_line(exc)})") from None
     dataset = meta.get("dataset") if isinstance(meta.get("dataset"), str) else None
-    return Project(graph=graph, config=config, weights=weights, runs=runs, dataset=dataset)
+    return Project(graph=graph, config=config, weights=weights, runs=runs, dataset=dataset, notes=notes)
 
 
-def _json(zf: zipfile.ZipFile, name: str, path: Path):
+def _checked_members(zf: zipfile.ZipFile, path: Path, notes: list[str]) -> dict[str, zipfile.ZipInfo]:
+    """The members by name, after refusing anything unsafe; unknown members are noted, never read."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ENTRIES:
+        raise FormatError(f"{path.name} holds {len(infos)} files; a Deepwire project holds at most {MAX_ENTRIES}")
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        name = info.filename
+        shown = _short_name(name)
+        if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in re.split(r"[/\\]", name):
+            raise FormatError(f"{path.name}: refused, it holds a file with an unsafe path ({shown})")
+        if not _SAFE_NAME.fullmatch(name):
+            raise FormatError(f"{path.name}: refused, it holds a file with an unusual name ({shown})")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise FormatError(f"{path.name}: refused, {shown} is a symbolic link")
+        if info.flag_bits & 0x1:
+            raise FormatError(f"{path.name}: refused, {shown} is encrypted")
+        if name in members:
+            raise FormatError(f"{path.name}: refused, it holds {shown} twice")
+        if name.lower().endswith(PICKLE_SUFFIXES):
+            raise FormatError(f"{path.name}: refused, it holds a Python pickle ({shown}), which Deepwire never "
+                              "loads (it could run code)")
+        limit = LIMITS.get(name, MAX_SMALL_JSON)
+        if info.file_size > limit:
+            raise FormatError(f"{path.name}: {shown} is too large ({info.file_size:,} bytes; at most {limit:,})")
+        total += info.file_size
+        if total > MAX_TOTAL:
+            raise FormatError(f"{path.name} is too large: its files expand to more than {MAX_TOTAL // 2**30} GiB")
+        members[name] = info
+    for name, info in members.items():
+        if name in MEMBERS or name.endswith("/"):
+            continue
+        if _looks_pickled(_read(zf, info, path, 16)):
+            raise FormatError(f"{path.name}: refused, {_short_name(name)} is a Python pickle, which Deepwire never "
+                              "loads (it could run code)")
+        notes.append(f"{path.name}: ignored {_short_name(name)}, which this version of Deepwire does not use")
+    return members
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, first: int | None = None) -> bytes:
+    """A member's bytes (or its `first` bytes), counting what really comes out of the decompressor:
+    more than the declared size or the member's limit is refused without being held in memory."""
+    limit = min(info.file_size, LIMITS.get(info.filename, MAX_SMALL_JSON))
+    want = limit if first is None else min(first, limit)
+    parts, got = [], 0
     try:
-        return json.loads(zf.read(name).decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, zipfile.BadZipFile) as exc:
-        raise FormatError(f"{path.name}: {name} is damaged ({exc})") from None
+        with zf.open(info) as f:
+            while got < want:
+                chunk = f.read(min(1 << 20, want - got))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
+            if first is None and f.read(1):
+                raise FormatError(f"{path.name}: {_short_name(info.filename)} expands to more than the "
+                                  f"{limit:,} bytes it declares; the file is damaged or hostile")
+    except FormatError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
+        raise FormatError(f"{path.name}: {_short_name(info.filename)} is damaged ({_one_line(exc)})") from None
+    data = b"".join(parts)
+    if first is None and len(data) < info.file_size:
+        raise FormatError(f"{path.name}: {_short_name(info.filename)} is truncated")
+    return data
+
+
+def _looks_pickled(head: bytes) -> bool:
+    """Protocol 2+ pickles start with PROTO (0x80) and the protocol number; torch.save writes a zip
+    whose records end in .pkl."""
+    return (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5) or (head[:2] == b"PK" and b".pkl" in head)
+
+
+def _config(data, path: Path, notes: list[str]) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(data)
+    except (ConfigError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        first = exc
+    # A project trained on a GPU opens on a machine without one: the device falls back to 'auto'.
+    if isinstance(data, dict) and data.get("device") not in (None, "auto"):
+        try:
+            config = TrainConfig.from_dict(dict(data, device="auto"))
+        except (ConfigError, TypeError, ValueError, OverflowError, AttributeError):
+            pass
+        else:
+            notes.append(f"{path.name}: the device {_short_name(str(data.get('device')))} is not available "
+                         "here; training will use 'auto'")
+            return config
+    raise FormatError(f"{path.name}: invalid training settings: {_one_line(first)}") from None
+
+
+def _json(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path):
+    raw = _read(zf, info, path)
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except FormatError as exc:
+        raise FormatError(f"{path.name}: {info.filename}: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FormatError(f"{path.name}: {info.filename} is damaged ({_one_line(exc)})") from None
+    except ValueError as exc:  # an integer too long to read
+        raise FormatError(f"{path.name}: {info.filename} is damaged ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _short_name(name: str) -> str:
+    text = repr(name)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _no_constant(name: str):

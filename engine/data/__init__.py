@@ -8,6 +8,7 @@ Every failure a user can cause is a `DataError` with a one-line message.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from . import idx
@@ -56,6 +57,12 @@ def load_dataset(spec: str, *, target: str | None = None, image_size: tuple[int,
         if has_classes:
             return load_image_folder(path, image_size=image_size, grayscale=grayscale)
         raise DataError(f"{path.name} holds neither the four IDX files nor one subfolder of images per class")
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError as e:
+        raise DataError(f"cannot read {path.name}: {e.strerror or e}") from None
+    if not regular:
+        raise DataError(f"{path.name} is not a regular file (a device, pipe or socket); choose a .csv or .npz file")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return load_csv(path, target)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import csv
+import os
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,8 @@ from .core import (
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null"})
 MAX_CATEGORIES = 100
+MAX_CSV_BYTES = 512 * 2**20       # parsed in Python: larger tables belong in an NPZ file
+MAX_NPZ_BYTES = 4 * 2**30         # the arrays' total size, as their headers declare it
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
@@ -109,8 +114,13 @@ def load_csv(path: Path, target: str | None = None) -> Dataset:
 
 def _read_rows(path: Path) -> list[list[str]]:
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            too_large = os.fstat(f.fileno()).st_size > MAX_CSV_BYTES
+            raw = b"" if too_large else f.read(MAX_CSV_BYTES + 1)
+        if too_large or len(raw) > MAX_CSV_BYTES:
+            raise DataError(f"{path.name} is larger than {MAX_CSV_BYTES // 2**20} MiB, too large to read as CSV; "
+                            "save the data as an NPZ file (numpy.savez) instead")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{path.name} is not UTF-8 text; save it as UTF-8 CSV") from None
     except OSError as e:
@@ -164,6 +174,7 @@ def load_npz(path: Path) -> Dataset:
     inputs of shape (N, T) are token ids (int64). Integer labels are classes; float labels a
     regression; one-hot label rows become class ids.
     """
+    _check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -176,6 +187,10 @@ def load_npz(path: Path) -> Dataset:
             has_test = "x_test" in keys and "y_test" in keys
             x_test = z["x_test"] if has_test else None
             y_test = z["y_test"] if has_test else None
+            for key, a in ((xk, x), (yk, y), ("x_test", x_test), ("y_test", y_test)):
+                if a is not None and not isinstance(a, np.ndarray):   # NpzFile returns a non-.npy member as bytes
+                    raise DataError(f"{path.name}: {key} is not a numpy array (not in .npy format); "
+                                    "save the arrays with numpy.savez")
     except DataError:
         raise
     except ValueError as e:
@@ -183,8 +198,10 @@ def load_npz(path: Path) -> Dataset:
             raise DataError(f"{path.name} holds Python objects, which are never loaded (unsafe); save plain "
                             "numeric arrays with numpy.savez") from None
         raise DataError(f"{path.name} cannot be read as NPZ ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise DataError(f"{path.name} is not a valid NPZ file ({e}); save it with numpy.savez") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error, NotImplementedError, RuntimeError,
+            SyntaxError, tokenize.TokenError) as e:   # the last two: a damaged .npy header
+        raise DataError(f"{path.name} is not a valid NPZ file ({' '.join(str(e).split())[:200]}); "
+                        "save it with numpy.savez") from None
 
     x = _npz_inputs(x, path.name, "x_train")
     y = _npz_targets(y, path.name, "y_train")
@@ -220,6 +237,38 @@ def load_npz(path: Path) -> Dataset:
                                + (f", {len(x_test)} test samples." if x_test is not None else "."))
 
 
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse, before numpy allocates anything, arrays whose headers claim more data than the
+    file holds or more than MAX_NPZ_BYTES in all (numpy allocates what a header claims)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = 0
+            for info in zf.infolist():      # every member: NpzFile parses any member that starts like .npy
+                with zf.open(info) as f:
+                    if f.read(6) != np.lib.format.MAGIC_PREFIX:
+                        continue
+                    version = (f.read(1)[:1] or b"\0")[0], (f.read(1)[:1] or b"\0")[0]
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version in ((2, 0), (3, 0)):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        continue          # np.load reports unknown versions itself
+                    claimed = dtype.itemsize
+                    for d in shape:
+                        claimed *= max(int(d), 0)
+                    if claimed > info.file_size or claimed > MAX_NPZ_BYTES - total:
+                        name = info.filename.removesuffix(".npy")
+                        raise DataError(f"{path.name}: the header of {name} claims {claimed:,} bytes "
+                                        f"({'x'.join(map(str, shape))} {dtype}) but the file holds "
+                                        f"{info.file_size:,}; the file is damaged or not a plain NPZ")
+                    total += claimed
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001 - only a pre-check: np.load below reports what is wrong in its own words
+        return
+
+
 def _npz_inputs(a: np.ndarray, fname: str, key: str) -> np.ndarray:
     if a.dtype.kind not in "biuf":
         raise DataError(f"{fname}: {key} holds {a.dtype} values; save numbers")
@@ -230,7 +279,8 @@ def _npz_inputs(a: np.ndarray, fname: str, key: str) -> np.ndarray:
         a = np.ascontiguousarray(a.transpose(0, 3, 1, 2))
     if a.dtype.kind in "iu" and a.dtype != np.uint8 and a.ndim == 2 and (a.size == 0 or a.min() >= 0):
         return a.astype(np.int64)
-    a = a.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):   # values beyond float32 become inf: reported next
+        a = a.astype(np.float32)
     check_finite(a, f"{fname} {key}")
     return a
 
@@ -295,7 +345,10 @@ def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
                 arr = np.asarray(im, dtype=np.float32)
         except DataError:
             raise
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+        except Image.DecompressionBombError:
+            raise DataError(f"image {p.relative_to(folder)} claims to be larger than {Image.MAX_IMAGE_PIXELS:,} "
+                            "pixels (a decompression bomb?); remove or replace it") from None
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as e:
             raise DataError(f"cannot read image {p.relative_to(folder)} ({e}); remove or replace it") from None
         if x is None:
             if width * height * channels * len(files) * 4 > 8 * 1024 ** 3:
