@@ -426,6 +426,9 @@ class MainWindow(QMainWindow):
         except (FormatError, OSError) as exc:
             QMessageBox.warning(self, "Cannot open", f"{Path(path).name} cannot be opened:\n\n{exc}")
             return False
+        notes = getattr(self.document.project, "notes", None)
+        if notes:
+            self.statusBar().showMessage(f"{Path(path).name}: " + "; ".join(notes), 12000)
         self._add_recent(path)
         return True
 
