@@ -10,7 +10,8 @@ the warm-up), memory growth under 100 MB over the cycles.
 
     .venv/bin/python benchmarks/bench_endurance.py              # 30 cycles, ~1 min
     .venv/bin/python benchmarks/bench_endurance.py --cycles 10
-    .venv/bin/python benchmarks/bench_endurance.py --json FILE  # also write the figures as JSON
+    .venv/bin/python benchmarks/bench_endurance.py --json docs/reliability/endurance.json
+        # also write the figures where benchmarks/reliability_report.py puts them into docs/RELIABILITY.md
 
 Always exits 0: it is a report, not a test.
 """
@@ -128,7 +129,25 @@ def main() -> None:
     print(f"memory (RSS): {figures['rss_start_mb']} MB after warm-up, {figures['rss_end_mb']} MB at the end, "
           f"growth {figures['rss_growth_mb']} MB (target < 100)  {'ok' if mem_ok else 'MISSED'}")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        report = {
+            "title": "Train / stop endurance",
+            "order": 50,
+            "summary": (f"One app session (offscreen, the digits MLP): {figures['cycles']} times, click Train, wait "
+                        "for the first batch report, click Stop, wait for the run to end. Threads are the "
+                        "process's OS threads; memory is its resident set size, both after a warm-up cycle "
+                        "and after every cycle."),
+            "rows": [["train / stop cycles", f"{figures['cycles']} ({figures['seconds_per_cycle']:.2f} s each)"],
+                     ["runs recorded in the project", str(figures["runs_recorded"])],
+                     ["OS threads after the warm-up / at the end / most seen",
+                      f"{figures['threads_start']} / {figures['threads_end']} / {figures['threads_max']}"],
+                     ["memory (RSS) after the warm-up / at the end",
+                      f"{figures['rss_start_mb']} MB / {figures['rss_end_mb']} MB"],
+                     ["memory growth over the cycles (target < 100 MB)", f"{figures['rss_growth_mb']} MB"]],
+            "command": f".venv/bin/python benchmarks/bench_endurance.py --cycles {figures['cycles']} --json FILE",
+            "ok": bool(leak_ok and mem_ok),
+            "measured_at": time.strftime("%Y-%m-%d"),
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

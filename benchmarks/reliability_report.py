@@ -171,6 +171,18 @@ def measure_recovery() -> None:
         "rows": rows, "command": ".venv/bin/python -m pytest tests/designer/test_recovery.py", "ok": ok})
 
 
+def measure_endurance() -> None:
+    """benchmarks/bench_endurance.py writes its own figure file (train / stop cycles in one session)."""
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_endurance.py"), "--cycles", "30",
+                           "--json", str(FIGURES / "endurance.json")], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        write("endurance", {"title": "Train / stop endurance", "order": 50, "summary": "The run failed.",
+                            "rows": [["output", proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "?"]],
+                            "command": ".venv/bin/python benchmarks/bench_endurance.py", "ok": False})
+
+
 # ----------------------------------------------------------------------------- the page
 
 def render() -> str:
@@ -224,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.render_only:
         for label, step in (("fuzzing", lambda: measure_fuzz(args.examples)),
                             ("kill test", lambda: measure_kill(args.kill_cycles)),
-                            ("hostile files", measure_hostile), ("recovery", measure_recovery)):
+                            ("hostile files", measure_hostile), ("recovery", measure_recovery),
+                            ("endurance", measure_endurance)):
             started = time.perf_counter()
             print(f"{label}...", end=" ", flush=True)
             step()
