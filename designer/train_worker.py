@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine.data import DataError, load_dataset, split_dataset
+from engine.data import DataError, Dataset, load_dataset, split_dataset
 from engine.graph import Graph
 from engine.training import Callbacks, TrainConfig, TrainControl, TrainingError, TrainResult, train
 
@@ -29,7 +29,7 @@ TRAINING_SWITCH_INTERVAL = 0.0005
 @dataclass
 class RunRequest:
     graph: Graph                 # a snapshot: the run never sees later edits
-    dataset: str                 # a built-in name or a path
+    dataset: str | Dataset       # a built-in name or a path, or data already loaded
     config: TrainConfig
     load_options: dict = field(default_factory=dict)   # extra load_dataset keywords (CSV target, image size…)
 
@@ -61,8 +61,11 @@ class TrainWorker(QObject):
         request = self.request
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         try:
-            self.status.emit(f"Loading {request.dataset}…")
-            dataset = load_dataset(request.dataset, **request.load_options)
+            if isinstance(request.dataset, Dataset):   # imported and previewed already
+                dataset = request.dataset
+            else:
+                self.status.emit(f"Loading {request.dataset}…")
+                dataset = load_dataset(request.dataset, **request.load_options)
             if self.control.stopped:
                 self.failed.emit("stopped before training began")
                 return

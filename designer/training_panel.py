@@ -296,7 +296,7 @@ class TrainingPanel(QWidget):
             from pathlib import Path
 
             if Path(current).exists():
-                self._imported[current] = (None, {})
+                self._imported[current] = (None, dict(self.document.project.dataset_options))
             else:
                 self._missing_dataset = current
         for spec in self._imported:
@@ -323,6 +323,7 @@ class TrainingPanel(QWidget):
         self._missing_dataset = None
         if spec != self.document.project.dataset:
             self.document.project.dataset = spec
+            self.document.project.dataset_options = dict(self._imported.get(spec, (None, {}))[1])
             self._mark_changed()
         self._update_dataset_info()
 
@@ -343,6 +344,7 @@ class TrainingPanel(QWidget):
         finally:
             self._loading = False
         self.document.project.dataset = spec
+        self.document.project.dataset_options = dict(options)
         self._mark_changed()
         self._update_dataset_info()
 

@@ -117,10 +117,18 @@ def _load_project(path: str):
     return Project(graph=read_graph(path)), False
 
 
-def _dataset(args):
+def _dataset_options(args, project=None) -> dict:
+    """How to read --dataset: the project's saved options when it names the same data, then --target."""
+    options = dict(project.dataset_options) if project is not None and project.dataset == args.dataset else {}
+    if getattr(args, "target", None):
+        options["target"] = args.target
+    return options
+
+
+def _dataset(args, project=None):
     from .data import load_dataset
 
-    return load_dataset(args.dataset, target=getattr(args, "target", None))
+    return load_dataset(args.dataset, **_dataset_options(args, project))
 
 
 def _trained_model(project, file: str):
@@ -199,7 +207,8 @@ def cmd_train(args) -> int:
             runs = load_project(out).runs + runs  # keep the history already there
         elif not args.force:
             raise _Fail(f"{out} exists and is not a Deepwire project; use -o to choose another file or --force")
-    dataset = _dataset(args)
+    dataset = _dataset(args, project)
+    options = _dataset_options(args, project)
     progress = _Progress()
     control = TrainControl()
     previous = signal.signal(signal.SIGINT, lambda *_: (control.stop(), signal.signal(signal.SIGINT, previous)))
@@ -212,6 +221,7 @@ def cmd_train(args) -> int:
     run = {"id": len(runs) + 1, "started_at": started, "dataset": args.dataset, "config": config.to_dict(),
            **result.summary()}
     project.config, project.weights, project.dataset = config, result.state_dict, args.dataset
+    project.dataset_options = options
     project.runs = runs + [run]
     save_project(out, project)
     if args.json:
@@ -249,7 +259,7 @@ def cmd_evaluate(args) -> int:
 
     project, _ = _load_project(args.file)
     model = _trained_model(project, args.file)
-    dataset = _dataset(args)
+    dataset = _dataset(args, project)
     graph, config = project.graph, project.config
     analysis = analyse(graph)
     problems = check_data(graph, analysis, dataset)

@@ -47,6 +47,8 @@ class Project:
     weights: dict[str, torch.Tensor] | None = None
     runs: list[dict] = field(default_factory=list)
     dataset: str | None = None
+    # How an imported dataset is read: {"target": CSV column, "image_size": [h, w], "grayscale": bool}
+    dataset_options: dict = field(default_factory=dict)
     # What load_project read but did not use or had to change (unknown members, a device this
     # machine lacks), one sentence each, for the caller to show. Never saved.
     notes: list[str] = field(default_factory=list, compare=False)
@@ -70,6 +72,7 @@ def save_project(path: str | os.PathLike, project: Project) -> None:
 
     meta = {"format": PROJECT_FORMAT, "format_version": PROJECT_VERSION, "app_version": __version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": project.dataset,
+            "dataset_options": dataset_options(project.dataset_options),
             "trained": project.trained}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -139,7 +142,25 @@ def load_project(path: str | os.PathLike) -> Project:
             except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
                 raise FormatError(f"{path.name}: the weights are damaged ({_one_line(exc)})") from None
     dataset = meta.get("dataset") if isinstance(meta.get("dataset"), str) else None
-    return Project(graph=graph, config=config, weights=weights, runs=runs, dataset=dataset, notes=notes)
+    options = dataset_options(meta.get("dataset_options"))
+    return Project(graph=graph, config=config, weights=weights, runs=runs, dataset=dataset, dataset_options=options,
+                   notes=notes)
+
+
+def dataset_options(raw) -> dict:
+    """The load_dataset keywords a project may carry, checked: anything else is dropped."""
+    out: dict = {}
+    if not isinstance(raw, dict):
+        return out
+    if isinstance(raw.get("target"), str) and 0 < len(raw["target"]) <= 256:
+        out["target"] = raw["target"]
+    size = raw.get("image_size")
+    if (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in size)):
+        out["image_size"] = (size[0], size[1])
+    if raw.get("grayscale") is True:
+        out["grayscale"] = True
+    return out
 
 
 def _checked_members(zf: zipfile.ZipFile, path: Path, notes: list[str]) -> dict[str, zipfile.ZipInfo]:

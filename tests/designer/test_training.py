@@ -269,3 +269,32 @@ def test_train_stop_cycles_leave_no_threads_behind(qtbot, window):
     qtbot.wait(50)
     assert os_threads() <= before
     assert panel.runs_list.count() == 5
+
+
+def test_an_imported_csv_and_its_target_column_survive_save_and_reopen(qtbot, window, tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 64))
+    path = tmp_path / "table.csv"
+    rows = [",".join(["label"] + [f"f{i}" for i in range(64)])]   # the target is the FIRST column
+    rows += [",".join([str(i % 10)] + [f"{v:.3f}" for v in r]) for i, r in enumerate(x)]
+    path.write_text("\n".join(rows) + "\n")
+    dialog = DatasetImportDialog(window)
+    qtbot.addWidget(dialog)
+    dialog.set_path(str(path))
+    dialog.target_combo.setCurrentIndex(0)
+    assert dialog.load_preview() and dialog.options == {"target": "label"}
+    panel = window.training
+    panel.accept_import(dialog.spec, dialog.dataset, dialog.options)
+    assert panel.fit_problems() == []          # 64 features, 10 classes: fits the digits MLP
+    panel.epochs.setValue(1)
+    assert click_train(qtbot, window).dataset_name == "table"    # trains on the previewed data
+    saved = tmp_path / "with_csv.deepwire"
+    window.document.save(saved)
+    window.document.new_from_template("digits_mlp")
+    window.open_path(saved, ask=False)
+    assert panel.dataset_spec() == str(path)
+    assert window.document.project.dataset_options == {"target": "label"}
+    panel.epochs.setValue(1)
+    with qtbot.waitSignals([panel.session.finished], raising=False, timeout=RUN_TIMEOUT_MS) as blocker:
+        panel.train_button.click()
+    assert blocker.signal_triggered, panel.status_label.text()
