@@ -7,12 +7,15 @@ name, parameters, position and wires), so later commands on the stack stay valid
 from __future__ import annotations
 
 import copy
+import time
 
 from PySide6.QtGui import QUndoCommand
 
 from engine.graph import Edge, Graph
 
 MOVE_ID = 1001
+SET_PARAMS_ID = 1002
+MERGE_WINDOW_S = 1.5  # quick edits of the same parameters of the same blocks within this merge into one step
 
 
 class AddNode(QUndoCommand):
@@ -117,25 +120,57 @@ class MoveNodes(QUndoCommand):
 
 
 class SetParams(QUndoCommand):
-    def __init__(self, graph: Graph, node_id: str, changes: dict, parent: QUndoCommand | None = None):
+    """Set parameters of one block, or the same parameters of several blocks, as one step.
+
+    Quick edits of the same parameters of the same blocks merge into one step (spin box arrows
+    clicked or held, a choice tried a few times): undo goes back to the value before the run.
+    Edits further apart than MERGE_WINDOW_S stay separate steps."""
+
+    def __init__(self, graph: Graph, node_ids: str | list[str] | tuple[str, ...], changes: dict,
+                 parent: QUndoCommand | None = None, merge: bool = True):
         super().__init__(parent)
-        self.graph, self.node_id = graph, node_id
-        node = graph.node(node_id)
+        self.graph = graph
+        self.node_ids = (node_ids,) if isinstance(node_ids, str) else tuple(node_ids)
+        self.node_id = self.node_ids[0]
         self.new = copy.deepcopy(changes)
-        self.old = {k: copy.deepcopy(node.params.get(k)) for k in changes}
-        self.missing = [k for k in changes if k not in node.params]
+        self.old = {}
+        self.missing = {}
+        for node_id in self.node_ids:
+            node = graph.node(node_id)
+            self.old[node_id] = {k: copy.deepcopy(node.params.get(k)) for k in changes}
+            self.missing[node_id] = [k for k in changes if k not in node.params]
+        self.merge = merge
+        self.at = time.monotonic()
         keys = ", ".join(changes)
-        self.setText(f"set {keys} of {node.name}")
+        who = graph.node(self.node_id).name if len(self.node_ids) == 1 else f"{len(self.node_ids)} blocks"
+        self.setText(f"set {keys} of {who}")
+
+    def id(self):
+        return SET_PARAMS_ID if self.merge else -1
+
+    def mergeWith(self, other):  # noqa: N802 (Qt name)
+        if not (isinstance(other, SetParams) and other.merge and other.graph is self.graph
+                and other.node_ids == self.node_ids and set(other.new) == set(self.new)
+                and other.at - self.at <= MERGE_WINDOW_S):
+            return False
+        self.new = copy.deepcopy(other.new)
+        self.at = other.at
+        # back where the run started: nothing to undo, so the step goes away
+        self.setObsolete(all(self.old[n].get(k) == self.new[k] and k not in self.missing[n]
+                             for n in self.node_ids for k in self.new))
+        return True
 
     def redo(self):
-        self.graph.set_params(self.node_id, self.new)
+        for node_id in self.node_ids:
+            self.graph.set_params(node_id, self.new)
 
     def undo(self):
-        node = self.graph.node(self.node_id)
-        restored = {k: v for k, v in self.old.items() if k not in self.missing}
-        for key in self.missing:
-            node.params.pop(key, None)
-        self.graph.set_params(self.node_id, restored)
+        for node_id in self.node_ids:
+            node = self.graph.node(node_id)
+            restored = {k: v for k, v in self.old[node_id].items() if k not in self.missing[node_id]}
+            for key in self.missing[node_id]:
+                node.params.pop(key, None)
+            self.graph.set_params(node_id, restored)
 
 
 class Rename(QUndoCommand):

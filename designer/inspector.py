@@ -2,15 +2,14 @@
 the block declaration, plus what analysis says about it (output shape, weights, FLOPs, problems).
 
 Every committed edit is one command on the document's undo stack (`SetParams`, `Rename`);
-editing several blocks of one type at once is one macro. A value the declaration refuses
+editing several blocks of one type at once is one command too, and quick repeats of the same
+edit (spin box arrows clicked or held) merge into one step. A value the declaration refuses
 (`Param.validate`) is refused at the field, with the reason underneath, and nothing is pushed.
 The inspector follows the graph (undo/redo, edits elsewhere) without stealing focus or
 pushing anything while it refreshes.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import threading
 import weakref
@@ -18,7 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -45,7 +44,7 @@ from .document import Document
 
 HINT = "Select a block to edit it. Drag blocks from the palette onto the canvas."
 FLOPS_IDLE_MS = 200
-FLOPS_MAX_NODES = 2000         # larger graphs are not counted: even serialising them takes a while
+FLOPS_PREFETCH = 16            # blocks wired to the shown one whose FLOPs are counted ahead
 INT_LIMIT = 2**31 - 1          # QSpinBox holds a C int
 FLOAT_LIMIT = 1e12
 MIXED = "mixed"
@@ -133,70 +132,119 @@ def _same(param: Param, raw: Any, value: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------- FLOPs in the background
+# A block's FLOPs depend only on its type, its parameters and the shapes coming in, so they are
+# counted for that block alone (a three-block model: Inputs of those shapes, the block, an
+# Output) on a thread, and cached under that key: selecting a block costs a dictionary lookup,
+# whatever the size of the graph, and blocks that are alike share one count.
 
-_FLOPS_CACHE: OrderedDict[str, dict | None] = OrderedDict()
-_FLOPS_CACHE_SIZE = 16
+_FLOPS_CACHE: OrderedDict[tuple, int | None] = OrderedDict()
+_FLOPS_CACHE_SIZE = 4096
+
+FlopJob = tuple  # (key, block type, validated params, ((port, TensorSpec), ...))
 
 
-def graph_key(data: dict) -> str:
-    """What FLOPs depend on: block types, parameters and wires (not names or positions)."""
-    nodes = [[n["id"], n["type"], n["params"]] for n in data["nodes"]]
-    edges = [[e["src"], e["dst"], e["port"]] for e in data["edges"]]
-    try:
-        text = json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError):
-        text = json.dumps([nodes, edges], sort_keys=True, separators=(",", ":"), default=repr)
-    return hashlib.sha1(text.encode()).hexdigest()
+def flops_job(analysis: Analysis, graph: Graph, node_id: str) -> FlopJob | None:
+    """What a block's FLOPs depend on, as a cache key plus what is needed to count them; None
+    while its parameters or an input's shape are unknown. Cheap: it looks at the block only."""
+    params = analysis.params.get(node_id)
+    if params is None or node_id not in analysis.specs or node_id not in graph:
+        return None
+    inputs = []
+    for port, src in sorted(graph.inputs_of(node_id).items()):
+        spec = analysis.specs.get(src)
+        if spec is None:
+            return None
+        inputs.append((port, spec))
+    node_type = graph.node(node_id).type
+    key = (node_type, repr(sorted(params.items())),
+           tuple((port, tuple(spec.shape), spec.dtype) for port, spec in inputs))
+    return key, node_type, dict(params), tuple(inputs)
+
+
+def count_block_flops(jobs: list[FlopJob]) -> dict[tuple, int | None]:
+    """Count the FLOPs of several blocks in one small model: for each block, Inputs of its input
+    shapes, the block, an Output. Blocks whose model cannot be built get None."""
+    graph = Graph("flops")
+    ids = {}
+    for key, node_type, params, inputs in jobs:
+        feeds = [(port, graph.add_node("Input", params={"shape": list(spec.shape), "dtype": spec.dtype}))
+                 for port, spec in inputs]
+        node_id = graph.add_node(node_type, params=params)
+        for port, feed in feeds:
+            graph.connect(feed, node_id, port)
+        if node_type != "Output":
+            graph.connect(node_id, graph.add_node("Output"), 0)
+        ids[key] = node_id
+    flops = count_flops(graph)
+    if not flops and len(jobs) > 1:  # one block that cannot be built on its own spoils the batch
+        out: dict[tuple, int | None] = {}
+        for job in jobs:
+            try:
+                out.update(count_block_flops([job]))
+            except Exception:
+                out[job[0]] = None
+        return out
+    return {key: (flops.get(node_id, 0) if flops else None) for key, node_id in ids.items()}
 
 
 class _FlopCounter(QObject):
-    """Counts FLOPs (engine.analysis.count_flops, slow: it compiles the model) on a thread,
-    one graph at a time; the newest request waits while one runs. Results are cached."""
+    """Counts blocks' FLOPs (engine.analysis.count_flops compiles a model: slow) on a thread, one
+    batch at a time, in the order asked; results are cached by block key."""
 
-    ready = Signal(str)            # a graph key whose result is now in the cache
-    _done = Signal(str, object)
+    ready = Signal()               # new results are in the cache
+    _done = Signal(object)
 
     def __init__(self):
         super().__init__()
         self._busy = False
-        self._pending: tuple[str, dict] | None = None
+        self._queue: list[list[FlopJob]] = []
+        self._asked: set[tuple] = set()   # keys counting or waiting
         self._done.connect(self._finish, Qt.ConnectionType.QueuedConnection)
 
     @staticmethod
-    def cached(key: str) -> tuple[bool, dict | None]:
+    def cached(key: tuple) -> tuple[bool, int | None]:
         if key in _FLOPS_CACHE:
             _FLOPS_CACHE.move_to_end(key)
             return True, _FLOPS_CACHE[key]
         return False, None
 
-    def request(self, key: str, data: dict) -> None:
-        if key in _FLOPS_CACHE:
-            self.ready.emit(key)
-        elif self._busy:
-            self._pending = (key, data)
-        else:
-            self._start(key, data)
+    def idle(self) -> bool:
+        return not self._busy and not self._queue
 
-    def _start(self, key: str, data: dict) -> None:
+    def request(self, jobs: list[FlopJob]) -> None:
+        fresh = []
+        for job in jobs:
+            if job[0] not in _FLOPS_CACHE and job[0] not in self._asked:
+                self._asked.add(job[0])
+                fresh.append(job)
+        if fresh:
+            self._queue.append(fresh)
+            if not self._busy:
+                self._next()
+
+    def _next(self) -> None:
+        if not self._queue:
+            return
         self._busy = True
-        threading.Thread(target=self._work, args=(key, data), name="deepwire-flops", daemon=True).start()
+        jobs = self._queue.pop(0)
+        threading.Thread(target=self._work, args=(jobs,), name="deepwire-flops", daemon=True).start()
 
-    def _work(self, key: str, data: dict) -> None:
+    def _work(self, jobs: list[FlopJob]) -> None:
         try:
-            result: dict | None = count_flops(Graph.from_dict(data))
-        except Exception:  # a model that cannot be compiled simply has no FLOP count
-            result = None
-        self._done.emit(key, result)
+            result = count_block_flops(jobs)
+        except Exception:  # a block that cannot be compiled simply has no FLOP count
+            result = {job[0]: None for job in jobs}
+        self._done.emit(result)
 
-    def _finish(self, key: str, result: dict | None) -> None:
-        _FLOPS_CACHE[key] = result
+    def _finish(self, result: dict) -> None:
+        for key, flops in result.items():
+            _FLOPS_CACHE[key] = flops
+            self._asked.discard(key)
         while len(_FLOPS_CACHE) > _FLOPS_CACHE_SIZE:
             _FLOPS_CACHE.popitem(last=False)
         self._busy = False
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] not in _FLOPS_CACHE:
-            self._start(*pending)
-        self.ready.emit(key)
+        self._next()
+        self.ready.emit()
 
 
 _counter: _FlopCounter | None = None
@@ -337,7 +385,6 @@ class Field:
             return spin
         if kind == "bool":
             check = QCheckBox()
-            _visible_indicator(check)
             changed = getattr(check, "checkStateChanged", None) or check.stateChanged
             changed.connect(lambda _state: self.inspector._commit(self))
             return check
@@ -460,16 +507,6 @@ class Field:
         return True, parse_value(self.param, text)
 
 
-def _visible_indicator(check: QCheckBox) -> None:
-    """Fusion outlines the box in the window colour, darkened: on a dark theme an unchecked box
-    would vanish. Lighten the colour it starts from so the outline shows in either theme."""
-    palette = check.palette()
-    window = palette.color(QPalette.ColorRole.Window)
-    if window.lightness() < 128:
-        palette.setColor(QPalette.ColorRole.Window, QColor(theme.colours()["muted"]))
-        check.setPalette(palette)
-
-
 def _message_label(kind: str) -> QLabel:
     label = QLabel()
     label.setWordWrap(True)
@@ -540,7 +577,7 @@ class Inspector(QWidget):
         self.params_label: QLabel | None = None
         self.flops_label: QLabel | None = None
         self._diag_box: QVBoxLayout | None = None
-        self._flops_for: tuple[Analysis, str | None] | None = None  # (analysis, FLOP cache key)
+        self._flops_job: FlopJob | None = None  # what the FLOP figure shown is (to be) counted for
 
         self._scroll = QScrollArea(self)
         self._scroll.setWidgetResizable(True)
@@ -680,17 +717,8 @@ class Inspector(QWidget):
         name = field.param.name
         changed = [n for n in ids if not _same(field.param, graph.node(n).params.get(name, _MISSING), value)]
         field.set_error(None)
-        if changed:
-            stack = self.document.undo_stack
-            if len(changed) == 1:
-                stack.push(SetParams(graph, changed[0], {name: value}))
-            else:
-                stack.beginMacro(f"set {name} of {len(changed)} blocks")
-                try:
-                    for node_id in changed:
-                        stack.push(SetParams(graph, node_id, {name: value}))
-                finally:
-                    stack.endMacro()
+        if changed:  # one step for all of them; quick repeats (spin box arrows) merge into it
+            self.document.undo_stack.push(SetParams(graph, changed, {name: value}))
         self.refresh()
 
     def _commit_name(self) -> None:
@@ -895,8 +923,6 @@ class Inspector(QWidget):
         self.params_label.setText("—" if count is None else f"{count:,}")
         self._show_diagnostics(analysis.for_node(node_id))
         self._show_flops()
-        if self._flops_for is None or self._flops_for[0] is not analysis:
-            self._flops_timer.start()  # count when edits have been idle a moment
 
     def _show_diagnostics(self, diagnostics) -> None:
         box = self._diag_box
@@ -913,58 +939,52 @@ class Inspector(QWidget):
             label.setText(("Warning: " if warning else "Error: ") + diag.message)
             box.addWidget(label)
 
-    def _flops_key(self) -> str | None:
-        """The FLOP cache key of the current analysis, once the idle timer has worked it out."""
-        done = self._flops_for
-        return done[1] if done is not None and done[0] is self.document.analysis else None
-
     def _show_flops(self) -> None:
-        """Show the FLOPs if already counted; otherwise "—" until the idle timer counts them."""
+        """Show the block's FLOPs if already counted; otherwise "—" until the idle timer asks."""
         label = self.flops_label
         if label is None or len(self._ids) != 1:
             return
         analysis = self.document.analysis
         node_id = self._ids[0]
-        if not analysis.ok or node_id not in analysis.specs:
+        job = flops_job(analysis, self.document.graph, node_id)
+        self._flops_job = job
+        if job is None:
             label.setText("—")
-            label.setToolTip("FLOPs are counted once the model has no errors.")
+            label.setToolTip("FLOPs are counted once the block's parameters and input shapes are known.")
             return
-        if len(self.document.graph) > FLOPS_MAX_NODES:
+        if node_id not in analysis.live:
             label.setText("—")
-            label.setToolTip(f"FLOPs are not counted for models of more than {FLOPS_MAX_NODES:,} blocks.")
+            label.setToolTip("This block does not lead to an Output, so it does not run.")
             return
-        key = self._flops_key()
-        found, flops = _FlopCounter.cached(key) if key else (False, None)
+        found, flops = _FlopCounter.cached(job[0])
         if not found:
             label.setText("—")
             label.setToolTip("Counting…")
-        elif not flops:
+            self._flops_timer.start()  # count when edits have been idle a moment
+        elif flops is None:
             label.setText("—")
-            label.setToolTip("This model's FLOPs could not be counted.")
-        elif node_id not in analysis.live:
-            label.setText("—")
-            label.setToolTip("This block does not lead to an Output, so it does not run.")
+            label.setToolTip("This block's FLOPs could not be counted.")
         else:
-            n = flops.get(node_id, 0)
-            label.setText(f"{n:,}" + (f"  ({compact(n)})" if n >= 1000 else ""))
+            label.setText(f"{flops:,}" + (f"  ({compact(flops)})" if flops >= 1000 else ""))
             label.setToolTip("Floating-point operations for one sample.")
 
     def _request_flops(self) -> None:
+        """Count the shown block, then the blocks wired to it (likely the next ones looked at)."""
         if len(self._ids) != 1 or self.flops_label is None:
             return
-        analysis = self.document.analysis
-        if not analysis.ok or len(self.document.graph) > FLOPS_MAX_NODES:
-            self._flops_for = (analysis, None)
-        elif self._flops_key() is None:
-            data = self.document.graph.to_dict()
-            key = graph_key(data)
-            self._flops_for = (analysis, key)
-            if not _FlopCounter.cached(key)[0]:
-                flop_counter().request(key, data)
-        self._show_flops()
+        analysis, graph = self.document.analysis, self.document.graph
+        node_id = self._ids[0]
+        job = flops_job(analysis, graph, node_id)
+        if job is None or node_id not in analysis.live:
+            return
+        near = [n for n in (*graph.nx.predecessors(node_id), *graph.nx.successors(node_id))
+                if n != node_id and n in analysis.live]
+        jobs = [j for j in (flops_job(analysis, graph, n) for n in dict.fromkeys(near)) if j is not None]
+        flop_counter().request([job, *jobs[:FLOPS_PREFETCH]])  # one small model for all of them
 
-    def _on_flops_ready(self, key: str) -> None:
-        if key == self._flops_key():
+    def _on_flops_ready(self) -> None:
+        job = self._flops_job
+        if job is not None and self.flops_label is not None and _FlopCounter.cached(job[0])[0]:
             self._show_flops()
 
 

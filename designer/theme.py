@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory, QStyleOptionButton, QStyleOptionViewItem
 
 CATEGORY_COLOURS = {
     "Input/Output": "#4c8bf5",
@@ -35,11 +35,42 @@ def colour(name: str) -> QColor:
     return QColor(_current[name])
 
 
+class Style(QProxyStyle):
+    """Fusion, with check boxes and radio buttons that show when unchecked on a dark theme.
+
+    Fusion outlines those indicators in the window colour darkened, which on a dark window is
+    all but black on black: an unchecked box was invisible. Here they are outlined from the
+    muted text colour instead (check boxes in forms, item views and menus alike)."""
+
+    _INDICATORS = (QStyle.PrimitiveElement.PE_IndicatorCheckBox, QStyle.PrimitiveElement.PE_IndicatorRadioButton,
+                   QStyle.PrimitiveElement.PE_IndicatorItemViewItemCheck)
+
+    def drawPrimitive(self, element, option, painter, widget=None):  # noqa: N802 (Qt name)
+        if element in self._INDICATORS and option is not None \
+                and option.palette.color(QPalette.ColorRole.Window).lightness() < 128:
+            option = (QStyleOptionViewItem if isinstance(option, QStyleOptionViewItem) else
+                      QStyleOptionButton if isinstance(option, QStyleOptionButton) else type(option))(option)
+            option.palette.setColor(QPalette.ColorRole.Window, QColor(_current["muted"]))
+        super().drawPrimitive(element, option, painter, widget)
+
+
+_style: Style | None = None
+
+
+def style() -> Style:
+    """The application's style (one instance: the application owns it once set)."""
+    global _style
+    if _style is None:
+        _style = Style(QStyleFactory.create("Fusion"))
+    return _style
+
+
 def apply(app: QApplication, dark: bool = True) -> None:
     _current.clear()
     _current.update(DARK if dark else LIGHT)
     c = _current
-    app.setStyle("Fusion")
+    if app.style() is not _style:
+        app.setStyle(style())
     pal = QPalette()
     pal.setColor(QPalette.Window, QColor(c["window"]))
     pal.setColor(QPalette.WindowText, QColor(c["text"]))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 
 import networkx as nx
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
 
 from engine.analysis import analyse
 from engine.blocks import REGISTRY
@@ -20,14 +20,19 @@ from engine.graph import Edge, GraphError
 from .. import theme
 from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes
 from ..mime import BLOCK_MIME
-from .items import NODE_WIDTH, EdgeItem, NodeItem, PortItem, wire_path
+from .items import NODE_WIDTH, PORT_HIT, SKIP_MIN_DX, EdgeItem, NodeItem, PortItem, wire_path
 
 MISMATCH_KINDS = {"shape", "merge-shape", "kernel-too-large", "token-ids", "dtype", "reshape"}
+ROUTE_BAND = 1500.0  # how far above and below a skip wire blocks are looked for, to find it a clear lane
+CELL = 400.0         # width of the columns blocks are filed in, to find those along a wire quickly
+REROUTE_ALL = 24     # more moved blocks than this in one pass: every long wire is re-routed instead
+_BY_BOUNDING_RECT = Qt.ItemSelectionMode.IntersectsItemBoundingRect  # looked up once: PySide enums are slow
 
 
 class GraphScene(QGraphicsScene):
     message = Signal(str)                       # a reason for the status bar
     quickAddRequested = Signal(QPointF, object)  # scene position, the port a wire was dragged from (or None)
+    contentChanged = Signal()  # blocks or wires added, removed, moved or re-analysed (for the minimap); batched
 
     def __init__(self, document, parent=None):
         super().__init__(parent)
@@ -36,11 +41,25 @@ class GraphScene(QGraphicsScene):
         self.node_items: dict[str, NodeItem] = {}
         self.edge_items: dict[tuple[str, str, int], EdgeItem] = {}
         self._edges_of: dict[str, set] = {}
+        self._columns: dict[int, set[NodeItem]] = {}  # blocks by the CELL-wide column their left edge is in
         self._link_from: PortItem | None = None
         self._link_temp: QGraphicsPathItem | None = None
         self._highlighted: list[PortItem] = []
         self._press_positions: dict[str, tuple[float, float]] = {}
         self.detail = True  # texts, ports and wire labels; hidden when zoomed far out
+        self._building = False
+        # contentChanged is sent once per pass of the event loop, however many blocks changed
+        self._content_timer = QTimer(self)
+        self._content_timer.setSingleShot(True)
+        self._content_timer.setInterval(0)
+        self._content_timer.timeout.connect(self.contentChanged)
+        # wires that may need to bend around (or may straighten past) blocks that moved: re-routed
+        # once per pass of the event loop, so moving a thousand blocks (arrange, undo) is one pass
+        self._reroute_rects: list[QRectF] = []
+        self._reroute_timer = QTimer(self)
+        self._reroute_timer.setSingleShot(True)
+        self._reroute_timer.setInterval(0)
+        self._reroute_timer.timeout.connect(self.reroute_pending)
         self.setSceneRect(-5000, -5000, 10000, 10000)
         self.setBackgroundBrush(theme.colour("canvas"))
         document.graphReplaced.connect(self.rebuild)
@@ -60,23 +79,38 @@ class GraphScene(QGraphicsScene):
         self.node_items.clear()
         self.edge_items.clear()
         self._edges_of.clear()
+        self._columns.clear()
+        self._reroute_rects.clear()
         self._graph = self.graph
         self._graph.subscribe(self._on_graph_event)
-        for node in self.graph.nodes():
-            self._add_node_item(node.id)
-        for edge in self.graph.edges():
-            self._add_edge_item(edge)
-        self.apply_analysis(self.document.analysis)
+        # bare items first; one analysis pass then draws every face once, and the wires follow
+        self._building = True
+        try:
+            for node in self.graph.nodes():
+                self._add_node_item(node.id)
+            for edge in self.graph.edges():
+                self._add_edge_item(edge)
+        finally:
+            self._building = False
+        self._apply(self.document.analysis, rewire=False)
         for item in self.edge_items.values():
             self._update_edge(item)
+        self._content_changed()
 
     def _on_graph_event(self, event: str, payload: dict) -> None:
         if event == "node_added":
             self._add_node_item(payload["node_id"])
+            self._reroute_near([self.node_items[payload["node_id"]].sceneBoundingRect()])
         elif event == "node_removed":
             item = self.node_items.pop(payload["node_id"], None)
             if item is not None:
+                rect = item.sceneBoundingRect()
+                self._columns.get(item.column, set()).discard(item)
+                if self._link_from is not None and self._link_from.node_item is item:
+                    self._end_link()
+                self._highlighted = [p for p in self._highlighted if p.node_item is not item]
                 self.removeItem(item)
+                self._reroute_near([rect])
             self._edges_of.pop(payload["node_id"], None)
         elif event == "edge_added":
             self._add_edge_item(Edge(payload["src"], payload["dst"], payload["port"]))
@@ -94,6 +128,9 @@ class GraphScene(QGraphicsScene):
                 if (item.pos().x(), item.pos().y()) != pos:
                     item.setPos(*pos)
                 self._include(item)
+                # wires elsewhere may now pass behind the block, or no longer need to bend around it
+                self._reroute_near([r for r in (item.settled_rect, item.sceneBoundingRect()) if r is not None])
+                item.settled_rect = None
         elif event in ("node_renamed", "params_changed"):
             item = self.node_items.get(payload["node_id"])
             if item is not None:
@@ -107,13 +144,17 @@ class GraphScene(QGraphicsScene):
     def _add_node_item(self, node_id: str) -> None:
         node = self.graph.node(node_id)
         item = NodeItem(node_id, self)
-        self.addItem(item)
-        self.node_items[node_id] = item
-        item.refresh(node, self.document.analysis)
         item.setPos(*node.pos)
         if not self.detail:
             item.set_detail(False)
-        self._include(item)
+        self.addItem(item)
+        self.node_items[node_id] = item
+        self._file(item)
+        item.settled_rect = None
+        if not self._building:
+            item.refresh(node, self.document.analysis)
+            self._include(item)
+            self._content_changed()
 
     def _include(self, item) -> None:
         """Keep the scene a margin larger than every block, so any block can be scrolled to."""
@@ -123,12 +164,16 @@ class GraphScene(QGraphicsScene):
 
     def _add_edge_item(self, edge: Edge) -> None:
         item = EdgeItem(edge.src, edge.dst, edge.port)
-        item.label.setVisible(self.detail)
+        if not self.detail:
+            item.label.setVisible(False)
         self.addItem(item)
         self.edge_items[item.key] = item
         for node_id in (edge.src, edge.dst):
             self._edges_of.setdefault(node_id, set()).add(item.key)
+        if self._building:
+            return
         self._update_edge(item)
+        self._content_changed()
         dst = self.node_items.get(edge.dst)
         block = REGISTRY.get(self.graph.node(edge.dst).type)
         if dst is not None and block is not None and block.ports_for(block.defaults()).variadic:
@@ -147,16 +192,82 @@ class GraphScene(QGraphicsScene):
     def _update_edge(self, item: EdgeItem) -> None:
         src, dst = self.node_items.get(item.src), self.node_items.get(item.dst)
         if src is not None and dst is not None:
-            item.update_path(src.output_pos(), dst.input_pos(item.port))
+            start, end = src.output_pos(), dst.input_pos(item.port)
+            item.update_path(start, end, self._obstacles(item, start, end))
+
+    def _file(self, item: NodeItem) -> None:
+        """Keep the block in the column of blocks its left edge is in (see _obstacles)."""
+        column = int(item.pos().x() // CELL)
+        if column != item.column:
+            if item.column is not None:
+                self._columns.get(item.column, set()).discard(item)
+            self._columns.setdefault(column, set()).add(item)
+            item.column = column
+
+    def _obstacles(self, edge: EdgeItem, start: QPointF, end: QPointF) -> list[QRectF]:
+        """Scene rects of the blocks (other than its ends) a skip wire could pass behind, and of
+        those above and below them it must keep clear of when it bends around. Found through the
+        columns blocks are filed in, not the scene's index: a wire is re-routed at every step of
+        a drag, and every wire once when a graph opens."""
+        x0, x1 = start.x(), end.x()
+        if x1 - x0 < SKIP_MIN_DX:
+            return []
+        top = min(start.y(), end.y()) - ROUTE_BAND
+        bottom = max(start.y(), end.y()) + ROUTE_BAND
+        src, dst = edge.src, edge.dst
+        out = []
+        for column in range(int((x0 - NODE_WIDTH) // CELL), int(x1 // CELL) + 1):
+            for other in self._columns.get(column, ()):
+                pos = other.pos()
+                x, y = pos.x(), pos.y()
+                if x + NODE_WIDTH > x0 and x < x1 and y + other.height > top and y < bottom \
+                        and other.node_id != src and other.node_id != dst:
+                    out.append(QRectF(x - 1.5, y - 1.5, NODE_WIDTH + 3, other.height + 3))
+        return out
+
+    def _reroute_near(self, rects) -> None:
+        """Re-route, soon, the wires that pass over or around the given scene rects."""
+        if self._building:
+            return
+        self._reroute_rects.extend(rects)
+        if not self._reroute_timer.isActive():
+            self._reroute_timer.start()
+
+    def reroute_pending(self) -> None:
+        """Re-route the wires near the blocks that moved, came or went since the last pass."""
+        self._reroute_timer.stop()
+        rects, self._reroute_rects = self._reroute_rects, []
+        if len(rects) > REROUTE_ALL:  # cheaper than asking the scene's index around each block
+            for edge in list(self.edge_items.values()):
+                if edge.routed or edge.long:
+                    self._update_edge(edge)
+            return
+        seen = set()
+        for rect in rects:
+            for other in self.items(rect, _BY_BOUNDING_RECT):
+                if type(other) is EdgeItem and other.key not in seen and other.key in self.edge_items:
+                    seen.add(other.key)
+                    self._update_edge(other)
 
     def node_item_moved(self, item: NodeItem) -> None:
+        if self._building:  # placed before its wires exist; rebuild() files it
+            return
+        self._file(item)
         for key in self._edges_of.get(item.node_id, ()):
             edge = self.edge_items.get(key)
             if edge is not None:
                 self._update_edge(edge)
+        self._content_changed()
+
+    def _content_changed(self) -> None:
+        if not self._content_timer.isActive():
+            self._content_timer.start()
 
     def apply_analysis(self, analysis) -> None:
         """Refresh only what the analysis changed: faces, wire labels, and wires whose ports moved."""
+        self._apply(analysis, rewire=True)
+
+    def _apply(self, analysis, rewire: bool) -> None:
         by_node: dict[str, list] = {}
         for d in analysis.diagnostics:
             if d.node_id is not None and d.kind in MISMATCH_KINDS and d.severity == "error":
@@ -174,9 +285,10 @@ class GraphScene(QGraphicsScene):
             if state != getattr(item, "_state_key", None):
                 item._state_key = state
                 item.set_state(*state)
-            if item.dst in reshaped or item.src in reshaped:
+            if rewire and (item.dst in reshaped or item.src in reshaped):
                 self._update_edge(item)
         self._grow_scene_rect()
+        self._content_changed()
 
     def _grow_scene_rect(self) -> None:
         """The scene reaches past the graph in every direction, however large it grows."""
@@ -232,7 +344,8 @@ class GraphScene(QGraphicsScene):
 
     def insert_on_wire(self, type_name: str, edge: Edge, pos: QPointF) -> str | None:
         block = REGISTRY.get(type_name)
-        if block is None or block.ports_for(block.defaults()).fixed == 0 and not block.ports_for(block.defaults()).variadic:
+        ports = block.ports_for(block.defaults()) if block is not None else None
+        if ports is None or ports.fixed == 0 and not ports.variadic:
             return self.add_block(type_name, pos)
         node_id = self._insert_between(edge, type_name, {}, pos, f"insert {type_name}")
         self.select_nodes([node_id])
@@ -321,11 +434,19 @@ class GraphScene(QGraphicsScene):
             self.stack.push(MoveNodes(self.graph, moves, "arrange"))
 
     # ------------------------------------------------------------------ mouse: wires and moves
-    def _port_at(self, pos: QPointF) -> PortItem | None:
-        for item in self.items(pos):
-            if isinstance(item, PortItem):
-                return item
-        return None
+    def port_at(self, pos: QPointF) -> PortItem | None:
+        """The port (of a block showing its face) within reach of a scene point: the nearest one."""
+        best, best_d = None, PORT_HIT * PORT_HIT
+        area = QRectF(pos.x() - PORT_HIT, pos.y() - PORT_HIT, 2 * PORT_HIT, 2 * PORT_HIT)
+        for item in self.items(area, _BY_BOUNDING_RECT):
+            if type(item) is NodeItem and item.detail:
+                port = item.port_near(item.mapFromScene(pos))
+                if port is not None:
+                    p = port.scenePos()
+                    d = (p.x() - pos.x()) ** 2 + (p.y() - pos.y()) ** 2
+                    if d <= best_d:
+                        best, best_d = port, d
+        return best
 
     def _edge_at(self, pos: QPointF) -> EdgeItem | None:
         for item in self.items(pos):
@@ -335,7 +456,7 @@ class GraphScene(QGraphicsScene):
 
     def mousePressEvent(self, event):
         if event.button() == Qt.LeftButton:
-            port = self._port_at(event.scenePos())
+            port = self.port_at(event.scenePos())
             if port is not None:
                 self._start_link(port)
                 event.accept()
@@ -357,7 +478,7 @@ class GraphScene(QGraphicsScene):
         if self._link_from is not None:
             source = self._link_from
             self._end_link()
-            target = self._port_at(event.scenePos())
+            target = self.port_at(event.scenePos())
             if target is not None and target is not source:
                 self.connect_ports(source, target)
             elif target is None:
@@ -375,6 +496,14 @@ class GraphScene(QGraphicsScene):
         self._press_positions = {}
         if moves:
             self.stack.push(MoveNodes(self.graph, moves))
+
+    def helpEvent(self, event):  # noqa: N802 (Qt name): ports are not items, so their tooltips are given here
+        port = self.port_at(event.scenePos())
+        if port is not None:
+            QToolTip.showText(event.screenPos(), port.toolTip())
+            event.accept()
+            return
+        super().helpEvent(event)
 
     def _start_link(self, port: PortItem) -> None:
         self._link_from = port
@@ -471,7 +600,8 @@ class GraphScene(QGraphicsScene):
                                      self.apply_fix(e, t, p, pos))
         if fixes:
             menu.addSeparator()
-        menu.addAction("Delete wire").triggered.connect(lambda: self.stack.push(Disconnect(self.graph, Edge(*edge.key))))
+        menu.addAction("Delete wire").triggered.connect(
+            lambda: self.stack.push(Disconnect(self.graph, Edge(*edge.key))))
         menu.exec(event.screenPos())
 
     def quick_fixes(self, edge: Edge) -> list[tuple[str, str, dict]]:
@@ -527,7 +657,6 @@ class GraphScene(QGraphicsScene):
         top = int(rect.top()) - int(rect.top()) % step
         lines = []
         x = left
-        from PySide6.QtCore import QLineF
         while x < rect.right():
             lines.append(QLineF(x, rect.top(), x, rect.bottom()))
             x += step

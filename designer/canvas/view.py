@@ -46,8 +46,12 @@ class GraphView(QGraphicsView):
         self._zoom_changed()
 
     def _zoom_changed(self) -> None:
-        self.scene().set_detail(self.zoom() >= DETAIL_ZOOM)
-        self.minimap.schedule()
+        detail = self.zoom() >= DETAIL_ZOOM
+        if detail != self.scene().detail:
+            self.scene().set_detail(detail)
+            # far out, wires and boxes are a pixel or two wide: smoothing them costs more than it shows
+            self.setRenderHint(QPainter.RenderHint.Antialiasing, detail)
+        self.minimap.view_changed()
 
     # ---------------------------------------------------------------- zoom and fit
     def zoom(self) -> float:

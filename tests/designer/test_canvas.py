@@ -1,7 +1,7 @@
 """The designer driven as a user would: real mouse, key and drop events on the real widgets."""
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -147,8 +147,8 @@ def test_a_mouse_drag_of_a_node_is_one_undo_step(window, qtbot):
     item = window.scene.node_items[dense.id]
     start = item.sceneBoundingRect().center()
     count = window.document.undo_stack.count()
-    drag(qtbot, window, QPointF(start.x(), item.sceneBoundingRect().top() + 12), QPointF(start.x() + 120,
-                                                                                         item.sceneBoundingRect().top() + 72))
+    top = item.sceneBoundingRect().top()
+    drag(qtbot, window, QPointF(start.x(), top + 12), QPointF(start.x() + 120, top + 72))
     assert window.document.undo_stack.count() == count + 1
     assert abs(graph.node(dense.id).pos[0] - item.pos().x()) < 1e-6
     window.document.undo_stack.undo()
@@ -328,11 +328,39 @@ def test_minimap_appears_for_a_graph_that_does_not_fit_and_moves_the_view(window
     window.view.centerOn(0, 0)
     window.view.minimap.refresh()
     assert window.view.minimap.isVisible()
-    before = window.view.visible_rect() if hasattr(window.view, "visible_rect") else window.view.minimap.visible_rect()
-    target = window.view.minimap.mapFromScene(QPointF(6000, 2000))
-    QTest.mouseClick(window.view.minimap.viewport(), Qt.LeftButton, Qt.NoModifier, target)
-    after = window.view.minimap.visible_rect()
+    minimap = window.view.minimap
+    before = minimap.visible_rect()
+    target = minimap.mapFromScene(QPointF(6000, 2000))
+    QTest.mouseClick(minimap, Qt.LeftButton, Qt.NoModifier, target)
+    after = minimap.visible_rect()
     assert after.center().x() > before.center().x() + 1000
+    # the picture of the graph is drawn once; moving the view only moves the frame over it
+    renders = minimap.renders
+    window.view.centerOn(3000, 2000)
+    window.view.zoom_by(1.25)
+    QApplication.processEvents()
+    minimap.repaint()
+    assert minimap.renders == renders and minimap.isVisible()
+    # a change to the graph draws it again, once the changes pause
+    window.document.undo_stack.push(AddNode(window.document.graph, "Linear", (9300.0, 2000.0)))
+    qtbot.waitUntil(lambda: minimap.renders == renders + 1, timeout=3000)
+    assert minimap.content_rect().right() > 9300
+
+
+def test_the_minimap_shows_the_blocks_in_their_colours(window, qtbot):
+    from designer.commands import AddNode
+    for i in range(30):
+        window.document.undo_stack.push(AddNode(window.document.graph, "Conv2d", (i * 300.0, 2000.0)))
+    window.view.resetTransform()
+    window.view.centerOn(0, 0)
+    minimap = window.view.minimap
+    minimap.refresh()
+    assert minimap.isVisible()
+    image = minimap.grab().toImage()
+    conv = QColor(theme.CATEGORY_COLOURS["Convolution"])
+    found = sum(1 for x in range(image.width()) for y in range(image.height())
+                if _close(image.pixelColor(x, y), conv))
+    assert found >= 30  # a dot (at least) for each Conv2d
 
 
 def test_new_offers_an_empty_canvas_and_the_templates(window, qtbot, monkeypatch):
@@ -366,6 +394,65 @@ def test_far_out_blocks_are_plain_boxes_and_fit_all_shows_a_long_graph(window, q
     visible = window.view.minimap.visible_rect()
     assert all(visible.contains(item.sceneBoundingRect()) for item in window.scene.node_items.values())
     item = next(iter(window.scene.node_items.values()))
-    assert window.view.zoom() < 0.3 and not item.title.isVisible() and not window.scene.detail
+    assert window.view.zoom() < 0.3 and not item.face.isVisible() and not window.scene.detail
+    port = item.output.scenePos()
+    assert window.scene.port_at(port) is None  # no wires are dragged from ports too small to see
     window.view.resetTransform()
-    assert item.title.isVisible() and window.scene.detail
+    assert item.face.isVisible() and window.scene.detail
+    assert window.scene.port_at(port) is item.output
+
+
+def _close(a, b, tolerance=24):
+    return abs(a.red() - b.red()) + abs(a.green() - b.green()) + abs(a.blue() - b.blue()) <= tolerance
+
+
+def test_a_block_is_two_items_and_its_ports_are_found_by_position(window, qtbot):
+    scene = window.scene
+    nodes, wires = len(scene.node_items), len(scene.edge_items)
+    assert len(scene.items()) == 2 * nodes + 2 * wires  # body + face; curve + shape label
+    dense = scene.node_items[node(window, "dense").id]
+    out = dense.output.scenePos()
+    assert scene.port_at(out + QPointF(7, -6)) is dense.output  # easier to hit than to see
+    assert scene.port_at(out + QPointF(30, 0)) is None
+    assert scene.port_at(dense.inputs[0].scenePos()) is dense.inputs[0]
+    assert dense.output.toolTip() == "output" and dense.inputs[0].toolTip() == "in"  # as the block names it
+
+
+def test_the_face_shows_name_type_and_shape(window, qtbot):
+    dense = window.scene.node_items[node(window, "dense").id]
+    face = dense.face
+    assert face.title.text() == "dense"
+    assert face.subtitle.text().startswith("Linear")
+    assert face.info.text().startswith("→ (") and "params" in face.info.text()
+    window.view.resetTransform()
+    window.view.centerOn(dense)
+    image = window.view.viewport().grab().toImage()
+    rect = window.view.mapFromScene(dense.sceneBoundingRect()).boundingRect().intersected(image.rect())
+    text = QColor(theme.colours()["text"])
+    bright = sum(1 for x in range(rect.left(), rect.right()) for y in range(rect.top(), rect.bottom())
+                 if _close(image.pixelColor(x, y), text, 60))
+    assert bright > 40  # the texts are painted
+
+
+def test_a_skip_wire_arcs_around_the_blocks_it_skips(window, qtbot):
+    window.document.new_from_template("residual_cnn")
+    graph, scene = window.document.graph, window.scene
+    stem, residual = graph.find("stem").id, graph.find("residual").id
+    skip = next(w for k, w in scene.edge_items.items() if k[0] == stem and k[1] == residual)
+    between = [scene.node_items[graph.find(n).id].sceneBoundingRect() for n in ("conv_a", "conv_b")]
+    path = skip.path()
+    points = [path.pointAtPercent(i / 100) for i in range(1, 100)]
+    assert skip.routed and not any(r.contains(p) for r in between for p in points)
+    assert points[0].y() != points[50].y()  # it leaves its lane to arc over or under
+    plain = next(w for k, w in scene.edge_items.items() if k[0] == stem and k[1] != residual)
+    assert not plain.routed
+    # move the blocks in between out of the way: the wire straightens; undo: it bends again
+    from designer.commands import MoveNodes
+    moves = {graph.find(n).id: (graph.find(n).pos, (graph.find(n).pos[0], graph.find(n).pos[1] + 600))
+             for n in ("conv_a", "conv_b")}
+    window.document.undo_stack.push(MoveNodes(graph, moves))
+    qtbot.waitUntil(lambda: not skip.routed, timeout=2000)  # re-routed once the moves are done
+    window.document.undo_stack.undo()
+    qtbot.waitUntil(lambda: skip.routed, timeout=2000)
+    path = skip.path()
+    assert not any(r.contains(path.pointAtPercent(i / 100)) for r in between for i in range(1, 100))

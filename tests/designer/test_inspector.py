@@ -395,6 +395,92 @@ def test_flops_are_counted_in_the_background(qtbot, inspector, doc):
     assert inspector.flops_label.text() == f"{2 * 64 * 10:,}  (1.3 k)"
 
 
+def test_flops_of_a_block_in_a_big_graph_are_counted_for_that_block_alone(qtbot, documents, monkeypatch):
+    import time
+
+    import designer.inspector as inspector_module
+    from engine.graph import Graph
+    graph = Graph("long")
+    prev = graph.add_node("Input", "input", {"shape": [16]})
+    for i in range(1000):
+        node = graph.add_node("Linear", f"dense_{i}", {"units": 16 + i % 7})
+        graph.connect(prev, node, 0)
+        prev = node
+    graph.connect(prev, graph.add_node("Output", "output"), 0)
+    doc = Document(graph)
+    documents.append(doc)
+    widget = Inspector(doc)
+    qtbot.addWidget(widget)
+    sizes = []
+    real = inspector_module.count_flops
+    monkeypatch.setattr(inspector_module, "count_flops", lambda g: (sizes.append(len(g)), real(g))[1])
+    target = graph.find("dense_500").id
+    t0 = time.perf_counter()
+    widget.set_selection([target])
+    widget._request_flops()  # what the idle timer does
+    assert time.perf_counter() - t0 < 0.5  # generous on a busy machine; it is a few ms
+    width_in, width_out = 16 + 499 % 7, 16 + 500 % 7
+    qtbot.waitUntil(lambda: widget.flops_label.text() != "—", timeout=60_000)
+    assert widget.flops_label.text().startswith(f"{2 * width_in * width_out:,}")
+    assert sizes and max(sizes) < 60  # a small model: the block and its neighbours, not 1,002 blocks
+    widget.set_selection([graph.find("dense_501").id])  # a neighbour: counted with it, shown at once
+    assert widget.flops_label.text().startswith(f"{2 * width_out * (16 + 501 % 7):,}")
+
+
+def test_spin_box_arrow_presses_are_one_undo_step(qtbot, inspector, doc):
+    inspector.set_selection([nid(doc, "dense")])
+    spin = inspector.editor("units")
+    spin.setFocus()
+    for _ in range(4):
+        qtbot.keyClick(spin, Qt.Key_Up)
+    qtbot.keyClick(spin, Qt.Key_Down)
+    assert params(doc, "dense")["units"] == 67
+    assert doc.undo_stack.count() == 1
+    doc.undo_stack.undo()
+    assert params(doc, "dense")["units"] == 64
+    qtbot.waitUntil(lambda: spin.value() == 64)
+    doc.undo_stack.redo()
+    assert params(doc, "dense")["units"] == 67
+
+
+def test_arrows_back_to_the_start_leave_no_step(qtbot, inspector, doc):
+    inspector.set_selection([nid(doc, "dense")])
+    spin = inspector.editor("units")
+    spin.setFocus()
+    qtbot.keyClick(spin, Qt.Key_Up)
+    qtbot.keyClick(spin, Qt.Key_Down)
+    assert params(doc, "dense")["units"] == 64 and doc.undo_stack.count() == 0
+
+
+def test_edits_apart_in_time_or_of_other_parameters_stay_separate(qtbot, inspector, doc, monkeypatch):
+    import designer.commands as commands
+    inspector.set_selection([nid(doc, "dense")])
+    spin = inspector.editor("units")
+    spin.setFocus()
+    qtbot.keyClick(spin, Qt.Key_Up)
+    inspector.editor("bias").click()                 # another parameter: its own step
+    assert doc.undo_stack.count() == 2
+    monkeypatch.setattr(commands, "MERGE_WINDOW_S", -1.0)  # as if the next press came much later
+    spin.setFocus()
+    qtbot.keyClick(spin, Qt.Key_Up)
+    assert doc.undo_stack.count() == 3
+    doc.undo_stack.undo()
+    assert params(doc, "dense")["units"] == 65
+
+
+def test_arrows_on_two_blocks_are_one_step(qtbot, inspector, doc):
+    doc.graph.set_params(nid(doc, "dense_1"), {"units": 64})
+    inspector.set_selection([nid(doc, "dense"), nid(doc, "dense_1")])
+    spin = inspector.editor("units")
+    spin.setFocus()
+    for _ in range(3):
+        qtbot.keyClick(spin, Qt.Key_Up)
+    assert params(doc, "dense")["units"] == params(doc, "dense_1")["units"] == 67
+    assert doc.undo_stack.count() == 1
+    doc.undo_stack.undo()
+    assert params(doc, "dense")["units"] == params(doc, "dense_1")["units"] == 64
+
+
 def test_render_conv2d_dark(qtbot, tmp_path):
     theme.apply(QApplication.instance(), dark=True)
     doc = Document()
@@ -409,6 +495,24 @@ def test_render_conv2d_dark(qtbot, tmp_path):
     path = tmp_path / "inspector.png"
     assert image.save(str(path)) and path.stat().st_size > 0
     assert widget.editor("padding").text() == "same" and widget.editor("filters").value() == 16
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_an_unchecked_check_box_can_be_seen(qtbot, dark):
+    from PySide6.QtWidgets import QRadioButton
+    try:
+        theme.apply(QApplication.instance(), dark=dark)
+        for widget in (QCheckBox(), QRadioButton()):  # anywhere in the app, not only in the inspector
+            qtbot.addWidget(widget)
+            widget.resize(widget.sizeHint())
+            widget.show()
+            qtbot.waitExposed(widget)
+            image = widget.grab().toImage()
+            background = widget.palette().color(widget.backgroundRole()).lightness()
+            outline = [image.pixelColor(x, y).lightness() for x in range(image.width()) for y in range(image.height())]
+            assert max(abs(v - background) for v in outline) > 40, type(widget).__name__  # it was 15 on dark
+    finally:
+        theme.apply(QApplication.instance(), dark=True)
 
 
 def test_theme_change_rebuilds_in_the_new_colours(qtbot, inspector, doc):
