@@ -3,7 +3,8 @@
 Offscreen (QT_QPA_PLATFORM=offscreen), a real MainWindow of 1600x1000, shown, dark theme.
 For each case (the digits MLP on `digits`, the digits CNN on `digits_images`; CPU):
 
-1. Headless: `engine.training.train` on the main thread, as `python main.py train` runs it.
+1. Headless: `python main.py train FILE --dataset D --epochs E --batch-size B --device cpu --json`
+   in a subprocess (the real command line).
 2. In the app: the Training panel's Train (a worker in a QThread, live curves, progress), with
    a 5 ms QTimer on the UI thread whose lateness (actual interval - 5 ms) is recorded.
 
@@ -13,17 +14,20 @@ validation), app ÷ headless (target >= 0.9), and the timer's lateness p50 / p99
 for the lateness. The runs alternate (headless, app, headless, app, ...) and medians are
 reported, because the machines are noisy.
 
-    .venv/bin/python benchmarks/bench_designer_training.py --quick   # ~40 s
-    .venv/bin/python benchmarks/bench_designer_training.py           # ~2 min
+    .venv/bin/python benchmarks/bench_designer_training.py --quick   # ~1 min
+    .venv/bin/python benchmarks/bench_designer_training.py           # ~3 min
 
 Always exits 0: it is a report, not a test.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,9 +43,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from designer import theme  # noqa: E402
 from designer.document import Document  # noqa: E402
 from designer.main_window import MainWindow  # noqa: E402
-from engine.data import load_dataset  # noqa: E402
 from engine.templates import load_template  # noqa: E402
-from engine.training import TrainConfig, train  # noqa: E402
 
 CASES = [("digits_mlp", "digits", 32), ("digits_cnn", "digits_images", 32)]
 TICK_MS = 5
@@ -52,9 +54,15 @@ def epoch_speed(history: list[dict]) -> float:
 
 
 def headless(template: str, dataset: str, batch: int, epochs: int) -> float:
-    config = TrainConfig(epochs=epochs, batch_size=batch, device="cpu")
-    result = train(load_template(template), load_dataset(dataset), config)
-    return epoch_speed(result.history)
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = Path(tmp) / "model.json"
+        graph.write_text(load_template(template).to_json())
+        proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", str(graph), "--dataset", dataset,
+                               "--epochs", str(epochs), "--batch-size", str(batch), "--device", "cpu", "--json",
+                               "-o", str(Path(tmp) / "out.deepwire")], capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise SystemExit(f"python main.py train failed: {proc.stderr.strip()[-300:]}")
+        return epoch_speed(json.loads(proc.stdout)["history"])
 
 
 class Ticker:
@@ -131,7 +139,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args()
     rounds = args.rounds or (2 if args.quick else 4)
-    epochs = 3 if args.quick else 6
+    epochs = 10 if args.quick else 20
 
     app = QApplication.instance() or QApplication([])
     theme.apply(app, dark=True)

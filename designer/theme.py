@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleFactory, QStyleOptionButton, QStyleOptionViewItem
+from PySide6.QtWidgets import QApplication
 
 CATEGORY_COLOURS = {
     "Input/Output": "#4c8bf5",
@@ -35,42 +35,28 @@ def colour(name: str) -> QColor:
     return QColor(_current[name])
 
 
-class Style(QProxyStyle):
-    """Fusion, with check boxes and radio buttons that show when unchecked on a dark theme.
-
-    Fusion outlines those indicators in the window colour darkened, which on a dark window is
-    all but black on black: an unchecked box was invisible. Here they are outlined from the
-    muted text colour instead (check boxes in forms, item views and menus alike)."""
-
-    _INDICATORS = (QStyle.PrimitiveElement.PE_IndicatorCheckBox, QStyle.PrimitiveElement.PE_IndicatorRadioButton,
-                   QStyle.PrimitiveElement.PE_IndicatorItemViewItemCheck)
-
-    def drawPrimitive(self, element, option, painter, widget=None):  # noqa: N802 (Qt name)
-        if element in self._INDICATORS and option is not None \
-                and option.palette.color(QPalette.ColorRole.Window).lightness() < 128:
-            option = (QStyleOptionViewItem if isinstance(option, QStyleOptionViewItem) else
-                      QStyleOptionButton if isinstance(option, QStyleOptionButton) else type(option))(option)
-            option.palette.setColor(QPalette.ColorRole.Window, QColor(_current["muted"]))
-        super().drawPrimitive(element, option, painter, widget)
+# Fusion outlines check boxes and radio buttons in the window colour darkened: on a dark window
+# an unchecked box is all but invisible. Those widgets get a palette whose window colour is the
+# muted text colour, so their outline shows. (A QProxyStyle overriding drawPrimitive in Python
+# did the same, but then every primitive Qt draws enters Python and waits for the GIL, which a
+# training thread holds: it cost training throughput and UI latency.) Item views draw their
+# check boxes the same way; their own background is the base colour, not the window colour.
+INDICATOR_CLASSES = ("QCheckBox", "QRadioButton", "QAbstractItemView")
 
 
-_style: Style | None = None
-
-
-def style() -> Style:
-    """The application's style (one instance: the application owns it once set)."""
-    global _style
-    if _style is None:
-        _style = Style(QStyleFactory.create("Fusion"))
-    return _style
+def indicator_palette(base: QPalette) -> QPalette:
+    pal = QPalette(base)
+    if QColor(_current["window"]).lightness() < 128:
+        pal.setColor(QPalette.Window, QColor(_current["muted"]))
+    return pal
 
 
 def apply(app: QApplication, dark: bool = True) -> None:
     _current.clear()
     _current.update(DARK if dark else LIGHT)
     c = _current
-    if app.style() is not _style:
-        app.setStyle(style())
+    if app.style().name().lower() != "fusion":
+        app.setStyle("Fusion")
     pal = QPalette()
     pal.setColor(QPalette.Window, QColor(c["window"]))
     pal.setColor(QPalette.WindowText, QColor(c["text"]))
@@ -87,3 +73,5 @@ def apply(app: QApplication, dark: bool = True) -> None:
     pal.setColor(QPalette.Disabled, QPalette.Text, QColor(c["muted"]))
     pal.setColor(QPalette.Disabled, QPalette.ButtonText, QColor(c["muted"]))
     app.setPalette(pal)
+    for name in INDICATOR_CLASSES:
+        app.setPalette(indicator_palette(pal), name)

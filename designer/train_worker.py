@@ -13,6 +13,7 @@ import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.data import DataError, Dataset, load_dataset, split_dataset
@@ -24,6 +25,20 @@ MAX_SAMPLES = 256   # test samples kept for the results view (thumbnails, scatte
 # is 5 ms). Every Python call the UI thread makes (paint methods, slots) waits for the GIL, so
 # with the default a repaint that enters Python a few times waits 5 ms each time.
 TRAINING_SWITCH_INTERVAL = 0.0005
+# torch's intra-op threads (OpenMP) for the training thread: one core fewer than torch would
+# use, which is left to the UI thread (painting the curves, handling input). With as many
+# threads as cores, every parallel op's barrier waited for a thread the UI had pushed off its
+# core: on 2 cores the digits MLP trained at 0.55x the command line's speed, with one thread at
+# 0.80-0.83x (benchmarks/bench_designer_training.py). The UI thread itself is kept to one
+# thread, so it never owns an OpenMP team of its own: once two threads of a process have teams,
+# GNU OpenMP counts more threads than cores and stops spin-waiting, and every small parallel op
+# of the training thread pays a sleep and a wake-up (measured: 4x slower).
+TRAINING_THREADS = max(1, torch.get_num_threads() - 1)
+
+
+def keep_ui_thread_serial() -> None:
+    """Call on the UI thread: its own torch ops (FLOP counts, restoring weights) run on one thread."""
+    torch.set_num_threads(1)
 
 
 @dataclass
@@ -60,6 +75,7 @@ class TrainWorker(QObject):
     def run(self) -> None:
         request = self.request
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        torch.set_num_threads(TRAINING_THREADS)   # this thread's OpenMP team: all the cores
         try:
             if isinstance(request.dataset, Dataset):   # imported and previewed already
                 dataset = request.dataset
@@ -87,8 +103,6 @@ class TrainWorker(QObject):
 
 def _samples(result: TrainResult, splits, graph: Graph) -> dict | None:
     """A few test samples with the trained model's predictions, for the results view."""
-    import torch
-
     from engine.analysis import analyse, output_activation
 
     x, y = splits.x_test, splits.y_test
@@ -126,6 +140,7 @@ class TrainingSession(QObject):
         self._worker: TrainWorker | None = None
         self._switch_interval = sys.getswitchinterval()
         self.control = TrainControl()
+        keep_ui_thread_serial()
 
     @property
     def running(self) -> bool:

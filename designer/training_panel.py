@@ -11,7 +11,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -40,6 +40,7 @@ from .dataset_dialog import DatasetImportDialog, describe_dataset, is_image_data
 from .train_worker import RunRequest, TrainingSession
 
 IMPORT = "\x00import"
+PROGRESS_INTERVAL_MS = 200       # progress bar and figures: QProgressBar.setValue repaints at once
 MAX_SAVED_BATCH_POINTS = 2000     # batch losses kept per run in the project file (downsampled)
 SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
                   "plateau": "Reduce on plateau"}
@@ -108,6 +109,11 @@ class TrainingPanel(QWidget):
         self._run_id = ""
         self._task = "multiclass"
         self._missing_dataset: str | None = None
+        self._latest: dict | None = None
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(PROGRESS_INTERVAL_MS)
+        self._progress_timer.timeout.connect(self._show_progress)
         self._builtins = {b["name"]: b for b in describe_builtins()}
         self._devices = available_devices()
         self._build()
@@ -473,7 +479,8 @@ class TrainingPanel(QWidget):
         self._run_project, self._run_graph_changed = self.document.project, False
         self.document.graph.subscribe(self._graph_event)
         self.curves.clear_overlay()
-        self.curves.start_run(self._run_id, self._task)
+        self.curves.start_run(self._run_id, self._task, config.epochs)
+        self.curves.set_live(True)
         self.results.clear()
         self.changed_label.clear()
         self.stats.clear()
@@ -525,6 +532,15 @@ class TrainingPanel(QWidget):
     def _on_batch(self, info: dict) -> None:
         self._batch_losses.extend(info["losses"])
         self._batches_per_epoch = info["batches"]
+        self.curves.add_batches(info)
+        self._latest = info
+        if not self._progress_timer.isActive():   # the figures change faster than anyone reads them
+            self._progress_timer.start()
+
+    def _show_progress(self) -> None:
+        info, self._latest = self._latest, None
+        if info is None:
+            return
         total = max(int(info["total_steps"]), 1)
         if self.progress.maximum() != total:
             self.progress.setRange(0, total)
@@ -537,12 +553,14 @@ class TrainingPanel(QWidget):
         if info["losses"]:
             parts.append(f"loss {info['losses'][-1]:.4g}")
         self.stats.setText(" · ".join(parts))
-        self.curves.add_batches(info)
 
     def _on_epoch(self, record: dict) -> None:
         self.curves.add_epoch(record)
 
     def _finish_common(self) -> None:
+        self._progress_timer.stop()
+        self._show_progress()
+        self.curves.set_live(False)
         try:
             self._run_project.graph.unsubscribe(self._graph_event)
         except AttributeError:

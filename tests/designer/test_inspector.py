@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QLabel, QLineEdit, QSpinBox
 
 from designer import theme
@@ -387,6 +388,8 @@ def test_diagnostics_are_shown(qtbot, inspector, doc):
 
 
 def test_flops_are_counted_in_the_background(qtbot, inspector, doc):
+    import designer.inspector as inspector_module
+    inspector_module._FLOPS_CACHE.clear()   # another test may have counted the same block already
     inspector.set_selection([nid(doc, "dense")])
     assert inspector.flops_label.text() == "—"   # not computed while selecting
     qtbot.waitUntil(lambda: inspector.flops_label.text() != "—", timeout=60_000)
@@ -499,16 +502,29 @@ def test_render_conv2d_dark(qtbot, tmp_path):
 
 @pytest.mark.parametrize("dark", [True, False])
 def test_an_unchecked_check_box_can_be_seen(qtbot, dark):
-    from PySide6.QtWidgets import QRadioButton
+    from PySide6.QtWidgets import QListWidget, QListWidgetItem, QRadioButton, QVBoxLayout, QWidget
     try:
         theme.apply(QApplication.instance(), dark=dark)
-        for widget in (QCheckBox(), QRadioButton()):  # anywhere in the app, not only in the inspector
-            qtbot.addWidget(widget)
-            widget.resize(widget.sizeHint())
-            widget.show()
-            qtbot.waitExposed(widget)
-            image = widget.grab().toImage()
-            background = widget.palette().color(widget.backgroundRole()).lightness()
+        window = QWidget()   # as in the app: on a panel or dialog of the window colour
+        qtbot.addWidget(window)
+        layout = QVBoxLayout(window)
+        runs = QListWidget()
+        item = QListWidgetItem("run 1")
+        item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+        item.setCheckState(Qt.Unchecked)
+        runs.addItem(item)
+        widgets = (QCheckBox(), QRadioButton(), runs)  # anywhere in the app, not only in the inspector
+        for widget in widgets:
+            layout.addWidget(widget)
+        window.show()
+        qtbot.waitExposed(window)
+        for widget in widgets:
+            rect = (runs.visualItemRect(item).adjusted(0, 0, -runs.visualItemRect(item).width() + 24, 0)
+                    if widget is runs else widget.rect())
+            image = widget.grab(rect).toImage() if widget is not runs else runs.viewport().grab(rect).toImage()
+            role = QPalette.Base if widget is runs else QPalette.Window
+            background = window.palette().color(role).lightness() if widget is not runs else \
+                runs.palette().color(role).lightness()
             outline = [image.pixelColor(x, y).lightness() for x in range(image.width()) for y in range(image.height())]
             assert max(abs(v - background) for v in outline) > 40, type(widget).__name__  # it was 15 on dark
     finally:
