@@ -298,6 +298,8 @@ class NodeItem(QGraphicsPathItem):
         wired = len(self.scene_ref.document.graph.inputs_of(node.id))
         key = (node.name, node.type, repr(node.params), wired,
                analysis.specs.get(node.id) if analysis else None,
+               # the face shows the analysed parameters: after an edit they arrive with the next analysis
+               repr(analysis.params.get(node.id)) if analysis else None,
                analysis.param_counts.get(node.id) if analysis else None,
                tuple(d.message for d in analysis.for_node(node.id)) if analysis else (), theme.colours()["node"])
         if key == getattr(self, "_face_key", None) and not force:

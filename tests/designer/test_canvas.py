@@ -456,3 +456,12 @@ def test_a_skip_wire_arcs_around_the_blocks_it_skips(window, qtbot):
     qtbot.waitUntil(lambda: skip.routed, timeout=2000)
     path = skip.path()
     assert not any(r.contains(path.pointAtPercent(i / 100)) for r in between for i in range(1, 100))
+
+
+def test_an_edited_parameter_shows_on_the_block_face(window, qtbot):
+    from designer.commands import SetParams
+    dense = node(window, "dense_1")        # the last Linear: no activation yet
+    face = window.scene.node_items[dense.id].face
+    assert "relu" not in face.subtitle.text()
+    window.document.undo_stack.push(SetParams(window.document.graph, [dense.id], {"activation": "relu"}))
+    qtbot.waitUntil(lambda: "relu" in face.subtitle.text(), timeout=2_000)   # after the analysis it waits for
