@@ -170,12 +170,12 @@ class TrainingPanel(QWidget):
         self.progress.setValue(0)
         layout.addWidget(self.progress)
         self.stats = _wrapping_label(body, muted=True)
+        self.stats.hide()
         layout.addWidget(self.stats)
         self.status_label = _wrapping_label(body)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.status_label)
         self.changed_label = _wrapping_label(body)
-        self.changed_label.setStyleSheet(f"color: {theme.colours()['warning']}")
         layout.addWidget(self.changed_label)
 
         layout.addWidget(_heading("Settings"))
@@ -277,10 +277,10 @@ class TrainingPanel(QWidget):
                 self._add_run_item(run)
         self.curves.clear()
         self.results.clear()
-        self.status_label.clear()
-        self.changed_label.clear()
-        self.settings_error.clear()
-        self.stats.clear()
+        self._set_label(self.status_label, "")
+        self._set_label(self.changed_label, "")
+        self._set_label(self.settings_error, "")
+        self.stats.hide()
         self.progress.setValue(0)
         self.progress.setFormat("Ready")
         if self.runs_list.count():
@@ -482,8 +482,8 @@ class TrainingPanel(QWidget):
         self.curves.start_run(self._run_id, self._task, config.epochs)
         self.curves.set_live(True)
         self.results.clear()
-        self.changed_label.clear()
-        self.stats.clear()
+        self._set_label(self.changed_label, "")
+        self.stats.hide()
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
         self._set_label(self.status_label, f"Run {self._run_id}: starting…")
@@ -523,8 +523,8 @@ class TrainingPanel(QWidget):
     def _graph_event(self, event: str, payload: dict) -> None:
         if event != "node_moved" and not self._run_graph_changed:
             self._run_graph_changed = True
-            self.changed_label.setText("The graph has changed since this run started; the run goes on with "
-                                       "the graph as it was.")
+            self._set_label(self.changed_label, "The graph has changed since this run started; the run goes on "
+                                                "with the graph as it was.", "warning")
 
     def _on_status(self, text: str) -> None:
         self._set_label(self.status_label, text)
@@ -553,6 +553,7 @@ class TrainingPanel(QWidget):
         if info["losses"]:
             parts.append(f"loss {info['losses'][-1]:.4g}")
         self.stats.setText(" · ".join(parts))
+        self.stats.show()
 
     def _on_epoch(self, record: dict) -> None:
         self.curves.add_epoch(record)
@@ -713,6 +714,7 @@ def _heading(text: str) -> QLabel:
 def _wrapping_label(parent: QWidget, muted: bool = False) -> QLabel:
     label = QLabel(parent)
     label.setWordWrap(True)
+    label.setVisible(muted)     # message labels show only with a message (see _set_label)
     if muted:
         label.setStyleSheet(f"color: {theme.colours()['muted']}")
     return label

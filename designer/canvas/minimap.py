@@ -19,6 +19,8 @@ REFRESH_MS = 120
 MARGIN = 40.0
 
 
+BIG = 1.5   # a graph this many times the view's width or height gets a minimap
+
 class MiniMap(QFrame):
     def __init__(self, main_view: QGraphicsView):
         super().__init__(main_view)
@@ -84,12 +86,21 @@ class MiniMap(QFrame):
         self._dirty = True
         self._timer.start()
 
+    def _needed(self) -> bool:
+        """For big graphs only: one much larger than the view, or one scrolled out of sight. A graph
+        that merely pokes out of the view gets no minimap: it would cover the blocks being worked on."""
+        content, visible = self._content, self.visible_rect()
+        if content.isNull() or visible.contains(content):
+            return False
+        return (content.width() > BIG * visible.width() or content.height() > BIG * visible.height()
+                or not visible.intersects(content))
+
     def view_changed(self, *_args) -> None:
         """The canvas scrolled or zoomed: show or hide, and move the frame; the picture stays."""
         if self._dirty or self._content.isNull():
             self._timer.start()
             return
-        needed = not self.visible_rect().contains(self._content)
+        needed = self._needed()
         if needed and self._pixmap is None:
             self.refresh()
             return
@@ -108,7 +119,7 @@ class MiniMap(QFrame):
             self._content = self.content_rect()
             self._pixmap = None
             self._dirty = False
-        needed = not self._content.isNull() and not self.visible_rect().contains(self._content)
+        needed = self._needed()
         self.setVisible(needed)
         if needed:
             self.place()

@@ -465,3 +465,18 @@ def test_an_edited_parameter_shows_on_the_block_face(window, qtbot):
     assert "relu" not in face.subtitle.text()
     window.document.undo_stack.push(SetParams(window.document.graph, [dense.id], {"activation": "relu"}))
     qtbot.waitUntil(lambda: "relu" in face.subtitle.text(), timeout=2_000)   # after the analysis it waits for
+
+
+def test_no_minimap_over_a_graph_that_only_pokes_out_of_the_view(window, qtbot):
+    minimap = window.view.minimap
+    window.view.resetTransform()
+    window.view.fit_all()
+    content = minimap.content_rect()
+    window.view.zoom_by(1.2)           # the graph now pokes out a little at both ends
+    window.view.centerOn(content.center())
+    minimap.refresh()
+    assert not minimap.visible_rect().contains(content)
+    assert not minimap.isVisible()     # it would only cover the blocks being worked on
+    window.view.zoom_by(3.0)           # now the graph is much larger than the view
+    minimap.refresh()
+    assert minimap.isVisible()
