@@ -106,6 +106,10 @@ class QuickAdd(QFrame):
         rows = max(1, min(VISIBLE_ROWS, self.list.count()))
         row_height = self.list.sizeHintForRow(0) if self.list.count() else self.fontMetrics().height() + 6
         self.list.setFixedHeight(rows * row_height + 2 * self.list.frameWidth())
+        if self.isVisible():
+            # shrink with the list as the user types (adjustSize keeps a window at least 100 px tall)
+            self.layout().activate()
+            self.resize(self.width(), self.layout().sizeHint().height())
 
     def _on_screen(self, pos: QPoint) -> QPoint:
         screen = QGuiApplication.screenAt(pos) or QGuiApplication.primaryScreen()

@@ -480,3 +480,15 @@ def test_no_minimap_over_a_graph_that_only_pokes_out_of_the_view(window, qtbot):
     window.view.zoom_by(3.0)           # now the graph is much larger than the view
     minimap.refresh()
     assert minimap.isVisible()
+
+
+def test_the_quick_add_popup_shrinks_as_the_search_narrows(window, qtbot):
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key_I)
+    popup = window.quick_add
+    tall = popup.height()
+    QTest.keyClicks(popup.edit, "nput")
+    assert popup.list.count() == 1
+    assert popup.height() < tall - 40      # no empty frame around a one-line list
+    qtbot.waitUntil(lambda: popup.edit.geometry().top() < 12, timeout=1000)   # the field stays at the top
+    popup.hide()
