@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine.data import DataError, Dataset, load_dataset, split_dataset
 from engine.graph import Graph
+from engine.threads import default_threads
 from engine.training import Callbacks, TrainConfig, TrainControl, TrainingError, TrainResult, train
 
 MAX_SAMPLES = 256   # test samples kept for the results view (thumbnails, scatter)
@@ -33,11 +34,12 @@ TRAINING_SWITCH_INTERVAL = 0.0005
 # thread, so it never owns an OpenMP team of its own: once two threads of a process have teams,
 # GNU OpenMP counts more threads than cores and stops spin-waiting, and every small parallel op
 # of the training thread pays a sleep and a wake-up (measured: 4x slower).
-TRAINING_THREADS = max(1, torch.get_num_threads() - 1)
+TRAINING_THREADS = max(1, default_threads() - 1)
 
 
 def keep_ui_thread_serial() -> None:
     """Call on the UI thread: its own torch ops (FLOP counts, restoring weights) run on one thread."""
+    default_threads()          # remember the process default first
     torch.set_num_threads(1)
 
 

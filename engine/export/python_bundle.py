@@ -29,6 +29,7 @@ from ..blocks import TOKENS
 from ..codegen import CodeInfo, generate, safe_text
 from ..compiler import compile_graph
 from ..fileio import atomic_write_bytes
+from ..threads import run_with_default_threads
 
 REFERENCE_SAMPLES = 8
 FILES = ("model.py", "weights.safetensors", "train.py", "reference.npz", "test_export.py", "README.md")
@@ -56,8 +57,13 @@ def export_python(project, out_dir: Path, dataset: str | None = None) -> list[Pa
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
     inputs = _reference_inputs(model, info, spec)
-    with torch.no_grad():
-        outputs = model(*inputs)
+
+    def reference_outputs():
+        with torch.no_grad():
+            return model(*inputs)
+
+    # with the thread count a fresh process has, as test_export.py will: bit for bit the same sums
+    outputs = run_with_default_threads(reference_outputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     arrays = {f"input_{i}": t.numpy() for i, t in enumerate(inputs)}
     arrays.update({f"output_{i}": t.detach().cpu().numpy() for i, t in enumerate(outputs)})

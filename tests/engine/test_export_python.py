@@ -38,6 +38,7 @@ from engine.export.python_bundle import FILES, export_python
 from engine.graph import Graph
 from engine.project import Project
 from engine.templates import load_template, template_names
+from engine.threads import run_with_default_threads
 from engine.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,8 +172,11 @@ def export_and_expect(project: Project, folder: Path, expected: Path, dataset: s
     with np.load(folder / "reference.npz") as ref:
         inputs = [torch.from_numpy(ref[k]) for k in sorted(f for f in ref.files if f.startswith("input_"))]
         stored = [ref[k] for k in sorted(f for f in ref.files if f.startswith("output_"))]
-    with torch.no_grad():
-        outputs = model(*inputs)
+    def forward():
+        with torch.no_grad():
+            return model(*inputs)
+
+    outputs = run_with_default_threads(forward)   # as a fresh process computes them (the designer keeps 1)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     arrays = {f"output_{i}": o.numpy() for i, o in enumerate(outputs)}
     np.savez(expected, **arrays)
