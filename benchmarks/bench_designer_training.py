@@ -45,8 +45,9 @@ from designer.document import Document  # noqa: E402
 from designer.main_window import MainWindow  # noqa: E402
 from engine.templates import load_template  # noqa: E402
 
-CASES = [("digits_mlp", "digits", 32), ("digits_cnn", "digits_images", 32)]
+CASES = [("digits_mlp", "digits", 32, 60), ("digits_cnn", "digits_images", 32, 20)]   # epochs: runs of ~3 s
 TICK_MS = 5
+STARTUP_S = 1.0     # the run's first second (data, compile, the panels switching) is reported apart
 
 
 def epoch_speed(history: list[dict]) -> float:
@@ -70,7 +71,9 @@ class Ticker:
 
     def __init__(self):
         self.late: list[float] = []
+        self.at: list[float] = []      # when each tick came, seconds since start()
         self._last = None
+        self._t0 = 0.0
         self.timer = QTimer()
         self.timer.setInterval(TICK_MS)
         self.timer.timeout.connect(self._tick)
@@ -79,10 +82,12 @@ class Ticker:
         now = time.perf_counter()
         if self._last is not None:
             self.late.append(max(0.0, (now - self._last) * 1000 - TICK_MS))
+            self.at.append(now - self._t0)
         self._last = now
 
     def start(self):
-        self.late, self._last = [], None
+        self.late, self.at, self._last = [], [], None
+        self._t0 = time.perf_counter()
         self.timer.start()
 
     def stop(self) -> list[float]:
@@ -114,11 +119,12 @@ def in_app(window: MainWindow, ticker: Ticker, template: str, dataset: str, batc
     panel.start()
     loop.exec()
     late = ticker.stop()
+    steady = [v for v, at in zip(late, ticker.at) if at >= STARTUP_S]
     panel.session.finished.disconnect(done)
     panel.session.failed.disconnect(failed)
     if "error" in outcome:
         raise SystemExit(f"the run failed: {outcome['error']}")
-    return epoch_speed(outcome["r"].result.history), late
+    return epoch_speed(outcome["r"].result.history), late, steady
 
 
 def idle(ticker: Ticker, seconds: float) -> list[float]:
@@ -139,7 +145,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     args = parser.parse_args()
     rounds = args.rounds or (2 if args.quick else 4)
-    epochs = 10 if args.quick else 20
+    scale = 1 if args.quick else 2
 
     app = QApplication.instance() or QApplication([])
     theme.apply(app, dark=True)
@@ -152,21 +158,26 @@ def main() -> None:
     base = idle(ticker, 1.5)
     print(f"idle baseline: timer lateness p50 {pct(base, 50):.2f} ms, p99 {pct(base, 99):.2f} ms, "
           f"max {max(base):.1f} ms ({len(base)} ticks)")
-    print(f"{'case':<26}{'headless s/s':>14}{'app s/s':>10}{'ratio':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}")
-    for template, dataset, batch in CASES:
-        heads, apps, lates = [], [], []
+    in_app(window, ticker, "digits_mlp", "digits", 32, 2)    # warm-up: first-run imports and caches
+    print("lateness of the 5 ms timer in ms: p50 / p99 / max while training after the run's first second; "
+          "max over the whole run (start-up included)")
+    print(f"{'case':<26}{'headless s/s':>14}{'app s/s':>10}{'ratio':>8}{'p50':>7}{'p99':>7}{'max':>7}{'run max':>9}")
+    for template, dataset, batch, epochs in CASES:
+        epochs *= scale
+        heads, apps, lates, steadies = [], [], [], []
         for _ in range(rounds):
             heads.append(headless(template, dataset, batch, epochs))
-            speed, late = in_app(window, ticker, template, dataset, batch, epochs)
+            speed, late, steady = in_app(window, ticker, template, dataset, batch, epochs)
             apps.append(speed)
             lates.extend(late)
+            steadies.extend(steady)
         h, a = statistics.median(heads), statistics.median(apps)
         ratio = a / h
-        p99, worst = pct(lates, 99), max(lates)
+        p99, worst = pct(steadies, 99), max(steadies)
         flags = ("ok" if ratio >= 0.9 else "MISSED ratio") + ("" if p99 <= 20 else " MISSED p99") + (
             "" if worst <= 100 else " MISSED max")
-        print(f"{template + ' / ' + dataset:<26}{h:>14,.0f}{a:>10,.0f}{ratio:>8.3f}{pct(lates, 50):>8.2f}"
-              f"{p99:>8.2f}{worst:>8.1f}  {flags}")
+        print(f"{template + ' / ' + dataset:<26}{h:>14,.0f}{a:>10,.0f}{ratio:>8.3f}{pct(steadies, 50):>7.2f}"
+              f"{p99:>7.2f}{worst:>7.1f}{max(lates):>9.1f}  {flags}")
     window.close()
 
 
