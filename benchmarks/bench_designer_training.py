@@ -45,7 +45,7 @@ from designer.document import Document  # noqa: E402
 from designer.main_window import MainWindow  # noqa: E402
 from engine.templates import load_template  # noqa: E402
 
-CASES = [("digits_mlp", "digits", 32, 60), ("digits_cnn", "digits_images", 32, 20)]   # epochs: runs of ~3 s
+CASES = [("digits_mlp", "digits", 32, 60), ("digits_cnn", "digits_images", 32, 20)]   # epochs (x2 in the full run)
 TICK_MS = 5
 STARTUP_S = 1.0     # the run's first second (data, compile, the panels switching) is reported apart
 
