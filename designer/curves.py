@@ -238,6 +238,7 @@ class CurvesView(QWidget):
         self._last_flush = 0.0
         self._live = False
         self._second_half = None
+        self._y_ranges: dict = {}
         self._second_timer = QTimer(self)
         self._second_timer.setSingleShot(True)
         self._second_timer.setInterval(0)
@@ -394,9 +395,39 @@ class CurvesView(QWidget):
         self._live = bool(on)
         self.plots.setViewportUpdateMode(QGraphicsView.NoViewportUpdate if on
                                          else QGraphicsView.MinimalViewportUpdate)
+        self._y_ranges = {}
+        for plot in (self.loss_plot, self.metric_plot):   # live: y moves in steps (see _live_y_ranges)
+            plot.vb.enableAutoRange(y=not on and self._follow)
         if not on:
             self._flush()
             self.plots.viewport().update()
+
+    def _live_y_ranges(self) -> None:
+        """During a run the y ranges move in steps, not with every report: a new range makes
+        pyqtgraph redo the axes and the curves' downsampling, the larger part of a redraw. A range
+        changes when the data leaves it or fills less than 60% of it, and then leaves room below
+        (losses fall) so the next few reports fit."""
+        if not self._follow:
+            return
+        groups = ((self.loss_plot, (self.batch, self.epoch_loss, self.val_loss)),
+                  (self.metric_plot, (self.accuracy, self.val_metric)))
+        for plot, series in groups:
+            arrays = [s.y for s in series if len(s)]
+            arrays += [item.getOriginalDataset()[1] for p, item in self._overlay_items if p is plot
+                       and item.getOriginalDataset()[1] is not None]
+            values = np.concatenate(arrays) if arrays else np.empty(0)
+            values = values[np.isfinite(values)]
+            if plot is self.loss_plot and self.log_scale():
+                values = np.log10(values[values > 0])
+            if not len(values):
+                continue
+            lo, hi = float(values.min()), float(values.max())
+            span = max(hi - lo, 1e-9 * max(1.0, abs(hi)))
+            current = self._y_ranges.get(plot)
+            if current is None or lo < current[0] or hi > current[1] or span < 0.6 * (current[1] - current[0]):
+                current = (lo - 0.15 * span, hi + 0.03 * span)
+                self._y_ranges[plot] = current
+                plot.vb.setYRange(*current, padding=0)
 
     def live(self) -> bool:
         return self._live
@@ -430,6 +461,8 @@ class CurvesView(QWidget):
         self.batch_item.setData(self.batch.x, self.batch.y)
         self.smooth_item.setData(self.smooth_line.x, self.smooth_line.y)
         self._update_x_range()
+        if self._live:
+            self._live_y_ranges()
         self._paint_now()
 
     def add_epoch(self, record: dict) -> None:
@@ -483,6 +516,9 @@ class CurvesView(QWidget):
             return
         self.loss_plot.setLogMode(x=False, y=on)
         self._draw_epochs()
+        if self._live:
+            self._y_ranges.pop(self.loss_plot, None)
+            self._live_y_ranges()
         self._paint_now()
 
     def log_scale(self) -> bool:
@@ -600,8 +636,12 @@ class CurvesView(QWidget):
         self._follow = True
         self._x_extent = None
         self._update_x_range()
-        for plot in (self.loss_plot, self.metric_plot):
-            plot.vb.enableAutoRange(y=True)
+        if self._live:
+            self._y_ranges = {}
+            self._live_y_ranges()
+        else:
+            for plot in (self.loss_plot, self.metric_plot):
+                plot.vb.enableAutoRange(y=True)
         self._paint_now()
 
     def following(self) -> bool:
