@@ -373,9 +373,9 @@ def cmd_import(args) -> int:
         if source.suffix == ".py":
             result = import_torch(source, args.class_name, args.input_shape, args.weights)
         else:
-            if args.class_name or args.input_shape or args.weights:
-                raise ModelImportError("--class, --input-shape and --weights are for PyTorch .py files")
-            result = import_keras(source)
+            if args.class_name or args.input_shape:
+                raise ModelImportError("--class and --input-shape are for PyTorch .py files")
+            result = import_keras(source, args.weights)
     except ModelImportError as exc:
         print(f"deepwire: cannot import {_printable(args.source)}: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -466,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import an existing model as an editable graph. A PyTorch .py file is run (importing it "
                     "runs its code, as `python FILE` would: import only files you trust), the class is built "
                     "with no arguments and traced with torch.fx; its weights come along. A Keras .keras file "
-                    "or model.to_json() file is read without TensorFlow (no weights). Anything that does not "
+                    "or model.to_json() file is read without TensorFlow; its weights (a .keras file's own, or "
+                    "--weights FILE.weights.h5) are read with h5py when it is installed. Anything that does not "
                     "map to a block is named with its source line, and nothing is written.")
     p.add_argument("source", help="model.py, a .keras file, or a .json file written by Keras' model.to_json()")
     p.add_argument("--class", dest="class_name", help="PyTorch: the nn.Module class to import (default: the only "
@@ -474,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", dest="input_shape", metavar="SHAPE",
                    help="PyTorch: one sample's shape without the batch, e.g. 1,28,28 (repeat for several inputs)")
     p.add_argument("--weights", help="PyTorch: a state dict to load first (.safetensors, or .pt/.pth read "
-                                     "without pickle)")
+                                     "without pickle); Keras: a .weights.h5 file to import (needs h5py)")
     p.add_argument("-o", "--output", required=True, help="a graph .json, or a .deepwire project (keeps weights)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_import)

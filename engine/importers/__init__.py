@@ -2,7 +2,8 @@
 
 `import_torch` runs a PyTorch module's code, traces it with `torch.fx` and maps what it finds
 to blocks, with the module's weights; `import_keras` reads a Keras model's JSON configuration
-(`model.to_json()`, or the config.json inside a `.keras` file) without TensorFlow. Both return
+(`model.to_json()`, or the config.json inside a `.keras` file) without TensorFlow, and its weights
+(model.weights.h5) with h5py. Both return
 an `ImportResult`, or raise `ModelImportError` with one line that names everything that could
 not be mapped: never a partial graph that silently differs from the model.
 """
@@ -20,12 +21,14 @@ def import_torch(source, class_name: str | None = None, input_shape=None, weight
     return run(source, class_name, input_shape, weights)
 
 
-def import_keras(source) -> ImportResult:
+def import_keras(source, weights=None) -> ImportResult:
     """A Keras model as a graph: `source` is a .keras file, a .json file, the JSON text of
-    `model.to_json()` or that JSON already parsed into a dict."""
+    `model.to_json()` or that JSON already parsed into a dict. `weights`: a Keras `.weights.h5` file to
+    import (needs h5py); without it a .keras file's own model.weights.h5 is imported when h5py is
+    installed."""
     from .keras import import_keras as run
 
-    return run(source)
+    return run(source, weights)
 
 
 __all__ = ["ImportResult", "ModelImportError", "import_keras", "import_torch"]

@@ -4,8 +4,8 @@ Reads Keras 3 (`.keras` zips, `model.to_json()`) and Keras 2 (tf.keras `to_json(
 Sequential and functional models. Keras is channels-last; Deepwire is channels-first. Each
 tensor is tracked with the order its Deepwire dimensions have in Keras terms (`perm`), and a
 Permute is inserted only where a layer needs another order (a Conv1D after a sequence input,
-an LSTM after convolutions, a Reshape of an image). Weights are not read (they live in
-model.weights.h5): the imported graph starts from fresh weights.
+an LSTM after convolutions, a Reshape of an image). Weights (model.weights.h5) are read with h5py when
+it is installed, and converted to PyTorch's layouts (see `_layer_weights`).
 """
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ class _T:
 
     node: str
     perm: tuple[int, ...]
+    # For a flattened vector: the Keras (channels-last) flat index of each Deepwire element, when the two
+    # orders differ (a Flatten after convolutions); None when they are the same.
+    order: tuple[int, ...] | None = None
 
 
 class _Skip(Exception):
@@ -136,6 +139,8 @@ class _Keras:
         self.notes: list[str] = []
         self.counts: list[tuple[str, str, int, list[str]]] = []   # (class, name, keras params, node ids)
         self.tokens: set[str] = set()   # input layers that feed an Embedding
+        self.convert: dict[str, tuple[str, str, dict, Any]] = {}   # node -> (class, name, config, input order)
+        self.scrambled: list[str] = []   # layers whose weights-free mapping depends on a Keras flat order
 
     # ---------------------------------------------------------------- tensors
     def kshape(self, t: _T) -> tuple[int, ...]:
@@ -212,16 +217,18 @@ class _Keras:
     def simple(self, cls, name, type_name, params, t: _T, keras_params=0) -> _T:
         node = self.b.add(type_name, name, params, [t.node], where=f"{cls} '{name}'")
         self.count(cls, name, keras_params, [node])
-        return _T(node, t.perm)
+        return _T(node, t.perm, t.order)   # elementwise or per-feature: a flat order carries through
 
     def l_Dense(self, name, cfg, ins, kw):
         t = ins[0]
         t = self.last_axis(t, len(t.perm) - 1, name)
         units, bias = int(cfg["units"]), bool(cfg.get("use_bias", True))
         n_in = self.kshape(t)[-1]
-        return self.simple("Dense", name, "Linear", {"units": units, "bias": bias,
-                                                     "activation": _act(cfg.get("activation"), name)}, t,
-                           n_in * units + (units if bias else 0))
+        out = self.simple("Dense", name, "Linear", {"units": units, "bias": bias,
+                                                    "activation": _act(cfg.get("activation"), name)}, t,
+                          n_in * units + (units if bias else 0))
+        self.convert[out.node] = ("Dense", name, cfg, t.order)
+        return _T(out.node, out.perm)
 
     def l_Activation(self, name, cfg, ins, kw):
         act = _act(cfg.get("activation"), name)
@@ -287,11 +294,24 @@ class _Keras:
                            self.image(ins[0], name, cfg))
 
     def l_Flatten(self, name, cfg, ins, kw):
-        # Keras flattens (H, W, C), Deepwire (C, H, W): the order differs, the layer after it does not care
-        # (its weights are fresh), so no Permute is added here.
-        return _T(self.simple("Flatten", name, "Flatten", {}, ins[0]).node, (0,))
+        # Keras flattens (H, W, C), Deepwire (C, H, W): the order differs, so no Permute is added here; the
+        # tensor remembers the Keras order instead, and a Dense after it takes its kernel rows in that order.
+        t = ins[0]
+        order = t.order
+        if len(t.perm) > 1 and t.perm != tuple(range(len(t.perm))):
+            import torch
+
+            order = tuple(torch.arange(math.prod(self.kshape(t))).reshape(self.kshape(t)).permute(t.perm)
+                          .reshape(-1).tolist())
+        return _T(self.simple("Flatten", name, "Flatten", {}, t).node, (0,), order)
+
+    def reordered(self, cls: str, name: str, ins: list[_T]) -> None:
+        """A layer that cannot follow a flat order other than Keras' (a Reshape after Flatten, ...)."""
+        if any(t.order is not None for t in ins):
+            self.scrambled.append(f"{cls} '{name}'")
 
     def l_Reshape(self, name, cfg, ins, kw):
+        self.reordered("Reshape", name, ins)
         t = self.keras_order(ins[0], name)
         target = _shape(cfg.get("target_shape"))
         if not target:
@@ -335,7 +355,9 @@ class _Keras:
         t = self.first_axis(t, self.sample_axis(cfg.get("axis", -1), len(t.perm)), name)
         channels = self.b.specs[t.node].shape[0]
         params = {"eps": float(cfg.get("epsilon", 1e-3)), "momentum": round(1.0 - float(cfg.get("momentum", 0.99)), 12)}
-        return self.simple("BatchNormalization", name, "BatchNorm", params, t, 4 * channels)
+        out = self.simple("BatchNormalization", name, "BatchNorm", params, t, 4 * channels)
+        self.convert[out.node] = ("BatchNormalization", name, cfg, t.order)
+        return out
 
     def l_LayerNormalization(self, name, cfg, ins, kw):
         if not cfg.get("center", True) or not cfg.get("scale", True) or cfg.get("rms_scaling"):
@@ -343,8 +365,10 @@ class _Keras:
         t = ins[0]
         t = self.last_axis(t, self.sample_axis(cfg.get("axis", -1), len(t.perm)), name)
         channels = self.b.specs[t.node].shape[-1]
-        return self.simple("LayerNormalization", name, "LayerNorm", {"eps": float(cfg.get("epsilon", 1e-3))}, t,
-                           2 * channels)
+        out = self.simple("LayerNormalization", name, "LayerNorm", {"eps": float(cfg.get("epsilon", 1e-3))}, t,
+                          2 * channels)
+        self.convert[out.node] = ("LayerNormalization", name, cfg, t.order)
+        return out
 
     def l_Embedding(self, name, cfg, ins, kw):
         if cfg.get("mask_zero"):
@@ -353,6 +377,7 @@ class _Keras:
         n, d = int(cfg["input_dim"]), int(cfg["output_dim"])
         t = self.keras_order(ins[0], name)
         out = self.simple("Embedding", name, "Embedding", {"num_embeddings": n, "embedding_dim": d}, t, n * d)
+        self.convert[out.node] = ("Embedding", name, cfg, None)
         return _T(out.node, tuple(range(len(t.perm) + 1)))
 
     def conv_padding(self, cfg, t: _T, nd: int, kernel, stride, dilation, name) -> Any:
@@ -391,7 +416,9 @@ class _Keras:
                   "padding": self.conv_padding(cfg, t, nd, kernel, stride, dilation, name)}
         channels = self.b.specs[t.node].shape[0]
         keras_params = math.prod(kernel) * (channels // groups) * filters + (filters if bias else 0)
-        return self.simple(cls, name, f"Conv{nd}d", params, t, keras_params)
+        out = self.simple(cls, name, f"Conv{nd}d", params, t, keras_params)
+        self.convert[out.node] = (cls, name, cfg, None)
+        return out
 
     def l_Conv1D(self, name, cfg, ins, kw):
         return self.conv("Conv1D", 1, name, cfg, ins)
@@ -487,6 +514,7 @@ class _Keras:
         keras_params = (gates * units * (features + units) + bias_count) * (2 if bidirectional else 1)
         node = self.b.add(kind, name, params, [t.node], where=f"{cls} '{name}'")
         self.count(cls, name, keras_params, [node])
+        self.convert[node] = (cls, name, cfg, "bidirectional" if bidirectional else None)
         return _T(node, (0, 1) if params["return_sequences"] else (0,))
 
     def l_SimpleRNN(self, name, cfg, ins, kw):
@@ -541,11 +569,13 @@ class _Keras:
         if len(ins) < 2:
             raise _Skip("needs at least two inputs")
         first = ins[0]
+        if cls == "Concatenate" or len({t.order for t in ins}) > 1:
+            self.reordered(cls, name, ins)
         ts = [first] + [self.ensure(t, first.perm, f"{name}_{i}") if len(t.perm) == len(first.perm) else t
                         for i, t in enumerate(ins[1:], 1)]
         node = self.b.add(type_name, name, params or {}, [t.node for t in ts], where=f"{cls} '{name}'")
         self.count(cls, name, 0, [node])
-        return _T(node, first.perm)
+        return _T(node, first.perm, first.order if cls != "Concatenate" else None)
 
     def l_Add(self, name, cfg, ins, kw):
         return self.merge("Add", "Add", name, ins)
@@ -727,7 +757,224 @@ class _Keras:
                                    f"{'have' if n != 1 else 'has'} no Deepwire equivalent: " + "; ".join(problems))
 
 
-def import_keras(source) -> ImportResult:
+# ----------------------------------------------------------------------------- weights
+
+WEIGHTS_MEMBER = "model.weights.h5"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ModelImportError("reading Keras weights (.weights.h5) needs h5py: install h5py: pip install h5py "
+                               "(or pip install deepwire[keras])") from None
+    return h5py
+
+
+class _WeightsFile:
+    """The arrays of each Keras layer in a weights.h5: Keras 3's `layers/<name>/vars/<i>` (recurrent layers
+    under `cell/`, Bidirectional under `forward_layer/` and `backward_layer/`), or tf.keras 2's
+    `save_weights` layout (`layer_names`, `weight_names` attributes)."""
+
+    def __init__(self, f):
+        self.root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
+        self.legacy = "layer_names" in self.root.attrs
+
+    @staticmethod
+    def _vars(group) -> list:
+        vars_ = group.get("vars") if hasattr(group, "get") else None
+        if vars_ is None or not len(vars_):
+            cell = group.get("cell")
+            vars_ = cell.get("vars") if cell is not None else None
+        if vars_ is None:
+            return []
+        keys = sorted(vars_.keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
+        return [vars_[k][()] for k in keys]
+
+    def arrays(self, name: str, part: str | None = None) -> list | None:
+        """The layer's arrays in the order of layer.weights; None when the file has no such layer."""
+        if self.legacy:
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in self.root.attrs["layer_names"]]
+            if name not in names:
+                return None
+            group = self.root[name]
+            wnames = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
+            arrays = [group[w][()] for w in wnames]
+            if part is not None:
+                half = len(arrays) // 2
+                arrays = arrays[:half] if part == "forward" else arrays[half:]
+            return arrays
+        layers = self.root.get("layers")
+        group = layers.get(name) if layers is not None else None
+        if group is None:
+            return None
+        if part is not None:
+            group = group.get(f"{part}_layer")
+            return self._vars(group) if group is not None else []
+        return self._vars(group)
+
+
+def _tensor(array):
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _expect(arrays: list, n: int, where: str) -> None:
+    if len(arrays) != n:
+        raise ModelImportError(f"{where}: the weights file holds {len(arrays)} arrays for it, expected {n}")
+
+
+def _recurrent_weights(cls: str, cfg: dict, arrays: list, where: str, suffix: str = "") -> dict:
+    import torch
+
+    bias = bool(cfg.get("use_bias", True))
+    _expect(arrays, 3 if bias else 2, where)
+    kernel, recurrent = _tensor(arrays[0]), _tensor(arrays[1])
+    units = int(cfg["units"])
+    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[cls]
+    if kernel.ndim != 2 or kernel.shape[1] != gates * units or tuple(recurrent.shape) != (units, gates * units):
+        raise ModelImportError(f"{where}: its kernels have shapes {tuple(kernel.shape)} and {tuple(recurrent.shape)}, "
+                               f"which do not fit {units} units")
+    b_ih = b_hh = None
+    if bias:
+        b = _tensor(arrays[2])
+        if cls == "GRU":
+            if tuple(b.shape) != (2, 3 * units):
+                raise ModelImportError(f"{where}: its bias has shape {tuple(b.shape)}, expected (2, {3 * units})")
+            b_ih, b_hh = b[0], b[1]
+        else:
+            if tuple(b.shape) != (gates * units,):
+                raise ModelImportError(f"{where}: its bias has shape {tuple(b.shape)}, expected ({gates * units},)")
+            b_ih, b_hh = b, torch.zeros_like(b)
+
+    def reorder(t, dim):   # Keras GRU gates z, r, h -> PyTorch r, z, n
+        if cls != "GRU":
+            return t
+        z, r, h = t.chunk(3, dim)
+        return torch.cat([r, z, h], dim)
+
+    out = {f"weight_ih_l0{suffix}": reorder(kernel, 1).T.contiguous(),
+           f"weight_hh_l0{suffix}": reorder(recurrent, 1).T.contiguous()}
+    if bias:
+        out[f"bias_ih_l0{suffix}"] = reorder(b_ih, 0).contiguous()
+        out[f"bias_hh_l0{suffix}"] = reorder(b_hh, 0).contiguous()
+    return out
+
+
+def _layer_weights(cls: str, name: str, cfg: dict, extra, store: _WeightsFile) -> dict:
+    """One Keras layer's arrays as its Deepwire block's state (keys relative to the block's module)."""
+    import torch
+
+    where = f"{'Bidirectional' if extra == 'bidirectional' else cls} '{name}'"
+    if cls == "GRU" and not cfg.get("reset_after", True):
+        raise ModelImportError(f"{where}: GRU weights with reset_after=False cannot be imported (PyTorch's GRU "
+                               "applies the reset gate after the recurrent weights, as Keras' reset_after=True)")
+    if extra == "bidirectional":
+        out = {}
+        for part, suffix in (("forward", ""), ("backward", "_reverse")):
+            arrays = store.arrays(name, part)
+            if arrays is None:
+                raise ModelImportError(f"the weights file has no weights for {where}")
+            out.update(_recurrent_weights(cls, cfg, arrays, f"{where} ({part})", suffix))
+        return out
+    arrays = store.arrays(name)
+    if arrays is None:
+        raise ModelImportError(f"the weights file has no weights for {where}")
+    if cls in RECURRENT:
+        return _recurrent_weights(cls, cfg, arrays, where)
+    order = torch.tensor(extra) if isinstance(extra, tuple) else None
+    bias = bool(cfg.get("use_bias", True))
+    if cls == "Dense":
+        _expect(arrays, 2 if bias else 1, where)
+        kernel = _tensor(arrays[0])
+        if order is not None:
+            if kernel.ndim != 2 or kernel.shape[0] != len(order):
+                raise ModelImportError(f"{where}: its kernel has shape {tuple(kernel.shape)} but its input has "
+                                       f"{len(order)} features")
+            kernel = kernel[order]   # Keras' (H, W, C) flat order -> the graph's (C, H, W)
+        out = {"weight": kernel.T.contiguous()}
+    elif cls in ("Conv1D", "Conv2D"):
+        _expect(arrays, 2 if bias else 1, where)
+        kernel = _tensor(arrays[0])   # (k..., in, out) -> (out, in, k...)
+        out = {"weight": kernel.permute(kernel.ndim - 1, kernel.ndim - 2, *range(kernel.ndim - 2)).contiguous()}
+    elif cls == "Embedding":
+        _expect(arrays, 1, where)
+        return {"weight": _tensor(arrays[0])}
+    elif cls in ("BatchNormalization", "LayerNormalization"):
+        n = 4 if cls == "BatchNormalization" else 2
+        _expect(arrays, n, where)
+        vectors = [_tensor(a).reshape(-1) for a in arrays]
+        if order is not None:
+            vectors = [v[order] if len(v) == len(order) else v for v in vectors]
+        keys = ("weight", "bias", "running_mean", "running_var")[:n]
+        out = dict(zip(keys, vectors))
+        if cls == "BatchNormalization":
+            out["num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+        return out
+    else:
+        raise ModelImportError(f"{where}: its weights have no conversion")   # not reached: convert lists these
+    if bias:
+        out["bias"] = _tensor(arrays[1])
+    return out
+
+
+def _load_weights(importer: _Keras, graph, model, h5file) -> dict:
+    """Convert the weights of every layer, check they cover the generated module's whole state, load them."""
+    from ..codegen import generate
+
+    h5py = _h5py()
+    try:
+        f = h5py.File(h5file, "r")
+    except (OSError, ValueError) as exc:
+        raise ModelImportError(f"the weights file is not a readable HDF5 file ({str(exc)[:120]})") from None
+    with f:
+        store = _WeightsFile(f)
+        _, info = generate(graph, analyse(graph))
+        state = model.state_dict()
+        layer_of = {node: f"{cls} '{name}'" for cls, name, _, nodes in importer.counts for node in nodes}
+        unconverted, weights = [], {}
+        for node_id, attr in info.attrs.items():
+            keys = [k for k in state if k.startswith(f"{attr}.")]
+            if not keys:
+                continue
+            if node_id not in importer.convert:
+                unconverted.append(layer_of.get(node_id, f"'{graph.node(node_id).name}'"))
+                continue
+            cls, name, cfg, extra = importer.convert[node_id]
+            try:
+                tensors = _layer_weights(cls, name, cfg, extra, store)
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                if isinstance(exc, ModelImportError):
+                    raise
+                raise ModelImportError(f"{cls} '{name}': its weights cannot be read ({str(exc)[:120]})") from None
+            for key, value in tensors.items():
+                weights[f"{attr}.{key}"] = value
+    if unconverted or importer.scrambled:
+        problems = []
+        if unconverted:
+            problems.append("no weight conversion for " + ", ".join(unconverted))
+        if importer.scrambled:
+            problems.append("the flattening order differs from Keras' before " + ", ".join(importer.scrambled))
+        raise ModelImportError("cannot import the Keras weights: " + "; ".join(problems) +
+                               " (import without weights to start from fresh ones)")
+    missing, extra_keys = sorted(set(state) - set(weights)), sorted(set(weights) - set(state))
+    if missing or extra_keys:
+        raise ModelImportError(f"the converted Keras weights do not fit the graph (missing {missing[:3]}, unexpected "
+                               f"{extra_keys[:3]})")
+    for key, value in weights.items():
+        if tuple(value.shape) != tuple(state[key].shape):
+            raise ModelImportError(f"the Keras weights for {key} have shape {tuple(value.shape)} (converted) but the "
+                                   f"graph needs {tuple(state[key].shape)}")
+    model.load_state_dict(weights, strict=True)
+    return weights
+
+
+def import_keras(source, weights=None) -> ImportResult:
+    """`weights`: a Keras weights.h5 file (path or binary file object) to import, which needs h5py. Without
+    it, a .keras file's own model.weights.h5 is imported when h5py is installed (with a note, never an error,
+    when that cannot be done: the graph then starts from fresh weights)."""
     model = _read(source)
     if "class_name" not in model and "config" in model and isinstance(model["config"], dict) \
             and "class_name" in model["config"]:
@@ -742,7 +989,7 @@ def import_keras(source) -> ImportResult:
         importer.sequential(model)
     else:
         importer.functional(model)
-    graph, _, _ = importer.b.finish(with_weights=False)
+    graph, _, torch_model = importer.b.finish(with_weights=False)
     analysis = analyse(graph)
     notes = importer.notes
     keras_total = 0
@@ -761,13 +1008,33 @@ def import_keras(source) -> ImportResult:
         else:
             why = "the layers are parameterised differently"
         notes.append(f"{cls_name} '{name}' has {ours:,} parameters here and {keras_params:,} in Keras: {why}")
-    if isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
+    state = None
+    if weights is not None:
+        if isinstance(weights, (str, Path)):
+            path = Path(weights)
+            if not path.is_file():
+                raise ModelImportError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+            weights = str(path)
+        state = _load_weights(importer, graph, torch_model, weights)
+    elif isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
         path = Path(source)
+        data = None
         try:
             with zipfile.ZipFile(path) as zf:
-                if any(n.endswith(".h5") for n in zf.namelist()):
-                    notes.append(f"{path.name}'s trained weights (model.weights.h5) are not imported: the graph "
+                if WEIGHTS_MEMBER in zf.namelist():
+                    data = zf.read(WEIGHTS_MEMBER)
+                elif any(n.endswith(".h5") for n in zf.namelist()):
+                    notes.append(f"{path.name}'s weights are not imported (no {WEIGHTS_MEMBER} in it): the graph "
                                  "starts from fresh weights")
         except (zipfile.BadZipFile, OSError):
             pass
-    return ImportResult(graph, None, notes, keras_total)
+        if data is not None:
+            import io
+
+            try:
+                state = _load_weights(importer, graph, torch_model, io.BytesIO(data))
+                notes.append(f"the trained weights in {path.name}'s {WEIGHTS_MEMBER} are imported")
+            except ModelImportError as exc:
+                notes.append(f"{path.name}'s trained weights ({WEIGHTS_MEMBER}) are not imported: {exc}; the graph "
+                             "starts from fresh weights")
+    return ImportResult(graph, state, notes, keras_total)
