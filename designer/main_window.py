@@ -223,12 +223,38 @@ class MainWindow(QMainWindow):
         tools.setMovable(False)
         tools.addActions([self.act_new, self.act_open, self.act_save])
         tools.addSeparator()
-        tools.addActions([self.act_undo, self.act_redo])
+        tools.addActions(self._toolbar_undo_redo())
         tools.addSeparator()
         tools.addActions([self.act_arrange, self.act_fit])
         tools.addSeparator()
         tools.addActions([self.act_train, self.act_stop])
         self._refresh_recent()
+
+    def _toolbar_undo_redo(self) -> list[QAction]:
+        """Undo / Redo for the toolbar: short labels that do not shift the buttons after them; what
+        they undo is in the tooltip (the Edit menu names it in full)."""
+        stack = self.document.undo_stack
+        undo, redo = QAction("Undo", self), QAction("Redo", self)
+        undo.triggered.connect(stack.undo)
+        redo.triggered.connect(stack.redo)
+
+        undo.setEnabled(stack.canUndo())
+        redo.setEnabled(stack.canRedo())
+        stack.canUndoChanged.connect(undo.setEnabled)
+        stack.canRedoChanged.connect(redo.setEnabled)
+
+        def tip(action: QAction, verb: str, keys: str):
+            def show(text: str) -> None:
+                try:
+                    action.setToolTip(f"{verb} {text} ({keys})" if text else verb)
+                except RuntimeError:  # the window is gone; the document's stack outlives it
+                    pass
+            return show
+
+        stack.undoTextChanged.connect(tip(undo, "Undo", "Ctrl+Z"))
+        stack.redoTextChanged.connect(tip(redo, "Redo", "Ctrl+Shift+Z"))
+        self.tool_undo, self.tool_redo = undo, redo
+        return [undo, redo]
 
     def _build_status(self) -> None:
         self.status_nodes = QLabel()

@@ -492,3 +492,13 @@ def test_the_quick_add_popup_shrinks_as_the_search_narrows(window, qtbot):
     assert popup.height() < tall - 40      # no empty frame around a one-line list
     qtbot.waitUntil(lambda: popup.edit.geometry().top() < 12, timeout=1000)   # the field stays at the top
     popup.hide()
+
+
+def test_toolbar_undo_keeps_its_label_and_names_the_step_in_its_tooltip(window, qtbot):
+    from designer.commands import AddNode
+    assert not window.tool_undo.isEnabled()
+    window.document.undo_stack.push(AddNode(window.document.graph, "Linear", (0.0, 400.0)))
+    assert window.tool_undo.isEnabled() and window.tool_undo.text() == "Undo"
+    assert window.document.undo_stack.undoText() in window.tool_undo.toolTip()
+    window.tool_undo.trigger()
+    assert not window.tool_undo.isEnabled() and window.tool_redo.isEnabled()
