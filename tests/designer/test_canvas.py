@@ -13,24 +13,6 @@ from engine.graph import build
 from engine.templates import template_names
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    theme.apply(QApplication.instance(), dark=True)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    win = MainWindow(Document(), settings)
-    win.document.new_from_template("digits_mlp")
-    qtbot.addWidget(win)
-    win.resize(1300, 850)
-    win.show()
-    qtbot.waitExposed(win)
-    win.document.undo_stack.setClean()
-    real_maybe_save = win.maybe_save
-    win.maybe_save = lambda: True  # pytest-qt closes the window before fixtures end: no modal prompt then
-    win.real_maybe_save = real_maybe_save
-    yield win
-    QApplication.clipboard().clear()  # offscreen Qt crashes at exit if the clipboard still holds our data
-
-
 def graph_state(graph):
     return graph.to_dict()
 

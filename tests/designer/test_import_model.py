@@ -1,15 +1,11 @@
 """File → Import Model: a PyTorch module or a Keras config becomes the open, editable graph."""
 import json
 
-import pytest
 import torch
-from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 import designer.main_window as mw
-from designer import theme
-from designer.document import Document
-from designer.main_window import MainWindow, module_classes
+from designer.main_window import module_classes
 from engine.compiler import compile_graph
 
 MODEL = '''
@@ -29,19 +25,6 @@ class Net(nn.Module):
     def forward(self, x):
         return self.body(x)
 '''
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    theme.apply(QApplication.instance(), dark=True)
-    win = MainWindow(Document(), QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
-    win.document.new_from_template("digits_mlp")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    win.maybe_save = lambda: True
-    yield win
-    QApplication.clipboard().clear()
 
 
 def test_classes_are_listed_without_running_the_file(tmp_path):

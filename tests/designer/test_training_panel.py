@@ -4,34 +4,15 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
-from designer import theme
 from designer.dataset_dialog import DatasetImportDialog
-from designer.document import Document
-from designer.main_window import MainWindow
 from engine.graph import build
 from engine.project import load_project
 
 RUN_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    theme.apply(QApplication.instance(), dark=True)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    win = MainWindow(Document(), settings)
-    win.document.new_from_template("digits_mlp")
-    qtbot.addWidget(win)
-    win.resize(1300, 850)
-    win.show()
-    qtbot.waitExposed(win)
-    win.maybe_save = lambda: True  # pytest-qt closes the window before fixtures end: no modal prompt then
-    yield win
-    win.training.session.wait()
-    QApplication.clipboard().clear()
 
 
 def configure(panel, epochs=2, batch=32, dataset="digits", lr=None):

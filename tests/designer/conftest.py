@@ -1,0 +1,27 @@
+"""The designer's main window as the tests drive it: the digits MLP open, shown, nothing unsaved."""
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from designer import theme
+from designer.document import Document
+from designer.main_window import MainWindow
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    theme.apply(QApplication.instance(), dark=True)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    win = MainWindow(Document(), settings)
+    win.document.new_from_template("digits_mlp")
+    qtbot.addWidget(win)
+    win.resize(1300, 850)
+    win.show()
+    qtbot.waitExposed(win)
+    win.document.undo_stack.setClean()
+    real_maybe_save = win.maybe_save
+    win.maybe_save = lambda: True  # pytest-qt closes the window before fixtures end: no modal prompt then
+    win.real_maybe_save = real_maybe_save
+    yield win
+    win.training.session.wait()    # never leave a training thread behind
+    QApplication.clipboard().clear()  # offscreen Qt crashes at exit if the clipboard still holds our data
