@@ -134,6 +134,7 @@ def _fmt(value: float) -> str:
 # paint code on the UI thread, which holds the GIL the training thread needs: redrawn at the
 # report rate (20 Hz) the curves cost the digits MLP 70% of its training speed.
 LIVE_REDRAW_MS = 250
+MARKER_EPOCHS = 50      # beyond this many epochs the training curves are drawn without markers
 # And while a run goes on the plots are painted only when this code asks, synchronously. A paint
 # started by the event loop enters Python once per item (paint, boundingRect, ...), and each
 # entry waits for the GIL the training thread holds: hundreds of hand-overs per frame, which
@@ -491,6 +492,12 @@ class CurvesView(QWidget):
             self._best_epoch = epoch
 
     def _draw_epochs(self) -> None:
+        # long runs: the training curves' epoch markers go (each marker set costs ~0.5 ms a redraw);
+        # the validation curves keep theirs, to click an epoch
+        markers = "o" if len(self.epoch_loss) <= MARKER_EPOCHS else None
+        for item in (self.epoch_loss_item, self.accuracy_item):
+            if item.opts["symbol"] != markers:
+                item.setSymbol(markers)
         for series, item in ((self.epoch_loss, self.epoch_loss_item), (self.val_loss, self.val_loss_item),
                              (self.accuracy, self.accuracy_item), (self.val_metric, self.val_metric_item)):
             item.setData(series.x, series.y)

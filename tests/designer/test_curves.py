@@ -247,3 +247,18 @@ def test_x_range_follows_whole_epochs_until_the_user_zooms(view):
     assert not view.following()
     view.fit()
     assert view.following()
+
+
+def test_long_runs_keep_markers_only_on_the_validation_curves(qtbot):
+    from designer.curves import MARKER_EPOCHS, CurvesView
+    view = CurvesView()
+    qtbot.addWidget(view)
+    view.start_run("1", "multiclass")
+    for epoch in range(1, MARKER_EPOCHS + 2):
+        view.add_epoch({"epoch": epoch, "loss": 1 / epoch, "val_loss": 1.1 / epoch, "accuracy": 0.5,
+                        "val_accuracy": 0.5})
+    assert view.epoch_loss_item.opts["symbol"] is None and view.accuracy_item.opts["symbol"] is None
+    assert view.val_loss_item.opts["symbol"] == "o" and view.val_metric_item.opts["symbol"] == "o"
+    view.start_run("2", "multiclass")
+    view.add_epoch({"epoch": 1, "loss": 1.0, "val_loss": 1.0, "accuracy": 0.5, "val_accuracy": 0.5})
+    assert view.epoch_loss_item.opts["symbol"] == "o"     # a new, short run has them again
