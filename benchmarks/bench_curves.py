@@ -179,7 +179,7 @@ def main() -> None:
           f"{args.block} updates, interleaved; Qt platform {os.environ['QT_QPA_PLATFORM']}")
     print(f"filling the widget with {args.points:,} points through add_batches ({args.points // BATCHES} reports "
           f"of {BATCHES}): {fill_s:.2f} s")
-    for title, times in (("update = add + processEvents() (Qt paints what changed)", events),
+    for title, times in (("update = add + one live redraw (plain: setData + processEvents)", events),
                          ("update + a forced full repaint of the viewport (a second paint)", full)):
         print()
         print(title)
