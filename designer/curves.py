@@ -426,23 +426,25 @@ class CurvesView(QWidget):
             span = max(hi - lo, 1e-9 * max(1.0, abs(hi)))
             current = self._y_ranges.get(plot)
             if current is None or lo < current[0] or hi > current[1] or span < 0.6 * (current[1] - current[0]):
-                current = (lo - 0.15 * span, hi + 0.03 * span)
+                below, above = (0.15, 0.04) if plot is self.loss_plot else (0.08, 0.12)   # accuracy rises
+                current = (lo - below * span, hi + above * span)
                 self._y_ranges[plot] = current
                 plot.vb.setYRange(*current, padding=0)
 
     def live(self) -> bool:
         return self._live
 
-    def _paint_now(self) -> None:
-        """Paint the loss plot now and the metric plot on the next pass of the event loop: two
-        short stalls of the UI thread instead of one twice as long."""
+    def _paint_now(self, metric: bool = True) -> None:
+        """Paint the loss plot now and the metric plot (when it changed) on the next pass of the
+        event loop: two short stalls of the UI thread instead of one twice as long."""
         if not (self._live and self.plots.isVisible()):
             return
         first, second = (self.plots.mapFromScene(plot.sceneBoundingRect()).boundingRect().adjusted(-2, -2, 2, 2)
                          for plot in (self.loss_plot, self.metric_plot))
         self.plots.viewport().repaint(first)
-        self._second_half = second
-        self._second_timer.start()
+        if metric or self._second_half is not None:
+            self._second_half = second
+            self._second_timer.start()
 
     def _paint_second_half(self) -> None:
         if self._live and self.plots.isVisible() and self._second_half is not None:
@@ -456,7 +458,9 @@ class CurvesView(QWidget):
         self._dirty = False
         self._flush_timer.stop()
         self._last_flush = time.perf_counter()
-        if self._epochs_dirty:
+        extent = self._x_extent
+        epochs = self._epochs_dirty          # the metric plot changes only with epochs (or the shared x axis)
+        if epochs:
             self._epochs_dirty = False
             self._draw_epochs()
         self.batch_item.setData(self.batch.x, self.batch.y)
@@ -464,7 +468,7 @@ class CurvesView(QWidget):
         self._update_x_range()
         if self._live:
             self._live_y_ranges()
-        self._paint_now()
+        self._paint_now(metric=epochs or self._x_extent != extent)
 
     def add_epoch(self, record: dict) -> None:
         """An epoch_end record (or one entry of a run's history)."""
