@@ -431,9 +431,6 @@ class CurvesView(QWidget):
                 self._y_ranges[plot] = current
                 plot.vb.setYRange(*current, padding=0)
 
-    def live(self) -> bool:
-        return self._live
-
     def _paint_now(self, metric: bool = True) -> None:
         """Paint the loss plot now and the metric plot (when it changed) on the next pass of the
         event loop: two short stalls of the UI thread instead of one twice as long."""

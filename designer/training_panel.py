@@ -42,6 +42,7 @@ from .train_worker import RunRequest, TrainingSession
 IMPORT = "\x00import"
 PROGRESS_INTERVAL_MS = 200       # progress bar and figures: QProgressBar.setValue repaints at once
 MAX_SAVED_BATCH_POINTS = 2000     # batch losses kept per run in the project file (downsampled)
+RUNS_WITH_CHECKPOINTS = 3        # runs whose epoch weights stay in memory (each up to the engine's budget)
 SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
                   "plateau": "Reduce on plateau"}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
@@ -573,7 +574,7 @@ class TrainingPanel(QWidget):
         self._finish_common()
         result = outcome.result
         project = self._run_project
-        run = {"id": int(self._run_id), "started_at": outcome.started_at, "dataset": self.dataset_spec_for(project),
+        run = {"id": int(self._run_id), "started_at": outcome.started_at, "dataset": project.dataset or "",
                "dataset_name": outcome.dataset_name, "config": project.config.to_dict(), "task": result.task,
                "class_names": result.class_names, **result.summary(),
                "batch_losses": downsample(self._batch_losses), "batches_per_epoch": self._batches_per_epoch}
@@ -583,7 +584,7 @@ class TrainingPanel(QWidget):
             self._set_label(self.status_label, "The run finished, but its project was closed meanwhile.", "warning")
             return
         project.runs.append(run)
-        self._checkpoints[self._run_id] = dict(result.checkpoints)
+        self.keep_checkpoints(self._run_id, result.checkpoints)
         applied = not self._run_graph_changed
         if applied:
             project.weights = result.state_dict
@@ -607,10 +608,6 @@ class TrainingPanel(QWidget):
                      "applied to the edited graph.")
         self._set_label(self.status_label, text, "" if applied else "warning")
         self.message.emit(f"Run {self._run_id} {how}: {metric}")
-
-    @staticmethod
-    def dataset_spec_for(project) -> str:
-        return project.dataset or ""
 
     def _on_failed(self, message: str) -> None:
         self._finish_common()
@@ -645,9 +642,6 @@ class TrainingPanel(QWidget):
         if select:
             self.runs_list.setCurrentItem(item)
 
-    def runs(self) -> list[dict]:
-        return [self.runs_list.item(i).data(Qt.UserRole) for i in range(self.runs_list.count())]
-
     def _run_clicked(self, item: QListWidgetItem) -> None:
         if self.session.running:
             return
@@ -669,6 +663,12 @@ class TrainingPanel(QWidget):
         if chosen:
             self.curves.overlay([(f"Run {r.get('id')}", r.get("history") or []) for r in chosen])
 
+    def keep_checkpoints(self, run_id: str, checkpoints: dict) -> None:
+        """Hold a run's epoch weights for restoring; only the latest runs', so memory stays bounded."""
+        self._checkpoints[str(run_id)] = dict(checkpoints)
+        while len(self._checkpoints) > RUNS_WITH_CHECKPOINTS:
+            del self._checkpoints[next(iter(self._checkpoints))]
+
     def restore_epoch(self, run_id: str, epoch: int, ask: bool = True) -> bool:
         """Put the weights of `epoch` of run `run_id` into the project (when they are still in memory)."""
         states = self._checkpoints.get(str(run_id), {})
@@ -676,7 +676,7 @@ class TrainingPanel(QWidget):
         if state is None:
             kept = sorted(states)
             where = (f"only epochs {', '.join(map(str, kept))} of run {run_id} are kept" if kept else
-                     f"the weights of run {run_id}'s epochs are kept only during the session that trained it")
+                     f"the epochs' weights are kept only for the last {RUNS_WITH_CHECKPOINTS} runs of this session")
             self._set_label(self.status_label, f"Cannot restore epoch {epoch}: {where}.", "warning")
             return False
         if ask and QMessageBox.question(

@@ -279,3 +279,13 @@ def test_an_imported_csv_and_its_target_column_survive_save_and_reopen(qtbot, wi
     with qtbot.waitSignals([panel.session.finished], raising=False, timeout=RUN_TIMEOUT_MS) as blocker:
         panel.train_button.click()
     assert blocker.signal_triggered, panel.status_label.text()
+
+
+def test_only_the_latest_runs_keep_their_epoch_weights(window):
+    from designer.training_panel import RUNS_WITH_CHECKPOINTS
+    panel = window.training
+    for run in range(1, RUNS_WITH_CHECKPOINTS + 2):
+        panel.keep_checkpoints(str(run), {1: {"w": run}})
+    assert not panel.restore_epoch("1", 1, ask=False)          # the oldest run's weights were let go
+    assert f"last {RUNS_WITH_CHECKPOINTS} runs" in panel.status_label.text()
+    assert sorted(panel._checkpoints) == [str(r) for r in range(2, RUNS_WITH_CHECKPOINTS + 2)]
