@@ -590,7 +590,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ window events
     def closeEvent(self, event):
         if self.maybe_save():
-            self.training.session.wait()   # never leave a training thread behind
+            self.training.session.shutdown()   # never leave a training process behind
             event.accept()
         else:
             event.ignore()

@@ -1,44 +1,42 @@
-"""Training beside the UI: a worker object living in a QThread runs `engine.training.train`.
+"""Training beside the UI: each run goes to a child process (engine.train_process).
 
-The worker gets a snapshot of the graph and the settings, so editing the canvas during a run
-never changes that run. It loads the dataset itself (a download or an image folder must not
-freeze the window), and its engine callbacks become queued signals: the engine already
-throttles batch reports to what the eye can see, so the UI thread does little per signal.
+The session sends the child a snapshot of the graph and the settings, so editing the canvas
+during a run never changes that run. The child loads the dataset itself (a download or an image
+folder must not freeze the window), trains with the engine, and reports batches and epochs,
+already throttled by the engine to what the eye can see; a reader thread turns them into queued
+signals, so the UI thread does little per report.
+
+Why a process and not a thread: the training loop is Python between torch ops, and in one
+process it shared the GIL with the window painting the curves; in a thread the digits models
+trained at 0.79-0.96x the speed of `python main.py train` (2 cores), in a child process at the
+command line's speed (benchmarks/bench_designer_training.py). A crash inside torch cannot take
+the window down either: the panel says how the process ended and the next run starts afresh.
+
+Starting a process costs its imports and a warm-up (torch, torch's optimizers, scikit-learn:
+seconds). So the session keeps one "spare" process warming up ahead of time: once the training
+panel has been shown for a moment, and again after each run. A run takes the spare when there is
+one; when there is none, the run starts a process of its own and waits for it.
 """
 from __future__ import annotations
 
-import sys
-import time
-import traceback
+import threading
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.data import DataError, Dataset, load_dataset, split_dataset
+from engine.data import Dataset
 from engine.graph import Graph
 from engine.threads import default_threads
-from engine.training import Callbacks, TrainConfig, TrainControl, TrainingError, TrainResult, train
+from engine.train_process import TrainProcess, weights_from_bytes
+from engine.training import TrainConfig, TrainResult
 
-MAX_SAMPLES = 256   # test samples kept for the results view (thumbnails, scatter)
-# While a run goes on, the training thread hands the GIL over after this long (Python's default
-# is 5 ms). Every Python call the UI thread makes (paint methods, slots) waits for the GIL, so
-# with the default a repaint that enters Python a few times waits 5 ms each time.
-TRAINING_SWITCH_INTERVAL = 0.0005
-# torch's intra-op threads (OpenMP) for the training thread: one core fewer than torch would
-# use, which is left to the UI thread (painting the curves, handling input). With as many
-# threads as cores, every parallel op's barrier waited for a thread the UI had pushed off its
-# core: on 2 cores the digits MLP trained at 0.55x the command line's speed, with one thread at
-# 0.80-0.83x (benchmarks/bench_designer_training.py). The UI thread itself is kept to one
-# thread, so it never owns an OpenMP team of its own: once two threads of a process have teams,
-# GNU OpenMP counts more threads than cores and stops spin-waiting, and every small parallel op
-# of the training thread pays a sleep and a wake-up (measured: 4x slower).
-TRAINING_THREADS = max(1, default_threads() - 1)
+SPARE_DELAY_MS = 3000   # a spare process starts this long after the panel shows or a run ends
 
 
 def keep_ui_thread_serial() -> None:
-    """Call on the UI thread: its own torch ops (FLOP counts, restoring weights) run on one thread."""
+    """Call on the UI thread: its own torch ops (FLOP counts, restoring weights) run on one thread,
+    leaving the other cores to the training process."""
     default_threads()          # remember the process default first
     torch.set_num_threads(1)
 
@@ -50,84 +48,27 @@ class RunRequest:
     config: TrainConfig
     load_options: dict = field(default_factory=dict)   # extra load_dataset keywords (CSV target, image size…)
 
+    def to_message(self) -> dict:
+        return {"graph": self.graph.to_dict(), "dataset": self.dataset, "config": self.config.to_dict(),
+                "load_options": dict(self.load_options)}
+
 
 @dataclass
 class RunOutcome:
-    result: TrainResult
+    result: TrainResult           # result.model is None: the weights are result.state_dict
     dataset_name: str
     samples: dict | None          # {"x", "y_true", "y_pred"} from the test split, at most MAX_SAMPLES
     started_at: str
 
 
-class TrainWorker(QObject):
-    """Runs one training run on whatever thread it lives in. Emits plain data."""
-
-    status = Signal(str)          # "Loading fashion_mnist…", "Training on cpu…"
-    batch = Signal(dict)          # engine batch_end info
-    epoch = Signal(dict)          # engine epoch_end record
-    finished = Signal(object)     # RunOutcome
-    failed = Signal(str)          # one readable message
-
-    def __init__(self, request: RunRequest, control: TrainControl):
-        super().__init__()
-        self.request = request
-        self.control = control
-
-    @Slot()
-    def run(self) -> None:
-        request = self.request
-        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        torch.set_num_threads(TRAINING_THREADS)   # this thread's OpenMP team: all the cores
-        try:
-            if isinstance(request.dataset, Dataset):   # imported and previewed already
-                dataset = request.dataset
-            else:
-                self.status.emit(f"Loading {request.dataset}…")
-                dataset = load_dataset(request.dataset, **request.load_options)
-            if self.control.stopped:
-                self.failed.emit("stopped before training began")
-                return
-            config = request.config
-            splits = split_dataset(dataset, config.val_split, config.test_split, config.seed)
-            self.status.emit("Compiling and checking the data against the model…")
-            callbacks = Callbacks(batch_end=self.batch.emit, epoch_end=self.epoch.emit)
-            result = train(request.graph, dataset, config, callbacks, self.control, splits=splits)
-            samples = _samples(result, splits, request.graph)
-        except (DataError, TrainingError) as exc:
-            self.failed.emit(str(exc))
-            return
-        except Exception as exc:  # the app must stay usable whatever the run did
-            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            self.failed.emit(f"training failed: {detail}")
-            return
-        self.finished.emit(RunOutcome(result, dataset.name, samples, started))
-
-
-def _samples(result: TrainResult, splits, graph: Graph) -> dict | None:
-    """A few test samples with the trained model's predictions, for the results view."""
-    from engine.analysis import analyse, output_activation
-
-    x, y = splits.x_test, splits.y_test
-    if len(x) == 0:
-        return None
-    x, y = x[:MAX_SAMPLES], y[:MAX_SAMPLES]
-    model = result.model
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with torch.no_grad():
-        out = model.eval()(torch.as_tensor(x).to(device)).float().cpu().numpy()
-    if result.task == "multiclass":
-        pred = out.argmax(axis=-1)
-    elif result.task == "binary":
-        analysis = analyse(graph)
-        threshold = 0.5 if output_activation(graph, analysis, analysis.outputs[0]) == "sigmoid" else 0.0
-        pred = (out.reshape(len(out), -1)[:, -1] > threshold).astype(np.int64)
-    else:
-        pred = out.reshape(y.shape) if out.size == y.size else out[:, 0]
-    return {"x": np.asarray(x), "y_true": np.asarray(y), "y_pred": np.asarray(pred)}
+def outcome_from_message(payload: dict) -> RunOutcome:
+    state, checkpoints = weights_from_bytes(payload["weights"])
+    result = TrainResult(model=None, state_dict=state, checkpoints=checkpoints, **payload["result"])
+    return RunOutcome(result, payload["dataset_name"], payload["samples"], payload["started_at"])
 
 
 class TrainingSession(QObject):
-    """One run at a time: owns the thread, the worker and the stop/pause flags."""
+    """One run at a time: owns the child process, the thread reading it, and the spare process."""
 
     status = Signal(str)
     batch = Signal(dict)
@@ -135,78 +76,125 @@ class TrainingSession(QObject):
     finished = Signal(object)     # RunOutcome
     failed = Signal(str)
     runningChanged = Signal(bool)
+    _ended = Signal(int, str, object)   # run number, "finished" / "failed", RunOutcome / message
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._thread: QThread | None = None
-        self._worker: TrainWorker | None = None
-        self._switch_interval = sys.getswitchinterval()
-        self.control = TrainControl()
+        self._process: TrainProcess | None = None
+        self._reader: threading.Thread | None = None
+        self._spare: TrainProcess | None = None
+        self._run = 0
+        self._paused = False
+        self._closed = False
+        self._spare_timer = QTimer(self)
+        self._spare_timer.setSingleShot(True)
+        self._spare_timer.timeout.connect(self._start_spare)
+        self._ended.connect(self._on_ended)
         keep_ui_thread_serial()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._process is not None
 
     @property
     def paused(self) -> bool:
-        return self.running and self.control.paused
+        return self.running and self._paused
+
+    def prepare(self, delay_ms: int = SPARE_DELAY_MS) -> None:
+        """Have a spare process warming up in `delay_ms` (unless one is there or a run goes on)."""
+        if not self._closed and self._spare is None and not self.running and not self._spare_timer.isActive():
+            self._spare_timer.start(delay_ms)
+
+    def _start_spare(self) -> None:
+        if not self._closed and self._spare is None and not self.running:
+            self._spare = TrainProcess()
 
     def start(self, request: RunRequest) -> None:
         if self.running:
             raise RuntimeError("a run is already in progress")
-        self.control = TrainControl()
-        thread = QThread()
-        thread.setObjectName("deepwire-training")
-        worker = TrainWorker(request, self.control)
-        worker.moveToThread(thread)
-        thread.started.connect(worker.run)
-        worker.status.connect(self.status)
-        worker.batch.connect(self.batch)
-        worker.epoch.connect(self.epoch)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        self._thread, self._worker = thread, worker
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, TRAINING_SWITCH_INTERVAL))
-        thread.start()
+        self._spare_timer.stop()
+        process, self._spare = self._spare, None
+        if process is None or not process.alive:
+            if process is not None:
+                process.close(0)
+            process = TrainProcess()
+        self._run += 1
+        self._process, self._paused = process, False
+        message = request.to_message()
+        self._reader = threading.Thread(target=self._read, args=(self._run, process, message),
+                                        name="deepwire-training-reader", daemon=True)
+        self._reader.start()
         self.runningChanged.emit(True)
 
+    def _read(self, run: int, process: TrainProcess, message: dict) -> None:
+        """On the reader thread: send the run, turn what the child says into signals."""
+        ended = None
+        if process.run(message):
+            for kind, *rest in process.messages():
+                if kind == "status":
+                    self.status.emit(rest[0])
+                elif kind == "batch":
+                    self.batch.emit(rest[0])
+                elif kind == "epoch":
+                    self.epoch.emit(rest[0])
+                elif kind == "failed":
+                    ended = ("failed", rest[0])
+                    break
+                elif kind == "finished":
+                    try:
+                        ended = ("finished", outcome_from_message(rest[0]))
+                    except Exception as exc:  # never leave the panel waiting
+                        ended = ("failed", f"the training process's result could not be read ({exc})")
+                    break
+        if ended is None:
+            ended = ("failed", process.exit_message())
+        process.close()
+        self._ended.emit(run, *ended)
+
     def stop(self) -> None:
-        self.control.stop()
+        if self._process is not None:
+            self._process.send("stop")
 
     def pause(self) -> None:
-        if self.running:
-            self.control.pause()
+        if self._process is not None and self._process.send("pause"):
+            self._paused = True
 
     def resume(self) -> None:
-        self.control.resume()
+        if self._process is not None and self._process.send("resume"):
+            self._paused = False
 
     def wait(self, ms: int = 10_000) -> bool:
-        """Stop the run and wait for its thread (closing the window)."""
-        if self._thread is None:
+        """Stop the run and wait for its process (closing the window or the project)."""
+        process, reader = self._process, self._reader
+        if process is None:
             return True
-        self.control.stop()
-        ok = self._thread.wait(ms)
-        self._cleanup()
+        process.send("stop")
+        reader.join(ms / 1000)
+        ok = not reader.is_alive()
+        if not ok:            # it did not stop in time: end it
+            process.proc.kill()
+            reader.join()
+        self._cleanup(self._run)
         return ok
 
-    def _on_finished(self, outcome) -> None:
-        self._cleanup()
-        self.finished.emit(outcome)
+    def shutdown(self) -> None:
+        """End everything: the run (if any) and the spare process. Closing the window."""
+        self._closed = True
+        self._spare_timer.stop()
+        self.wait()
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.proc.kill()      # it holds nothing of the user's
+            spare.close(0)
 
-    def _on_failed(self, message: str) -> None:
-        self._cleanup()
-        self.failed.emit(message)
+    def _on_ended(self, run: int, kind: str, payload) -> None:
+        self._cleanup(run)
+        (self.finished if kind == "finished" else self.failed).emit(payload)
 
-    def _cleanup(self) -> None:
-        thread, worker = self._thread, self._worker
-        if thread is None:
+    def _cleanup(self, run: int) -> None:
+        if self._process is None or run != self._run:
             return
-        self._thread = self._worker = None
-        thread.quit()
-        thread.wait()
-        sys.setswitchinterval(self._switch_interval)
-        worker.deleteLater()
-        thread.deleteLater()
+        self._process = self._reader = None
+        self._paused = False
         self.runningChanged.emit(False)
+        self.prepare()

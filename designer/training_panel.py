@@ -247,6 +247,10 @@ class TrainingPanel(QWidget):
                 return d["name"]
         return str(device)
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.session.prepare()     # a training process warms up while the user picks data and settings
+
     # ------------------------------------------------------------------ project <-> fields
     def load_from_project(self) -> None:
         """Show the document's settings, dataset and runs (after New / Open)."""

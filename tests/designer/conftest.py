@@ -23,5 +23,5 @@ def window(qtbot, tmp_path):
     win.maybe_save = lambda: True  # pytest-qt closes the window before fixtures end: no modal prompt then
     win.real_maybe_save = real_maybe_save
     yield win
-    win.training.session.wait()    # never leave a training thread behind
+    win.training.session.shutdown()    # never leave a training process behind
     QApplication.clipboard().clear()  # offscreen Qt crashes at exit if the clipboard still holds our data

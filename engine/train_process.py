@@ -1,0 +1,268 @@
+"""Training in a process of its own, driven over two pipes (no Qt here).
+
+The designer trains in a child process, not in a thread of its own process: a training loop is
+Python between torch ops, and in one process it shares the GIL with the window that paints the
+live curves. Measured on 2 cores (benchmarks/bench_designer_training.py): in a thread the run
+went at 0.79-0.96x the speed of `python main.py train`, in a child process at the command
+line's speed; the window's timer stayed within its targets both ways. A child also keeps a crash
+inside torch (a segfault, the system's out-of-memory killer) from taking the window with it.
+
+The protocol is pickles, one after another, on the child's stdin and on a copy of its stdout
+(the child points its own stdout at stderr, so a stray print cannot break the stream):
+
+    parent -> child:  ("run", request)  then any of ("stop",) ("pause",) ("resume",)
+    child -> parent:  ("ready",)  ("status", text)  ("batch", info)  ("epoch", record)
+                      then one of ("finished", outcome) ("failed", message)
+
+`request` is plain data: {"graph": Graph.to_dict(), "dataset": a name or path or a Dataset,
+"config": TrainConfig.to_dict(), "load_options": {...}}. `outcome` carries the weights as
+torch.save bytes ({"state": ..., "checkpoints": {epoch: ...}}); `weights_from_bytes` reads them.
+A child starts its imports (torch, the engine) and a tiny warm-up run before it waits for its
+request, so a child started ahead of time (a "spare") begins training at once. It exits when its
+run ends or when its stdin closes (the parent went away).
+
+    python -m engine.train_process      # what `TrainProcess` starts
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_SAMPLES = 256   # test samples sent back for the results view (thumbnails, scatter)
+
+
+# ----------------------------------------------------------------------------- the parent's side
+
+class TrainProcess:
+    """One child process: started at once (it warms up), given one run, then it exits."""
+
+    def __init__(self):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.train_process"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, creationflags=flags)
+        self._write_lock = threading.Lock()
+        self.started = False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, *message: Any) -> bool:
+        """Write one message; False when the child is gone (its run ended or it crashed)."""
+        try:
+            with self._write_lock:
+                pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def run(self, request: dict) -> bool:
+        self.started = True
+        return self.send("run", request)
+
+    def messages(self) -> Iterator[tuple]:
+        """What the child says, in order, until its stdout closes. Blocks: read it on a thread."""
+        stream = self.proc.stdout
+        while True:
+            try:
+                message = pickle.load(stream)
+            except (EOFError, OSError, ValueError, pickle.UnpicklingError):
+                return
+            yield message
+
+    def exit_message(self) -> str:
+        """Why the child ended without a result, in words."""
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "the training process stopped answering"
+        if code < 0:
+            import signal
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (the system may have run out of memory)" if name == "SIGKILL" else ""
+            return f"the training process was killed by {name}{hint}"
+        return f"the training process ended unexpectedly (exit code {code})"
+
+    def close(self, timeout: float = 2.0) -> None:
+        """End the child: close its stdin (it exits by itself), kill it if it does not."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdout,):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def weights_from_bytes(data: bytes) -> tuple[dict, dict]:
+    """(state_dict, {epoch: state_dict}) from a finished outcome's "weights"."""
+    import torch
+
+    loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return loaded["state"], loaded["checkpoints"]
+
+
+# ----------------------------------------------------------------------------- the child's side
+
+def _samples(result, splits, graph) -> dict | None:
+    """A few test samples with the trained model's predictions, for the results view."""
+    import numpy as np
+    import torch
+
+    from engine.analysis import analyse, output_activation
+
+    x, y = splits.x_test, splits.y_test
+    if len(x) == 0:
+        return None
+    x, y = x[:MAX_SAMPLES], y[:MAX_SAMPLES]
+    model = result.model
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        out = model.eval()(torch.as_tensor(x).to(device)).float().cpu().numpy()
+    if result.task == "multiclass":
+        pred = out.argmax(axis=-1)
+    elif result.task == "binary":
+        analysis = analyse(graph)
+        threshold = 0.5 if output_activation(graph, analysis, analysis.outputs[0]) == "sigmoid" else 0.0
+        pred = (out.reshape(len(out), -1)[:, -1] > threshold).astype(np.int64)
+    else:
+        pred = out.reshape(y.shape) if out.size == y.size else out[:, 0]
+    return {"x": np.asarray(x), "y_true": np.asarray(y), "y_pred": np.asarray(pred)}
+
+
+def run_request(request: dict, emit, control) -> None:
+    """Load the data, train, and emit ("finished", outcome) or ("failed", message). Never raises."""
+    import torch
+
+    from engine.data import DataError, Dataset, load_dataset, split_dataset
+    from engine.graph import Graph
+    from engine.training import Callbacks, TrainConfig, TrainingError, train
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        graph = Graph.from_dict(request["graph"])
+        config = TrainConfig.from_dict(request["config"])
+        spec = request["dataset"]
+        if isinstance(spec, Dataset):   # imported and previewed already
+            dataset = spec
+        else:
+            emit("status", f"Loading {spec}…")
+            dataset = load_dataset(spec, **(request.get("load_options") or {}))
+        if control.stopped:
+            emit("failed", "stopped before training began")
+            return
+        splits = split_dataset(dataset, config.val_split, config.test_split, config.seed)
+        emit("status", "Compiling and checking the data against the model…")
+        callbacks = Callbacks(batch_end=lambda info: emit("batch", info), epoch_end=lambda rec: emit("epoch", rec))
+        result = train(graph, dataset, config, callbacks, control, splits=splits)
+        samples = _samples(result, splits, graph)
+        buffer = io.BytesIO()
+        torch.save({"state": result.state_dict, "checkpoints": result.checkpoints}, buffer)
+    except (DataError, TrainingError) as exc:
+        emit("failed", str(exc))
+        return
+    except Exception as exc:  # the designer must hear about whatever the run did
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        emit("failed", f"training failed: {detail}")
+        return
+    fields = {"history": result.history, "test_metrics": result.test_metrics, "best_epoch": result.best_epoch,
+              "stopped": result.stopped, "device": result.device, "task": result.task,
+              "class_names": result.class_names, "seconds": result.seconds}
+    emit("finished", {"result": fields, "weights": buffer.getvalue(), "dataset_name": dataset.name,
+                      "samples": samples, "started_at": started})
+
+
+def _warm_up() -> None:
+    """Import and run once what every run needs (the first run of a process spent ~2 s here)."""
+    import numpy as np
+
+    from engine.data import Dataset
+    from engine.graph import build
+    from engine.training import TrainConfig, train
+
+    graph = build("warm-up", [("in", "Input", {"shape": [4]}), ("fc", "Linear", {"units": 2}),
+                              ("out", "Output", {})])
+    rng = np.random.default_rng(0)
+    data = Dataset("warm-up", rng.normal(size=(16, 4)).astype(np.float32), np.arange(16) % 2, "multiclass")
+    try:
+        train(graph, data, TrainConfig(epochs=1, batch_size=8, val_split=0.25, test_split=0.25, device="cpu"))
+    except Exception:  # only a warm-up: the real run reports its own errors
+        pass
+
+
+def main(stdin: BinaryIO | None = None, stdout_fd: int = 1) -> int:
+    out = os.fdopen(os.dup(stdout_fd), "wb")
+    os.dup2(2, stdout_fd)          # prints (ours, torch's) go to stderr, never into the stream
+    sys.stdout = sys.stderr
+    stdin = stdin or sys.stdin.buffer
+    lock = threading.Lock()
+
+    def emit(*message) -> None:
+        with lock:
+            pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+
+    import torch
+
+    from engine.threads import default_threads
+    from engine.training import TrainControl
+
+    # One core is left to the window (painting the curves, handling input): with as many
+    # threads as cores, every parallel op's barrier waits for a thread the window pushed off its
+    # core. On the small models of the tutorials one thread trains as fast as two.
+    torch.set_num_threads(max(1, default_threads() - 1))
+    _warm_up()
+    try:
+        emit("ready")
+        message = pickle.load(stdin)
+    except (EOFError, OSError, BrokenPipeError, pickle.UnpicklingError):
+        return 0                     # the designer closed without using this process
+    if not (isinstance(message, tuple) and message and message[0] == "run"):
+        return 2
+    control = TrainControl()
+
+    def listen() -> None:
+        while True:
+            try:
+                command = pickle.load(stdin)[0]
+            except Exception:        # stdin closed: the designer went away; end the run
+                control.stop()
+                return
+            {"stop": control.stop, "pause": control.pause, "resume": control.resume}.get(command, lambda: None)()
+
+    threading.Thread(target=listen, name="deepwire-control", daemon=True).start()
+    try:
+        run_request(message[1], emit, control)
+    except (BrokenPipeError, OSError):
+        return 0                     # nobody is listening any more
+    out.close()
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)   # at once: the control thread may still be blocked reading stdin
