@@ -13,9 +13,9 @@ command line's speed (benchmarks/bench_designer_training.py). A crash inside tor
 the window down either: the panel says how the process ended and the next run starts afresh.
 
 Starting a process costs its imports and a warm-up (torch, torch's optimizers, scikit-learn:
-seconds). So the session keeps one "spare" process warming up ahead of time: once the training
-panel has been shown for a moment, and again after each run. A run takes the spare when there is
-one; when there is none, the run starts a process of its own and waits for it.
+seconds). So the session starts its process ahead of time, once the training panel has been
+shown for a moment, and keeps it from run to run: later runs start at once. A process that
+crashed is replaced.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from engine.threads import default_threads
 from engine.train_process import TrainProcess, weights_from_bytes
 from engine.training import TrainConfig, TrainResult
 
-SPARE_DELAY_MS = 3000   # a spare process starts this long after the panel shows or a run ends
+PREPARE_DELAY_MS = 3000   # the training process starts this long after the panel first shows
 
 
 def keep_ui_thread_serial() -> None:
@@ -68,7 +68,7 @@ def outcome_from_message(payload: dict) -> RunOutcome:
 
 
 class TrainingSession(QObject):
-    """One run at a time: owns the child process, the thread reading it, and the spare process."""
+    """One run at a time: owns the training process and the thread reading what it says."""
 
     status = Signal(str)
     batch = Signal(dict)
@@ -80,54 +80,52 @@ class TrainingSession(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._process: TrainProcess | None = None
+        self._process: TrainProcess | None = None   # kept from run to run
         self._reader: threading.Thread | None = None
-        self._spare: TrainProcess | None = None
         self._run = 0
+        self._running = False
         self._paused = False
         self._closed = False
-        self._spare_timer = QTimer(self)
-        self._spare_timer.setSingleShot(True)
-        self._spare_timer.timeout.connect(self._start_spare)
+        self._prepare_timer = QTimer(self)
+        self._prepare_timer.setSingleShot(True)
+        self._prepare_timer.timeout.connect(self._start_process)
         self._ended.connect(self._on_ended)
         keep_ui_thread_serial()
 
     @property
     def running(self) -> bool:
-        return self._process is not None
+        return self._running
 
     @property
     def paused(self) -> bool:
-        return self.running and self._paused
+        return self._running and self._paused
 
-    def prepare(self, delay_ms: int = SPARE_DELAY_MS) -> None:
-        """Have a spare process warming up in `delay_ms` (unless one is there or a run goes on)."""
-        if not self._closed and self._spare is None and not self.running and not self._spare_timer.isActive():
-            self._spare_timer.start(delay_ms)
+    def prepare(self, delay_ms: int = PREPARE_DELAY_MS) -> None:
+        """Have the training process warming up in `delay_ms`, unless it is there already."""
+        if not self._closed and self._process is None and not self._prepare_timer.isActive():
+            self._prepare_timer.start(delay_ms)
 
-    def _start_spare(self) -> None:
-        if not self._closed and self._spare is None and not self.running:
-            self._spare = TrainProcess()
+    def _start_process(self) -> TrainProcess:
+        if self._process is None or not self._process.alive:
+            if self._process is not None:
+                self._process.close(0)
+            self._process = TrainProcess()
+        return self._process
 
     def start(self, request: RunRequest) -> None:
-        if self.running:
+        if self._running:
             raise RuntimeError("a run is already in progress")
-        self._spare_timer.stop()
-        process, self._spare = self._spare, None
-        if process is None or not process.alive:
-            if process is not None:
-                process.close(0)
-            process = TrainProcess()
+        self._prepare_timer.stop()
+        process = self._start_process()
         self._run += 1
-        self._process, self._paused = process, False
-        message = request.to_message()
-        self._reader = threading.Thread(target=self._read, args=(self._run, process, message),
+        self._running, self._paused = True, False
+        self._reader = threading.Thread(target=self._read, args=(self._run, process, request.to_message()),
                                         name="deepwire-training-reader", daemon=True)
         self._reader.start()
         self.runningChanged.emit(True)
 
     def _read(self, run: int, process: TrainProcess, message: dict) -> None:
-        """On the reader thread: send the run, turn what the child says into signals."""
+        """On the reader thread: send the run, turn what the process says into signals."""
         ended = None
         if process.run(message):
             for kind, *rest in process.messages():
@@ -146,55 +144,55 @@ class TrainingSession(QObject):
                     except Exception as exc:  # never leave the panel waiting
                         ended = ("failed", f"the training process's result could not be read ({exc})")
                     break
-        if ended is None:
+        if ended is None:            # the process ended without a word: a crash or a kill
             ended = ("failed", process.exit_message())
-        process.close()
+            process.close(0)
         self._ended.emit(run, *ended)
 
     def stop(self) -> None:
-        if self._process is not None:
+        if self._running:
             self._process.send("stop")
 
     def pause(self) -> None:
-        if self._process is not None and self._process.send("pause"):
+        if self._running and self._process.send("pause"):
             self._paused = True
 
     def resume(self) -> None:
-        if self._process is not None and self._process.send("resume"):
+        if self._running and self._process.send("resume"):
             self._paused = False
 
     def wait(self, ms: int = 10_000) -> bool:
-        """Stop the run and wait for its process (closing the window or the project)."""
-        process, reader = self._process, self._reader
-        if process is None:
+        """Stop the run and wait for its end (closing the window or the project)."""
+        if not self._running:
             return True
+        process, reader = self._process, self._reader
         process.send("stop")
         reader.join(ms / 1000)
         ok = not reader.is_alive()
-        if not ok:            # it did not stop in time: end it
+        if not ok:            # it did not stop in time: end the process
             process.proc.kill()
             reader.join()
         self._cleanup(self._run)
         return ok
 
     def shutdown(self) -> None:
-        """End everything: the run (if any) and the spare process. Closing the window."""
+        """End the run (if any) and the training process: closing the window."""
         self._closed = True
-        self._spare_timer.stop()
+        self._prepare_timer.stop()
         self.wait()
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.proc.kill()      # it holds nothing of the user's
-            spare.close(0)
+        process, self._process = self._process, None
+        if process is not None:
+            process.close(1.0)     # it exits when its stdin closes; killed if it does not
 
     def _on_ended(self, run: int, kind: str, payload) -> None:
         self._cleanup(run)
         (self.finished if kind == "finished" else self.failed).emit(payload)
 
     def _cleanup(self, run: int) -> None:
-        if self._process is None or run != self._run:
+        if not self._running or run != self._run:
             return
-        self._process = self._reader = None
-        self._paused = False
+        self._running, self._paused, self._reader = False, False, None
+        if self._process is not None and not self._process.alive:
+            self._process = None
+            self.prepare()           # a fresh process for the next run, after a crash
         self.runningChanged.emit(False)
-        self.prepare()

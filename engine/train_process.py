@@ -10,16 +10,17 @@ inside torch (a segfault, the system's out-of-memory killer) from taking the win
 The protocol is pickles, one after another, on the child's stdin and on a copy of its stdout
 (the child points its own stdout at stderr, so a stray print cannot break the stream):
 
-    parent -> child:  ("run", request)  then any of ("stop",) ("pause",) ("resume",)
-    child -> parent:  ("ready",)  ("status", text)  ("batch", info)  ("epoch", record)
-                      then one of ("finished", outcome) ("failed", message)
+    parent -> child:  ("run", request)  then any of ("stop",) ("pause",) ("resume",); the next run…
+    child -> parent:  ("ready",) once, then for each run: ("status", text) ("batch", info)
+                      ("epoch", record) …, and one of ("finished", outcome) ("failed", message)
 
 `request` is plain data: {"graph": Graph.to_dict(), "dataset": a name or path or a Dataset,
 "config": TrainConfig.to_dict(), "load_options": {...}}. `outcome` carries the weights as
 torch.save bytes ({"state": ..., "checkpoints": {epoch: ...}}); `weights_from_bytes` reads them.
-A child starts its imports (torch, the engine) and a tiny warm-up run before it waits for its
-request, so a child started ahead of time (a "spare") begins training at once. It exits when its
-run ends or when its stdin closes (the parent went away).
+A child runs its imports (torch, the engine) and a tiny warm-up run as soon as it starts, so one
+started ahead of time begins training at once; it then trains the runs it is given one after
+another (each stop / pause / resume applies to the run it follows), and exits when its stdin
+closes (the designer closed or went away; a run going on is stopped first).
 
     python -m engine.train_process      # what `TrainProcess` starts
 """
@@ -43,7 +44,8 @@ MAX_SAMPLES = 256   # test samples sent back for the results view (thumbnails, s
 # ----------------------------------------------------------------------------- the parent's side
 
 class TrainProcess:
-    """One child process: started at once (it warms up), given one run, then it exits."""
+    """One child process: started ahead of time (it warms up), it trains the runs it is given one
+    after another, and exits when its stdin closes."""
 
     def __init__(self):
         env = dict(os.environ)
@@ -53,7 +55,6 @@ class TrainProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "engine.train_process"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, creationflags=flags)
         self._write_lock = threading.Lock()
-        self.started = False
 
     @property
     def alive(self) -> bool:
@@ -70,11 +71,11 @@ class TrainProcess:
             return False
 
     def run(self, request: dict) -> bool:
-        self.started = True
         return self.send("run", request)
 
     def messages(self) -> Iterator[tuple]:
-        """What the child says, in order, until its stdout closes. Blocks: read it on a thread."""
+        """What the child says, in order, until its stdout closes (or the caller stops reading:
+        a later call goes on where this one stopped). Blocks: read it on a thread."""
         stream = self.proc.stdout
         while True:
             try:
@@ -225,6 +226,8 @@ def main(stdin: BinaryIO | None = None, stdout_fd: int = 1) -> int:
             pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
             out.flush()
 
+    import queue
+
     import torch
 
     from engine.threads import default_threads
@@ -234,28 +237,33 @@ def main(stdin: BinaryIO | None = None, stdout_fd: int = 1) -> int:
     # threads as cores, every parallel op's barrier waits for a thread the window pushed off its
     # core. On the small models of the tutorials one thread trains as fast as two.
     torch.set_num_threads(max(1, default_threads() - 1))
+    runs: queue.Queue = queue.Queue()
+    current = [TrainControl()]
+
+    def listen() -> None:
+        """Everything the designer says. A command applies to the run it follows in the stream."""
+        while True:
+            try:
+                message = pickle.load(stdin)
+                kind = message[0]
+            except Exception:        # stdin closed: the designer went away; end the run, then exit
+                current[0].stop()
+                runs.put(None)
+                return
+            if kind == "run":
+                current[0] = TrainControl()
+                runs.put((message[1], current[0]))
+            elif kind in ("stop", "pause", "resume"):
+                getattr(current[0], kind)()
+
+    threading.Thread(target=listen, name="deepwire-control", daemon=True).start()
     _warm_up()
     try:
         emit("ready")
-        message = pickle.load(stdin)
-    except (EOFError, OSError, BrokenPipeError, pickle.UnpicklingError):
-        return 0                     # the designer closed without using this process
-    if not (isinstance(message, tuple) and message and message[0] == "run"):
-        return 2
-    control = TrainControl()
-
-    def listen() -> None:
-        while True:
-            try:
-                command = pickle.load(stdin)[0]
-            except Exception:        # stdin closed: the designer went away; end the run
-                control.stop()
-                return
-            {"stop": control.stop, "pause": control.pause, "resume": control.resume}.get(command, lambda: None)()
-
-    threading.Thread(target=listen, name="deepwire-control", daemon=True).start()
-    try:
-        run_request(message[1], emit, control)
+        while (item := runs.get()) is not None:
+            run_request(item[0], emit, item[1])
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     except (BrokenPipeError, OSError):
         return 0                     # nobody is listening any more
     out.close()

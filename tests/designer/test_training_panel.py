@@ -231,6 +231,18 @@ def os_threads():
     return len(os.listdir("/proc/self/task"))
 
 
+def child_processes():
+    import os
+    pids = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
 @pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="counts threads through /proc")
 def test_train_stop_cycles_leave_no_threads_behind(qtbot, window):
     panel = window.training
@@ -250,6 +262,26 @@ def test_train_stop_cycles_leave_no_threads_behind(qtbot, window):
     qtbot.wait(50)
     assert os_threads() <= before
     assert panel.runs_list.count() == 5
+    assert len(child_processes()) <= 1          # at most the spare, warming up for the next run
+    panel.session.shutdown()                    # closing the window
+    assert not child_processes()
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="POSIX signals")
+def test_a_crashed_training_process_is_reported_and_the_next_run_works(qtbot, window):
+    import signal
+    panel = window.training
+    configure(panel, epochs=500, batch=8)
+    with qtbot.waitSignal(panel.session.batch, timeout=RUN_TIMEOUT_MS):
+        panel.train_button.click()
+    with qtbot.waitSignal(panel.session.failed, timeout=10_000) as blocker:
+        panel.session._process.proc.send_signal(signal.SIGKILL)   # as the system's out-of-memory killer would
+    assert "killed by SIGKILL" in blocker.args[0]
+    assert "failed" in panel.status_label.text() and "out of memory" in panel.status_label.text()
+    assert panel.train_button.isEnabled() and window.isVisible()
+    configure(panel, epochs=1)
+    assert click_train(qtbot, window).result.stopped == "completed"
+    assert panel.runs_list.count() == 1
 
 
 def test_an_imported_csv_and_its_target_column_survive_save_and_reopen(qtbot, window, tmp_path):
