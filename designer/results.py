@@ -82,6 +82,8 @@ class ResultsView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._headline = ""
+        self._class_names: list[str] = []
+        self._matrix_headers: tuple = ()
         self._sample_labels: list[str] = []
 
         self.hint = QLabel(HINT)
@@ -161,9 +163,7 @@ class ResultsView(QWidget):
         self._headline = ""
         self._sample_labels = []
         self._clear_samples()
-        self.table.clear()
-        self.table.setRowCount(0)
-        self.table.setColumnCount(0)
+        self.table.clearContents()     # (the headers stay: the next matrix usually has the same classes)
         self.scatter_points.clear()
         self.identity_line.setData([], [])
         self.hint.setText(HINT)
@@ -176,9 +176,10 @@ class ResultsView(QWidget):
         """The text under each thumbnail, in display order."""
         return list(self._sample_labels)
 
-    def confusion_cell(self, row: int, col: int) -> int:
-        """The count shown in the matrix: samples of true class `row` predicted as `col`."""
-        return int(self.table.item(row, col).text())
+    def confusion_cell(self, row: int, col: int) -> int | None:
+        """The count shown in the matrix: samples of true class `row` predicted as `col` (None: none shown)."""
+        item = self.table.item(row, col)
+        return int(item.text()) if item is not None and self.stack.currentWidget() is self.scroll else None
 
     def apply_theme(self) -> None:
         c = theme.colours()
@@ -232,9 +233,15 @@ class ResultsView(QWidget):
             self.detail_label.setText("")
             self.matrix_title.hide()
             self.table.hide()
+        self._class_names = self._names(class_names, len(class_names) if class_names else
+                                        (len(matrix) if matrix else 0))
+        self.show_samples(samples)
+
+    def show_samples(self, samples: dict | None) -> None:
+        """The grid of test images with predicted and true labels, under the classification results
+        shown last (a separate step, so a caller can let the window breathe in between)."""
         if samples and is_image_batch(samples.get("x")):
-            n = len(class_names) if class_names else (len(matrix) if matrix else 0)
-            self._show_samples(samples, self._names(class_names, n))
+            self._show_samples(samples, self._class_names)
 
     @staticmethod
     def _names(class_names: list[str] | None, n: int) -> list[str]:
@@ -251,11 +258,14 @@ class ResultsView(QWidget):
         table = self.table
         table.setRowCount(n + extra_row)
         table.setColumnCount(n + extra_col)
-        table.setHorizontalHeaderLabels(names + (["recall"] if extra_col else []))
-        table.setVerticalHeaderLabels(names + (["precision"] if extra_row else []))
-        for i, name in enumerate(names):
-            table.horizontalHeaderItem(i).setToolTip(f"predicted as {name}")
-            table.verticalHeaderItem(i).setToolTip(f"true class {name}")
+        headers = (names + (["recall"] if extra_col else []), names + (["precision"] if extra_row else []))
+        if headers != self._matrix_headers:    # setting header labels costs ~8 ms a side: only when they change
+            self._matrix_headers = headers
+            table.setHorizontalHeaderLabels(headers[0])
+            table.setVerticalHeaderLabels(headers[1])
+            for i, name in enumerate(names):
+                table.horizontalHeaderItem(i).setToolTip(f"predicted as {name}")
+                table.verticalHeaderItem(i).setToolTip(f"true class {name}")
         rows = m.sum(axis=1)
         bold = QFont(table.font())
         bold.setBold(True)

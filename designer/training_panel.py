@@ -70,8 +70,8 @@ def downsample(values: list[float], limit: int = MAX_SAVED_BATCH_POINTS) -> list
     if len(values) <= limit:
         return [float(v) for v in values]
     edges = np.linspace(0, len(values), limit + 1).astype(int)
-    a = np.asarray(values, dtype=np.float64)
-    return [float(a[lo:hi].mean()) for lo, hi in zip(edges[:-1], edges[1:])]
+    sums = np.add.reduceat(np.asarray(values, dtype=np.float64), edges[:-1])
+    return (sums / np.diff(edges)).tolist()
 
 
 def run_title(run: dict) -> str:
@@ -599,7 +599,22 @@ class TrainingPanel(QWidget):
         samples = outcome.samples
         if samples is not None and result.task != "regression" and not is_image_data(samples["x"]):
             samples = None
-        self.results.show_results(result.task, result.test_metrics, result.class_names, samples)
+        # the results view fills in two more turns of the event loop (the confusion matrix, then
+        # the sample images: tens of ms each), so the window never stalls for all of it at once
+        run_id = self._run_id
+        images = samples if result.task != "regression" else None
+
+        def fill(step: int) -> None:
+            if run_id != self._run_id or self.session.running:
+                return                 # another run began meanwhile
+            if step == 0:
+                self.results.show_results(result.task, result.test_metrics, result.class_names,
+                                          None if images is not None else samples)
+                QTimer.singleShot(0, lambda: fill(1))
+            elif images is not None:
+                self.results.show_samples(images)
+
+        QTimer.singleShot(0, lambda: fill(0))
         how = {"user": "stopped by you (best weights kept)", "early_stopping": "ended by early stopping"}.get(
             result.stopped, "finished")
         test = result.test_metrics

@@ -38,7 +38,7 @@ def test_starts_with_a_hint_and_clear_returns_to_it(view):
     assert view.stack.currentWidget() is view.scroll
     view.clear()
     assert view.stack.currentWidget() is view.hint and view.hint.text() == HINT
-    assert view.headline() == "" and view.table.rowCount() == 0
+    assert view.headline() == "" and view.confusion_cell(0, 0) is None     # no numbers of the old run left
 
 
 def test_confusion_matrix_cells_and_labels(view):

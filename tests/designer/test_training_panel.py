@@ -45,7 +45,7 @@ def test_train_button_runs_and_shows_the_engines_results(qtbot, window):
     shown = f"{accuracy:.2%}"
     assert shown in panel.status_label.text()
     assert shown in panel.runs_list.item(0).text()
-    assert shown in window.results.headline()
+    qtbot.waitUntil(lambda: shown in window.results.headline(), timeout=1000)   # filled in the next turns
     assert window.results.confusion_cell(0, 0) == result.test_metrics["confusion_matrix"][0][0]
     assert window.document.project.weights is not None and window.document.modified
     assert window.bottom_tabs.currentWidget() is window.curves
