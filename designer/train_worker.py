@@ -127,9 +127,13 @@ class TrainingSession(QObject):
     def _read(self, run: int, process: TrainProcess, message: dict) -> None:
         """On the reader thread: send the run, turn what the process says into signals."""
         ended = None
+        if not process.ready:
+            self.status.emit("Starting the training process (the first run of a session takes a few seconds)…")
         if process.run(message):
             for kind, *rest in process.messages():
-                if kind == "status":
+                if kind == "ready":
+                    process.ready = True
+                elif kind == "status":
                     self.status.emit(rest[0])
                 elif kind == "batch":
                     self.batch.emit(rest[0])

@@ -55,6 +55,7 @@ class TrainProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "engine.train_process"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, creationflags=flags)
         self._write_lock = threading.Lock()
+        self.ready = False        # set by whoever reads its ("ready",): warmed up, runs start at once
 
     @property
     def alive(self) -> bool:
@@ -216,8 +217,11 @@ def _warm_up() -> None:
 
 def main(stdin: BinaryIO | None = None, stdout_fd: int = 1) -> int:
     out = os.fdopen(os.dup(stdout_fd), "wb")
-    os.dup2(2, stdout_fd)          # prints (ours, torch's) go to stderr, never into the stream
-    sys.stdout = sys.stderr
+    try:
+        os.dup2(2, stdout_fd)      # prints (ours, torch's) go to stderr, never into the stream
+    except OSError:                # no stderr (a windowless app): they go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout_fd)
+    sys.stdout = sys.stderr if sys.stderr is not None else open(os.devnull, "w")
     stdin = stdin or sys.stdin.buffer
     lock = threading.Lock()
 
