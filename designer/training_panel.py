@@ -51,6 +51,8 @@ OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "R
 def format_seconds(s: float) -> str:
     if not math.isfinite(s) or s < 0:
         return "–"
+    if s < 9.95:
+        return f"{s:.1f} s"      # a short run reads "0.4 s", not "0 s"
     s = int(round(s))
     if s < 60:
         return f"{s} s"
