@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from engine.blocks import format_shape
 from engine.data import Dataset, describe_builtins
 from engine.graph import Graph
+from engine.project import CHECKPOINT_BUDGET
 from engine.training import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, available_devices, check_data
 
 from . import theme
@@ -42,7 +43,6 @@ from .train_worker import RunRequest, TrainingSession
 IMPORT = "\x00import"
 PROGRESS_INTERVAL_MS = 200       # progress bar and figures: QProgressBar.setValue repaints at once
 MAX_SAVED_BATCH_POINTS = 2000     # batch losses kept per run in the project file (downsampled)
-RUNS_WITH_CHECKPOINTS = 3        # runs whose epoch weights stay in memory (each up to the engine's budget)
 SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
                   "plateau": "Reduce on plateau"}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
@@ -104,7 +104,6 @@ class TrainingPanel(QWidget):
         self.session = TrainingSession(self)
         self._loading = False
         self._imported: dict[str, tuple[Dataset | None, dict]] = {}
-        self._checkpoints: dict[str, dict[int, dict]] = {}   # run id -> epoch -> weights (this session)
         self._run_project = None
         self._run_graph_changed = False
         self._batch_losses: list[float] = []
@@ -277,7 +276,6 @@ class TrainingPanel(QWidget):
             self._fill_datasets(project.dataset)
         finally:
             self._loading = False
-        self._checkpoints.clear()
         self.runs_list.clear()
         for run in project.runs:
             if isinstance(run, dict):
@@ -590,7 +588,7 @@ class TrainingPanel(QWidget):
             self._set_label(self.status_label, "The run finished, but its project was closed meanwhile.", "warning")
             return
         project.runs.append(run)
-        self.keep_checkpoints(self._run_id, result.checkpoints)
+        project.keep_checkpoints(int(self._run_id), result.checkpoints)   # saved with the project
         applied = not self._run_graph_changed
         if applied:
             project.weights = result.state_dict
@@ -684,20 +682,16 @@ class TrainingPanel(QWidget):
         if chosen:
             self.curves.overlay([(f"Run {r.get('id')}", r.get("history") or []) for r in chosen])
 
-    def keep_checkpoints(self, run_id: str, checkpoints: dict) -> None:
-        """Hold a run's epoch weights for restoring; only the latest runs', so memory stays bounded."""
-        self._checkpoints[str(run_id)] = dict(checkpoints)
-        while len(self._checkpoints) > RUNS_WITH_CHECKPOINTS:
-            del self._checkpoints[next(iter(self._checkpoints))]
-
     def restore_epoch(self, run_id: str, epoch: int, ask: bool = True) -> bool:
-        """Put the weights of `epoch` of run `run_id` into the project (when they are still in memory)."""
-        states = self._checkpoints.get(str(run_id), {})
+        """Put the weights of `epoch` of run `run_id` into the project (when they were kept: see
+        Project.keep_checkpoints; they are saved with the project)."""
+        states = self.document.project.checkpoints.get(int(run_id), {})
         state = states.get(int(epoch))
         if state is None:
             kept = sorted(states)
             where = (f"only epochs {', '.join(map(str, kept))} of run {run_id} are kept" if kept else
-                     f"the epochs' weights are kept only for the last {RUNS_WITH_CHECKPOINTS} runs of this session")
+                     f"the epochs' weights of run {run_id} were not kept (a project keeps "
+                     f"{CHECKPOINT_BUDGET // 2**20} MB of them, the newest runs first)")
             self._set_label(self.status_label, f"Cannot restore epoch {epoch}: {where}.", "warning")
             return False
         if ask and QMessageBox.question(

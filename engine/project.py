@@ -2,8 +2,10 @@
 
 Members: project.json (format, versions, dataset), graph.json (engine.graph's JSON),
 config.json (TrainConfig), weights.safetensors (trained weights and buffers, normalisation
-statistics included), history.json (runs with metrics per epoch). Written atomically and
-read without pickle: weights are safetensors, everything else JSON.
+statistics included), history.json (runs with metrics per epoch), checkpoints.safetensors (the
+weights of the runs' epochs, to restore one: tensors named "run<id>/epoch<n>/<name>", at most
+CHECKPOINT_BUDGET bytes, newest runs first). Written atomically and read without pickle:
+weights are safetensors, everything else JSON.
 """
 from __future__ import annotations
 
@@ -28,13 +30,18 @@ from .training import ConfigError, TrainConfig
 PROJECT_FORMAT = "deepwire-project"
 PROJECT_VERSION = 1
 SUFFIX = ".deepwire"
-MEMBERS = {"project.json", "graph.json", "config.json", "weights.safetensors", "history.json"}
-MAX_MEMBER = 4 * 2**30            # weights.safetensors
+MEMBERS = {"project.json", "graph.json", "config.json", "weights.safetensors", "history.json",
+           "checkpoints.safetensors"}
+MAX_MEMBER = 4 * 2**30            # weights.safetensors, checkpoints.safetensors
 MAX_JSON = 256 * 2**20            # history.json
 MAX_SMALL_JSON = 64 * 2**20       # project.json, graph.json, config.json (a graph file's limit)
 MAX_ENTRIES = 64                  # members in one project zip
-MAX_TOTAL = MAX_MEMBER + 2 * MAX_JSON
-LIMITS = {"weights.safetensors": MAX_MEMBER, "history.json": MAX_JSON}
+MAX_TOTAL = 2 * MAX_MEMBER + 2 * MAX_JSON
+LIMITS = {"weights.safetensors": MAX_MEMBER, "checkpoints.safetensors": MAX_MEMBER, "history.json": MAX_JSON}
+# Epoch weights a project keeps (in memory and in its file): enough for every epoch of the
+# tutorials' models over many runs, bounded for big ones (whose oldest runs and epochs go first).
+CHECKPOINT_BUDGET = 64 * 2**20
+_CHECKPOINT_KEY = re.compile(r"run(\d{1,9})/epoch(\d{1,9})/(.+)")
 # Names and first bytes that mark a Python pickle (torch.save, joblib, pickle.dump): never loaded.
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib", ".bin", ".dill")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_.+ -]{0,127}(/[A-Za-z0-9_.+-][A-Za-z0-9_.+ -]{0,127}){0,7}/?")
@@ -49,6 +56,8 @@ class Project:
     dataset: str | None = None
     # How an imported dataset is read: {"target": CSV column, "image_size": [h, w], "grayscale": bool}
     dataset_options: dict = field(default_factory=dict)
+    # run id -> epoch -> weights of that epoch (see keep_checkpoints)
+    checkpoints: dict[int, dict[int, dict[str, torch.Tensor]]] = field(default_factory=dict, compare=False)
     # What load_project read but did not use or had to change (unknown members, a device this
     # machine lacks), one sentence each, for the caller to show. Never saved.
     notes: list[str] = field(default_factory=list, compare=False)
@@ -56,6 +65,27 @@ class Project:
     @property
     def trained(self) -> bool:
         return bool(self.weights)
+
+    def keep_checkpoints(self, run_id: int, checkpoints: dict[int, dict], budget: int = CHECKPOINT_BUDGET) -> None:
+        """Hold a run's epoch weights; then drop what exceeds `budget` bytes over all runs: the
+        newest run first, and within a run its best epoch (from `runs`), its last, then the later ones."""
+        self.checkpoints[int(run_id)] = {int(e): dict(state) for e, state in checkpoints.items()}
+        best = {r["id"]: r.get("best_epoch") for r in self.runs if isinstance(r, dict) and isinstance(r.get("id"), int)}
+        used = 0
+        for run in sorted(self.checkpoints, reverse=True):
+            epochs = self.checkpoints[run]
+            order = sorted(epochs, reverse=True)
+            if best.get(run) in epochs:
+                order.remove(best[run])
+                order.insert(0, best[run])
+            for epoch in order:
+                size = sum(t.numel() * t.element_size() for t in epochs[epoch].values() if hasattr(t, "numel"))
+                if used + size > budget:
+                    del epochs[epoch]
+                else:
+                    used += size
+            if not epochs:
+                del self.checkpoints[run]
 
 
 def is_project_file(path: str | os.PathLike) -> bool:
@@ -83,6 +113,11 @@ def save_project(path: str | os.PathLike, project: Project) -> None:
         if project.weights:
             tensors = {k: v.detach().cpu().contiguous() for k, v in project.weights.items()}
             zf.writestr("weights.safetensors", save(tensors), compress_type=zipfile.ZIP_STORED)
+        if project.checkpoints:
+            tensors = {f"run{run}/epoch{epoch}/{name}": t.detach().cpu().contiguous()
+                       for run, epochs in project.checkpoints.items() for epoch, state in epochs.items()
+                       for name, t in state.items()}
+            zf.writestr("checkpoints.safetensors", save(tensors), compress_type=zipfile.ZIP_STORED)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -141,10 +176,41 @@ def load_project(path: str | os.PathLike) -> Project:
                 weights = load(raw)
             except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
                 raise FormatError(f"{path.name}: the weights are damaged ({_one_line(exc)})") from None
+        checkpoints = {}
+        if "checkpoints.safetensors" in infos:
+            raw = _read(zf, infos["checkpoints.safetensors"], path)
+            if _looks_pickled(raw):
+                raise FormatError(f"{path.name}: checkpoints.safetensors holds a Python pickle, which Deepwire "
+                                  "never loads (it could run code)")
+            checkpoints = _checkpoints(raw, path, notes)
     dataset = meta.get("dataset") if isinstance(meta.get("dataset"), str) else None
     options = dataset_options(meta.get("dataset_options"))
-    return Project(graph=graph, config=config, weights=weights, runs=runs, dataset=dataset, dataset_options=options,
-                   notes=notes)
+    return Project(graph=graph, config=config, weights=weights, runs=runs, checkpoints=checkpoints, dataset=dataset,
+                   dataset_options=options, notes=notes)
+
+
+def _checkpoints(raw: bytes, path: Path, notes: list[str]) -> dict:
+    """The epochs' weights; damage costs only them (a note), never the project."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(raw)
+    except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
+        notes.append(f"{path.name}: the saved epochs' weights are damaged and were not read ({_one_line(exc)})")
+        return {}
+    out: dict[int, dict[int, dict]] = {}
+    odd = 0
+    for key, tensor in tensors.items():
+        match = _CHECKPOINT_KEY.fullmatch(key)
+        if match is None:
+            odd += 1
+            continue
+        out.setdefault(int(match[1]), {}).setdefault(int(match[2]), {})[match[3]] = tensor
+    if odd:
+        notes.append(f"{path.name}: ignored {odd} tensor(s) in checkpoints.safetensors with names this version "
+                     "of Deepwire does not use")
+    return out
 
 
 def dataset_options(raw) -> dict:

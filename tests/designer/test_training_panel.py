@@ -167,7 +167,7 @@ def test_runs_are_kept_in_the_project_after_save_and_reopen(qtbot, window, tmp_p
     assert {"Run 1", "Run 2"} <= set(window.curves.legend_names())
 
 
-def test_restore_an_epochs_weights(qtbot, window):
+def test_restore_an_epochs_weights_also_after_save_and_reopen(qtbot, window, tmp_path):
     panel = window.training
     configure(panel, epochs=3)
     outcome = click_train(qtbot, window)
@@ -178,6 +178,12 @@ def test_restore_an_epochs_weights(qtbot, window):
     assert all(np.array_equal(weights[k].numpy(), epoch_one[k].numpy()) for k in epoch_one)
     assert not panel.restore_epoch(run_id, 99, ask=False)
     assert "Cannot restore" in panel.status_label.text()
+    path = tmp_path / "restored.deepwire"                 # the epochs' weights are saved with the project
+    window.document.save(path)
+    window.document.open(path)
+    assert window.training.restore_epoch(run_id, 2, ask=False)
+    weights = window.document.project.weights
+    assert all(np.array_equal(weights[k].numpy(), outcome.result.checkpoints[2][k].numpy()) for k in epoch_one)
 
 
 def test_import_a_csv_dataset_previews_and_trains(qtbot, window, tmp_path):
@@ -313,11 +319,18 @@ def test_an_imported_csv_and_its_target_column_survive_save_and_reopen(qtbot, wi
     assert blocker.signal_triggered, panel.status_label.text()
 
 
-def test_only_the_latest_runs_keep_their_epoch_weights(window):
-    from designer.training_panel import RUNS_WITH_CHECKPOINTS
+def test_epoch_weights_are_bounded_newest_run_first(window):
+    import torch
+    from engine.project import CHECKPOINT_BUDGET
     panel = window.training
-    for run in range(1, RUNS_WITH_CHECKPOINTS + 2):
-        panel.keep_checkpoints(str(run), {1: {"w": run}})
-    assert not panel.restore_epoch("1", 1, ask=False)          # the oldest run's weights were let go
-    assert f"last {RUNS_WITH_CHECKPOINTS} runs" in panel.status_label.text()
-    assert sorted(panel._checkpoints) == [str(r) for r in range(2, RUNS_WITH_CHECKPOINTS + 2)]
+    project = window.document.project
+    epoch_bytes = CHECKPOINT_BUDGET // 5                      # five epochs fill the budget
+    for run in (1, 2):
+        project.runs.append({"id": run, "best_epoch": 1})
+        project.keep_checkpoints(run, {e: {"w": torch.zeros(epoch_bytes // 4)} for e in (1, 2, 3)})
+    assert sorted(project.checkpoints[2]) == [1, 2, 3]          # the newest run whole
+    assert sorted(project.checkpoints[1]) == [1, 3]             # the older one: its best and its last epoch
+    assert panel.restore_epoch("1", 1, ask=False) is False       # the weights do not fit this graph…
+    assert "do not fit" in panel.status_label.text()
+    assert not panel.restore_epoch("1", 2, ask=False)           # …and epoch 2 was let go
+    assert "only epochs 1, 3 of run 1 are kept" in panel.status_label.text()

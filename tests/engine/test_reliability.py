@@ -280,6 +280,35 @@ def test_unknown_members_are_reported_not_read_and_the_project_loads(tmp_path):
     assert project.notes == ["newer.deepwire: ignored 'thumbnail.png', which this version of Deepwire does not use"]
 
 
+def test_epoch_weights_survive_save_and_load_and_damaged_ones_cost_only_themselves(tmp_path):
+    from safetensors.torch import save
+
+    project = Project(load_template("digits_mlp"), runs=[{"id": 1, "best_epoch": 2}, {"id": 2, "best_epoch": 1}])
+    state = {"dense.weight": torch.arange(6.0).reshape(2, 3), "dense.bias": torch.ones(2)}
+    project.keep_checkpoints(1, {1: state, 2: {k: v * 2 for k, v in state.items()}})
+    project.keep_checkpoints(2, {1: {k: v * 3 for k, v in state.items()}})
+    path = tmp_path / "epochs.deepwire"
+    save_project(path, project)
+    loaded = load_project(path)
+    assert {run: sorted(epochs) for run, epochs in loaded.checkpoints.items()} == {1: [1, 2], 2: [1]}
+    assert torch.equal(loaded.checkpoints[1][2]["dense.weight"], state["dense.weight"] * 2)
+    assert loaded.notes == []
+
+    path.write_bytes(with_member("checkpoints.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json"))
+    damaged = load_project(path)
+    assert damaged.checkpoints == {} and damaged.graph.find("dense") is not None
+    assert "epochs' weights are damaged" in damaged.notes[0]
+
+    odd = save({"run1/epoch1/dense.bias": torch.ones(2), "weights_of_something_else": torch.ones(1)})
+    path.write_bytes(with_member("checkpoints.safetensors", odd))
+    read = load_project(path)
+    assert list(read.checkpoints) == [1] and "ignored 1 tensor(s)" in read.notes[0]
+
+    path.write_bytes(with_member("checkpoints.safetensors", pickle.dumps({"x": 1}, protocol=4)))
+    with pytest.raises(FormatError, match="pickle"):
+        load_project(path)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_project_trained_on_a_gpu_opens_on_a_machine_without_one(tmp_path):
     buffer = io.BytesIO(project_bytes())
