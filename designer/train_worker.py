@@ -116,7 +116,12 @@ class TrainingSession(QObject):
         if self._running:
             raise RuntimeError("a run is already in progress")
         self._prepare_timer.stop()
-        process = self._start_process()
+        try:
+            process = self._start_process()
+        except OSError as exc:       # no Python to start (a broken install): say so, as a failed run
+            message = f"the training process could not start ({exc})"
+            QTimer.singleShot(0, lambda: self.failed.emit(message))
+            return
         self._run += 1
         self._running, self._paused = True, False
         self._reader = threading.Thread(target=self._read, args=(self._run, process, request.to_message()),

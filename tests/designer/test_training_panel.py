@@ -334,3 +334,15 @@ def test_epoch_weights_are_bounded_newest_run_first(window):
     assert "do not fit" in panel.status_label.text()
     assert not panel.restore_epoch("1", 2, ask=False)           # …and epoch 2 was let go
     assert "only epochs 1, 3 of run 1 are kept" in panel.status_label.text()
+
+
+def test_a_training_process_that_cannot_start_is_a_failed_run_not_a_crash(qtbot, window, monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+    panel = window.training
+    configure(panel, epochs=1)
+    with qtbot.waitSignal(panel.session.failed, timeout=5_000) as blocker:
+        panel.train_button.click()
+    assert "could not start" in blocker.args[0]
+    assert "failed" in panel.status_label.text() and panel.train_button.isEnabled()
+    assert not panel.session.running
