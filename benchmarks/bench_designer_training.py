@@ -43,6 +43,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from designer import theme  # noqa: E402
 from designer.document import Document  # noqa: E402
+from designer.gc_guard import GuiThreadCollector  # noqa: E402
 from designer.main_window import MainWindow  # noqa: E402
 from engine.templates import load_template  # noqa: E402
 
@@ -156,6 +157,7 @@ def main() -> None:
     theme.apply(app, dark=True)
     window = MainWindow(Document(), QSettings(str(Path(os.devnull)), QSettings.IniFormat))
     window.maybe_save = lambda: True
+    guard = GuiThreadCollector(parent=window).start(freeze=True)     # as designer.app.start does
     window.resize(1600, 1000)
     window.show()
     app.processEvents()
@@ -183,6 +185,7 @@ def main() -> None:
             "" if worst <= 100 else " MISSED max")
         print(f"{template + ' / ' + dataset:<26}{h:>14,.0f}{a:>10,.0f}{ratio:>8.3f}{pct(steadies, 50):>7.2f}"
               f"{p99:>7.2f}{worst:>7.1f}{max(lates):>9.1f}  {flags}")
+    guard.stop()
     window.close()
 
 

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from designer import theme  # noqa: E402
 from designer.document import Document  # noqa: E402
+from designer.gc_guard import GuiThreadCollector  # noqa: E402
 from designer.main_window import MainWindow  # noqa: E402
 
 
@@ -106,6 +107,7 @@ def run(cycles: int) -> dict:
     theme.apply(app, dark=True)
     window = MainWindow(Document(), QSettings(os.devnull, QSettings.IniFormat))
     window.maybe_save = lambda: True
+    guard = GuiThreadCollector(parent=window).start(freeze=True)     # as designer.app.start does
     window.document.new_from_template("digits_mlp")
     window.resize(1400, 900)
     window.show()
@@ -126,6 +128,7 @@ def run(cycles: int) -> dict:
         processes.append(len(children()))
     child_end = children_rss_mb()
     runs = len(window.document.project.runs)
+    guard.stop()
     window.close()
     QApplication.processEvents()
     return {"processes_max": max(processes), "processes_after_close": len(children()),

@@ -46,6 +46,9 @@ def start(argv: list[str], *, show_dialogs: bool = True, offer_restore: bool = T
     else:
         document.new_from_template()
     window.recovery = Recovery(document, folder, parent=window)
+    from .gc_guard import GuiThreadCollector
+
+    window.gc_guard = GuiThreadCollector(parent=window).start(freeze=True)   # collections on this thread only
     window.showMaximized()
     if offer_restore:
         window.recovery.offer_restore(window)

@@ -4,8 +4,17 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from designer import theme
+from designer.gc_guard import GuiThreadCollector
 from designer.document import Document
 from designer.main_window import MainWindow
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_gui_thread(qapp):
+    """As the app does (designer/gc_guard.py): threads beside the GUI never finalise Qt objects."""
+    guard = GuiThreadCollector().start()
+    yield
+    guard.stop()
 
 
 @pytest.fixture

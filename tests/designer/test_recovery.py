@@ -395,3 +395,27 @@ def test_changes_outside_the_undo_stack_are_autosaved_too(tmp_path, qtbot):
         assert not rec.file.exists()
     finally:
         rec.close()
+
+
+def test_a_background_autosave_writes_the_project_as_it_was_and_keeps_later_edits(tmp_path, qtbot):
+    """The timer's autosave is written by a thread (large weights never stall the window)."""
+    doc = Document()
+    doc.replace(Project(load_template("digits_mlp")), None)
+    rec = Recovery(doc, tmp_path)
+    try:
+        doc.project.weights = {"w": torch.zeros(4_000_000)}        # 16 MB to write
+        doc.project.config = TrainConfig(epochs=20)
+        doc.mark_changed()
+        assert rec.autosave_in_background()
+        doc.project.config = TrainConfig(epochs=21)                  # edited while it is written
+        doc.mark_changed()
+        rec.wait()
+        assert load_project(rec.file).config.epochs == 20            # the copy taken when it started
+        assert rec.autosave() and load_project(rec.file).config.epochs == 21   # the edit comes next
+        doc.project.config = TrainConfig(epochs=22)
+        doc.mark_changed()
+        assert rec.autosave_in_background()
+        rec.discard()                                                # saved meanwhile: waits, then removes
+        assert not rec.file.exists() and not rec.meta.exists()
+    finally:
+        rec.close()
