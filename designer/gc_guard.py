@@ -42,8 +42,11 @@ class GuiThreadCollector(QObject):
         return self
 
     def stop(self) -> None:
-        """Back to automatic collection."""
+        """Back to automatic collection, after one full collection here: with a backlog, the
+        first automatic one could start inside a Qt object's destructor, and finalising other
+        Qt objects there deadlocked (seen in the tests)."""
         self.timer.stop()
+        gc.collect()
         if self._was_enabled:
             gc.enable()
 

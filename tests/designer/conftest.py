@@ -9,9 +9,10 @@ from designer.document import Document
 from designer.main_window import MainWindow
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _collect_garbage_on_the_gui_thread(qapp):
-    """As the app does (designer/gc_guard.py): threads beside the GUI never finalise Qt objects."""
+    """As the app does (designer/gc_guard.py): threads beside the GUI never finalise Qt objects.
+    Per module: stopping costs a full collection."""
     guard = GuiThreadCollector().start()
     yield
     guard.stop()
