@@ -83,6 +83,10 @@ class TrainProcess:
                 message = pickle.load(stream)
             except (EOFError, OSError, ValueError, pickle.UnpicklingError):
                 return
+            except Exception as exc:  # the stream cannot be trusted any more: end the process
+                self.proc.kill()
+                yield ("failed", f"the training process sent something unreadable ({type(exc).__name__}: {exc})")
+                return
             yield message
 
     def exit_message(self) -> str:
@@ -112,11 +116,10 @@ class TrainProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        for stream in (self.proc.stdout,):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        try:
+            self.proc.stdout.close()
+        except OSError:
+            pass
 
 
 def weights_from_bytes(data: bytes) -> tuple[dict, dict]:
