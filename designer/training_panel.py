@@ -548,10 +548,10 @@ class TrainingPanel(QWidget):
             return
         total = max(int(info["total_steps"]), 1)
         if self.progress.maximum() != total:
-            self.progress.setRange(0, total)
+            self._set_progress(maximum=total)
             self._set_label(self.status_label, "Training…")
-        self.progress.setValue(int(info["step"]))
-        self.progress.setFormat(f"Epoch {info['epoch']}/{info['epochs']} · batch {info['batch']}/{info['batches']}")
+        self._set_progress(int(info["step"]),
+                           text=f"Epoch {info['epoch']}/{info['epochs']} · batch {info['batch']}/{info['batches']}")
         parts = [f"{info['samples_per_s']:,.0f} samples/s", f"ETA {format_seconds(info['eta_s'])}"]
         if info.get("gpu_memory"):
             parts.append(f"GPU memory {format_bytes(info['gpu_memory'])}")
@@ -560,19 +560,34 @@ class TrainingPanel(QWidget):
         self.stats.setText(" · ".join(parts))
         self.stats.show()
 
+    def _set_progress(self, value: int | None = None, maximum: int | None = None, text: str | None = None) -> None:
+        """Change the progress bar without QProgressBar's immediate repaint (which also painted
+        whatever else was due, the curves included: ~20 ms at once); it repaints with the rest."""
+        bar = self.progress
+        bar.setUpdatesEnabled(False)
+        try:
+            if maximum is not None:
+                bar.setRange(0, maximum)
+            if value is not None:
+                bar.setValue(value)
+            if text is not None:
+                bar.setFormat(text)
+        finally:
+            bar.setUpdatesEnabled(True)
+
     def _on_epoch(self, record: dict) -> None:
         self.curves.add_epoch(record)
 
     def _finish_common(self) -> None:
         self._progress_timer.stop()
         self._show_progress()
-        self.curves.set_live(False)
         try:
             self._run_project.graph.unsubscribe(self._graph_event)
         except AttributeError:
             pass
-        self.progress.setRange(0, 1)
+        self._set_progress(maximum=1)
         self.pause_button.setText("Pause")
+        self.curves.set_live(False)
 
     def _on_finished(self, outcome) -> None:
         self._finish_common()
@@ -593,8 +608,7 @@ class TrainingPanel(QWidget):
         if applied:
             project.weights = result.state_dict
         self.document.mark_changed()
-        self.progress.setValue(1)
-        self.progress.setFormat("Done" if result.stopped != "user" else "Stopped")
+        self._set_progress(1, text="Done" if result.stopped != "user" else "Stopped")
         self._add_run_item(run, select=True)
         samples = outcome.samples
         if samples is not None and result.task != "regression" and not is_image_data(samples["x"]):
@@ -630,8 +644,7 @@ class TrainingPanel(QWidget):
 
     def _on_failed(self, message: str) -> None:
         self._finish_common()
-        self.progress.setValue(0)
-        self.progress.setFormat("Failed")
+        self._set_progress(0, text="Failed")
         self._set_label(self.status_label, f"Run {self._run_id} failed: {message}", "error")
         self.message.emit(f"Training failed: {message}")
 

@@ -16,7 +16,7 @@ The protocol is pickles, one after another, on the child's stdin and on a copy o
 
 `request` is plain data: {"graph": Graph.to_dict(), "dataset": a name or path or a Dataset,
 "config": TrainConfig.to_dict(), "load_options": {...}}. `outcome` carries the weights as
-torch.save bytes ({"state": ..., "checkpoints": {epoch: ...}}); `weights_from_bytes` reads them.
+one safetensors blob (`weights_to_bytes`, `weights_from_bytes`).
 A child runs its imports (torch, the engine) and a tiny warm-up run as soon as it starts, so one
 started ahead of time begins training at once; it then trains the runs it is given one after
 another (each stop / pause / resume applies to the run it follows), and exits when its stdin
@@ -26,7 +26,6 @@ closes (the designer closed or went away; a run going on is stopped first).
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import subprocess
@@ -122,12 +121,38 @@ class TrainProcess:
             pass
 
 
+def weights_to_bytes(state: dict, checkpoints: dict) -> bytes:
+    """The final weights and the epochs' as one safetensors blob ("state/<name>", "epoch<n>/<name>").
+    safetensors, not torch.save: reading it is native code (14 ms for 120 epochs of the digits
+    MLP, against 131 ms of Python, holding the GIL the window needs, for torch.load)."""
+    from safetensors.torch import save
+
+    flat: dict = {}
+    seen: set = set()
+    items = [(f"state/{k}", v) for k, v in state.items()]
+    items += [(f"epoch{epoch}/{k}", v) for epoch, weights in checkpoints.items() for k, v in weights.items()]
+    for key, tensor in items:
+        tensor = tensor.detach().cpu().contiguous()
+        if tensor.data_ptr() in seen and tensor.numel():   # safetensors refuses tensors sharing memory
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        flat[key] = tensor
+    return save(flat)
+
+
 def weights_from_bytes(data: bytes) -> tuple[dict, dict]:
     """(state_dict, {epoch: state_dict}) from a finished outcome's "weights"."""
-    import torch
+    from safetensors.torch import load
 
-    loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return loaded["state"], loaded["checkpoints"]
+    state: dict = {}
+    checkpoints: dict[int, dict] = {}
+    for key, tensor in load(data).items():
+        head, name = key.split("/", 1)
+        if head == "state":
+            state[name] = tensor
+        else:
+            checkpoints.setdefault(int(head[len("epoch"):]), {})[name] = tensor
+    return state, checkpoints
 
 
 # ----------------------------------------------------------------------------- the child's side
@@ -160,8 +185,6 @@ def _samples(result, splits, graph) -> dict | None:
 
 def run_request(request: dict, emit, control) -> None:
     """Load the data, train, and emit ("finished", outcome) or ("failed", message). Never raises."""
-    import torch
-
     from engine.data import DataError, Dataset, load_dataset, split_dataset
     from engine.graph import Graph
     from engine.training import Callbacks, TrainConfig, TrainingError, train
@@ -184,8 +207,7 @@ def run_request(request: dict, emit, control) -> None:
         callbacks = Callbacks(batch_end=lambda info: emit("batch", info), epoch_end=lambda rec: emit("epoch", rec))
         result = train(graph, dataset, config, callbacks, control, splits=splits)
         samples = _samples(result, splits, graph)
-        buffer = io.BytesIO()
-        torch.save({"state": result.state_dict, "checkpoints": result.checkpoints}, buffer)
+        weights = weights_to_bytes(result.state_dict, result.checkpoints)
     except (DataError, TrainingError) as exc:
         emit("failed", str(exc))
         return
@@ -196,7 +218,7 @@ def run_request(request: dict, emit, control) -> None:
     fields = {"history": result.history, "test_metrics": result.test_metrics, "best_epoch": result.best_epoch,
               "stopped": result.stopped, "device": result.device, "task": result.task,
               "class_names": result.class_names, "seconds": result.seconds}
-    emit("finished", {"result": fields, "weights": buffer.getvalue(), "dataset_name": dataset.name,
+    emit("finished", {"result": fields, "weights": weights, "dataset_name": dataset.name,
                       "samples": samples, "started_at": started})
 
 
