@@ -133,7 +133,8 @@ def run(cycles: int) -> dict:
     QApplication.processEvents()
     return {"processes_max": max(processes), "processes_after_close": len(children()),
             "child_rss_start_mb": round(child0, 1), "child_rss_end_mb": round(child_end, 1),
-            "child_rss_growth_mb": round(child_end - child0, 1),"cycles": cycles, "threads_start": threads0, "threads_end": threads[-1], "threads_max": max(threads),
+            "child_rss_growth_mb": round(child_end - child0, 1),
+            "cycles": cycles, "threads_start": threads0, "threads_end": threads[-1], "threads_max": max(threads),
             "rss_start_mb": round(rss0, 1), "rss_end_mb": round(rss[-1], 1), "rss_max_mb": round(max(rss), 1),
             "rss_growth_mb": round(rss[-1] - rss0, 1), "seconds_per_cycle": round(sum(seconds) / len(seconds), 3),
             "runs_recorded": runs}

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_SAMPLES = 256   # test samples sent back for the results view (thumbnails, scatter)
+ENV_THREADS = "DEEPWIRE_TRAINING_THREADS"
 
 
 # ----------------------------------------------------------------------------- the parent's side
@@ -222,6 +223,17 @@ def run_request(request: dict, emit, control) -> None:
                       "samples": samples, "started_at": started})
 
 
+def training_threads() -> int:
+    """torch's threads for training: DEEPWIRE_TRAINING_THREADS when set, else one fewer than the
+    cores, leaving one to the window."""
+    from engine.threads import default_threads
+
+    try:
+        return max(1, int(os.environ[ENV_THREADS]))
+    except (KeyError, ValueError):
+        return max(1, default_threads() - 1)
+
+
 def _warm_up() -> None:
     """Import and run once what every run needs (the first run of a process spent ~2 s here)."""
     import numpy as np
@@ -259,13 +271,12 @@ def main(stdin: BinaryIO | None = None, stdout_fd: int = 1) -> int:
 
     import torch
 
-    from engine.threads import default_threads
     from engine.training import TrainControl
 
     # One core is left to the window (painting the curves, handling input): with as many
     # threads as cores, every parallel op's barrier waits for a thread the window pushed off its
     # core. On the small models of the tutorials one thread trains as fast as two.
-    torch.set_num_threads(max(1, default_threads() - 1))
+    torch.set_num_threads(training_threads())
     runs: queue.Queue = queue.Queue()
     current = [TrainControl()]
 

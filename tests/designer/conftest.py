@@ -4,8 +4,8 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from designer import theme
-from designer.gc_guard import GuiThreadCollector
 from designer.document import Document
+from designer.gc_guard import GuiThreadCollector
 from designer.main_window import MainWindow
 
 

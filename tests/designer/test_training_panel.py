@@ -321,6 +321,7 @@ def test_an_imported_csv_and_its_target_column_survive_save_and_reopen(qtbot, wi
 
 def test_epoch_weights_are_bounded_newest_run_first(window):
     import torch
+
     from engine.project import CHECKPOINT_BUDGET
     panel = window.training
     project = window.document.project
