@@ -132,3 +132,15 @@ def test_an_imported_dataset_object_travels_to_the_process():
     kinds, outcome = run_to_end(TrainProcess(), request(TrainConfig(epochs=2, device="cpu"), graph, data))
     assert kinds[-1] == "finished", outcome
     assert outcome["dataset_name"] == "table.csv" and outcome["result"]["class_names"] == ["no", "yes"]
+
+
+def test_the_training_threads_leave_one_core_to_the_window_unless_told(monkeypatch):
+    from engine.threads import default_threads
+    from engine.train_process import ENV_THREADS, training_threads
+
+    monkeypatch.delenv(ENV_THREADS, raising=False)
+    assert training_threads() == max(1, default_threads() - 1)
+    monkeypatch.setenv(ENV_THREADS, "3")
+    assert training_threads() == 3
+    monkeypatch.setenv(ENV_THREADS, "many")
+    assert training_threads() == max(1, default_threads() - 1)
