@@ -1,9 +1,11 @@
 """Reading and writing user files safely: atomic writes, size limits, one-line errors."""
 from __future__ import annotations
 
+import glob
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 from .graph import FormatError, Graph
@@ -34,6 +36,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except OSError:
+        pass
+    _remove_stale_temporaries(path)
+
+
+STALE_TEMP_S = 3600   # a temporary file this old was left by a write that was killed
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of earlier writes to `path` that never finished (the process was killed
+    mid-write). Recent ones are left alone: another writer may still be busy with them."""
+    cutoff = time.time() - STALE_TEMP_S
+    try:
+        for stray in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            try:
+                if stray.is_file() and stray.stat().st_mtime < cutoff:
+                    stray.unlink()
+            except OSError:
+                pass
     except OSError:
         pass
 

@@ -280,6 +280,24 @@ def test_unknown_members_are_reported_not_read_and_the_project_loads(tmp_path):
     assert project.notes == ["newer.deepwire: ignored 'thumbnail.png', which this version of Deepwire does not use"]
 
 
+def test_a_temporary_file_left_by_a_killed_save_is_removed_by_a_later_save(tmp_path):
+    from engine.fileio import STALE_TEMP_S
+
+    path = tmp_path / "work.deepwire"
+    save_project(path, Project(load_template("digits_mlp")))
+    old = tmp_path / ".work.deepwire.abc123.tmp"          # what a save killed mid-write leaves
+    old.write_bytes(b"half a zip")
+    os.utime(old, (time.time() - STALE_TEMP_S - 60,) * 2)
+    busy = tmp_path / ".work.deepwire.def456.tmp"         # another writer, still at it
+    busy.write_bytes(b"being written")
+    other = tmp_path / ".other.deepwire.ghi789.tmp"        # another file's: not ours to touch
+    other.write_bytes(b"x")
+    os.utime(other, (time.time() - STALE_TEMP_S - 60,) * 2)
+    save_project(path, Project(load_template("digits_mlp")))
+    assert not old.exists() and busy.exists() and other.exists()
+    assert load_project(path).graph.find("dense") is not None
+
+
 def test_epoch_weights_survive_save_and_load_and_damaged_ones_cost_only_themselves(tmp_path):
     from safetensors.torch import save
 
