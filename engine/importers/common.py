@@ -13,6 +13,21 @@ from ..graph import Graph
 from ..templates import layout
 
 
+def load_fitting(model: torch.nn.Module, weights: dict, what: str, hint: str = "") -> None:
+    """Load `weights` into `model` after checking they fit it: the same names, the same shapes.
+    Raises ModelImportError naming the first mismatches; `what` names the weights, `hint` ends
+    the message."""
+    state = model.state_dict()
+    missing, extra = sorted(set(state) - set(weights)), sorted(set(weights) - set(state))
+    if missing or extra:
+        raise ModelImportError(f"{what} do not fit the graph (missing {missing[:3]}, unexpected {extra[:3]}){hint}")
+    for key, value in weights.items():
+        if tuple(value.shape) != tuple(state[key].shape):
+            raise ModelImportError(f"{what} for {key} have shape {tuple(value.shape)} but the graph needs "
+                                   f"{tuple(state[key].shape)}{hint}")
+    model.load_state_dict(weights, strict=True)
+
+
 class ModelImportError(ValueError):
     """A model that cannot be imported. The message is one line naming every problem."""
 
@@ -100,15 +115,5 @@ class GraphBuilder:
                 weights[f"{info.attrs[node_id]}.{key}"] = value.detach().to("cpu", torch.float32
                                                                               if value.is_floating_point()
                                                                               else value.dtype).clone()
-        state = model.state_dict()
-        missing = sorted(set(state) - set(weights))
-        extra = sorted(set(weights) - set(state))
-        if missing or extra:
-            raise ModelImportError(f"the imported weights do not fit the graph (missing {missing[:3]}, "
-                                   f"unexpected {extra[:3]}); this is an importer bug")
-        for key, value in weights.items():
-            if tuple(value.shape) != tuple(state[key].shape):
-                raise ModelImportError(f"weight {key} has shape {tuple(value.shape)} but the graph needs "
-                                       f"{tuple(state[key].shape)}")
-        model.load_state_dict(weights, strict=True)
+        load_fitting(model, weights, "the imported weights", "; this is an importer bug")
         return graph, weights, model.eval()

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..analysis import analyse
 from ..blocks import TOKENS
-from .common import GraphBuilder, ImportResult, ModelImportError
+from .common import GraphBuilder, ImportResult, ModelImportError, load_fitting
 
 MAX_CONFIG = 64 * 2**20
 ACTIVATIONS = {None: "none", "linear": "none", "relu": "relu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh",
@@ -959,15 +959,7 @@ def _load_weights(importer: _Keras, graph, model, h5file) -> dict:
             problems.append("the flattening order differs from Keras' before " + ", ".join(importer.scrambled))
         raise ModelImportError("cannot import the Keras weights: " + "; ".join(problems) +
                                " (import without weights to start from fresh ones)")
-    missing, extra_keys = sorted(set(state) - set(weights)), sorted(set(weights) - set(state))
-    if missing or extra_keys:
-        raise ModelImportError(f"the converted Keras weights do not fit the graph (missing {missing[:3]}, unexpected "
-                               f"{extra_keys[:3]})")
-    for key, value in weights.items():
-        if tuple(value.shape) != tuple(state[key].shape):
-            raise ModelImportError(f"the Keras weights for {key} have shape {tuple(value.shape)} (converted) but the "
-                                   f"graph needs {tuple(state[key].shape)}")
-    model.load_state_dict(weights, strict=True)
+    load_fitting(model, weights, "the converted Keras weights")
     return weights
 
 
