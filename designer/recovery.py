@@ -175,9 +175,12 @@ class Recovery(QObject):
             self._writer = None
 
     def _write(self, project: Project, meta: dict) -> None:
+        # The side file first: whenever a recovery file is on disk, the file naming what it belongs
+        # to is too. (Written the other way round, a designer killed between the two writes left a
+        # recovery file that orphans() never offered, and a reader saw the one without the other.)
         try:
-            save_project(self.file, project)
             atomic_write_text(self.meta, json.dumps(meta, indent=2))
+            save_project(self.file, project)
         except (OSError, ValueError, TypeError, RuntimeError) as exc:
             self._failed(f"autosave to {self.file} failed: {exc}")
             return
@@ -213,16 +216,18 @@ class Recovery(QObject):
         found = []
         try:
             metas = list(self.folder.glob("*.json"))
+            files = list(self.folder.glob(f"*{SUFFIX}"))
             locks = list(self.folder.glob("*.lock"))
         except OSError:
             return []
         for lock_path in locks:   # sessions that ended before their first autosave leave only a lock
-            if lock_path.stem != self.session and not lock_path.with_suffix(".json").exists():
+            if (lock_path.stem != self.session and not lock_path.with_suffix(".json").exists()
+                    and not lock_path.with_suffix(SUFFIX).exists()):
                 lock = _Lock(lock_path)
                 if lock.acquire():
                     lock.release(remove=True)
-        for meta_path in metas:
-            session = meta_path.stem
+        sessions = {p.stem for p in metas} | {p.name[:-len(SUFFIX)] for p in files}
+        for session in sorted(sessions):
             if session == self.session:
                 continue
             lock = _Lock(self.folder / f"{session}.lock")
@@ -230,13 +235,16 @@ class Recovery(QObject):
                 continue        # that designer is still running
             lock.release(remove=False)
             file = self.folder / f"{session}{SUFFIX}"
-            try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                if not isinstance(meta, dict) or not file.is_file():
-                    raise ValueError("incomplete")
-            except (OSError, ValueError):
+            meta_path = self.folder / f"{session}.json"
+            if not file.is_file():         # killed before its first autosave was written: nothing to offer
                 _remove_session(self.folder, session)
                 continue
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                if not isinstance(meta, dict):
+                    raise ValueError("not a mapping")
+            except (OSError, ValueError):
+                meta = {}                  # the work is still there: offer it, without a name
             original = meta.get("original")
             title = meta.get("title")
             found.append(Orphan(session, file, Path(original) if isinstance(original, str) and original else None,

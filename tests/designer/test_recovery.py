@@ -103,6 +103,45 @@ def test_the_timer_autosaves_and_saving_or_replacing_removes_the_recovery_file(t
     assert not list((tmp_path / "recovery").iterdir()), "a normal end leaves nothing behind"
 
 
+def test_whenever_a_recovery_file_is_on_disk_so_is_the_file_naming_its_work(tmp_path, qtbot, monkeypatch):
+    """The autosave writer used to write the recovery file first and its side file second: a
+    designer killed between the two left work that was never offered back."""
+    import designer.recovery as recovery_module
+
+    seen = []
+    real = recovery_module.save_project
+
+    def save_and_look(path, project):
+        seen.append(json.loads(Path(path).with_suffix(".json").read_text())["title"])
+        real(path, project)
+
+    monkeypatch.setattr(recovery_module, "save_project", save_and_look)
+    doc = edited_document()
+    rec = Recovery(doc, tmp_path, interval_ms=60_000)
+    try:
+        assert rec.autosave()
+        assert seen == [doc.title]
+    finally:
+        rec.close()
+
+
+def test_a_recovery_file_whose_side_file_is_missing_is_still_offered(tmp_path, qtbot):
+    dead = Recovery(edited_document(), tmp_path)
+    dead.autosave()
+    dead._lock.release(remove=False)                  # the designer was killed...
+    dead._lock = None
+    dead.meta.unlink()                                # ...and its side file is gone
+    rec = Recovery(Document(), tmp_path)
+    try:
+        orphans = rec.orphans()
+        assert [o.session for o in orphans] == [dead.session]
+        assert orphans[0].name == "untitled" and orphans[0].original is None
+        assert rec.restore(orphans[0])
+        assert rec.document.graph.find("drop") is not None          # the edit made before the kill
+    finally:
+        rec.close()
+
+
 def test_a_running_designers_autosave_is_not_offered_to_another(tmp_path, qtbot):
     first = Recovery(edited_document(), tmp_path)
     second = Recovery(Document(), tmp_path)
