@@ -29,6 +29,7 @@ SCHEDULES = ("none", "step", "cosine", "one_cycle", "plateau")
 LOSSES = ("auto", "cross_entropy", "binary_cross_entropy", "mse", "mae")
 REPORT_INTERVAL = 0.05      # seconds between batch reports (what the eye can see)
 CHECKPOINT_MEMORY = 512 * 2**20
+MAX_SEED = 2**31 - 1          # scikit-learn splits take seeds below 2**32 (a setting and one above it)
 
 
 class TrainingError(RuntimeError):
@@ -37,6 +38,15 @@ class TrainingError(RuntimeError):
 
 class ConfigError(TrainingError):
     """A training setting out of range."""
+
+
+class NothingTrained(TrainingError):
+    """The run was stopped before its first batch: there is no trained model to keep."""
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass
@@ -70,8 +80,19 @@ class TrainConfig:
                 raise ConfigError(message)
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{f.name} must be a number, not {value!r}")
+            if f.type in ("int", "float"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(f"{f.name} must be a number, not {_shown(value)}")
+                if f.type == "int" and not isinstance(value, int):
+                    raise ConfigError(f"{f.name} must be a whole number, not {_shown(value)}")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f"{f.name} must be a finite number, not {value}")
+            elif f.type == "bool" and not isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be true or false, not {_shown(value)}")
+            elif f.type == "str" and not isinstance(value, str):
+                raise ConfigError(f"{f.name} must be text, not {_shown(value)}")
+            elif f.type == "str | None" and value is not None and not isinstance(value, str):
+                raise ConfigError(f"{f.name} must be text or null, not {_shown(value)}")
         need(1 <= self.epochs <= 100_000, "epochs must be between 1 and 100000")
         need(1 <= self.batch_size <= 1_000_000, "batch size must be between 1 and 1000000")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
@@ -85,6 +106,7 @@ class TrainConfig:
              "validation and test fractions must be below 1 together (leave at least 10% to train on)")
         need(self.patience >= 1 and self.plateau_patience >= 1, "patience must be at least 1")
         need(self.grad_clip >= 0, "gradient clipping must be 0 (off) or positive")
+        need(0 <= self.seed <= MAX_SEED, f"seed must be a whole number from 0 to {MAX_SEED}")
         need(self.nesterov is False or (self.optimizer == "sgd" and self.momentum > 0),
              "Nesterov momentum needs the SGD optimizer with momentum > 0")
         resolve_device(self.device)
@@ -153,18 +175,22 @@ class TrainResult:
     history: list[dict]
     test_metrics: dict
     best_epoch: int | None
-    stopped: str                       # "completed", "early_stopping", "user"
+    stopped: str                       # "completed", "early_stopping", "user", "diverged"
     device: str
     state_dict: dict[str, torch.Tensor]
     checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     task: str = ""
     class_names: list[str] | None = None
     seconds: float = 0.0
+    note: str = ""                     # why a run ended early, for the user ("diverged": where the loss went)
 
     def summary(self) -> dict:
-        return {"stopped": self.stopped, "best_epoch": self.best_epoch, "device": self.device,
-                "epochs_run": len(self.history), "seconds": round(self.seconds, 3),
-                "test": self.test_metrics, "history": self.history}
+        out = {"stopped": self.stopped, "best_epoch": self.best_epoch, "device": self.device,
+               "epochs_run": len(self.history), "seconds": round(self.seconds, 3),
+               "test": self.test_metrics, "history": self.history}
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 # ----------------------------------------------------------------------------- devices
@@ -492,6 +518,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
     total_steps = steps_per_epoch * config.epochs
     step = 0
     monitor_name = "val_loss" if len(x_val) else "loss"
+    diverged = ""    # where the loss stopped being a number, once it has
 
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
@@ -504,16 +531,19 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         last_report, seen = time.perf_counter(), 0
 
         def flush(upto: int) -> list[float]:  # noqa: B023 - called only within this epoch
-            """Read the pending losses back (one sync), add them to the epoch's totals."""
-            nonlocal pending, predicted, first_pending
+            """Read the pending losses back (one sync), add them to the epoch's totals. A loss
+            that is not a number ends the epoch there (`diverged`); the finite ones before it
+            are returned."""
+            nonlocal pending, predicted, first_pending, diverged
             if not pending:
                 return []
             values = torch.stack(pending).float().cpu().tolist()
             sizes = [min(bs, n - (first_pending + i) * bs) for i in range(len(values))]
             bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
             if bad is not None:
-                raise TrainingError(f"the loss became {values[bad]} at epoch {epoch}, batch {first_pending + bad + 1}: "
-                                    "lower the learning rate, clip gradients, or check the data for NaN/Inf values")
+                diverged = f"the loss became {values[bad]} at epoch {epoch}, batch {first_pending + bad + 1}"
+                pending, predicted, first_pending = [], [], upto
+                return values[:bad]
             totals["loss"] += sum(v * k for v, k in zip(values, sizes))
             if predicted:  # one argmax for the whole report, not a kernel launch per batch
                 targets = y_train[order[first_pending * bs:upto * bs]]
@@ -571,9 +601,11 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                     "gpu_memory": torch.cuda.memory_allocated(device) if device.type == "cuda" else None,
                 })
                 last_report = now
+                if diverged:
+                    break
         flush(first_pending + len(pending))  # a stopped epoch's last batches
-        if stopped == "user" and seen == 0:
-            break
+        if diverged or (stopped == "user" and seen == 0):
+            break      # this epoch's weights are not a number (or no batch ran): it is not recorded
         train_loss = totals["loss"] / max(seen, 1)
         record: dict[str, Any] = {"epoch": epoch, "loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
         if task == "multiclass":
@@ -584,7 +616,8 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         record["samples_per_s"] = seen / record["seconds"] if record["seconds"] > 0 else 0.0
         monitored = record.get(monitor_name, train_loss)
         if not math.isfinite(monitored):
-            raise TrainingError(f"the validation loss became {monitored} at epoch {epoch}: lower the learning rate")
+            diverged = f"the validation loss became {monitored} at epoch {epoch}"
+            break
         improved = monitored < best[0]
         state = _cpu_state(model)
         if improved:
@@ -610,14 +643,23 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
             stopped = "early_stopping"
             break
 
-    if best[2] is not None and (config.restore_best or stopped == "early_stopping"):
+    note = ""
+    if diverged:
+        advice = "lower the learning rate, clip gradients, or check the data for NaN/Inf values"
+        if best[2] is None:    # no epoch came through: nothing worth keeping
+            raise TrainingError(f"{diverged}: {advice}")
+        stopped = "diverged"
+        note = f"{diverged}; the run ended there and kept the weights of epoch {best[1]}, the best so far ({advice})"
+    elif step == 0 and stopped == "user":
+        raise NothingTrained("stopped before the first batch: nothing was trained")
+    if best[2] is not None and (config.restore_best or stopped in ("early_stopping", "diverged")):
         model.load_state_dict(best[2])
     test = (evaluate(model, x_test, y_test, task, loss_fn, num_classes, detail=True, final_activation=final)
             if len(x_test) else {})
     model.eval()
     result = TrainResult(model=model, history=history, test_metrics=test, best_epoch=best[1], stopped=stopped,
                          device=str(device), state_dict=_cpu_state(model), checkpoints=checkpoints, task=task,
-                         class_names=dataset.class_names, seconds=time.perf_counter() - started)
+                         class_names=dataset.class_names, seconds=time.perf_counter() - started, note=note)
     callbacks.call("finished", result.summary())
     return result
 
@@ -634,5 +676,5 @@ def _save_checkpoint(folder: str, epoch: int, state: dict) -> None:
     atomic_write_bytes(path / f"epoch_{epoch:04d}.safetensors", save({k: v.contiguous() for k, v in state.items()}))
 
 
-__all__ = ["Callbacks", "ConfigError", "TrainConfig", "TrainControl", "TrainResult", "TrainingError",
+__all__ = ["Callbacks", "ConfigError", "NothingTrained", "TrainConfig", "TrainControl", "TrainResult", "TrainingError",
            "available_devices", "check_data", "evaluate", "fit_normalizers", "predict", "resolve_device", "train"]

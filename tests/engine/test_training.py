@@ -13,6 +13,7 @@ from engine.templates import load_template
 from engine.training import (
     Callbacks,
     ConfigError,
+    NothingTrained,
     TrainConfig,
     TrainControl,
     TrainingError,
@@ -266,3 +267,98 @@ def test_orthogonal_recurrent_weights():
                         ("output", "Output", {})])
     w = compile_graph(graph).lstm.weight_hh_l0.detach()  # (4H, H): orthonormal columns
     assert torch.allclose(w.T @ w, torch.eye(16), atol=1e-5)
+
+
+FLOAT_SETTINGS = ("lr", "weight_decay", "momentum", "gamma", "grad_clip", "val_split", "test_split")
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_every_float_setting_refuses_non_finite_values(name, value):
+    with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+        TrainConfig(**{name: value}).validate()
+
+
+def test_settings_read_from_a_file_are_checked_like_typed_ones():
+    import json
+    # JSON reads 1e309 as inf: a project file could carry it without any "Infinity" in it
+    with pytest.raises(ConfigError, match="grad_clip must be a finite number, not inf"):
+        TrainConfig.from_dict(json.loads('{"grad_clip": 1e309}'))
+    with pytest.raises(ConfigError, match="epochs must be a whole number"):
+        TrainConfig.from_dict({"epochs": 2.5})
+    with pytest.raises(ConfigError, match="early_stopping must be true or false"):
+        TrainConfig.from_dict({"early_stopping": "yes"})
+    with pytest.raises(ConfigError, match="optimizer must be text"):
+        TrainConfig.from_dict({"optimizer": ["adam"]})
+    assert TrainConfig.from_dict({"grad_clip": 1e308}).grad_clip == 1e308
+
+
+def test_the_seed_is_kept_to_what_the_generators_take():
+    for seed in (-1, 2**31, 2**63, 10**30):
+        with pytest.raises(ConfigError, match="seed must be a whole number from 0 to"):
+            TrainConfig(seed=seed).validate()
+    result = train(iris_linear(), load_dataset("iris"), TrainConfig(epochs=1, seed=2**31 - 1, device="cpu"))
+    assert result.stopped == "completed"
+
+
+def iris_linear():
+    return build("iris", [("input", "Input", {"shape": [4]}), ("dense", "Linear", {"units": 3}),
+                          ("output", "Output", {})])
+
+
+def test_a_run_stopped_before_its_first_batch_is_not_a_trained_model():
+    control = TrainControl()
+    control.stop()
+    failures, finished = [], []
+    with pytest.raises(NothingTrained, match="stopped before the first batch: nothing was trained"):
+        train(iris_linear(), load_dataset("iris"), TrainConfig(epochs=3, device="cpu"),
+              Callbacks(failed=failures.append, finished=finished.append), control)
+    assert failures and not finished
+
+
+def poison_training_after(monkeypatch, forwards: int) -> None:
+    """From the `forwards`+1-th training-mode forward pass on, the model outputs NaN (evaluation
+    passes stay finite): a run that diverges at a known batch."""
+    from engine import training
+    original = training.compile_graph
+    calls = [0]
+
+    def compile_and_poison(*args, **kwargs):
+        model = original(*args, **kwargs)
+
+        def hook(module, inputs, output):
+            if module.training:
+                calls[0] += 1
+                if calls[0] > forwards:
+                    return output * float("nan")
+            return output
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(training, "compile_graph", compile_and_poison)
+
+
+def test_a_nan_after_good_epochs_keeps_the_best_epoch_and_says_where(monkeypatch):
+    ds = load_dataset("iris")
+    config = TrainConfig(epochs=10, batch_size=16, lr=0.05, device="cpu", restore_best=False)
+    batches = math.ceil(len(__import__("engine.data", fromlist=["split_dataset"]).split_dataset(
+        ds, config.val_split, config.test_split, config.seed).x_train) / config.batch_size)
+    poison_training_after(monkeypatch, 3 * batches + 2)      # epoch 4, batch 3
+    epochs = []
+    result = train(iris_linear(), ds, config, Callbacks(epoch_end=epochs.append))
+    assert result.stopped == "diverged"
+    assert [r["epoch"] for r in result.history] == [1, 2, 3] == [r["epoch"] for r in epochs]
+    assert "the loss became nan at epoch 4, batch 3" in result.note
+    assert f"kept the weights of epoch {result.best_epoch}" in result.note
+    best = result.checkpoints[result.best_epoch]
+    assert all(torch.equal(best[k], result.state_dict[k]) for k in best)     # even with restore_best off
+    assert all(torch.isfinite(v).all() for v in result.state_dict.values())
+    assert math.isfinite(result.test_metrics["loss"]) and result.test_metrics["accuracy"] > 0
+    assert result.summary()["note"] == result.note
+
+
+def test_a_nan_in_the_first_epoch_is_still_a_failure(monkeypatch):
+    poison_training_after(monkeypatch, 1)
+    with pytest.raises(TrainingError, match=r"the loss became nan at epoch 1, batch 2: lower the learning rate"):
+        train(iris_linear(), load_dataset("iris"), TrainConfig(epochs=3, batch_size=16, device="cpu"))
