@@ -232,6 +232,7 @@ FIRST_START = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSIX, reason="SIGKILL is POSIX")
 def test_work_survives_a_kill_and_is_restored_exactly_on_the_next_start(tmp_path, qtbot, monkeypatch):
     state = tmp_path / "state"

@@ -29,6 +29,7 @@ def test_torchscript_round_trip(name, tmp_path):
     assert any("untrained" in n for n in result.notes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_onnx_round_trip_with_a_dynamic_batch(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")

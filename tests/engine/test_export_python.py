@@ -54,7 +54,8 @@ TRAIN_ON = {"digits_mlp": "digits", "digits_cnn": "digits_images", "residual_cnn
             "sequence_lstm": "sine_forecast", "transformer_classifier": "token_classification"}
 DATASET_OF = {"fashion_mnist_mlp": "fashion_mnist", "tabular_dnn": "breast_cancer", "image_cnn": "no/such/folder"}
 RANDOM_GRAPHS = 5
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+# Every test here needs the bundles the module fixture exports and checks (~10 s): the slow tier.
+pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"), pytest.mark.slow]
 
 
 # ----------------------------------------------------------------------------- isolated interpreters

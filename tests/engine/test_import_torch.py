@@ -400,6 +400,7 @@ def test_cli_import_failure_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "g.json").exists()
 
 
+@pytest.mark.slow
 def test_main_py_import_then_check(tmp_path, capsys):
     path = _write(tmp_path, SEQUENTIAL)
     out = tmp_path / "net.json"
