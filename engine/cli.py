@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -46,13 +49,19 @@ def cmd_new(args) -> int:
 def cmd_check(args) -> int:
     graph = _load(args.file)
     analysis = analyse(graph)
+    memory = _memory_problem(analysis)
     if args.json:
-        print(json.dumps({"ok": analysis.ok, "diagnostics": [
-            dict(d.to_dict(), name=graph.node(d.node_id).name if d.node_id else None)
-            for d in analysis.diagnostics]}, indent=2))
+        diagnostics = [dict(d.to_dict(), name=graph.node(d.node_id).name if d.node_id else None)
+                       for d in analysis.diagnostics]
+        if memory:
+            diagnostics.append({"node_id": None, "severity": "warning", "kind": "memory", "message": memory,
+                                "name": None})
+        print(json.dumps({"ok": analysis.ok, "diagnostics": diagnostics}, indent=2))
     else:
         for d in analysis.diagnostics:
             print(f"{d.severity}: {d.message}")
+        if memory:
+            print(f"warning: {memory}")
         n_err, n_warn = len(analysis.errors), len(analysis.warnings)
         status = "ok" if analysis.ok else "has errors"
         print(f"{graph.name}: {status} ({n_err} error{'s' * (n_err != 1)}, "
@@ -63,7 +72,8 @@ def cmd_check(args) -> int:
 def cmd_summary(args) -> int:
     graph = _load(args.file)
     analysis = analyse(graph)
-    flops = count_flops(graph) if analysis.ok else {}
+    memory = _memory_problem(analysis)
+    flops = count_flops(graph) if analysis.ok and not memory else {}
     rows = []
     for node_id in analysis.order:
         node = graph.node(node_id)
@@ -92,6 +102,8 @@ def cmd_summary(args) -> int:
         print(f"Total FLOPs per sample: {sum(flops.values()):,}")
     for d in analysis.diagnostics:
         print(f"{d.severity}: {d.message}")
+    if memory:
+        print(f"warning: {memory} (FLOPs not counted)")
     return EXIT_OK if analysis.ok else EXIT_ERRORS
 
 
@@ -112,9 +124,65 @@ def cmd_code(args) -> int:
 def _load_project(path: str):
     from .project import Project, is_project_file, load_project
 
-    if is_project_file(path):
+    if _is_regular(path) and is_project_file(path):   # (opening a pipe to look inside would wait forever)
         return load_project(path), True
-    return Project(graph=read_graph(path)), False
+    return Project(graph=read_graph(path)), False     # which explains what is not a regular graph file
+
+
+def _is_regular(path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _shown(path) -> str:
+    """A path for a one-line message: printable, and long names shortened in the middle."""
+    text = _printable(str(path))
+    return text if len(text) <= 100 else text[:60] + "..." + text[-37:]
+
+
+def _need_input_file(path: Path, what: str) -> None:
+    """`path` is a regular file that can be opened (never a pipe or device, which would block)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise _Fail(f"{what} {_shown(path)} does not exist") from None
+    except OSError as exc:
+        raise _Fail(f"cannot read {what} {_shown(path)}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise _Fail(f"{what} {_shown(path)} is a folder; give a file")
+    if not stat.S_ISREG(mode):
+        raise _Fail(f"{what} {_shown(path)} is not a regular file (a device, pipe or socket); give a file")
+
+
+def _machine_memory() -> int | None:
+    """This machine's physical memory in bytes, where the system says."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def _memory_problem(analysis) -> str | None:
+    """A sentence when the model's parameters alone (float32) need more than this machine's memory."""
+    need, have = analysis.total_params * 4, _machine_memory()
+    if have is None or need <= have:
+        return None
+    return (f"the model needs {_gib(need)} for its {analysis.total_params:,} parameters alone; this machine has "
+            f"{_gib(have)} of memory")
+
+
+def _check_memory(graph: Graph) -> None:
+    """Refuse, before anything is allocated, a model that cannot be built here."""
+    problem = _memory_problem(analyse(graph))
+    if problem:
+        raise _Fail(f"{problem}: make the model smaller")
 
 
 def _dataset_options(args, project=None) -> dict:
@@ -128,7 +196,10 @@ def _dataset_options(args, project=None) -> dict:
 def _dataset(args, project=None):
     from .data import load_dataset
 
-    return load_dataset(args.dataset, **_dataset_options(args, project))
+    try:
+        return load_dataset(args.dataset, **_dataset_options(args, project))
+    except OSError as exc:     # e.g. a name longer than the system allows
+        raise _Fail(f"cannot read the dataset {_shown(args.dataset)}: {exc.strerror or exc}") from None
 
 
 def _trained_model(project, file: str):
@@ -136,6 +207,7 @@ def _trained_model(project, file: str):
 
     if not project.trained:
         raise _Fail(f"{file} has no trained weights: train it first (python main.py train {file} --dataset ...)")
+    _check_memory(project.graph)
     model = compile_graph(project.graph)
     try:
         model.load_state_dict(project.weights, strict=True)
@@ -164,20 +236,43 @@ class _Progress:
         self.last = time.monotonic()
         losses = info["losses"]
         eta = info.get("eta_s")
+        if not losses:
+            return
         self.stream.write(f"\repoch {info['epoch']}/{info['epochs']}  batch {info['batch']}/{info['batches']}  "
-                          f"loss {losses[-1]:.4f}  {info['samples_per_s']:,.0f} samples/s"
+                          f"loss {_number(losses[-1])}  {info['samples_per_s']:,.0f} samples/s"
                           + (f"  ETA {_duration(eta)}" if eta is not None else "") + "   ")
         self.stream.flush()
 
     def epoch(self, rec: dict) -> None:
-        parts = [f"epoch {rec['epoch']}/{rec['epochs']}", f"loss {rec['loss']:.4f}"]
+        parts = [f"epoch {rec['epoch']}/{rec['epochs']}", f"loss {_number(rec['loss'])}"]
         for key in ("accuracy", "val_loss", "val_accuracy", "val_mae"):
             if key in rec:
-                parts.append(f"{key} {rec[key]:.4f}")
+                parts.append(f"{key} {_number(rec[key])}")
         parts.append(f"{rec['samples_per_s']:,.0f} samples/s")
         parts.append(f"{rec['seconds']:.2f} s")
         self.stream.write(("\r" if self.tty else "") + "  ".join(parts) + ("   \n" if self.tty else "\n"))
         self.stream.flush()
+
+
+def _number(value, digits: int = 4) -> str:
+    """A metric for people: inf, -inf and nan as such; None (a value that was not finite when a
+    project was saved, stored as null) as "not finite"."""
+    if value is None:
+        return "not finite"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _finite_or_none(value):
+    """Data for JSON output: non-finite numbers become null, as in a project file."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def _duration(seconds: float) -> str:
@@ -190,8 +285,8 @@ def cmd_train(args) -> int:
     import time
     from dataclasses import replace
 
-    from .project import SUFFIX, is_project_file, load_project, save_project
-    from .training import Callbacks, TrainControl, train
+    from .project import SUFFIX, is_project_file, load_project
+    from .training import Callbacks, NothingTrained, TrainControl, train
 
     project, is_project = _load_project(args.file)
     overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "optimizer", "device", "seed",
@@ -199,14 +294,23 @@ def cmd_train(args) -> int:
                  if getattr(args, k, None) is not None}
     if args.early_stopping:
         overrides["early_stopping"] = True
-    config = replace(project.config, **overrides).validate()
+    if project.config.checkpoint_dir:
+        print("note: the project's checkpoint folder is ignored (a project file never chooses where files are "
+              "written); use --checkpoint-dir", file=sys.stderr)
+    # the folder comes from the command line only, and is not kept in the project
+    config = replace(project.config, checkpoint_dir=None, **overrides).validate()
+    run_config = replace(config, checkpoint_dir=args.checkpoint_dir)
     out = Path(args.output) if args.output else (Path(args.file) if is_project else Path(args.file).with_suffix(SUFFIX))
+    _check_output(out)                     # before the run, not after it
     runs = project.runs
     if out.exists() and not (is_project and out.resolve() == Path(args.file).resolve()):
         if is_project_file(out):
             runs = load_project(out).runs + runs  # keep the history already there
         elif not args.force:
             raise _Fail(f"{out} exists and is not a Deepwire project; use -o to choose another file or --force")
+    if args.checkpoint_dir:
+        _check_folder(Path(args.checkpoint_dir), "the checkpoint folder")
+    _check_memory(project.graph)
     dataset = _dataset(args, project)
     options = _dataset_options(args, project)
     progress = _Progress()
@@ -214,8 +318,10 @@ def cmd_train(args) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: (control.stop(), signal.signal(signal.SIGINT, previous)))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
-        result = train(project.graph, dataset, config,
+        result = train(project.graph, dataset, run_config,
                        Callbacks(batch_end=progress.batch, epoch_end=progress.epoch), control)
+    except NothingTrained as exc:
+        raise _Fail(f"{exc}; {_shown(out)} was not written") from None
     finally:
         signal.signal(signal.SIGINT, previous)
     run = {"id": len(runs) + 1, "started_at": started, "dataset": args.dataset, "config": config.to_dict(),
@@ -223,22 +329,105 @@ def cmd_train(args) -> int:
     project.config, project.weights, project.dataset = config, result.state_dict, args.dataset
     project.dataset_options = options
     project.runs = runs + [run]
-    save_project(out, project)
+    _save_trained(out, project, args.file)
+    if result.note:
+        print(f"note: {result.note}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"output": str(out), **result.summary()}, indent=2))
+        print(json.dumps(_finite_or_none({"output": str(out), **result.summary()}), indent=2))
     else:
         _print_metrics(result.test_metrics, result.class_names, "test")
-        note = {"user": " (stopped by you; best weights kept)", "early_stopping": " (early stopping)"}
+        note = {"user": " (stopped by you; best weights kept)", "early_stopping": " (early stopping)",
+                "diverged": " (ended when the loss stopped being a number; best weights kept)"}
         print(f"saved {out}: {len(result.history)} epoch(s) in {result.seconds:.1f} s on {result.device}"
               f"{note.get(result.stopped, '')}; best epoch {result.best_epoch}")
     return EXIT_OK
+
+
+def _check_output(out: Path) -> None:
+    """The project file `out` can be written: its folder exists and takes a new file (tried with
+    the same kind of temporary file the atomic write uses), and `out` is not a folder or a pipe."""
+    import tempfile
+
+    try:
+        mode = out.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:    # e.g. a name longer than the system allows
+        raise _Fail(f"cannot write {_shown(out)}: {exc.strerror or exc}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise _Fail(f"cannot write {_shown(out)}: it is a folder")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise _Fail(f"cannot write {_shown(out)}: it is not a regular file (a device, pipe or socket)")
+    folder = out.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise _Fail(f"cannot write {_shown(out)}: the folder {_shown(folder)} {what}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _Fail(f"cannot write {_shown(out)}: {exc.strerror or exc}") from None
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    """A folder to write into: made now if need be, and tried."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise _Fail(f"cannot write into {what} {_shown(folder)}: {exc.strerror or exc}") from None
+
+
+def state_dir() -> Path:
+    """The per-user folder for what Deepwire keeps for the user: $DEEPWIRE_STATE_DIR, else
+    $XDG_STATE_HOME/deepwire, else ~/.local/state/deepwire (%LOCALAPPDATA%\\deepwire on Windows)."""
+    env = os.environ.get("DEEPWIRE_STATE_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "deepwire"
+    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "deepwire"
+
+
+def _save_trained(out: Path, project, source: str) -> None:
+    """Save the trained project to `out`; when that fails (a full disk, a folder gone), save it beside
+    the input or in the per-user state folder instead, and say where: a finished run is never lost."""
+    import time
+
+    from .project import SUFFIX, save_project
+
+    try:
+        save_project(out, project)
+        return
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    name = f"{out.stem[:80] or 'project'}-rescued-{time.strftime('%Y%m%d-%H%M%S')}{SUFFIX}"
+    tried = []
+    for folder in (Path(source).parent, state_dir() / "rescued"):
+        target = folder / name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_project(target, project)
+        except OSError:
+            tried.append(_shown(folder))
+            continue
+        raise _Fail(f"could not write {_shown(out)} ({reason}); the trained project was saved to "
+                    f"{_shown(target)} instead")
+    raise _Fail(f"could not write {_shown(out)} ({reason}), nor a copy in {' or '.join(tried)}: "
+                "the trained weights are lost")
 
 
 def _print_metrics(metrics: dict, class_names, label: str) -> None:
     if not metrics:
         print(f"no {label} split (test fraction 0)")
         return
-    scalars = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    scalars = "  ".join(f"{k} {_number(v)}" for k, v in metrics.items()
+                        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
     print(f"{label}: {scalars}")
     cm = metrics.get("confusion_matrix")
     if cm:
@@ -275,7 +464,7 @@ def cmd_evaluate(args) -> int:
     metrics = evaluate(model.to(device), xt, yt, task, loss_for(config, task, final), num_classes, detail=True,
                        final_activation=final)
     if args.json:
-        print(json.dumps({"samples": len(x), **metrics}, indent=2))
+        print(json.dumps(_finite_or_none({"samples": len(x), **metrics}), indent=2))
     else:
         print(f"{len(x)} test samples of '{dataset.name}'")
         _print_metrics(metrics, dataset.class_names, "test")
@@ -293,6 +482,7 @@ def cmd_predict(args) -> int:
     analysis = analyse(project.graph)
     spec = analysis.specs[analysis.inputs[0]]
     path = Path(args.input)
+    _need_input_file(path, "the input file")
     try:
         if path.suffix.lower() == ".npy":
             x = np.load(path, allow_pickle=False)
@@ -351,6 +541,7 @@ def cmd_export(args) -> int:
     from .export import ExportError, export
 
     project, _ = _load_project(args.file)
+    _check_memory(project.graph)
     try:
         result = export(project, args.format, args.output, force=args.force, dataset=args.dataset)
     except ExportError as exc:
@@ -438,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", type=float, dest="val_split")
     p.add_argument("--test-split", type=float, dest="test_split")
     p.add_argument("-o", "--output", help="project file to write (default: FILE, or FILE with .deepwire)")
+    p.add_argument("--checkpoint-dir", dest="checkpoint_dir", metavar="FOLDER",
+                   help="also write each epoch's weights to FOLDER/epoch_NNNN.safetensors (a project file's "
+                        "own setting is ignored)")
     p.add_argument("--force", action="store_true", help="replace an existing file that is not a project")
     p.add_argument("--json", action="store_true", help="print final metrics and per-epoch history as JSON")
     p.set_defaults(func=cmd_train)
@@ -491,8 +685,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except FormatError as exc:
-        name = _printable(getattr(args, "file", "") or "the file")
-        print(f"deepwire: cannot read {name}: {_printable(str(exc))}", file=sys.stderr)
+        file = str(getattr(args, "file", "") or "")
+        text = _printable(str(exc))
+        if file and len(file) > 100:
+            text = text.replace(_printable(file), _shown(file))
+        if not text.startswith("cannot read "):
+            text = f"cannot read {_shown(file) if file else 'the file'}: {text}"
+        print(f"deepwire: {text}", file=sys.stderr)
         return EXIT_UNREADABLE
     except _Fail as exc:
         print(f"deepwire: {exc}", file=sys.stderr)
@@ -503,14 +702,29 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         from .training import TrainingError
 
-        if not isinstance(exc, TrainingError):
+        if isinstance(exc, TrainingError):
+            print(f"deepwire: {exc}", file=sys.stderr)
+        elif _allocation_failure(exc):
+            print(f"deepwire: out of memory: {_printable(str(exc).splitlines()[0])[:200]}", file=sys.stderr)
+        else:
             raise
-        print(f"deepwire: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    except MemoryError:
+        print("deepwire: out of memory: make the model or the data smaller", file=sys.stderr)
         return EXIT_ERRORS
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:   # the system refused a file operation (a name too long, a full disk, a permission)
+        where = f": {_shown(exc.filename)}" if exc.filename else ""
+        print(f"deepwire: {_printable(exc.strerror or str(exc))}{where}", file=sys.stderr)
+        return EXIT_ERRORS
+
+
+def _allocation_failure(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "can't allocate memory" in text or "out of memory" in text or "failed to allocate" in text
 
 
 if __name__ == "__main__":
