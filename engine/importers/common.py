@@ -35,6 +35,25 @@ class ModelImportError(ValueError):
         super().__init__(" ".join(str(message).split()))
 
 
+class WeightsImportError(ModelImportError):
+    """The model's graph can be imported but the weights it comes with cannot all be placed in it. Nothing is
+    imported: importing the graph alone (`graph_only=True`, `deepwire import --no-weights`) is the user's choice,
+    never a silent fallback."""
+
+
+def first_nonfinite(weights: dict) -> str | None:
+    """The first key (in the dict's order) whose tensor holds NaN or an infinity; None when all are finite."""
+    for key, value in weights.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
+    return None
+
+
+def nonfinite_note(key: str, where: str) -> str:
+    return (f"{where} holds NaN or infinite weights ({key}): the model's outputs will be NaN or infinite until "
+            "they are retrained or replaced")
+
+
 @dataclass
 class ImportResult:
     graph: Graph

@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..analysis import analyse
 from ..blocks import TOKENS
-from .common import GraphBuilder, ImportResult, ModelImportError, load_fitting
+from .common import (
+    GraphBuilder,
+    ImportResult,
+    ModelImportError,
+    WeightsImportError,
+    first_nonfinite,
+    load_fitting,
+    nonfinite_note,
+)
 
 MAX_CONFIG = 64 * 2**20
 ACTIVATIONS = {None: "none", "linear": "none", "relu": "relu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh",
@@ -131,6 +142,25 @@ def _channels_first(rank: int) -> tuple[int, ...]:
     return (rank - 1,) + tuple(range(rank - 1))
 
 
+IGNORED = ("name", "go_backwards", "trainable", "dtype", "seed")
+
+
+def _mirrors(forward: dict, backward) -> bool:
+    """Whether a Bidirectional's backward layer is its forward layer run backwards (what Keras 3 writes even when
+    no backward layer was given): the same class and configuration but for its name, go_backwards and how its
+    weights start."""
+    if not isinstance(backward, dict) or backward.get("class_name") != forward.get("class_name"):
+        return False
+    a, b = forward.get("config"), backward.get("config")
+    if not isinstance(a, dict) or not isinstance(b, dict) or not b.get("go_backwards"):
+        return False
+
+    def kept(cfg):
+        return {k: v for k, v in cfg.items() if k not in IGNORED and not k.endswith(
+            ("_initializer", "_regularizer", "_constraint"))}
+    return kept(a) == kept(b)
+
+
 # ----------------------------------------------------------------------------- the importer
 
 class _Keras:
@@ -141,6 +171,8 @@ class _Keras:
         self.tokens: set[str] = set()   # input layers that feed an Embedding
         self.convert: dict[str, tuple[str, str, dict, Any]] = {}   # node -> (class, name, config, input order)
         self.scrambled: list[str] = []   # layers whose weights-free mapping depends on a Keras flat order
+        self.paths: dict[str, str] = {}   # layer name -> where Keras 3 files its weights (under layers/)
+        self.fixed_norm: list[str] = []   # Normalization layers whose statistics are in the configuration
 
     # ---------------------------------------------------------------- tensors
     def kshape(self, t: _T) -> tuple[int, ...]:
@@ -343,10 +375,11 @@ class _Keras:
         channels = self.kshape(t)[axis]
         fixed = cfg.get("mean") is not None
         if fixed:
-            self.notes.append(f"Normalization '{name}': the mean and variance in the configuration are not kept; "
-                              "Deepwire fits them from the training data")
+            self.fixed_norm.append(name)
         params = {"axis": -1 if dim == len(t.perm) - 1 else dim}
-        return self.simple("Normalization", name, "Normalization", params, t, 0 if fixed else 2 * channels + 1)
+        out = self.simple("Normalization", name, "Normalization", params, t, 0 if fixed else 2 * channels + 1)
+        self.convert[out.node] = ("Normalization", name, cfg, t.order)
+        return out
 
     def l_BatchNormalization(self, name, cfg, ins, kw):
         if not cfg.get("center", True) or not cfg.get("scale", True):
@@ -527,19 +560,35 @@ class _Keras:
         return self.recurrent("GRU", name, cfg, ins)
 
     def l_Bidirectional(self, name, cfg, ins, kw):
-        inner = cfg.get("layer", {})
+        inner = cfg.get("layer")
+        inner = inner if isinstance(inner, dict) else {}
         cls = inner.get("class_name")
-        if cls not in RECURRENT:
-            raise _Skip(f"around {cls} has no Deepwire block")
+        if not isinstance(cls, str) or cls not in RECURRENT:
+            raise _Skip(f"around {_shown(str(cls))[:60]} has no Deepwire block")
         if cfg.get("merge_mode", "concat") != "concat":
-            raise _Skip(f"with merge_mode {cfg.get('merge_mode')!r} has no Deepwire block (only 'concat')")
-        if cfg.get("backward_layer"):
-            raise _Skip("with its own backward layer has no Deepwire block")
-        return self.recurrent(cls, name, dict(inner.get("config", {})), ins, bidirectional=True)
+            raise _Skip(f"with merge_mode {_shown(repr(cfg.get('merge_mode')))[:60]} has no Deepwire block "
+                        "(only 'concat')")
+        inner_cfg = inner.get("config")
+        if not isinstance(inner_cfg, dict):
+            raise _Skip("has no configuration for its layer")
+        backward = cfg.get("backward_layer")
+        if backward and not _mirrors(inner, backward):
+            raise _Skip("with a backward layer that is not the forward layer reversed has no Deepwire block")
+        return self.recurrent(cls, name, dict(inner_cfg), ins, bidirectional=True)
 
     def l_MultiHeadAttention(self, name, cfg, ins, kw):
-        if cfg.get("output_shape") is not None or cfg.get("attention_axes") is not None:
-            raise _Skip("with output_shape or attention_axes has no Deepwire block")
+        if cfg.get("output_shape") is not None:
+            raise _Skip("with output_shape has no Deepwire block")
+        if cfg.get("use_gate") or cfg.get("sliding_window") is not None:
+            raise _Skip("with use_gate or sliding_window has no Deepwire block")
+        axes = cfg.get("attention_axes")
+        if axes is not None:   # Keras writes the default, [1], into a built layer's config
+            axes = axes if isinstance(axes, (list, tuple)) else [axes]
+            ranks = {len(t.perm) for t in ins}
+            if ranks != {2} or len(axes) != 1 or not isinstance(axes[0], int) or isinstance(axes[0], bool) \
+                    or axes[0] % 4 != 1:
+                raise _Skip(f"with attention_axes {_shown(repr(cfg.get('attention_axes')))[:60]} has no Deepwire "
+                            "block (only attention over the time steps of (T, F) inputs)")
         for key in ("attention_mask", "return_attention_scores"):
             if kw.get(key):
                 raise _Skip(f"called with {key} has no Deepwire block")
@@ -563,6 +612,7 @@ class _Keras:
         vd = self.kshape(ts[1])[-1] if not same else e
         keras_params = (e * e + kd * e + vd * e + e * e) + (4 * e if bias else 0)
         self.count("MultiHeadAttention", name, keras_params, [node])
+        self.convert[node] = ("MultiHeadAttention", name, cfg, None)
         return _T(node, (0, 1))
 
     def merge(self, cls, type_name, name, ins, params=None):
@@ -597,6 +647,7 @@ class _Keras:
         layers = cfg.get("layers") if isinstance(cfg, dict) else None
         if not isinstance(layers, list) or not layers:
             raise ModelImportError("the Sequential model has no layers")
+        self.paths = keras_paths(layers)
         problems = []
         first = layers[0]
         if first.get("class_name") == "InputLayer":
@@ -636,6 +687,7 @@ class _Keras:
         layers = cfg.get("layers")
         if not isinstance(layers, list):
             raise ModelImportError("the functional model's configuration has no layers")
+        self.paths = keras_paths(layers)
         by_name = {}
         for layer in layers:
             name = layer.get("name") or (layer.get("config") or {}).get("name")
@@ -760,58 +812,313 @@ class _Keras:
 # ----------------------------------------------------------------------------- weights
 
 WEIGHTS_MEMBER = "model.weights.h5"
+MAX_WEIGHTS = 4 * 2**30        # bytes all the arrays of a weights file may declare (a project file's weights limit)
+MAX_EXPANSION = 100            # a compressed member or dataset may declare at most this many times what it stores
+SMALL = 2**20                  # sizes below this are not compared with what the file stores
+MAX_OBJECTS = 100_000          # links in one weights file
+MAX_DEPTH = 32                 # nesting of its groups
+FILTERS = {1, 2, 3, 4, 5, 6, 32000}   # gzip, shuffle, fletcher32, szip, nbit, scale-offset, lzf: HDF5's own
+NESTED = {"query": ("query_dense", "_query_dense"), "key": ("key_dense", "_key_dense"),
+          "value": ("value_dense", "_value_dense"), "output": ("output_dense", "_output_dense")}
 
 
 def _h5py():
     try:
         import h5py
     except ImportError:
-        raise ModelImportError("reading Keras weights (.weights.h5) needs h5py: install h5py: pip install h5py "
-                               "(or pip install deepwire[keras])") from None
+        raise WeightsImportError("reading Keras weights (.weights.h5) needs h5py: install h5py: pip install h5py "
+                                 "(or pip install deepwire[keras])") from None
     return h5py
 
 
+def _shown(name: str) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in str(name))
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _snake(name: str) -> str:
+    """Keras' naming.to_snake_case, which names a layer's weights in a Keras 3 file."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def keras_paths(layers: list) -> dict[str, str]:
+    """Each layer's name -> where Keras 3 files its weights under `layers/`: its class in snake case, numbered
+    among the model's layers of the same class (dense, dense_1, ...), whatever the layer is called."""
+    used: dict[str, int] = {}
+    paths: dict[str, str] = {}
+    for layer in layers:
+        if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
+            continue
+        base = _snake(layer["class_name"])
+        if base in used:
+            used[base] += 1
+            path = f"{base}_{used[base]}"
+        else:
+            used[base] = 0
+            path = base
+        config = layer.get("config")
+        name = layer.get("name") if isinstance(layer.get("name"), str) else None
+        if name is None and isinstance(config, dict) and isinstance(config.get("name"), str):
+            name = config["name"]
+        if name is not None and name not in paths:
+            paths[name] = path
+    return paths
+
+
+def _audit(h5py, f, size: int) -> list[str]:
+    """Refuse what could make reading the file read another file or exhaust memory, before any data is read:
+    links other than hard links, datasets kept outside the file (external storage) or virtual ones, unknown
+    compression filters, and arrays that declare more than the file can hold. Returns every dataset's path."""
+    datasets: list[str] = []
+    total, count = 0, 0
+    budget = min(MAX_WEIGHTS, max(SMALL, size * MAX_EXPANSION))
+    stack = [(f, "", 0)]
+    while stack:
+        group, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ModelImportError(f"the weights file nests its groups more than {MAX_DEPTH} deep ({_shown(path)}); "
+                                   "refused")
+        for key in group.keys():
+            count += 1
+            if count > MAX_OBJECTS:
+                raise ModelImportError(f"the weights file holds more than {MAX_OBJECTS:,} objects; refused")
+            full = f"{path}/{key}" if path else key
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise ModelImportError(f"the weights file's {_shown(full)} is an external link to "
+                                       f"{_shown(link.filename)}; refused (weights must be inside the file)")
+            if not isinstance(link, h5py.HardLink):
+                raise ModelImportError(f"the weights file's {_shown(full)} is a {type(link).__name__}; refused "
+                                       "(Keras writes plain groups and datasets)")
+            obj = group.get(key)
+            if isinstance(obj, h5py.Group):
+                stack.append((obj, full, depth + 1))
+            elif isinstance(obj, h5py.Dataset):
+                total += _audit_dataset(obj, full, total, budget)
+                datasets.append(full)
+    return datasets
+
+
+def _audit_dataset(ds, name: str, total: int, budget: int) -> int:
+    shown = _shown(name)
+    if ds.is_virtual:
+        raise ModelImportError(f"the weights file's dataset {shown} is a virtual dataset (it reads other files); "
+                               "refused")
+    if ds.external:
+        raise ModelImportError(f"the weights file's dataset {shown} keeps its data in another file "
+                               f"({_shown(ds.external[0][0])}); refused")
+    plist = ds.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    unknown = [f for f in filters if f not in FILTERS]
+    if unknown:
+        raise ModelImportError(f"the weights file's dataset {shown} needs HDF5 filter {unknown[0]}, which is not "
+                               "one of HDF5's own; refused")
+    shape = ds.shape
+    declared = math.prod(shape) * ds.dtype.itemsize if shape is not None else 0
+    stored = ds.id.get_storage_size()
+    if declared > MAX_WEIGHTS:
+        raise ModelImportError(f"the weights file's dataset {shown} declares {declared:,} bytes (shape {shape}), "
+                               f"more than the {MAX_WEIGHTS // 2**30} GiB limit; refused")
+    if declared > SMALL and declared > stored * (MAX_EXPANSION if filters else 1):
+        raise ModelImportError(f"the weights file's dataset {shown} declares {declared:,} bytes (shape {shape}) but "
+                               f"stores {stored:,}; the file is damaged or hostile, refused")
+    if total + declared > budget:
+        raise ModelImportError(f"the weights file's dataset {shown} takes its arrays past {budget:,} bytes, more "
+                               "than a file of this size can hold; refused")
+    return declared
+
+
+def _member_to_file(zf: zipfile.ZipFile, info: zipfile.ZipInfo, label: str):
+    """A .keras file's weights member, copied into a temporary file (never held in memory whole), after checking
+    its declared size against the limits, and counting what really comes out of the decompressor."""
+    import tempfile
+
+    if info.file_size > MAX_WEIGHTS:
+        raise ModelImportError(f"{label}: {info.filename} declares {info.file_size:,} bytes, more than the "
+                               f"{MAX_WEIGHTS // 2**30} GiB limit; refused")
+    if info.file_size > SMALL and info.file_size > MAX_EXPANSION * max(info.compress_size, 1):
+        raise ModelImportError(f"{label}: {info.filename} would expand {info.compress_size:,} bytes to "
+                               f"{info.file_size:,}; the file is damaged or hostile, refused")
+    out = tempfile.TemporaryFile()
+    try:
+        got = 0
+        with zf.open(info) as src:
+            while got <= info.file_size:
+                chunk = src.read(min(1 << 20, info.file_size + 1 - got))
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > info.file_size:
+                    raise ModelImportError(f"{label}: {info.filename} expands to more than the {info.file_size:,} "
+                                           "bytes it declares; refused")
+                out.write(chunk)
+        if got < info.file_size:
+            raise ModelImportError(f"{label}: {info.filename} is truncated")
+        out.seek(0)
+        return out
+    except ModelImportError:
+        out.close()
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
+        out.close()
+        raise ModelImportError(f"{label}: {info.filename} is damaged ({_shown(str(exc))})") from None
+
+
 class _WeightsFile:
-    """The arrays of each Keras layer in a weights.h5: Keras 3's `layers/<name>/vars/<i>` (recurrent layers
-    under `cell/`, Bidirectional under `forward_layer/` and `backward_layer/`), or tf.keras 2's
-    `save_weights` layout (`layer_names`, `weight_names` attributes)."""
+    """The arrays of each Keras layer in a weights.h5, audited first (see `_audit`). Keras 3 files a layer's
+    arrays under `layers/<path>/vars/<i>`, where the path comes from the layer's class and its order among the
+    model's layers of that class (`keras_paths`); recurrent layers keep theirs under `cell/`, Bidirectional
+    under `forward_layer/` and `backward_layer/`, MultiHeadAttention under `query_dense/`... Files whose layers
+    are filed by name are read too, and tf.keras 2's `save_weights` layout (`layer_names`, `weight_names`)."""
 
-    def __init__(self, f):
-        self.root = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
-        self.legacy = "layer_names" in self.root.attrs
+    def __init__(self, h5py, f, size: int, paths: dict[str, str]):
+        self.h5py = h5py
+        self.datasets = _audit(h5py, f, size)
+        root = f
+        if "model_weights" in f and "layer_names" not in f.attrs and isinstance(f["model_weights"], h5py.Group):
+            root = f["model_weights"]
+        self.root = root
+        self.legacy = "layer_names" in root.attrs
+        self.paths = paths
+        self.used: set[str] = set()       # the groups whose arrays were taken (their HDF5 names)
+        self.layers = None
+        self.prefix = ""
+        if not self.legacy:
+            for key in ("layers", "_layer_checkpoint_dependencies"):   # the second: Keras 2.13's .keras files
+                group = root.get(key)
+                if isinstance(group, h5py.Group):
+                    self.layers, self.prefix = group, group.name.lstrip("/") + "/"
+                    break
+        self.by_meta: dict[str, str] = {}
+        if self.layers is not None:
+            for key in self.layers.keys():
+                vars_ = self.layers[key].get("vars") if isinstance(self.layers[key], h5py.Group) else None
+                meta = _attr_text(vars_, "name") if isinstance(vars_, h5py.Group) else None
+                if meta is not None:
+                    self.by_meta.setdefault(meta, key)
 
-    @staticmethod
-    def _vars(group) -> list:
-        vars_ = group.get("vars") if hasattr(group, "get") else None
-        if vars_ is None or not len(vars_):
-            cell = group.get("cell")
-            vars_ = cell.get("vars") if cell is not None else None
-        if vars_ is None:
-            return []
-        keys = sorted(vars_.keys(), key=lambda k: int(k) if k.isdigit() else 1 << 30)
-        return [vars_[k][()] for k in keys]
+    def where(self, name: str) -> str:
+        return f"layers/{self.paths[name]}" if name in self.paths else f"layers/{name}"
 
-    def arrays(self, name: str, part: str | None = None) -> list | None:
-        """The layer's arrays in the order of layer.weights; None when the file has no such layer."""
+    def _read(self, ds, label: str):
+        import numpy as np
+
+        if not isinstance(ds, self.h5py.Dataset):
+            raise WeightsImportError(f"the weights file's {_shown(label)} is not an array")
+        if ds.dtype.kind not in "biuf" or ds.shape is None:
+            raise WeightsImportError(f"the weights file's {_shown(ds.name)} holds {ds.dtype}, not numbers")
+        return np.asarray(ds[()])
+
+    def _vars(self, group, recurrent: bool = False) -> list | None:
+        h5py = self.h5py
+        vars_ = group.get("vars") if isinstance(group, h5py.Group) else None
+        if recurrent and (not isinstance(vars_, h5py.Group) or not len(vars_)):
+            cell = group.get("cell") if isinstance(group, h5py.Group) else None
+            vars_ = cell.get("vars") if isinstance(cell, h5py.Group) else None
+        if not isinstance(vars_, h5py.Group):
+            return None
+        self.used.add(vars_.name)
+        keys = sorted(vars_.keys(), key=lambda k: (0, int(k)) if k.isdigit() else (1, k))
+        return [self._read(vars_[k], f"{vars_.name}/{k}") for k in keys]
+
+    def group(self, name: str):
+        """The layer's group: at the path Keras 3 derives for it, else the one whose metadata or key is its name."""
+        if self.layers is None:
+            return None
+        for key in (self.paths.get(name), self.by_meta.get(name), name):
+            if key is not None and key in self.layers and isinstance(self.layers[key], self.h5py.Group):
+                return self.layers[key]
+        return None
+
+    def arrays(self, name: str, part: str | None = None, recurrent: bool = False) -> list | None:
+        """The layer's arrays in the order of layer.weights; None when the file has no such layer. `part`:
+        Bidirectional's 'forward' / 'backward' layer, or MultiHeadAttention's 'query', 'key', 'value', 'output'."""
         if self.legacy:
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in self.root.attrs["layer_names"]]
-            if name not in names:
-                return None
-            group = self.root[name]
-            wnames = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-            arrays = [group[w][()] for w in wnames]
-            if part is not None:
-                half = len(arrays) // 2
-                arrays = arrays[:half] if part == "forward" else arrays[half:]
-            return arrays
-        layers = self.root.get("layers")
-        group = layers.get(name) if layers is not None else None
+            return self._legacy(name, part)
+        group = self.group(name)
         if group is None:
             return None
-        if part is not None:
+        if part in ("forward", "backward"):
             group = group.get(f"{part}_layer")
-            return self._vars(group) if group is not None else []
-        return self._vars(group)
+            return self._vars(group, recurrent=True) if group is not None else None
+        if part is not None:
+            for key in NESTED[part]:
+                if isinstance(group.get(key), self.h5py.Group):
+                    return self._vars(group[key])
+            return None
+        return self._vars(group, recurrent)
+
+    def _legacy(self, name: str, part: str | None) -> list | None:
+        names = _attr_list(self.root, "layer_names")
+        if name not in names or not isinstance(self.root.get(name), self.h5py.Group):
+            return None
+        group = self.root[name]
+        self.used.add(group.name)
+        wnames = _attr_list(group, "weight_names")
+        arrays = [self._read(group.get(w), f"{name}/{w}") for w in wnames]
+        if part in ("forward", "backward"):
+            half = len(arrays) // 2
+            arrays = arrays[:half] if part == "forward" else arrays[half:]
+        return arrays
+
+    def unplaced(self) -> str | None:
+        """The first group of the file that holds arrays no layer took (as "path" or "path ('layer name')")."""
+        if self.legacy:
+            for name in _attr_list(self.root, "layer_names"):
+                group = self.root.get(name)
+                if isinstance(group, self.h5py.Group) and group.name not in self.used \
+                        and _attr_list(group, "weight_names"):
+                    return f"'{_shown(name)}'"
+            return None
+        if self.layers is None:
+            return None
+        owner = {path: name for name, path in self.paths.items()}
+        for ds in self.datasets:
+            parent = "/" + ds.rsplit("/", 1)[0]
+            if not ds.startswith(self.prefix) or parent in self.used or "seed_generator" in ds:
+                continue
+            key = ds[len(self.prefix):].split("/", 1)[0]
+            name = owner.get(key) or next((m for m, k in self.by_meta.items() if k == key), None)
+            return f"layers/{_shown(key)}" + (f" ('{_shown(name)}')" if name else "")
+        return None
+
+
+def _attr_text(obj, key: str) -> str | None:
+    """A short string attribute, or None (an attribute's declared size is checked before it is read)."""
+    raw = _attr(obj, key, 4096)
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    return raw if isinstance(raw, str) else None
+
+
+def _attr_list(obj, key: str) -> list[str]:
+    raw = _attr(obj, key, 16 * 2**20)
+    if raw is None:
+        return []
+    try:
+        items = list(raw.reshape(-1)) if hasattr(raw, "reshape") else [raw]
+    except TypeError:
+        return []
+    return [i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i) for i in items]
+
+
+def _attr(obj, key: str, limit: int):
+    import h5py
+
+    try:
+        if obj is None or key not in obj.attrs:
+            return None
+        aid = h5py.h5a.open(obj.id, key.encode())
+        shape = aid.shape
+        if math.prod(shape or ()) * max(aid.dtype.itemsize, 1) > limit:
+            raise WeightsImportError(f"the weights file's attribute {_shown(key)} of {_shown(obj.name)} is too large")
+        return obj.attrs[key]
+    except (OSError, TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, ModelImportError):
+            raise
+        return None
 
 
 def _tensor(array):
@@ -823,7 +1130,7 @@ def _tensor(array):
 
 def _expect(arrays: list, n: int, where: str) -> None:
     if len(arrays) != n:
-        raise ModelImportError(f"{where}: the weights file holds {len(arrays)} arrays for it, expected {n}")
+        raise WeightsImportError(f"{where}: the weights file holds {len(arrays)} arrays for it, expected {n}")
 
 
 def _recurrent_weights(cls: str, cfg: dict, arrays: list, where: str, suffix: str = "") -> dict:
@@ -835,18 +1142,18 @@ def _recurrent_weights(cls: str, cfg: dict, arrays: list, where: str, suffix: st
     units = int(cfg["units"])
     gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[cls]
     if kernel.ndim != 2 or kernel.shape[1] != gates * units or tuple(recurrent.shape) != (units, gates * units):
-        raise ModelImportError(f"{where}: its kernels have shapes {tuple(kernel.shape)} and {tuple(recurrent.shape)}, "
-                               f"which do not fit {units} units")
+        raise WeightsImportError(f"{where}: its kernels have shapes {tuple(kernel.shape)} and "
+                                 f"{tuple(recurrent.shape)}, which do not fit {units} units")
     b_ih = b_hh = None
     if bias:
         b = _tensor(arrays[2])
         if cls == "GRU":
             if tuple(b.shape) != (2, 3 * units):
-                raise ModelImportError(f"{where}: its bias has shape {tuple(b.shape)}, expected (2, {3 * units})")
+                raise WeightsImportError(f"{where}: its bias has shape {tuple(b.shape)}, expected (2, {3 * units})")
             b_ih, b_hh = b[0], b[1]
         else:
             if tuple(b.shape) != (gates * units,):
-                raise ModelImportError(f"{where}: its bias has shape {tuple(b.shape)}, expected ({gates * units},)")
+                raise WeightsImportError(f"{where}: its bias has shape {tuple(b.shape)}, expected ({gates * units},)")
             b_ih, b_hh = b, torch.zeros_like(b)
 
     def reorder(t, dim):   # Keras GRU gates z, r, h -> PyTorch r, z, n
@@ -863,41 +1170,118 @@ def _recurrent_weights(cls: str, cfg: dict, arrays: list, where: str, suffix: st
     return out
 
 
-def _layer_weights(cls: str, name: str, cfg: dict, extra, store: _WeightsFile) -> dict:
-    """One Keras layer's arrays as its Deepwire block's state (keys relative to the block's module)."""
+def _attention_weights(cfg: dict, store: _WeightsFile, name: str, where: str) -> dict:
+    """MultiHeadAttention's query/key/value/output dense layers -> nn.MultiheadAttention: the kernels
+    (features, heads, key_dim) become rows head by head, as PyTorch splits its projections."""
+    import torch
+
+    bias = bool(cfg.get("use_bias", True))
+    heads, key_dim = int(cfg["num_heads"]), int(cfg["key_dim"])
+    width = heads * key_dim
+    parts = {}
+    for part in ("query", "key", "value", "output"):
+        arrays = store.arrays(name, part)
+        if arrays is None:
+            raise WeightsImportError(f"the weights file has no {part} weights for {where} "
+                                     f"(looked under {store.where(name)})")
+        _expect(arrays, 2 if bias else 1, f"{where} ({part})")
+        kernel = _tensor(arrays[0])
+        if part == "output":
+            if kernel.ndim != 3 or kernel.shape[0] * kernel.shape[1] != width:
+                raise WeightsImportError(f"{where}: its output kernel has shape {tuple(kernel.shape)}, which does "
+                                         f"not fit {heads} heads of {key_dim}")
+            weight = kernel.reshape(width, kernel.shape[2]).T
+        else:
+            if kernel.ndim != 3 or kernel.shape[1] * kernel.shape[2] != width:
+                raise WeightsImportError(f"{where}: its {part} kernel has shape {tuple(kernel.shape)}, which does "
+                                         f"not fit {heads} heads of {key_dim}")
+            weight = kernel.reshape(kernel.shape[0], width).T
+        parts[part] = (weight.contiguous(), _tensor(arrays[1]).reshape(-1) if bias else None)
+    q, k, v = parts["query"][0], parts["key"][0], parts["value"][0]
+    if q.shape[1] == k.shape[1] == v.shape[1] == q.shape[0]:
+        out = {"in_proj_weight": torch.cat([q, k, v], 0)}
+    else:
+        out = {"q_proj_weight": q, "k_proj_weight": k, "v_proj_weight": v}
+    out["out_proj.weight"] = parts["output"][0]
+    if bias:
+        out["in_proj_bias"] = torch.cat([parts[p][1] for p in ("query", "key", "value")])
+        out["out_proj.bias"] = parts["output"][1]
+    return out
+
+
+def _normalization_weights(cfg: dict, arrays: list | None, order, shapes: dict, where: str) -> dict:
+    """Normalization's mean and variance (adapted, in the file; or given in the configuration) -> the Deepwire
+    block's mean and std buffers."""
+    import numpy as np
+    import torch
+
+    if cfg.get("mean") is not None and cfg.get("variance") is not None:
+        mean, variance = cfg["mean"], cfg["variance"]
+    elif arrays is None:
+        raise WeightsImportError(f"the weights file has no weights for {where}")
+    else:
+        _expect(arrays, 3, where)
+        mean, variance = arrays[0], arrays[1]
+    size = math.prod(shapes.get("mean", (0,)))
+    vectors = []
+    for values in (mean, variance):
+        v = torch.from_numpy(np.array(values, dtype=np.float32)).reshape(-1)
+        if v.numel() == 1:
+            v = v.expand(size)
+        if v.numel() != size:
+            raise WeightsImportError(f"{where}: its mean and variance have {v.numel()} values; the graph needs {size}")
+        if order is not None and len(order) == size:
+            v = v[torch.tensor(order)]
+        vectors.append(v.contiguous())
+    shape = shapes["mean"]
+    return {"mean": vectors[0].reshape(shape), "std": vectors[1].clamp(min=0).sqrt().reshape(shape)}
+
+
+def _layer_weights(cls: str, name: str, cfg: dict, extra, store: _WeightsFile, shapes: dict) -> dict:
+    """One Keras layer's arrays as its Deepwire block's state (keys relative to the block's module). `shapes`: the
+    block's state shapes."""
     import torch
 
     where = f"{'Bidirectional' if extra == 'bidirectional' else cls} '{name}'"
+    missing = f"the weights file has no weights for {where} (looked under {store.where(name)})"
     if cls == "GRU" and not cfg.get("reset_after", True):
-        raise ModelImportError(f"{where}: GRU weights with reset_after=False cannot be imported (PyTorch's GRU "
-                               "applies the reset gate after the recurrent weights, as Keras' reset_after=True)")
+        raise WeightsImportError(f"{where}: GRU weights with reset_after=False cannot be imported (PyTorch's GRU "
+                                 "applies the reset gate after the recurrent weights, as Keras' reset_after=True)")
     if extra == "bidirectional":
         out = {}
         for part, suffix in (("forward", ""), ("backward", "_reverse")):
-            arrays = store.arrays(name, part)
+            arrays = store.arrays(name, part, recurrent=True)
             if arrays is None:
-                raise ModelImportError(f"the weights file has no weights for {where}")
+                raise WeightsImportError(missing)
             out.update(_recurrent_weights(cls, cfg, arrays, f"{where} ({part})", suffix))
         return out
-    arrays = store.arrays(name)
+    if cls == "MultiHeadAttention":
+        return _attention_weights(cfg, store, name, where)
+    arrays = store.arrays(name, recurrent=cls in RECURRENT)
+    order = torch.tensor(extra) if isinstance(extra, tuple) else None
+    if cls == "Normalization":
+        return _normalization_weights(cfg, arrays, extra if isinstance(extra, tuple) else None, shapes, where)
     if arrays is None:
-        raise ModelImportError(f"the weights file has no weights for {where}")
+        raise WeightsImportError(missing)
     if cls in RECURRENT:
         return _recurrent_weights(cls, cfg, arrays, where)
-    order = torch.tensor(extra) if isinstance(extra, tuple) else None
     bias = bool(cfg.get("use_bias", True))
     if cls == "Dense":
         _expect(arrays, 2 if bias else 1, where)
         kernel = _tensor(arrays[0])
         if order is not None:
             if kernel.ndim != 2 or kernel.shape[0] != len(order):
-                raise ModelImportError(f"{where}: its kernel has shape {tuple(kernel.shape)} but its input has "
-                                       f"{len(order)} features")
+                raise WeightsImportError(f"{where}: its kernel has shape {tuple(kernel.shape)} but its input has "
+                                         f"{len(order)} features")
             kernel = kernel[order]   # Keras' (H, W, C) flat order -> the graph's (C, H, W)
+        if kernel.ndim != 2:
+            raise WeightsImportError(f"{where}: its kernel has shape {tuple(kernel.shape)}, not (inputs, units)")
         out = {"weight": kernel.T.contiguous()}
     elif cls in ("Conv1D", "Conv2D"):
         _expect(arrays, 2 if bias else 1, where)
         kernel = _tensor(arrays[0])   # (k..., in, out) -> (out, in, k...)
+        if kernel.ndim < 2:
+            raise WeightsImportError(f"{where}: its kernel has shape {tuple(kernel.shape)}")
         out = {"weight": kernel.permute(kernel.ndim - 1, kernel.ndim - 2, *range(kernel.ndim - 2)).contiguous()}
     elif cls == "Embedding":
         _expect(arrays, 1, where)
@@ -914,74 +1298,123 @@ def _layer_weights(cls: str, name: str, cfg: dict, extra, store: _WeightsFile) -
             out["num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
         return out
     else:
-        raise ModelImportError(f"{where}: its weights have no conversion")   # not reached: convert lists these
+        raise WeightsImportError(f"{where}: its weights have no conversion")   # not reached: convert lists these
     if bias:
-        out["bias"] = _tensor(arrays[1])
+        out["bias"] = _tensor(arrays[1]).reshape(-1)
     return out
 
 
-def _load_weights(importer: _Keras, graph, model, h5file) -> dict:
-    """Convert the weights of every layer, check they cover the generated module's whole state, load them."""
+@contextmanager
+def _opened(weights, label: str):
+    """(h5py, the open HDF5 file, its size) for a path, a binary file object, or bytes."""
+    h5py = _h5py()
+    handle = None
+    try:
+        if isinstance(weights, (str, Path)):
+            size = Path(weights).stat().st_size
+            target = str(weights)
+        else:
+            if isinstance(weights, (bytes, bytearray)):
+                import io
+
+                weights = io.BytesIO(weights)
+            weights.seek(0, 2)
+            size = weights.tell()
+            weights.seek(0)
+            target = weights
+        try:
+            handle = h5py.File(target, "r")
+        except (OSError, ValueError) as exc:
+            raise ModelImportError(f"{label} is not a readable HDF5 file ({_shown(str(exc))})") from None
+        yield h5py, handle, size
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _load_weights(importer: _Keras, graph, model, h5file, label: str) -> dict:
+    """Convert the weights of every layer, check they cover the generated module's whole state and that the file
+    holds nothing else, load them. Damaged or hostile files raise ModelImportError; weights that cannot all be
+    placed WeightsImportError, naming the first layer."""
     from ..codegen import generate
 
-    h5py = _h5py()
-    try:
-        f = h5py.File(h5file, "r")
-    except (OSError, ValueError) as exc:
-        raise ModelImportError(f"the weights file is not a readable HDF5 file ({str(exc)[:120]})") from None
-    with f:
-        store = _WeightsFile(f)
-        _, info = generate(graph, analyse(graph))
-        state = model.state_dict()
-        layer_of = {node: f"{cls} '{name}'" for cls, name, _, nodes in importer.counts for node in nodes}
-        unconverted, weights = [], {}
-        for node_id, attr in info.attrs.items():
-            keys = [k for k in state if k.startswith(f"{attr}.")]
+    _, info = generate(graph, analyse(graph))
+    state = model.state_dict()
+    layer_of = {node: f"{cls} '{name}'" for cls, name, _, nodes in importer.counts for node in nodes}
+    with _opened(h5file, label) as (h5py, f, size):
+        try:
+            store = _WeightsFile(h5py, f, size, importer.paths)
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ModelImportError):
+                raise
+            raise ModelImportError(f"{label} cannot be read ({_shown(str(exc))})") from None
+        weights: dict = {}
+        for node_id in analyse(graph).order:
+            attr = info.attrs.get(node_id)
+            keys = [k for k in state if attr and k.startswith(f"{attr}.")]
             if not keys:
                 continue
+            where = layer_of.get(node_id, f"'{graph.node(node_id).name}'")
             if node_id not in importer.convert:
-                unconverted.append(layer_of.get(node_id, f"'{graph.node(node_id).name}'"))
-                continue
+                raise WeightsImportError(f"cannot import the Keras weights: {where} has no weight conversion")
             cls, name, cfg, extra = importer.convert[node_id]
+            shapes = {k[len(attr) + 1:]: tuple(state[k].shape) for k in keys}
             try:
-                tensors = _layer_weights(cls, name, cfg, extra, store)
-            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                tensors = _layer_weights(cls, name, cfg, extra, store, shapes)
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OSError, AttributeError) as exc:
                 if isinstance(exc, ModelImportError):
                     raise
-                raise ModelImportError(f"{cls} '{name}': its weights cannot be read ({str(exc)[:120]})") from None
+                raise WeightsImportError(f"{where}: its weights cannot be read ({_shown(str(exc))})") from None
             for key, value in tensors.items():
-                weights[f"{attr}.{key}"] = value
-    if unconverted or importer.scrambled:
-        problems = []
-        if unconverted:
-            problems.append("no weight conversion for " + ", ".join(unconverted))
-        if importer.scrambled:
-            problems.append("the flattening order differs from Keras' before " + ", ".join(importer.scrambled))
-        raise ModelImportError("cannot import the Keras weights: " + "; ".join(problems) +
-                               " (import without weights to start from fresh ones)")
-    load_fitting(model, weights, "the converted Keras weights")
+                full = f"{attr}.{key}"
+                if full not in state:
+                    raise WeightsImportError(f"{where}: the weights file's {key} has no place in the graph")
+                if tuple(value.shape) != tuple(state[full].shape):
+                    raise WeightsImportError(f"{where}: the weights file's arrays give {key} shape "
+                                             f"{tuple(value.shape)} but the graph needs {tuple(state[full].shape)}")
+                weights[full] = value
+            for key in keys:
+                if key not in weights:
+                    raise WeightsImportError(f"{where}: the weights file has nothing for {key[len(attr) + 1:]}")
+        left = store.unplaced()
+        if left:
+            raise WeightsImportError(f"the weights file holds weights for {left} that no layer of the graph takes")
+    if importer.scrambled:
+        raise WeightsImportError("cannot import the Keras weights: the flattening order differs from Keras' before "
+                                 + ", ".join(importer.scrambled))
+    load_fitting(model, weights, "the converted Keras weights", "; this is an importer bug")
+    bad = first_nonfinite(weights)
+    if bad is not None:
+        attr = bad.split(".", 1)[0]
+        node = next((n for n, a in info.attrs.items() if a == attr), None)
+        importer.notes.append(nonfinite_note(bad, layer_of.get(node, f"'{attr}'")))
     return weights
 
 
-def import_keras(source, weights=None) -> ImportResult:
-    """`weights`: a Keras weights.h5 file (path or binary file object) to import, which needs h5py. Without
-    it, a .keras file's own model.weights.h5 is imported when h5py is installed (with a note, never an error,
-    when that cannot be done: the graph then starts from fresh weights)."""
+GRAPH_ALONE = "; import the graph alone (without weights) to start from fresh ones"
+
+
+def import_keras(source, weights=None, graph_only: bool = False) -> ImportResult:
+    """`weights`: a Keras weights.h5 file (path, binary file object or bytes) to import, which needs h5py.
+    Without it, a .keras file's own model.weights.h5 is imported. Weights that cannot all be placed raise
+    WeightsImportError (nothing is imported); `graph_only=True` imports the graph alone and reads no weights."""
     model = _read(source)
-    if "class_name" not in model and "config" in model and isinstance(model["config"], dict) \
-            and "class_name" in model["config"]:
+    if "class_name" not in model and isinstance(model.get("config"), dict) and "class_name" in model["config"]:
         model = model["config"]   # some tools wrap the model config once more
     cls = model.get("class_name")
     cfg = model.get("config") if isinstance(model.get("config"), dict) else {}
-    if cls not in MODELS and not (isinstance(cfg, dict) and "layers" in cfg):
-        raise ModelImportError(f"not a Keras Sequential or functional model (class {str(cls)[:60]!r}): subclassed "
-                               "models keep no layer graph in their configuration")
-    importer = _Keras(str(cfg.get("name") or "keras_model"))
-    if cls == "Sequential":
-        importer.sequential(model)
-    else:
-        importer.functional(model)
-    graph, _, torch_model = importer.b.finish(with_weights=False)
+    if cls not in MODELS and "layers" not in cfg:
+        raise ModelImportError(f"not a Keras Sequential or functional model (class {_shown(str(cls))[:60]!r}): "
+                               "subclassed models keep no layer graph in their configuration")
+    importer = _Keras(_shown(str(cfg.get("name") or "keras_model")))
+    try:
+        if cls == "Sequential":
+            importer.sequential(model)
+        else:
+            importer.functional(model)
+        graph, _, torch_model = importer.b.finish(with_weights=False)
+    except RecursionError:
+        raise ModelImportError("the Keras model configuration nests too deeply") from None
     analysis = analyse(graph)
     notes = importer.notes
     keras_total = 0
@@ -990,7 +1423,8 @@ def import_keras(source, weights=None) -> ImportResult:
         ours = sum(analysis.param_counts.get(n, 0) for n in nodes if n in graph)
         if ours == keras_params:
             continue
-        if cls_name in RECURRENT or cls_name == "Bidirectional" or graph.node(nodes[0]).type in ("RNN", "LSTM", "GRU"):
+        if cls_name in RECURRENT or cls_name == "Bidirectional" or (
+                nodes[0] in graph and graph.node(nodes[0]).type in ("RNN", "LSTM", "GRU")):
             why = BIAS_NOTE
         elif cls_name == "BatchNormalization":
             why = ("Keras counts the moving mean and variance as (non-trainable) parameters; PyTorch keeps them "
@@ -1001,32 +1435,50 @@ def import_keras(source, weights=None) -> ImportResult:
             why = "the layers are parameterised differently"
         notes.append(f"{cls_name} '{name}' has {ours:,} parameters here and {keras_params:,} in Keras: {why}")
     state = None
-    if weights is not None:
+    if graph_only:
+        pass
+    elif weights is not None:
+        label = "the weights file"
         if isinstance(weights, (str, Path)):
             path = Path(weights)
             if not path.is_file():
                 raise ModelImportError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
-            weights = str(path)
-        state = _load_weights(importer, graph, torch_model, weights)
+            label = path.name
+        state = _placed(lambda: _load_weights(importer, graph, torch_model, weights, label))
     elif isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
-        path = Path(source)
-        data = None
-        try:
-            with zipfile.ZipFile(path) as zf:
-                if WEIGHTS_MEMBER in zf.namelist():
-                    data = zf.read(WEIGHTS_MEMBER)
-                elif any(n.endswith(".h5") for n in zf.namelist()):
-                    notes.append(f"{path.name}'s weights are not imported (no {WEIGHTS_MEMBER} in it): the graph "
-                                 "starts from fresh weights")
-        except (zipfile.BadZipFile, OSError):
-            pass
-        if data is not None:
-            import io
-
-            try:
-                state = _load_weights(importer, graph, torch_model, io.BytesIO(data))
-                notes.append(f"the trained weights in {path.name}'s {WEIGHTS_MEMBER} are imported")
-            except ModelImportError as exc:
-                notes.append(f"{path.name}'s trained weights ({WEIGHTS_MEMBER}) are not imported: {exc}; the graph "
-                             "starts from fresh weights")
+        state = _own_weights(importer, graph, torch_model, Path(source))
+    if state is None:
+        for name in importer.fixed_norm:
+            notes.append(f"Normalization '{name}': the mean and variance in the configuration are not kept without "
+                         "weights; Deepwire fits them from the training data")
     return ImportResult(graph, state, notes, keras_total)
+
+
+def _placed(load):
+    try:
+        return load()
+    except WeightsImportError as exc:
+        raise WeightsImportError(str(exc) + GRAPH_ALONE) from None
+
+
+def _own_weights(importer: _Keras, graph, torch_model, path: Path) -> dict | None:
+    """A .keras file's own weights (model.weights.h5), or None when it holds none (a JSON config, or a model
+    without weights)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return None   # a JSON configuration
+    with zf:
+        names = zf.namelist()
+        if WEIGHTS_MEMBER not in names:
+            others = [n for n in names if n.endswith((".h5", ".weights.json", ".npz"))]
+            if others:
+                raise WeightsImportError(f"{path.name} keeps its weights in {_shown(others[0])}, which Deepwire does "
+                                         f"not read (it reads {WEIGHTS_MEMBER}){GRAPH_ALONE}")
+            return None
+        info = zf.getinfo(WEIGHTS_MEMBER)
+        label = f"{path.name}'s {WEIGHTS_MEMBER}"
+        with _member_to_file(zf, info, path.name) as copy:
+            state = _placed(lambda: _load_weights(importer, graph, torch_model, copy, label))
+    importer.notes.append(f"the trained weights in {label} are imported")
+    return state

@@ -28,7 +28,14 @@ from torch import nn
 
 from ..blocks import TOKENS
 from ..blocks.helpers import HELPERS
-from .common import GraphBuilder, ImportResult, ModelImportError
+from .common import (
+    GraphBuilder,
+    ImportResult,
+    ModelImportError,
+    WeightsImportError,
+    first_nonfinite,
+    nonfinite_note,
+)
 
 BATCH = 3        # the example batch: odd, so a reshape that folds the batch away is noticed
 _COUNTER = itertools.count()
@@ -998,7 +1005,7 @@ def _guess_inputs(gm: fx.GraphModule, placeholders) -> tuple[list | None, list[s
     return shapes, dtypes
 
 
-def import_torch(source, class_name=None, input_shape=None, weights=None) -> ImportResult:
+def import_torch(source, class_name=None, input_shape=None, weights=None, graph_only: bool = False) -> ImportResult:
     path = None
     globals_: dict = {}
     if isinstance(source, nn.Module):
@@ -1020,7 +1027,7 @@ def import_torch(source, class_name=None, input_shape=None, weights=None) -> Imp
         try:
             model.load_state_dict(_read_weights(weights), strict=True)
         except RuntimeError as exc:
-            raise ModelImportError(f"the weights do not fit {title}: {str(exc).splitlines()[1:2] or str(exc)}") \
+            raise WeightsImportError(f"the weights do not fit {title}: {str(exc).splitlines()[1:2] or str(exc)}") \
                 from None
 
     # Deepwire's own helpers (in an exported model.py) stay whole: they map to blocks
@@ -1084,6 +1091,11 @@ def import_torch(source, class_name=None, input_shape=None, weights=None) -> Imp
     if graph_params != source_params:
         notes.append(f"{title} has {source_params:,} parameters; the graph has {graph_params:,} (modules that "
                      "forward never calls are left out)")
+    if graph_only:
+        return ImportResult(result_graph, None, notes, source_params)
+    bad = first_nonfinite(state)
+    if bad is not None:
+        notes.append(nonfinite_note(bad, f"{title}'s '{bad.split('.', 1)[0]}'"))
     return ImportResult(result_graph, state, notes, source_params)
 
 

@@ -13,7 +13,7 @@ import torch
 
 from engine import cli
 from engine.compiler import compile_graph
-from engine.importers import ModelImportError, import_keras
+from engine.importers import ModelImportError, WeightsImportError, import_keras
 
 h5py = pytest.importorskip("h5py")
 
@@ -192,26 +192,47 @@ def test_dot_keras_file_brings_its_weights(tmp_path):
     assert torch.equal(load_project(out2).weights["dense.weight"], result.weights["dense.weight"])
 
 
-def test_layer_without_conversion_is_refused(tmp_path):
+def test_normalization_statistics_come_along(tmp_path):
     config = _sequential("m", [6], [_layer("Normalization", "normalization", axis=-1, mean=None, variance=None,
                                            invert=False), _dense("dense", 2)])
-    _write_weights(tmp_path / "m.weights.h5", {"normalization": [np.zeros(6), np.ones(6), np.array(10.0)],
-                                                "dense": [np.ones((6, 2)), np.zeros(2)]})
+    mean, variance = RNG.normal(size=6), RNG.uniform(0.5, 4.0, size=6)
+    arrays = {"normalization": [mean, variance, np.array(10.0)], "dense": [RNG.normal(size=(6, 2)), RNG.normal(size=2)]}
+    _write_weights(tmp_path / "m.weights.h5", arrays)
     assert import_keras(config).weights is None   # without weights the graph imports as before
-    with pytest.raises(ModelImportError, match="no weight conversion for Normalization 'normalization'"):
-        import_keras(config, weights=tmp_path / "m.weights.h5")
+    result = import_keras(config, weights=tmp_path / "m.weights.h5")
+    x = RNG.normal(size=(3, 6))
+    expected = (x - mean) / np.sqrt(variance) @ arrays["dense"][0] + arrays["dense"][1]
+    np.testing.assert_allclose(_torch_out(result, x), expected, atol=1e-5)
+
+    fixed = _sequential("m", [6], [_layer("Normalization", "normalization", axis=-1, mean=list(mean),
+                                          variance=list(variance), invert=False), _dense("dense", 2)])
+    _write_weights(tmp_path / "fixed.weights.h5", {"dense": arrays["dense"]})   # Keras files no variables for it
+    result = import_keras(fixed, weights=tmp_path / "fixed.weights.h5")
+    np.testing.assert_allclose(_torch_out(result, x), expected, atol=1e-5)
+    assert not any("not kept" in note for note in result.notes)
+    assert any("Normalization 'normalization'" in note and "not kept" in note for note in import_keras(fixed).notes)
+
+
+def test_weights_the_graph_cannot_take_are_refused(tmp_path):
+    arrays = _mlp_arrays()
+    arrays["dense_2"] = [np.ones((10, 3)), np.zeros(3)]   # a layer the model does not have
+    _write_weights(tmp_path / "extra.weights.h5", arrays)
+    with pytest.raises(WeightsImportError, match=r"holds weights for layers/dense_2 that no layer of the graph "
+                                                 r"takes.*import the graph alone"):
+        import_keras(MLP, weights=tmp_path / "extra.weights.h5")
+    assert import_keras(MLP, weights=tmp_path / "extra.weights.h5", graph_only=True).weights is None
 
 
 def test_weights_errors(tmp_path, monkeypatch):
     arrays = _mlp_arrays()
     del arrays["dense_1"]
     _write_weights(tmp_path / "part.weights.h5", arrays)
-    with pytest.raises(ModelImportError, match="no weights for Dense 'dense_1'"):
+    with pytest.raises(WeightsImportError, match=r"no weights for Dense 'dense_1' \(looked under layers/dense_1\)"):
         import_keras(MLP, weights=tmp_path / "part.weights.h5")
     arrays = _mlp_arrays()
     arrays["dense"][0] = arrays["dense"][0][:700]
     _write_weights(tmp_path / "bad.weights.h5", arrays)
-    with pytest.raises(ModelImportError, match="shape"):
+    with pytest.raises(WeightsImportError, match=r"Dense 'dense'.*weight shape \(128, 700\).*needs \(128, 784\)"):
         import_keras(MLP, weights=tmp_path / "bad.weights.h5")
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ModelImportError, match="install h5py: pip install h5py"):
