@@ -125,7 +125,10 @@ def _load_project(path: str):
     from .project import Project, is_project_file, load_project
 
     if _is_regular(path) and is_project_file(path):   # (opening a pipe to look inside would wait forever)
-        return load_project(path), True
+        project = load_project(path)
+        for note in project.notes:      # what the file held that could not be used
+            print(f"note: {_printable(note)}", file=sys.stderr)
+        return project, True
     return Project(graph=read_graph(path)), False     # which explains what is not a regular graph file
 
 
@@ -417,7 +420,7 @@ def _save_trained(out: Path, project, source: str) -> None:
             tried.append(_shown(folder))
             continue
         raise _Fail(f"could not write {_shown(out)} ({reason}); the trained project was saved to "
-                    f"{_shown(target)} instead")
+                    f"{_printable(str(target.resolve()))} instead")     # in full: the user must find it
     raise _Fail(f"could not write {_shown(out)} ({reason}), nor a copy in {' or '.join(tried)}: "
                 "the trained weights are lost")
 
