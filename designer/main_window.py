@@ -488,7 +488,7 @@ class MainWindow(QMainWindow):
 
     def import_model(self, path, class_name: str | None = None, input_shape=None, confirm: bool = True) -> bool:
         """Turn a PyTorch module or a Keras model file into the open document (unsaved)."""
-        from engine.importers import ModelImportError, import_keras, import_torch
+        from engine.importers import ModelImportError, WeightsImportError, import_keras, import_torch
         from engine.project import Project
 
         path = Path(path)
@@ -521,20 +521,38 @@ class MainWindow(QMainWindow):
                     QMessageBox.warning(self, "Cannot import", f"'{text}' is not a shape: write numbers like 1,28,28")
                     return False
                 input_shape = input_shape or None
-        QApplication.setOverrideCursor(Qt.WaitCursor)
-        try:
-            if path.suffix.lower() == ".py":
-                result = import_torch(path, class_name, input_shape)
-            else:
-                result = import_keras(path)
-        except ModelImportError as exc:
-            QMessageBox.warning(self, "Cannot import", str(exc))
-            return False
-        finally:
-            QApplication.restoreOverrideCursor()
+        graph_only = False
+        while True:
+            QApplication.setOverrideCursor(Qt.WaitCursor)
+            failure = None
+            try:
+                if path.suffix.lower() == ".py":
+                    result = import_torch(path, class_name, input_shape, graph_only=graph_only)
+                else:
+                    result = import_keras(path, graph_only=graph_only)
+            except ModelImportError as exc:
+                failure = exc
+            finally:
+                QApplication.restoreOverrideCursor()
+            if failure is None:
+                break
+            if not isinstance(failure, WeightsImportError) or graph_only:
+                QMessageBox.warning(self, "Cannot import", str(failure))
+                return False
+            # the graph would import but its weights cannot all be placed: the user chooses, nothing is dropped
+            # silently
+            if QMessageBox.question(
+                    self, "Weights cannot be imported",
+                    f"The weights in {path.name} cannot all be placed in the graph:\n\n{failure}\n\n"
+                    "Import the graph without weights? Its blocks will start from fresh weights.",
+                    QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel) != QMessageBox.Yes:
+                return False
+            graph_only = True
         self.document.replace(Project(result.graph, weights=result.weights), None)
         self.document.mark_changed()
         n = len(result.graph)
+        if graph_only:
+            result.notes.append("imported without weights: the blocks start from fresh weights")
         notes = "".join(f"\n• {note}" for note in result.notes)
         self.statusBar().showMessage(f"Imported {path.name}: {n} blocks", 8000)
         if notes and confirm:

@@ -557,19 +557,27 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .importers import ModelImportError, import_keras, import_torch
+    from .importers import ModelImportError, WeightsImportError, import_keras, import_torch
     from .project import SUFFIX, Project, save_project
 
     source, out = Path(args.source), Path(args.output)
     if out.exists() and not args.force:
         raise _Fail(f"{out} exists; use --force to replace it")
+    graph_only = bool(getattr(args, "no_weights", False))
     try:
         if source.suffix == ".py":
-            result = import_torch(source, args.class_name, args.input_shape, args.weights)
+            if source.is_file():   # said before the code runs, not only in --help
+                print(f"deepwire: importing {_printable(args.source)} runs the Python code in it, as "
+                      "`python FILE` would; import only files you trust", file=sys.stderr, flush=True)
+            result = import_torch(source, args.class_name, args.input_shape, args.weights, graph_only=graph_only)
         else:
             if args.class_name or args.input_shape:
                 raise ModelImportError("--class and --input-shape are for PyTorch .py files")
-            result = import_keras(source, args.weights)
+            result = import_keras(source, args.weights, graph_only=graph_only)
+    except WeightsImportError as exc:
+        print(f"deepwire: cannot import {_printable(args.source)}: {_printable(str(exc))} (--no-weights imports "
+              "the graph alone)", file=sys.stderr)
+        return EXIT_ERRORS
     except ModelImportError as exc:
         print(f"deepwire: cannot import {_printable(args.source)}: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_UNREADABLE
@@ -584,6 +592,8 @@ def cmd_import(args) -> int:
         print(f"note: {_printable(note)}", file=sys.stderr)
     params = analyse(result.graph).total_params
     weights = " with weights" if result.weights and out.suffix == SUFFIX else ""
+    if graph_only:
+        weights = " without weights (--no-weights)"
     print(f"wrote {out} ({len(result.graph)} blocks, {params:,} parameters{weights})")
     return EXIT_OK
 
@@ -664,15 +674,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs its code, as `python FILE` would: import only files you trust), the class is built "
                     "with no arguments and traced with torch.fx; its weights come along. A Keras .keras file "
                     "or model.to_json() file is read without TensorFlow; its weights (a .keras file's own, or "
-                    "--weights FILE.weights.h5) are read with h5py when it is installed. Anything that does not "
-                    "map to a block is named with its source line, and nothing is written.")
+                    "--weights FILE.weights.h5) are read with h5py; weights that cannot all be placed in the graph "
+                    "stop the import (exit 1) unless --no-weights asks for the graph alone. Anything that does not "
+                    "map to a block is named with its source line or layer, and nothing is written (exit 2).")
     p.add_argument("source", help="model.py, a .keras file, or a .json file written by Keras' model.to_json()")
     p.add_argument("--class", dest="class_name", help="PyTorch: the nn.Module class to import (default: the only "
                                                       "one the file defines)")
     p.add_argument("--input-shape", action="append", dest="input_shape", metavar="SHAPE",
                    help="PyTorch: one sample's shape without the batch, e.g. 1,28,28 (repeat for several inputs)")
-    p.add_argument("--weights", help="PyTorch: a state dict to load first (.safetensors, or .pt/.pth read "
-                                     "without pickle); Keras: a .weights.h5 file to import (needs h5py)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--weights", help="PyTorch: a state dict to load first (.safetensors, or .pt/.pth read "
+                                           "without pickle); Keras: a .weights.h5 file to import (needs h5py)")
+    weights.add_argument("--no-weights", action="store_true", dest="no_weights",
+                         help="import the graph alone, without the model's weights (they are not read)")
     p.add_argument("-o", "--output", required=True, help="a graph .json, or a .deepwire project (keeps weights)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_import)

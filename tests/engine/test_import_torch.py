@@ -395,7 +395,8 @@ def test_cli_import_writes_a_project_that_check_accepts(tmp_path, capsys):
 def test_cli_import_failure_is_one_line_and_exit_2(tmp_path, capsys):
     path = _write(tmp_path, UNSUPPORTED)
     assert cli.main(["import", str(path), "-o", str(tmp_path / "g.json")]) == 2
-    err = capsys.readouterr().err
+    warning, err = capsys.readouterr().err.split("\n", 1)   # first: the file's code is being run (issue #13)
+    assert "runs the Python code" in warning
     assert err.count("\n") == 1 and err.startswith("deepwire: cannot import") and "fft" in err
     assert not (tmp_path / "g.json").exists()
 

@@ -1,0 +1,51 @@
+"""`deepwire import` on the command line: a .py file is announced as run before its code runs; --no-weights
+imports the graph alone (and cannot be combined with --weights)."""
+from __future__ import annotations
+
+import pytest
+
+from engine import cli
+from engine.project import load_project
+
+MODEL = '''
+import sys
+
+import torch
+from torch import nn
+
+print("MODEL CODE RAN", file=sys.stderr)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+'''
+
+
+def test_running_a_py_file_is_said_on_stderr_before_its_code_runs(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL)
+    out = tmp_path / "net.deepwire"
+    assert cli.main(["import", str(path), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    warning = err.index("runs the Python code in it")
+    assert warning < err.index("MODEL CODE RAN")
+    assert "import only files you trust" in err[:err.index("MODEL CODE RAN")]
+    assert load_project(out).weights is not None
+
+
+def test_no_weights_imports_the_graph_alone(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL)
+    out = tmp_path / "net.deepwire"
+    assert cli.main(["import", str(path), "--no-weights", "-o", str(out)]) == 0
+    assert "without weights (--no-weights)" in capsys.readouterr().out
+    project = load_project(out)
+    assert project.weights is None and [n.type for n in project.graph.nodes()] == ["Input", "Linear", "Output"]
+    with pytest.raises(SystemExit):
+        cli.main(["import", str(path), "--no-weights", "--weights", "w.safetensors", "-o", str(out)])
+    assert "not allowed with argument" in capsys.readouterr().err
