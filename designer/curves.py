@@ -105,6 +105,19 @@ class Ema:
         return out
 
 
+def _finite(value) -> float | None:
+    """A number that can be drawn, else None (a saved run holds null where a value was not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _values(values) -> np.ndarray:
+    """Losses as float64, with NaN where a saved value is null or not a number."""
+    return np.array([v if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values],
+                    dtype=float)
+
+
 def _pen(colour: str, width: float = 1.5, alpha: int = 255, style=Qt.SolidLine):
     c = QColor(colour)
     c.setAlpha(alpha)
@@ -124,7 +137,12 @@ def _blend(colour: str, background: str, amount: float) -> QColor:
     return QColor(mix(a.red(), b.red()), mix(a.green(), b.green()), mix(a.blue(), b.blue()))
 
 
-def _fmt(value: float) -> str:
+def _fmt(value) -> str:
+    """A value as shown: inf / nan as such; None (saved as null because it was not finite) as "not finite"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not finite"
+    if not math.isfinite(value):
+        return str(float(value))
     if value == 0 or 1e-3 <= abs(value) < 1e4:
         return f"{value:.4g}"
     return f"{value:.3e}"
@@ -477,18 +495,18 @@ class CurvesView(QWidget):
             self._draw_epochs()
 
     def _add_epoch(self, record: dict) -> None:
-        epoch = int(record["epoch"])
-        if record.get("loss") is not None:
-            self.epoch_loss.append(epoch, record["loss"])
-        if record.get("val_loss") is not None:
-            self.val_loss.append(epoch, record["val_loss"])
-        if record.get("accuracy") is not None:
-            self.accuracy.append(epoch, 100.0 * record["accuracy"])
+        epoch = int(record["epoch"])       # values that are not finite (or saved as null) are not drawn
+        if (loss := _finite(record.get("loss"))) is not None:
+            self.epoch_loss.append(epoch, loss)
+        if (val_loss := _finite(record.get("val_loss"))) is not None:
+            self.val_loss.append(epoch, val_loss)
+        if (accuracy := _finite(record.get("accuracy"))) is not None:
+            self.accuracy.append(epoch, 100.0 * accuracy)
         if self.task in CLASSIFICATION:
-            if record.get("val_accuracy") is not None:
-                self.val_metric.append(epoch, 100.0 * record["val_accuracy"])
-        elif record.get("val_mae") is not None:
-            self.val_metric.append(epoch, record["val_mae"])
+            if (val_accuracy := _finite(record.get("val_accuracy"))) is not None:
+                self.val_metric.append(epoch, 100.0 * val_accuracy)
+        elif (val_mae := _finite(record.get("val_mae"))) is not None:
+            self.val_metric.append(epoch, val_mae)
         if record.get("best"):
             self._best_epoch = epoch
 
@@ -542,7 +560,9 @@ class CurvesView(QWidget):
         elif {"val_mae", "val_mse"} & keys:
             task = "regression"
         self.start_run(run_id, task)
+        history = [r for r in history if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
         if batch_losses:
+            batch_losses = _values(batch_losses)
             n = len(batch_losses)
             per = batches_per_epoch or max(1, round(n / max(1, len(history))))
             self._batches = per
@@ -560,7 +580,7 @@ class CurvesView(QWidget):
         self._draw_epochs()
         if history:
             last = history[-1]
-            text = f"{len(history)} epochs · loss {_fmt(last['loss'])}" if "loss" in last else ""
+            text = f"{len(history)} epochs · loss {_fmt(last.get('loss'))}" if "loss" in last else ""
             if "val_loss" in last:
                 text += f" · val loss {_fmt(last['val_loss'])}"
             self.status.setText(text)
@@ -590,6 +610,7 @@ class CurvesView(QWidget):
         classification = self.task in CLASSIFICATION
         for i, (run_id, history) in enumerate(runs):
             colour = OVERLAY_COLOURS[i % len(OVERLAY_COLOURS)]
+            history = [r for r in history if isinstance(r, dict) and isinstance(r.get("epoch"), int)]
             epochs = np.array([r["epoch"] for r in history], dtype=float)
             loss_key = "val_loss" if any("val_loss" in r for r in history) else "loss"
             if classification:
@@ -598,7 +619,8 @@ class CurvesView(QWidget):
             else:
                 metric_key, scale = "val_mae", 1.0
             for plot, key, factor in ((self.loss_plot, loss_key, 1.0), (self.metric_plot, metric_key, scale)):
-                points = [(e, r[key] * factor) for e, r in zip(epochs, history) if r.get(key) is not None]
+                points = [(e, _finite(r.get(key)) * factor) for e, r in zip(epochs, history)
+                          if _finite(r.get(key)) is not None]
                 if not points:
                     continue
                 xs, ys = zip(*points)

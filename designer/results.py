@@ -2,6 +2,8 @@
 and, for images, a grid of test samples with their predicted and true labels (mistakes first)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -38,10 +40,23 @@ def _blend(colour: QColor, background: QColor, amount: float) -> QColor:
                   mix(colour.blue(), background.blue()))
 
 
-def _fmt(value: float) -> str:
+def _fmt(value) -> str:
+    """A metric: inf / nan as such; None (a value saved as null because it was not finite) as "not finite"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not finite"
+    if not math.isfinite(value):
+        return str(float(value))
     if value == 0 or 1e-3 <= abs(value) < 1e5:
         return f"{value:.4g}"
     return f"{value:.3e}"
+
+
+def _percent(value, digits: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not finite"
+    if not math.isfinite(value):
+        return str(float(value))
+    return f"{100 * value:.{digits}f}%"
 
 
 def _labels(values) -> np.ndarray:
@@ -215,7 +230,7 @@ class ResultsView(QWidget):
     def _show_classification(self, metrics: dict, class_names: list[str] | None, samples: dict | None) -> None:
         parts = []
         if "accuracy" in metrics:
-            parts.append(f"Test accuracy {100 * metrics['accuracy']:.2f}%")
+            parts.append(f"Test accuracy {_percent(metrics['accuracy'], 2)}")
         if "loss" in metrics:
             parts.append(f"loss {_fmt(metrics['loss'])}")
         self._headline = " · ".join(parts)
@@ -291,12 +306,12 @@ class ResultsView(QWidget):
             if values is None:
                 continue
             for k, value in enumerate(values[:n]):
-                item = QTableWidgetItem(f"{100 * value:.0f}%")
+                item = QTableWidgetItem(_percent(value, 0))
                 item.setTextAlignment(Qt.AlignCenter)
                 item.setBackground(alt)
                 item.setForeground(muted)
                 what = "precision" if is_row else "recall"
-                item.setToolTip(f"{what} of {names[k]}: {100 * value:.1f}%")
+                item.setToolTip(f"{what} of {names[k]}: {_percent(value, 1)}")
                 table.setItem(index if is_row else k, k if is_row else index, item)
         if extra_row and extra_col:
             corner = QTableWidgetItem("")

@@ -86,6 +86,11 @@ class TrainingSession(QObject):
         self._running = False
         self._paused = False
         self._closed = False
+        # Stop / pause / resume apply to the run they follow in the process's stream, and the
+        # reader thread sends the run: a command given before that is held until the run is sent.
+        self._control_lock = threading.Lock()
+        self._run_sent = True
+        self._held: list[str] = []
         self._prepare_timer = QTimer(self)
         self._prepare_timer.setSingleShot(True)
         self._prepare_timer.timeout.connect(self._start_process)
@@ -124,6 +129,8 @@ class TrainingSession(QObject):
             return
         self._run += 1
         self._running, self._paused = True, False
+        with self._control_lock:
+            self._run_sent, self._held = False, []
         self._reader = threading.Thread(target=self._read, args=(self._run, process, request.to_message()),
                                         name="deepwire-training-reader", daemon=True)
         self._reader.start()
@@ -134,7 +141,13 @@ class TrainingSession(QObject):
         ended = None
         if not process.ready:
             self.status.emit("Starting the training process (the first run of a session takes a few seconds)…")
-        if process.run(message):
+        sent = process.run(message)
+        with self._control_lock:
+            self._run_sent = True
+            held, self._held = self._held, []
+            for kind in held:             # a Stop clicked before the run was on its way
+                process.send(kind)
+        if sent:
             for kind, *rest in process.messages():
                 if kind == "ready":
                     process.ready = True
@@ -158,16 +171,24 @@ class TrainingSession(QObject):
             process.close(0)
         self._ended.emit(run, *ended)
 
+    def _command(self, kind: str) -> bool:
+        """Send stop / pause / resume for the current run (held until its run message is sent)."""
+        with self._control_lock:
+            if not self._run_sent:
+                self._held.append(kind)
+                return True
+            return self._process.send(kind)
+
     def stop(self) -> None:
         if self._running:
-            self._process.send("stop")
+            self._command("stop")
 
     def pause(self) -> None:
-        if self._running and self._process.send("pause"):
+        if self._running and self._command("pause"):
             self._paused = True
 
     def resume(self) -> None:
-        if self._running and self._process.send("resume"):
+        if self._running and self._command("resume"):
             self._paused = False
 
     def wait(self, ms: int = 10_000) -> bool:
@@ -175,7 +196,7 @@ class TrainingSession(QObject):
         if not self._running:
             return True
         process, reader = self._process, self._reader
-        process.send("stop")
+        self._command("stop")
         reader.join(ms / 1000)
         ok = not reader.is_alive()
         if not ok:            # it did not stop in time: end the process

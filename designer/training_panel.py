@@ -76,17 +76,28 @@ def downsample(values: list[float], limit: int = MAX_SAVED_BATCH_POINTS) -> list
     return (sums / np.diff(edges)).tolist()
 
 
+def format_metric(value, spec: str = ".4g") -> str:
+    """A metric as shown: a number, "inf" / "nan" for a live value that is not finite, "not finite"
+    for one saved that way (a project stores it as null) or missing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "not finite"
+    if not math.isfinite(value):
+        return str(float(value))
+    return format(value, spec)
+
+
 def run_title(run: dict) -> str:
     test = run.get("test") or {}
     if "accuracy" in test:
-        metric = f"test accuracy {test['accuracy']:.2%}"
+        metric = f"test accuracy {format_metric(test['accuracy'], '.2%')}"
     elif "mae" in test:
-        metric = f"test MAE {test['mae']:.4g}"
-    elif run.get("history"):
-        metric = f"loss {run['history'][-1].get('loss', float('nan')):.4g}"
+        metric = f"test MAE {format_metric(test['mae'])}"
+    elif run.get("history") and isinstance(run["history"][-1], dict):
+        metric = f"loss {format_metric(run['history'][-1].get('loss'))}"
     else:
         metric = "no epochs"
-    stopped = {"user": " · stopped", "early_stopping": " · early stop"}.get(run.get("stopped", ""), "")
+    stopped = {"user": " · stopped", "early_stopping": " · early stop",
+               "diverged": " · loss not finite"}.get(run.get("stopped", ""), "")
     return (f"Run {run.get('id')} · {run.get('dataset', '?')} · {metric} · "
             f"{run.get('epochs_run', len(run.get('history', [])))} epochs{stopped}")
 
@@ -111,6 +122,7 @@ class TrainingPanel(QWidget):
         self._run_id = ""
         self._task = "multiclass"
         self._missing_dataset: str | None = None
+        self._stop_clicked = False
         self._latest: dict | None = None
         self._progress_timer = QTimer(self)
         self._progress_timer.setSingleShot(True)
@@ -424,8 +436,9 @@ class TrainingPanel(QWidget):
             self._set_label(self.fit_label, "")
 
     def config_from_fields(self) -> TrainConfig:
-        """The settings as shown. Raises ConfigError for a combination the engine refuses."""
-        return replace(self.document.project.config, epochs=self.epochs.value(),
+        """The settings as shown. Raises ConfigError for a combination the engine refuses. A project
+        file never chooses where files are written: its checkpoint folder is not used."""
+        return replace(self.document.project.config, checkpoint_dir=None, epochs=self.epochs.value(),
                        batch_size=self.batch_size.value(), optimizer=self.optimizer.currentData(),
                        lr=self.lr.value(), weight_decay=self.weight_decay.value(),
                        schedule=self.schedule.currentData(), val_split=self.val_split.value(),
@@ -482,6 +495,7 @@ class TrainingPanel(QWidget):
         self._task = (info["task"] if info else dataset.task if dataset is not None else "multiclass")
         self._batch_losses, self._batches_per_epoch = [], 0
         self._run_project, self._run_graph_changed = self.document.project, False
+        self._stop_clicked = False
         self.document.graph.subscribe(self._graph_event)
         self.curves.clear_overlay()
         self.curves.start_run(self._run_id, self._task, config.epochs)
@@ -498,6 +512,7 @@ class TrainingPanel(QWidget):
 
     def stop(self) -> None:
         if self.session.running:
+            self._stop_clicked = True
             self.session.stop()
             self._set_label(self.status_label, "Stopping after this batch…")
 
@@ -629,21 +644,32 @@ class TrainingPanel(QWidget):
                 self.results.show_samples(images)
 
         QTimer.singleShot(0, lambda: fill(0))
-        how = {"user": "stopped by you (best weights kept)", "early_stopping": "ended by early stopping"}.get(
+        how = {"user": "stopped by you (best weights kept)", "early_stopping": "ended by early stopping",
+               "diverged": f"ended at epoch {len(result.history) + 1}, where the loss stopped being a number "
+                           f"(the weights of its best epoch, {result.best_epoch}, were kept)"}.get(
             result.stopped, "finished")
         test = result.test_metrics
-        metric = (f"test accuracy {test['accuracy']:.2%}" if "accuracy" in test else
-                  f"test MAE {test['mae']:.4g}" if "mae" in test else "no test split")
+        metric = (f"test accuracy {format_metric(test['accuracy'], '.2%')}" if "accuracy" in test else
+                  f"test MAE {format_metric(test['mae'])}" if "mae" in test else "no test split")
         text = (f"Run {self._run_id} {how}: {len(result.history)} epoch(s) in {format_seconds(result.seconds)} on "
                 f"{result.device}; best epoch {result.best_epoch}; {metric}. See the Results tab.")
+        if result.note:
+            text += f" {result.note[0].upper()}{result.note[1:]}."
         if not applied:
             text += (" The graph changed during the run, so its weights were kept with the run but not "
                      "applied to the edited graph.")
-        self._set_label(self.status_label, text, "" if applied else "warning")
+        self._set_label(self.status_label, text, "" if applied and result.stopped != "diverged" else "warning")
         self.message.emit(f"Run {self._run_id} {how}: {metric}")
 
     def _on_failed(self, message: str) -> None:
         self._finish_common()
+        if self._stop_clicked and message.startswith("stopped before"):
+            # not a trained model: nothing recorded, the document's weights untouched
+            self._set_progress(0, text="Stopped")
+            self._set_label(self.status_label, f"Run {self._run_id} was stopped before its first batch: nothing "
+                                               "was trained, and the model's weights are unchanged.", "warning")
+            self.message.emit(f"Run {self._run_id} stopped before its first batch: nothing trained")
+            return
         self._set_progress(0, text="Failed")
         self._set_label(self.status_label, f"Run {self._run_id} failed: {message}", "error")
         self.message.emit(f"Training failed: {message}")
@@ -667,7 +693,9 @@ class TrainingPanel(QWidget):
         item.setCheckState(Qt.Unchecked)
         test = run.get("test") or {}
         item.setToolTip("\n".join([f"started {run.get('started_at', '?')} on {run.get('device', '?')}",
-                                   *(f"{k}: {v:.4g}" for k, v in test.items() if isinstance(v, float))]))
+                                   *(f"{k}: {format_metric(v)}" for k, v in test.items()
+                                     if v is None or isinstance(v, float)),
+                                   *([run["note"]] if isinstance(run.get("note"), str) else [])]))
         self.runs_list.blockSignals(True)
         self.runs_list.addItem(item)
         self.runs_list.blockSignals(False)

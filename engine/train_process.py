@@ -201,7 +201,7 @@ def run_request(request: dict, emit, control) -> None:
             emit("status", f"Loading {spec}…")
             dataset = load_dataset(spec, **(request.get("load_options") or {}))
         if control.stopped:
-            emit("failed", "stopped before training began")
+            emit("failed", "stopped before the first batch: nothing was trained")
             return
         splits = split_dataset(dataset, config.val_split, config.test_split, config.seed)
         emit("status", "Compiling and checking the data against the model…")
@@ -218,7 +218,7 @@ def run_request(request: dict, emit, control) -> None:
         return
     fields = {"history": result.history, "test_metrics": result.test_metrics, "best_epoch": result.best_epoch,
               "stopped": result.stopped, "device": result.device, "task": result.task,
-              "class_names": result.class_names, "seconds": result.seconds}
+              "class_names": result.class_names, "seconds": result.seconds, "note": result.note}
     emit("finished", {"result": fields, "weights": weights, "dataset_name": dataset.name,
                       "samples": samples, "started_at": started})
 

@@ -128,3 +128,21 @@ def test_regression_headline_and_scatter(view):
 def test_no_test_split_says_so(view):
     view.show_results("multiclass", {}, NAMES)
     assert view.stack.currentWidget() is view.hint and "test split" in view.hint.text()
+
+
+def test_metrics_that_are_not_finite_show_as_such(view):
+    """Live: inf / nan as the engine computed them; reopened: null in the file, "not finite" here."""
+    view.show_results("regression", {"loss": float("inf"), "mae": 1.5e36, "mse": float("inf"), "r2": float("nan")},
+                      None, {"y_true": np.array([1.0, 2.0, 1e38]), "y_pred": np.array([1.1, 1.9, 3.0])})
+    assert view.headline() == "Test MAE 1.500e+36 · MSE inf · R² nan"
+    x, _ = view.scatter_data()
+    assert len(x) == 3 and np.isfinite(x).all()
+    view.show_results("regression", {"loss": None, "mae": 2.0, "mse": None, "r2": None}, None, None)
+    assert view.headline() == "Test MAE 2 · MSE not finite · R² not finite"
+    metrics = classification_metrics()
+    metrics.update(loss=None, accuracy=None)
+    metrics["precision"][1] = None
+    view.show_results("multiclass", metrics, NAMES)
+    assert view.headline() == "Test accuracy not finite · loss not finite"
+    assert view.table.item(3, 1).text() == "not finite"          # the precision row
+    assert view.confusion_cell(1, 1) == 7
