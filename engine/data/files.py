@@ -24,6 +24,12 @@ MAX_CATEGORIES = 100
 MAX_CSV_BYTES = 512 * 2**20       # parsed in Python: larger tables belong in an NPZ file
 MAX_NPZ_BYTES = 4 * 2**30         # the arrays' total size, as their headers declare it
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+MAX_IMAGE_SIDE = 4096             # an image size (height, width), chosen or taken from the first image
+# An image is decoded whole before it is resized, so one far larger than the image size needs is
+# refused from its header (JPEGs are first decoded at 1/2, 1/4 or 1/8 scale where that suffices):
+# at most MAX_DECODE_PIXELS, or IMAGE_MARGIN times the image size's pixels where that is more.
+MAX_DECODE_PIXELS = 4096 * 4096   # 16.8 megapixels: any phone photo; 64 MiB as RGBA
+IMAGE_MARGIN = 16                 # 4 times the image size in each direction
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -32,10 +38,11 @@ def load_csv(path: Path, target: str | None = None) -> Dataset:
     """A CSV file with a header row. Numeric columns become float features, text columns
     are one-hot encoded ("column=value"); the target column (default: the last one) becomes
     class ids when it is text or has at most 20 distinct whole numbers, else a regression."""
-    rows = _read_rows(path)
+    rows, delimiter = _read_rows(path)
+    decimal_comma = delimiter == ";"      # "1,5;2,5": a column whose every value reads so is numbers
     header, body = rows[0], rows[1:]
     header = [h.strip() for h in header]
-    if all(_is_number(h) for h in header if h):
+    if all(_is_number(h) or (decimal_comma and _as_numbers([h], True) is not None) for h in header if h):
         raise DataError(f"{path.name} has no header row; add a first line with the column names")
     if any(not h for h in header):
         raise DataError(f"{path.name} has a column without a name in its header row; name every column")
@@ -68,7 +75,7 @@ def load_csv(path: Path, target: str | None = None) -> Dataset:
     for j, col in enumerate(columns):
         if j == t:
             continue
-        numbers = _as_numbers(col)
+        numbers = _as_numbers(col, decimal_comma)
         if numbers is not None:
             features.append(numbers[:, None])
             feature_names.append(header[j])
@@ -86,7 +93,7 @@ def load_csv(path: Path, target: str | None = None) -> Dataset:
     check_finite(x, f"{path.name}")
 
     ycol = columns[t]
-    numbers = _as_numbers(ycol)
+    numbers = _as_numbers(ycol, decimal_comma)
     if numbers is None:
         uniq = sorted(set(ycol))
         lookup = {c: k for k, c in enumerate(uniq)}
@@ -112,7 +119,8 @@ def load_csv(path: Path, target: str | None = None) -> Dataset:
                    description=f"{path.name}: {len(x)} rows, {x.shape[1]} features, target '{header[t]}'.")
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def _read_rows(path: Path) -> tuple[list[list[str]], str]:
+    """The non-blank rows and the delimiter (",", ";" or a tab: the one the header row uses most)."""
     try:
         with open(path, "rb") as f:
             too_large = os.fstat(f.fileno()).st_size > MAX_CSV_BYTES
@@ -135,7 +143,7 @@ def _read_rows(path: Path) -> list[list[str]]:
         raise DataError(f"{path.name} is not valid CSV ({e})") from None
     if not rows:
         raise DataError(f"{path.name} is empty")
-    return rows
+    return rows, delimiter
 
 
 def _target_index(header: list[str], target: str | None, path: Path) -> int:
@@ -157,9 +165,19 @@ def _is_number(s: str) -> bool:
     return True
 
 
-def _as_numbers(col: list[str]) -> np.ndarray | None:
+def _as_numbers(col: list[str], decimal_comma: bool = False) -> np.ndarray | None:
+    """The column as numbers, or None when a value is not one. decimal_comma (a ";"-separated
+    file): when not every value reads as a number, every value may instead be one written with a
+    decimal comma ("1,5", "-2", "3,0e-2"; no "." and at most one ",")."""
     try:
         return np.array([float(v) for v in col], dtype=np.float64)
+    except ValueError:
+        if not decimal_comma:
+            return None
+    if any("." in v or v.count(",") > 1 for v in col):
+        return None
+    try:
+        return np.array([float(v.replace(",", ".")) for v in col], dtype=np.float64)
     except ValueError:
         return None
 
@@ -324,8 +342,8 @@ def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
         files.extend((p, k) for p in images)
 
     if image_size is not None:
-        if len(image_size) != 2 or not all(isinstance(v, int) and 1 <= v <= 4096 for v in image_size):
-            raise DataError(f"image size must be two whole numbers (height, width) from 1 to 4096; "
+        if len(image_size) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_IMAGE_SIDE for v in image_size):
+            raise DataError(f"image size must be two whole numbers (height, width) from 1 to {MAX_IMAGE_SIDE}; "
                             f"got {image_size!r}")
         height, width = image_size
     else:
@@ -337,9 +355,17 @@ def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
     for i, (p, _k) in enumerate(files):
         try:
             with Image.open(p) as im:
-                im = im.convert(mode)
                 if height is None:
                     width, height = im.size
+                    if max(width, height) > MAX_IMAGE_SIDE:
+                        raise DataError(f"image {p.relative_to(folder)} is {width}x{height} pixels, larger than "
+                                        f"{MAX_IMAGE_SIDE} on a side; choose an image size (height, width) to "
+                                        "resize the images to, for example 224x224")
+                if x is None and width * height * channels * len(files) * 4 > 8 * 1024 ** 3:
+                    raise DataError(f"{len(files)} images of {height}x{width} need more than 8 GiB of memory; "
+                                    "choose a smaller image size")
+                _decode_within(im, width, height, mode, p.relative_to(folder))
+                im = im.convert(mode)
                 if im.size != (width, height):
                     im = im.resize((width, height), Image.Resampling.BILINEAR)
                 arr = np.asarray(im, dtype=np.float32)
@@ -351,14 +377,25 @@ def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as e:
             raise DataError(f"cannot read image {p.relative_to(folder)} ({e}); remove or replace it") from None
         if x is None:
-            if width * height * channels * len(files) * 4 > 8 * 1024 ** 3:
-                raise DataError(f"{len(files)} images of {height}x{width} need more than 8 GiB of memory; "
-                                "choose a smaller image size")
             x = np.empty((len(files), channels, height, width), dtype=np.float32)
         x[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     names = [c.name for c in classes]
     return Dataset(name=folder.name, x=x, y=y, task=classification_task(len(names)), class_names=names,
                    description=f"{folder.name}: {len(files)} images of {height}x{width}, {len(names)} classes.")
+
+
+def _decode_within(im, width: int, height: int, mode: str, name: Path) -> None:
+    """Before `im` is decoded: a JPEG far larger than width x height is set to decode at a
+    reduced scale (still at least that size); an image that would still take more pixels than
+    the image size needs by a wide margin is refused, naming it, before any pixel is decoded."""
+    full_w, full_h = im.size
+    if im.format == "JPEG" and full_w >= 2 * width and full_h >= 2 * height:
+        im.draft(mode, (width, height))
+    allowed = max(MAX_DECODE_PIXELS, IMAGE_MARGIN * width * height)
+    if im.size[0] * im.size[1] > allowed:
+        raise DataError(f"image {name} is {full_w}x{full_h} pixels ({full_w * full_h / 1e6:.0f} megapixels), far "
+                        f"more than {height}x{width} images need (at most {allowed / 1e6:.1f} megapixels are "
+                        "decoded); shrink it first, or choose a larger image size")
 
 
 def is_image_folder(folder: Path) -> bool:
