@@ -469,6 +469,7 @@ def _checked_members(zf: zipfile.ZipFile, path: Path, notes: list[str]) -> dict[
     if len(infos) > MAX_ENTRIES:
         raise FormatError(f"{path.name} holds {len(infos)} files; a Deepwire project holds at most {MAX_ENTRIES}")
     members: dict[str, zipfile.ZipInfo] = {}
+    seen: set[str] = set()
     total = 0
     for info in infos:
         name = info.filename
@@ -481,8 +482,9 @@ def _checked_members(zf: zipfile.ZipFile, path: Path, notes: list[str]) -> dict[
             raise FormatError(f"{path.name}: refused, {shown} is a symbolic link")
         if info.flag_bits & 0x1:
             raise FormatError(f"{path.name}: refused, {shown} is encrypted")
-        if name in members:
+        if name in seen:
             raise FormatError(f"{path.name}: refused, it holds {shown} twice")
+        seen.add(name)
         if name.lower().endswith(PICKLE_SUFFIXES):
             raise FormatError(f"{path.name}: refused, it holds a Python pickle ({shown}), which Deepwire never "
                               "loads (it could run code)")
@@ -566,10 +568,15 @@ def _refuse_pickle_head(head: bytes, info: zipfile.ZipInfo, path: Path) -> None:
 
 
 def _refuse_pickle(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> None:
-    """The pickle check of a safetensors member that is not read: its first bytes only."""
-    head = bytes(_read(zf, info, path, 8))
-    if head[:2] == b"PK":
-        head = bytes(_read(zf, info, path, 520))
+    """The pickle check of a safetensors member that is not read: its first bytes only. Damage
+    there is not this reader's concern (the member is not used)."""
+    try:
+        with zf.open(info) as f:
+            head = _read_exactly(f, 8)
+            if head[:2] == b"PK":
+                head += _read_exactly(f, 512)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError):
+        return
     _refuse_pickle_head(head, info, path)
 
 

@@ -326,6 +326,27 @@ def test_epoch_weights_survive_save_and_load_and_damaged_ones_cost_only_themselv
         load_project(path)
 
 
+@pytest.mark.parametrize("name, phrase", [("history.json", "the run history was not read"),
+                                          ("checkpoints.safetensors", "the saved epochs' weights were not read")])
+def test_a_history_or_epoch_weights_claiming_gigabytes_cost_only_themselves(name, phrase, tmp_path):
+    """Over their limits they are not read (nothing is inflated) and the project still opens with its weights."""
+    weights = {"dense.weight": torch.ones(2, 2)}
+    path = tmp_path / "claims.deepwire"
+    save_project(path, Project(load_template("digits_mlp"), weights=weights))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(buffer, "w") as dst:
+        for info in src.infolist():
+            if info.filename != name:
+                dst.writestr(info, src.read(info))
+    path.write_bytes(patch_size(with_member(name, b"[]", buffer.getvalue()), name, 4_000_000_000))
+    started = time.perf_counter()
+    project = load_project(path)
+    assert time.perf_counter() - started < 5
+    assert torch.equal(project.weights["dense.weight"], weights["dense.weight"])
+    assert project.runs == [] and project.checkpoints == {}
+    assert len(project.notes) == 1 and project.notes[0].startswith(f"claims.deepwire: {phrase} (4,000,000,000 bytes")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_project_trained_on_a_gpu_opens_on_a_machine_without_one(tmp_path):
     buffer = io.BytesIO(project_bytes())
