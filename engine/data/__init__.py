@@ -27,9 +27,12 @@ def load_dataset(spec: str, *, target: str | None = None, image_size: tuple[int,
     """A built-in dataset by name, or a dataset read from a path.
 
     spec: a built-in name (see builtin_names()), or a path to a *.csv file (`target`: the
-    column to predict, default the last), a *.npz file (x_train, y_train[, x_test, y_test]),
-    a folder with the four MNIST-style IDX files, or a folder with one subfolder of images
-    per class (`image_size` (height, width), default the first image's; `grayscale`).
+    column to predict, default the last; in a ";"-separated file, a column whose every value
+    reads as a number with a decimal comma, "1,5", is numbers), a *.npz file (x_train,
+    y_train[, x_test, y_test]), a folder with the four MNIST-style IDX files, or a folder with
+    one subfolder of images per class (`image_size` (height, width) up to 4096, default the
+    first image's; `grayscale`; an image far larger than the image size needs is refused from
+    its header, a large JPEG decoded at a reduced scale: see files.MAX_DECODE_PIXELS).
     data_dir: where to look first for the IDX files of fashion_mnist / mnist.
     """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
