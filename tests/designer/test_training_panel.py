@@ -31,6 +31,7 @@ def click_train(qtbot, window):
     return blocker.args[0]
 
 
+@pytest.mark.slow
 def test_train_button_runs_and_shows_the_engines_results(qtbot, window):
     panel = window.training
     configure(panel, epochs=2)
@@ -58,6 +59,7 @@ def len_train(panel):
     return len(split_dataset(load_dataset("digits"), config.val_split, config.test_split, config.seed).x_train)
 
 
+@pytest.mark.slow
 def test_stop_ends_the_run_within_a_second_and_keeps_weights(qtbot, window):
     panel = window.training
     configure(panel, epochs=500, batch=8)
@@ -73,6 +75,7 @@ def test_stop_ends_the_run_within_a_second_and_keeps_weights(qtbot, window):
     assert window.document.project.weights is not None
 
 
+@pytest.mark.slow
 def test_pause_holds_the_run_and_resume_goes_on(qtbot, window):
     panel = window.training
     configure(panel, epochs=500, batch=8)
@@ -96,6 +99,7 @@ def diverging_regression():
                  [("x", "fc"), ("fc", "fc2"), ("fc2", "y")])
 
 
+@pytest.mark.slow
 def test_nan_run_shows_its_message_and_the_next_run_succeeds(qtbot, window):
     from engine.project import Project
     window.document.replace(Project(diverging_regression(), dataset="diabetes"), None)
@@ -124,6 +128,7 @@ def test_data_mismatch_is_named_before_anything_runs(qtbot, window):
     assert "Cannot train" in panel.status_label.text() and "'" in panel.status_label.text()
 
 
+@pytest.mark.slow
 def test_editing_during_a_run_never_changes_it(qtbot, window):
     panel = window.training
     configure(panel, epochs=3)
@@ -141,6 +146,7 @@ def test_editing_during_a_run_never_changes_it(qtbot, window):
     assert "not applied" in panel.status_label.text()
 
 
+@pytest.mark.slow
 def test_runs_are_kept_in_the_project_after_save_and_reopen(qtbot, window, tmp_path):
     panel = window.training
     configure(panel, epochs=2)
@@ -167,6 +173,7 @@ def test_runs_are_kept_in_the_project_after_save_and_reopen(qtbot, window, tmp_p
     assert {"Run 1", "Run 2"} <= set(window.curves.legend_names())
 
 
+@pytest.mark.slow
 def test_restore_an_epochs_weights_also_after_save_and_reopen(qtbot, window, tmp_path):
     panel = window.training
     configure(panel, epochs=3)
@@ -209,6 +216,7 @@ def test_import_a_csv_dataset_previews_and_trains(qtbot, window, tmp_path):
     assert dialog.dataset is None and "missing.csv" in dialog.summary.text()
 
 
+@pytest.mark.slow
 def test_export_from_the_menu_writes_the_bundle(qtbot, window, tmp_path, monkeypatch):
     panel = window.training
     configure(panel, epochs=1)
@@ -250,6 +258,7 @@ def child_processes():
 
 
 @pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="counts threads through /proc")
+@pytest.mark.slow
 def test_train_stop_cycles_leave_no_threads_behind(qtbot, window):
     panel = window.training
     configure(panel, epochs=500, batch=8)
@@ -274,6 +283,7 @@ def test_train_stop_cycles_leave_no_threads_behind(qtbot, window):
 
 
 @pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="POSIX signals")
+@pytest.mark.slow
 def test_a_crashed_training_process_is_reported_and_the_next_run_works(qtbot, window):
     import signal
     panel = window.training
@@ -290,6 +300,7 @@ def test_a_crashed_training_process_is_reported_and_the_next_run_works(qtbot, wi
     assert panel.runs_list.count() == 1
 
 
+@pytest.mark.slow
 def test_an_imported_csv_and_its_target_column_survive_save_and_reopen(qtbot, window, tmp_path):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 64))
@@ -347,3 +358,77 @@ def test_a_training_process_that_cannot_start_is_a_failed_run_not_a_crash(qtbot,
     assert "could not start" in blocker.args[0]
     assert "failed" in panel.status_label.text() and panel.train_button.isEnabled()
     assert not panel.session.running
+
+
+@pytest.mark.slow
+def test_a_run_stopped_before_its_first_batch_records_nothing(qtbot, window):
+    panel = window.training
+    configure(panel, epochs=500, batch=8)
+    assert window.document.project.weights is None
+    with qtbot.waitSignal(panel.session.failed, timeout=RUN_TIMEOUT_MS) as blocker:
+        panel.train_button.click()
+        panel.stop_button.click()           # at once: the run has not reached its first batch
+    assert blocker.args[0].startswith("stopped before the first batch")
+    assert "stopped before its first batch: nothing was trained" in panel.status_label.text()
+    assert "failed" not in panel.status_label.text() and panel.progress.format() == "Stopped"
+    assert window.document.project.weights is None and window.document.project.runs == []
+    assert panel.runs_list.count() == 0 and window.curves.point_counts()["batch_loss"] == 0
+    assert panel.train_button.isEnabled()
+
+
+@pytest.mark.slow
+def test_a_nan_after_good_epochs_keeps_the_best_epochs_weights_and_says_so(qtbot, window):
+    import torch
+
+    from engine.project import Project
+    window.document.replace(Project(diverging_regression(), dataset="diabetes"), None)
+    panel = window.training
+    configure(panel, epochs=10, dataset="diabetes", lr=0.01)
+    panel.optimizer.setCurrentIndex(panel.optimizer.findData("sgd"))
+    panel.schedule.setCurrentIndex(panel.schedule.findData("one_cycle"))   # the rising rate overflows in epoch 2
+    result = click_train(qtbot, window).result
+    assert result.stopped == "diverged" and result.best_epoch == 1 and len(result.history) == 1
+    status = panel.status_label.text()
+    assert "ended at epoch 2, where the loss stopped being a number" in status
+    assert "the weights of its best epoch, 1, were kept" in status and "The loss became" in status
+    weights = window.document.project.weights
+    assert all(torch.equal(weights[k], result.checkpoints[1][k]) for k in result.checkpoints[1])
+    run = window.document.project.runs[-1]
+    assert run["stopped"] == "diverged" and "epoch 2" in run["note"]
+    assert panel.runs_list.count() == 1 and "loss not finite" in panel.runs_list.item(0).text()
+
+
+def test_a_reopened_run_with_metrics_saved_as_null_shows_them_as_not_finite(qtbot, window):
+    from engine.project import Project
+    from engine.templates import load_template
+    runs = [{"id": 1, "dataset": "digits", "task": "multiclass", "stopped": "completed", "epochs_run": 1,
+             "history": [{"epoch": 1, "loss": None, "val_loss": 0.5, "accuracy": 0.9, "val_accuracy": None}],
+             "test": {"loss": None, "accuracy": 0.8, "confusion_matrix": [[4, 1], [1, 4]],
+                      "precision": [0.8, None], "recall": [0.8, 0.8]}},
+            {"id": 2, "dataset": "values.csv", "task": "regression", "stopped": "completed", "epochs_run": 1,
+             "history": [{"epoch": 1, "loss": None, "val_loss": None}],
+             "test": {"loss": None, "mae": None, "mse": None, "r2": None}, "batch_losses": [1.0, None]}]
+    window.document.replace(Project(load_template("digits_mlp"), runs=runs, dataset="digits"), None)
+    panel = window.training
+    assert panel.runs_list.count() == 2
+    assert "test MAE not finite" in panel.runs_list.item(1).text()
+    assert "mse: not finite" in panel.runs_list.item(1).toolTip()
+    assert window.results.headline() == "Test MAE not finite · MSE not finite · R² not finite"   # the last run
+    panel._run_clicked(panel.runs_list.item(0))
+    assert window.results.headline() == "Test accuracy 80.00% · loss not finite"
+    assert "test accuracy 80.00%" in panel.runs_list.item(0).text()
+
+
+@pytest.mark.slow
+def test_the_designer_never_writes_where_a_project_file_says(qtbot, window, tmp_path):
+    from engine.project import Project
+    from engine.templates import load_template
+    from engine.training import TrainConfig
+    elsewhere = tmp_path / "chosen-by-the-file"
+    window.document.replace(Project(load_template("digits_mlp"), TrainConfig(checkpoint_dir=str(elsewhere)),
+                                    dataset="digits"), None)
+    panel = window.training
+    configure(panel, epochs=1)
+    assert click_train(qtbot, window).result.stopped == "completed"
+    assert not elsewhere.exists()
+    assert window.document.project.config.checkpoint_dir is None

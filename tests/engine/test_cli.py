@@ -101,6 +101,7 @@ def _no_traceback(*texts: str) -> None:
 
 # ----------------------------------------------------------------------------- real subprocesses
 
+@pytest.mark.slow
 def test_templates_subprocess_lists_all_eight(procs):
     proc = procs["templates"]
     assert proc.returncode == 0, proc.stderr
@@ -111,6 +112,7 @@ def test_templates_subprocess_lists_all_eight(procs):
     assert all(len(line.split(None, 1)) == 2 for line in lines), "each template has a description"
 
 
+@pytest.mark.slow
 def test_new_subprocess_writes_a_file_that_check_passes(procs, capsys):
     new = procs["new"]
     assert new.returncode == 0, new.stderr
@@ -125,6 +127,7 @@ def test_new_subprocess_writes_a_file_that_check_passes(procs, capsys):
     assert "ok (0 errors" in runs[-1]["stdout"]
 
 
+@pytest.mark.slow
 def test_code_subprocess_prints_runnable_module(procs):
     proc = procs["code"]
     assert proc.returncode == 0, proc.stderr
@@ -136,6 +139,7 @@ def test_code_subprocess_prints_runnable_module(procs):
     assert model(torch.zeros(3, 28, 28)).shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_cli_never_imports_qt(procs):
     proc = procs["driver"]
     assert proc.returncode == 0, proc.stderr
@@ -149,6 +153,7 @@ def test_cli_never_imports_qt(procs):
     assert "torch" in report["modules"], "the driver really ran the engine"
 
 
+@pytest.mark.slow
 def test_summary_via_main_py(procs):
     summary = json.loads(procs["driver"].stdout)["runs"][1]
     assert summary["code"] == 0
@@ -157,6 +162,7 @@ def test_summary_via_main_py(procs):
         assert name in summary["stdout"]
 
 
+@pytest.mark.slow
 def test_check_via_main_py_names_the_broken_node(procs):
     run = json.loads(procs["driver"].stdout)["runs"][4]
     assert run["code"] == 1

@@ -37,6 +37,7 @@ def run_to_end(process, message, on_batch=None, close=True):
     return kinds, last
 
 
+@pytest.mark.slow
 def test_a_run_reports_batches_and_epochs_and_sends_back_weights_that_score_as_reported():
     process = TrainProcess()
     kinds, outcome = run_to_end(process, request())
@@ -58,6 +59,7 @@ def test_a_run_reports_batches_and_epochs_and_sends_back_weights_that_score_as_r
     assert process.proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_stop_ends_the_run_after_the_batch_and_keeps_the_weights():
     process = TrainProcess()
     sent = []
@@ -72,6 +74,7 @@ def test_stop_ends_the_run_after_the_batch_and_keeps_the_weights():
     assert weights_from_bytes(outcome["weights"])[0]
 
 
+@pytest.mark.slow
 def test_one_process_trains_run_after_run_and_a_stop_belongs_to_the_run_it_follows():
     process = TrainProcess()
     kinds, first = run_to_end(process, request(), close=False)
@@ -86,6 +89,7 @@ def test_one_process_trains_run_after_run_and_a_stop_belongs_to_the_run_it_follo
     assert process.proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_a_data_mismatch_comes_back_as_one_readable_message():
     process = TrainProcess()
     kinds, message = run_to_end(process, request(dataset="breast_cancer"))
@@ -93,12 +97,14 @@ def test_a_data_mismatch_comes_back_as_one_readable_message():
     assert "input" in message and "30" in message     # names the Input node and the data's 30 features
 
 
+@pytest.mark.slow
 def test_an_unused_process_exits_when_the_designer_goes_away():
     process = TrainProcess()
     process.proc.stdin.close()          # the designer closed (or died) before any run
     assert process.proc.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 def test_the_run_stops_and_the_process_exits_when_the_designer_goes_away():
     process = TrainProcess()
     assert process.run(request(TrainConfig(epochs=500, batch_size=8, device="cpu")))
@@ -111,6 +117,7 @@ def test_the_run_stops_and_the_process_exits_when_the_designer_goes_away():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.slow
 def test_a_killed_process_is_explained():
     process = TrainProcess()
     assert process.run(request(TrainConfig(epochs=500, batch_size=8, device="cpu")))
@@ -122,6 +129,7 @@ def test_a_killed_process_is_explained():
     process.close()
 
 
+@pytest.mark.slow
 def test_an_imported_dataset_object_travels_to_the_process():
     from engine.data import Dataset
 

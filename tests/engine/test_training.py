@@ -23,6 +23,7 @@ from engine.training import (
 )
 
 
+@pytest.mark.slow
 def test_digits_mlp_reaches_95_percent_test_accuracy():
     result = train(load_template("digits_mlp"), load_dataset("digits"), TrainConfig(epochs=25, batch_size=32))
     assert result.test_metrics["accuracy"] >= 0.95
@@ -45,6 +46,7 @@ def test_breast_cancer_dnn_with_final_sigmoid_reaches_94_percent():
     assert result.state_dict["normalization.std"].abs().max() > 10
 
 
+@pytest.mark.slow
 def test_lstm_beats_repeating_the_last_value_on_the_sine_task():
     ds = load_dataset("sine_forecast")
     result = train(load_template("sequence_lstm"), ds, TrainConfig(epochs=8, batch_size=64, lr=3e-3))
