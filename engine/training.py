@@ -519,6 +519,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
     step = 0
     monitor_name = "val_loss" if len(x_val) else "loss"
     diverged = ""    # where the loss stopped being a number, once it has
+    checkpoint_failure = ""
 
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
@@ -629,8 +630,12 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         while len(checkpoints) > keep_in_memory:
             oldest = min(k for k in checkpoints if k != best[1])
             del checkpoints[oldest]
-        if config.checkpoint_dir:
-            _save_checkpoint(config.checkpoint_dir, epoch, state)
+        if config.checkpoint_dir and not checkpoint_failure:
+            try:
+                _save_checkpoint(config.checkpoint_dir, epoch, state)
+            except OSError as exc:    # a full disk costs the files, never the run
+                checkpoint_failure = (f"the epoch files in {config.checkpoint_dir} stop before epoch {epoch} "
+                                      f"({exc.strerror or exc})")
         if when == "epoch":
             scheduler.step()
         elif when == "plateau":
@@ -650,6 +655,8 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
             raise TrainingError(f"{diverged}: {advice}")
         stopped = "diverged"
         note = f"{diverged}; the run ended there and kept the weights of epoch {best[1]}, the best so far ({advice})"
+    if checkpoint_failure:
+        note = f"{note}; {checkpoint_failure}" if note else checkpoint_failure
     elif step == 0 and stopped == "user":
         raise NothingTrained("stopped before the first batch: nothing was trained")
     if best[2] is not None and (config.restore_best or stopped in ("early_stopping", "diverged")):

@@ -364,3 +364,25 @@ def test_a_nan_in_the_first_epoch_is_still_a_failure(monkeypatch):
     poison_training_after(monkeypatch, 1)
     with pytest.raises(TrainingError, match=r"the loss became nan at epoch 1, batch 2: lower the learning rate"):
         train(iris_linear(), load_dataset("iris"), TrainConfig(epochs=3, batch_size=16, device="cpu"))
+
+
+def test_a_checkpoint_folder_that_fills_up_costs_the_files_not_the_run(tmp_path, monkeypatch):
+    import errno
+
+    from engine import fileio
+    real = fileio.atomic_write_bytes
+    writes = []
+
+    def full_after_two(path, data):
+        writes.append(path)
+        if len(writes) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(fileio, "atomic_write_bytes", full_after_two)
+    result = train(iris_linear(), load_dataset("iris"), TrainConfig(epochs=4, device="cpu",
+                                                                     checkpoint_dir=str(tmp_path)))
+    assert result.stopped == "completed" and len(result.history) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_0001.safetensors", "epoch_0002.safetensors"]
+    assert "stop before epoch 3 (No space left on device)" in result.note
+    assert len(writes) == 3          # no further tries once the disk is full
