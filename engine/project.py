@@ -158,8 +158,7 @@ def load_project(path: str | os.PathLike, *, weights: bool = True) -> Project:
     notes: list[str] = []
     with _open_zip(path) as zf:
         infos = _checked_members(zf, path, notes)
-        graph = _graph(zf, infos, path)
-        meta = _json(zf, infos["project.json"], path)
+        meta, graph = _graph(zf, infos, path)
         config = TrainConfig()
         if "config.json" in infos:
             config = _config(_json(zf, infos["config.json"], path, lenient=True), path, notes)
@@ -188,7 +187,7 @@ def load_project_graph(path: str | os.PathLike) -> Graph:
     path = Path(path)
     with _open_zip(path) as zf:
         infos = _checked_members(zf, path, [])
-        graph = _graph(zf, infos, path)
+        _meta, graph = _graph(zf, infos, path)
         for name in ("weights.safetensors", "checkpoints.safetensors"):
             if name in infos:
                 _refuse_pickle(zf, infos[name], path)
@@ -206,8 +205,8 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise FormatError(f"{path.name} is not a Deepwire project (not a readable zip: {_one_line(exc)})") from None
 
 
-def _graph(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], path: Path) -> Graph:
-    """project.json checked (format, version), then the graph."""
+def _graph(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], path: Path) -> tuple[dict, Graph]:
+    """project.json, checked (format, version), and the graph."""
     if "project.json" not in infos or "graph.json" not in infos:
         raise FormatError(f"{path.name} is a zip file but not a Deepwire project (no project.json/graph.json)")
     meta = _json(zf, infos["project.json"], path)
@@ -222,7 +221,7 @@ def _graph(zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], path: Path) -
     if version < 1:
         raise FormatError(f"{path.name}: project format version {version} is older than any Deepwire release")
     try:
-        return Graph.from_dict(_json(zf, infos["graph.json"], path))
+        return meta, Graph.from_dict(_json(zf, infos["graph.json"], path))
     except FormatError as exc:
         raise FormatError(f"{path.name}: graph.json: {exc}") from None
 
