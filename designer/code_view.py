@@ -4,9 +4,9 @@ from __future__ import annotations
 import builtins
 import keyword
 
-from PySide6.QtCore import QRegularExpression
+from PySide6.QtCore import QEvent, QRegularExpression, Qt
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QPlainTextEdit, QWidget
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
 
 from . import theme
 
@@ -111,8 +111,8 @@ def _format(colour: str) -> QTextCharFormat:
 
 
 class CodeView(QPlainTextEdit):
-    """Read-only, highlighted source. `set_source` keeps the reader's place; `set_message`
-    shows a grey line in place of the code."""
+    """Read-only, highlighted source. `set_source` keeps the reader's place and can put a note
+    above the code (e.g. that it is out of date); `set_message` shows a grey line in place of the code."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -126,14 +126,63 @@ class CodeView(QPlainTextEdit):
         self.highlighter = PythonHighlighter(self.document())
         self._source = ""
         self._scroll = (0, 0)  # where the reader was, kept while a message is shown
+        self.banner = QLabel(self)
+        self.banner.setObjectName("code_note")
+        self.banner.setWordWrap(True)
+        self.banner.setTextFormat(Qt.TextFormat.PlainText)
+        self.banner.setMargin(6)
+        self.banner.hide()
+        self._style_banner()
+
+    @property
+    def note(self) -> str:
+        """The note shown above the code ('' when none)."""
+        return self.banner.text() if not self.banner.isHidden() else ""
+
+    def set_note(self, text: str | None) -> None:
+        """A line above the code (the code is kept: e.g. 'Out of date: ...'), or none."""
+        text = text or ""
+        if text == self.note:
+            return
+        self.banner.setText(text)
+        self.banner.setVisible(bool(text))
+        self._place_banner()
+
+    def _style_banner(self) -> None:
+        c = theme.colours()
+        self.banner.setStyleSheet(f"QLabel#code_note {{ background: {c['alt']}; color: {c['warning']}; "
+                                  f"border-bottom: 1px solid {c['warning']}; }}")
+
+    def _place_banner(self) -> None:
+        if self.banner.isHidden():
+            self.setViewportMargins(0, 0, 0, 0)
+            return
+        rect = self.contentsRect()
+        height = self.banner.heightForWidth(rect.width())
+        height = max(height, self.banner.sizeHint().height())
+        self.banner.setGeometry(rect.left(), rect.top(), rect.width(), height)
+        self.setViewportMargins(0, height, 0, 0)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if not self.banner.isHidden():
+            self._place_banner()
+
+    def changeEvent(self, event) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange) \
+                and hasattr(self, "banner"):
+            self._style_banner()
 
     @property
     def source(self) -> str:
         """The code shown, or '' while a message is shown."""
         return self._source
 
-    def set_source(self, text: str) -> None:
-        """Show `text`, keeping the scroll position (clamped to the new length)."""
+    def set_source(self, text: str, note: str | None = None) -> None:
+        """Show `text`, keeping the scroll position (clamped to the new length), with `note`
+        above it (none when None)."""
+        self.set_note(note)
         if text == self._source and not self.placeholderText():
             return
         if self._source:
@@ -178,6 +227,7 @@ class CodeView(QPlainTextEdit):
 
     def set_message(self, text: str) -> None:
         """Show `text` in grey instead of code, e.g. 'The graph has errors; fix them to see the code.'"""
+        self.set_note(None)
         if self._source:
             self._scroll = self._scroll_position()
         self._source = ""

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -227,7 +227,8 @@ class _FlopCounter(QObject):
             return
         self._busy = True
         jobs = self._queue.pop(0)
-        threading.Thread(target=self._work, args=(jobs,), name="deepwire-flops", daemon=True).start()
+        # not a daemon: quitting waits for the count (torch killed mid-call at exit aborts the process)
+        threading.Thread(target=self._work, args=(jobs,), name="deepwire-flops", daemon=False).start()
 
     def _work(self, jobs: list[FlopJob]) -> None:
         try:
@@ -276,7 +277,35 @@ class _NoWheelMixin:
             event.ignore()
 
 
-class IntSpin(_NoWheelMixin, QSpinBox):
+class _KeepTypedNumberMixin:
+    """A number typed outside the box's range stays in the field as typed: a spin box drops the
+    keystroke that would leave its range, so "-5" typed where only positive numbers are allowed
+    became 5, silently. Kept, the inspector refuses it on Enter and says why."""
+
+    def validate(self, text: str, pos: int):  # noqa: N802 (Qt name)
+        result = super().validate(text, pos)
+        state = result[0] if isinstance(result, tuple) else result
+        if state == QValidator.State.Invalid and self._out_of_range(text):
+            return QValidator.State.Intermediate, text, pos
+        return result
+
+    def _out_of_range(self, text: str) -> bool:
+        core = text.strip()
+        if self.prefix() and core.startswith(self.prefix()):
+            core = core[len(self.prefix()):]
+        if self.suffix() and core.endswith(self.suffix()):
+            core = core[:-len(self.suffix())]
+        core = core.strip().replace(self.locale().decimalPoint(), ".")
+        if core == "-":
+            return self.minimum() >= 0
+        number = _number(core)
+        if isinstance(self, QSpinBox) and not isinstance(number, int):
+            return False
+        return isinstance(number, (int, float)) and math.isfinite(number) \
+            and not self.minimum() <= number <= self.maximum()
+
+
+class IntSpin(_KeepTypedNumberMixin, _NoWheelMixin, QSpinBox):
     """A spin box that can show "no common value" (blank) for several blocks."""
 
     def __init__(self, parent=None):
@@ -291,7 +320,7 @@ class IntSpin(_NoWheelMixin, QSpinBox):
         super().stepBy(steps)
 
 
-class FloatSpin(_NoWheelMixin, QDoubleSpinBox):
+class FloatSpin(_KeepTypedNumberMixin, _NoWheelMixin, QDoubleSpinBox):
     """A double spin box that shows 0.5 rather than 0.500000, and can show "mixed" (blank)."""
 
     def __init__(self, parent=None):
@@ -488,6 +517,9 @@ class Field:
             if isinstance(number, (int, float)) and number != ed.value():
                 # the box reverted or clamped what was typed: say why instead of quietly ignoring it
                 self.param.validate(number)
+                if not ed.minimum() <= number <= ed.maximum():
+                    low, high = (int(v) if float(v).is_integer() else v for v in (ed.minimum(), ed.maximum()))
+                    raise ParamError(f"{self.param.name} must be between {low} and {high}; got {typed}")
             if ed.mixed or ed.value() == self.shown:
                 return False, None
             return True, self.param.validate(ed.value())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QRectF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from engine.analysis import analyse
 from engine.codegen import CodegenError, generate
 from engine.graph import FormatError
 from engine.templates import STARTER, describe, template_names
@@ -43,6 +44,7 @@ from .training_panel import TrainingPanel
 FILE_FILTER = "Deepwire projects (*.deepwire);;Graph files (*.json);;All files (*)"
 IMPORT_FILTER = "Models (*.py *.keras *.json);;PyTorch modules (*.py);;Keras models (*.keras *.json);;All files (*)"
 MAX_RECENT = 8
+STATE_VERSION = 1  # of the dock layout kept in the settings (saveState); a new layout starts afresh
 
 SHORTCUTS = [
     ("Add a block", "drag from the palette, double-click it, Tab, double-click the canvas, or just type"),
@@ -53,10 +55,11 @@ SHORTCUTS = [
     ("Select", "click; Shift+click adds, Ctrl+click toggles; drag on empty canvas; Ctrl+A"),
     ("Move", "drag, or the arrow keys (Shift: 1 px)"),
     ("Zoom / pan", "wheel (around the cursor); middle button or Space+drag"),
-    ("Fit all / selection", "Home / F (with blocks selected)"),
+    ("Fit all / selection", "Home (again: the whole graph, however small) / F (with blocks selected)"),
+    ("Hide / show the side panels", "Ctrl+B (the bottom panel: Ctrl+J)"),
     ("Delete", "Delete or Backspace"),
     ("Copy / cut / paste / duplicate", "Ctrl+C / Ctrl+X / Ctrl+V / Ctrl+D"),
-    ("Undo / redo", "Ctrl+Z / Ctrl+Shift+Z"),
+    ("Undo / redo", "Ctrl+Z / Ctrl+Shift+Z or Ctrl+Y"),
     ("Arrange", "Ctrl+L"),
     ("Train / pause / stop", "F5 / F6 / Shift+F5"),
     ("Training panel", "Ctrl+T"),
@@ -81,15 +84,19 @@ class MainWindow(QMainWindow):
         self.quick_add = QuickAdd(self)
         self._quick_pos = None
         self._quick_port = None
+        self._quick_after = None   # the block a keyboard quick add was opened beside
+        self._last_code = ""       # the last code of a graph without errors, shown marked stale after
         self._build_docks()
         self._build_actions()
         self._build_menus()
         self._build_status()
         self.setAcceptDrops(True)
         self.resize(1440, 900)
+        self._restore_layout()
 
         self.scene.selectionChanged.connect(self._selection_changed)
         self.scene.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.view.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         self.scene.quickAddRequested.connect(self._quick_add_from_port)
         self.view.quickAddRequested.connect(self._quick_add_at)
         self.quick_add.chosen.connect(self._quick_add_chosen)
@@ -98,7 +105,7 @@ class MainWindow(QMainWindow):
         self.document.analysed.connect(self._analysed)
         self.document.modifiedChanged.connect(lambda _: self._update_title())
         self.document.pathChanged.connect(lambda _: self._update_title())
-        self.document.graphReplaced.connect(lambda: QTimer.singleShot(0, self._show_whole_graph))
+        self.document.graphReplaced.connect(self._graph_replaced)
         self.bottom_tabs.currentChanged.connect(lambda _: self._refresh_code())
         self.training.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.training.deviceText.connect(self.status_device.setText)
@@ -130,8 +137,49 @@ class MainWindow(QMainWindow):
         self.training_dock = dock("Training", self.training, Qt.RightDockWidgetArea, "training")
         self.tabifyDockWidget(self.inspector_dock, self.training_dock)
         self.inspector_dock.raise_()
-        self.resizeDocks([self.palette_dock, self.inspector_dock], [230, 340], Qt.Horizontal)
+        self.resizeDocks([self.palette_dock, self.inspector_dock], [210, 300], Qt.Horizontal)
         self.resizeDocks([self.bottom_dock], [200], Qt.Vertical)
+
+    def _side_docks(self) -> list[QDockWidget]:
+        return [self.palette_dock, self.inspector_dock, self.training_dock]
+
+    def _toggle_side_panels(self) -> None:
+        """Ctrl+B: hide the side panels (the canvas takes their room), or bring back those that were open."""
+        docks = self._side_docks()
+        open_now = [d for d in docks if not d.isHidden()]
+        if open_now:
+            self._side_open = [d.objectName() for d in open_now]
+            for d in open_now:
+                d.hide()
+        else:
+            front = [d for d in docks if d.objectName() in self._side_open] or docks
+            for d in front:
+                d.show()
+            if self.inspector_dock in front:
+                self.inspector_dock.raise_()
+        self._side_panels_changed()
+
+    def _side_panels_changed(self) -> None:
+        self.act_side_panels.setChecked(any(not d.isHidden() for d in self._side_docks()))
+
+    def _restore_layout(self) -> None:
+        """The panels as they were left last time (sizes, which are open, floating, tabbed)."""
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state, STATE_VERSION)
+        side = self.settings.value("window/side_open")
+        if side:
+            self._side_open = [str(v) for v in ([side] if isinstance(side, str) else side)]
+        self._side_panels_changed()
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState(STATE_VERSION))
+        self.settings.setValue("window/side_open", self._side_open)
+        self.settings.sync()
 
     def _action(self, text, slot, shortcut=None, tip=""):
         action = QAction(text, self)
@@ -156,7 +204,8 @@ class MainWindow(QMainWindow):
         self.act_undo = stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(QKeySequence.Undo)
         self.act_redo = stack.createRedoAction(self, "&Redo")
-        self.act_redo.setShortcuts([QKeySequence.Redo, QKeySequence("Ctrl+Shift+Z")])
+        self.act_redo.setShortcuts(list(dict.fromkeys(
+            [*QKeySequence.keyBindings(QKeySequence.Redo), QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])))
         self.addActions([self.act_undo, self.act_redo])
         self.act_cut = self._action("Cu&t", self.cut, QKeySequence.Cut)
         self.act_copy = self._action("&Copy", self.copy, QKeySequence.Copy)
@@ -165,7 +214,7 @@ class MainWindow(QMainWindow):
         self.act_delete = self._action("&Delete", self.scene.delete_selection,
                                        [QKeySequence(Qt.Key_Delete), QKeySequence(Qt.Key_Backspace)])
         self.act_select_all = self._action("Select &All", self.select_all, QKeySequence.SelectAll)
-        self.act_arrange = self._action("A&rrange", self.scene.arrange, "Ctrl+L", "Lay the graph out left to right")
+        self.act_arrange = self._action("A&rrange", self.arrange, "Ctrl+L", "Lay the graph out left to right")
         self.act_fit = self._action("Fit &All", self.view.fit_all, "Home")
         self.act_fit_sel = self._action("Fit &Selection", self._fit_selection_or_type, "F")
         self.act_zoom_in = self._action("Zoom &In", lambda: self.view.zoom_by(1.25), QKeySequence.ZoomIn)
@@ -182,6 +231,14 @@ class MainWindow(QMainWindow):
         self.act_import_data = self._action("&Import Dataset…", self._import_dataset, None,
                                             "Train on a CSV, NPZ, IDX folder or image folder")
         self.act_training_panel = self._action("Show Training &Panel", self._show_training_panel, "Ctrl+T")
+        self.act_side_panels = self._action("&Side Panels", self._toggle_side_panels, "Ctrl+B",
+                                            "Hide the blocks, inspector and training panels to give the canvas room")
+        self.act_side_panels.setCheckable(True)
+        self.act_side_panels.setChecked(True)
+        self.act_bottom_panel = self.bottom_dock.toggleViewAction()
+        self.act_bottom_panel.setShortcut("Ctrl+J")
+        self.addAction(self.act_bottom_panel)
+        self._side_open = ["palette", "inspector", "training"]  # the side panels Ctrl+B brings back
         self.act_pause.setEnabled(False)
         self.act_stop.setEnabled(False)
         for action in (self.act_fit, self.act_fit_sel, self.act_delete):
@@ -210,8 +267,11 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_arrange, self.act_snap, self.act_theme])
         m.addSeparator()
+        m.addAction(self.act_side_panels)
         for d in (self.palette_dock, self.inspector_dock, self.training_dock, self.bottom_dock):
             m.addAction(d.toggleViewAction())
+        for d in self._side_docks():
+            d.visibilityChanged.connect(lambda _visible: self._side_panels_changed())
         m = bar.addMenu("&Train")
         m.addActions([self.act_train, self.act_pause, self.act_stop])
         m.addSeparator()
@@ -289,16 +349,50 @@ class MainWindow(QMainWindow):
         self._refresh_code()
 
     def _refresh_code(self) -> None:
+        """The code of the graph; while it has errors, the code of the part that leads to an Output
+        when only blocks outside that part have them, else the last good code, marked out of date."""
         if self.bottom_tabs.currentWidget() is not self.code:
             return
-        analysis = self.document.analysis
-        if not analysis.ok:
-            self.code.set_message("The graph has errors; fix them (see Problems) to see its code.")
-            return
+        graph, analysis = self.document.graph, self.document.analysis
         try:
-            self.code.set_source(generate(self.document.graph, analysis)[0])
+            if analysis.ok:
+                self._last_code = generate(graph, analysis)[0]
+                self.code.set_source(self._last_code)
+                return
+            part = self._code_of_connected_part(graph, analysis)
         except CodegenError as exc:
             self.code.set_message(str(exc))
+            return
+        if part is not None:
+            source, left_out = part
+            names = ", ".join(f"‘{graph.node(n).name}’" for n in left_out[:3]) + (" …" if len(left_out) > 3 else "")
+            self.code.set_source(source, note=f"Not wired to an Output, so not in the model: {names}. "
+                                 "This is the code of the rest.")
+        elif self._last_code:
+            self.code.set_source(self._last_code, note="Out of date: the graph has errors (see Problems). "
+                                 "This is its code from before them.")
+        else:
+            self.code.set_message("The graph has errors; fix them (see Problems) to see its code.")
+
+    @staticmethod
+    def _code_of_connected_part(graph, analysis):
+        """(source, ids left out) of the graph without the blocks that lead to no Output, when all
+        errors are in those; else None."""
+        live = analysis.live
+        if not live or any(d.node_id is None or d.node_id in live for d in analysis.errors):
+            return None
+        left_out = [n for n in graph.node_ids() if n not in live]
+        part = graph.copy()
+        for node_id in left_out:
+            part.remove_node(node_id)
+        part_analysis = analyse(part)
+        if not part_analysis.ok:
+            return None
+        return generate(part, part_analysis)[0], left_out
+
+    def _graph_replaced(self) -> None:
+        self._last_code = ""  # another graph: the old one's code is nothing to show
+        QTimer.singleShot(0, self.view.show_graph)
 
     def _selection_changed(self) -> None:
         try:
@@ -306,13 +400,13 @@ class MainWindow(QMainWindow):
         except RuntimeError:  # the scene is going away
             return
         self.inspector.set_selection(ids)
+        if ids and not self.inspector_dock.isHidden() and self.inspector_dock.visibleRegion().isEmpty():
+            self.inspector_dock.raise_()  # behind the Training panel: a selected block brings it to the front
 
-    def _show_whole_graph(self) -> None:
-        """On open: fit the graph, but never so small that the blocks cannot be read."""
-        self.view.fit_all()
-        if self.view.zoom() < 0.85:
-            self.view.zoom_by(0.85 / self.view.zoom())
-            self.view.centerOn(self.view.scene().itemsBoundingRect().center())
+    def arrange(self) -> None:
+        """Arrange, then show the arranged graph."""
+        if self.scene.arrange():
+            self.view.show_graph()
 
     def select_and_centre(self, node_id: str) -> None:
         self.scene.select_nodes([node_id])
@@ -339,21 +433,45 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ quick add
     def _quick_add_at(self, scene_pos, text: str) -> None:
+        """Tab, typing or a double-click on the canvas. With one block selected (only the keyboard
+        can leave one: a click on the canvas clears it), the new block goes beside it."""
+        selected = self.scene.selected_node_ids()
+        self._quick_after = selected[0] if len(selected) == 1 else None
+        if self._quick_after is not None:
+            item = self.scene.node_items[self._quick_after]
+            scene_pos = item.sceneBoundingRect().topRight()
+            if not self.view.viewport().rect().contains(self.view.mapFromScene(scene_pos)):
+                scene_pos = self.view.centre_scene_pos()
         self._quick_pos, self._quick_port = scene_pos, None
         self.quick_add.popup(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)), text)
 
     def _quick_add_from_port(self, scene_pos, port) -> None:
-        self._quick_pos, self._quick_port = scene_pos, port
+        self._quick_pos, self._quick_port, self._quick_after = scene_pos, port, None
         self.quick_add.popup(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)), "",
                              self.scene.blocks_that_fit(port))
 
     def _quick_add_chosen(self, type_name: str) -> None:
         pos = self._quick_pos if self._quick_pos is not None else self.view.centre_scene_pos()
         port, self._quick_port = self._quick_port, None
+        after, self._quick_after = self._quick_after, None
         if port is not None and port.scene() is None:
             port = None
-        self.scene.add_block(type_name, pos, port)
+        if after is not None and after in self.document.graph:
+            new = self.scene.add_block_after(type_name, after)
+        else:
+            new = self.scene.add_block(type_name, pos, port)
+        self._reveal([new] if new else [])
         self.view.setFocus()
+
+    def _reveal(self, node_ids) -> None:
+        """Scroll (never zoom) so that new blocks are in view."""
+        rect = QRectF()
+        for node_id in node_ids:
+            item = self.scene.node_items.get(node_id)
+            if item is not None:
+                rect = rect.united(item.sceneBoundingRect())
+        if not rect.isNull():
+            self.view.ensureVisible(rect, 40, 40)
 
     # ------------------------------------------------------------------ clipboard
     def copy(self) -> None:
@@ -377,17 +495,21 @@ class MainWindow(QMainWindow):
             return
         try:
             data = json.loads(bytes(mime.data(FRAGMENT_MIME)).decode("utf-8"))
-            ids = paste_nodes(self.document.undo_stack, self.document.graph, data)
-        except (ValueError, KeyError, TypeError) as exc:
+            self._paste(data)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             self.statusBar().showMessage(f"Cannot paste: {exc}", 6000)
-            return
-        self.scene.select_nodes(ids)
 
     def duplicate(self) -> None:
         ids = self.scene.selected_node_ids()
         if ids:
-            new = paste_nodes(self.document.undo_stack, self.document.graph, fragment(self.document.graph, ids))
-            self.scene.select_nodes(new)
+            self._paste(fragment(self.document.graph, ids))
+
+    def _paste(self, data: dict) -> None:
+        """The copies land clear of every block (below the originals), selected and in view."""
+        offset = self.scene.paste_offset(data.get("nodes", []))
+        ids = paste_nodes(self.document.undo_stack, self.document.graph, data, offset)
+        self.scene.select_nodes(ids)
+        self._reveal(ids)
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:
@@ -608,6 +730,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ window events
     def closeEvent(self, event):
         if self.maybe_save():
+            self.save_layout()
             self.training.session.shutdown()   # never leave a training process behind
             event.accept()
         else:

@@ -195,6 +195,9 @@ class MiniMap(QFrame):
             self._go(event)
 
     def _go(self, event) -> None:
+        moved = getattr(self.main_view, "user_moved", None)
+        if moved is not None:
+            moved()
         self.main_view.centerOn(self.mapToScene(event.position()))
         self.update()
         event.accept()

@@ -20,12 +20,17 @@ from engine.graph import Edge, GraphError
 from .. import theme
 from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes
 from ..mime import BLOCK_MIME
-from .items import NODE_WIDTH, PORT_HIT, SKIP_MIN_DX, EdgeItem, NodeItem, PortItem, wire_path
+from .items import HEADER, NODE_WIDTH, PORT_HIT, SKIP_MIN_DX, EdgeItem, NodeItem, PortItem, wire_path
 
 MISMATCH_KINDS = {"shape", "merge-shape", "kernel-too-large", "token-ids", "dtype", "reshape"}
 ROUTE_BAND = 1500.0  # how far above and below a skip wire blocks are looked for, to find it a clear lane
 CELL = 400.0         # width of the columns blocks are filed in, to find those along a wire quickly
 REROUTE_ALL = 24     # more moved blocks than this in one pass: every long wire is re-routed instead
+COLUMN = 280.0       # Arrange's distance between layers; a block added downstream lands this far right
+ROW = 140.0          # Arrange's distance between blocks in a layer; the step a free spot is looked for in
+GAP = COLUMN - NODE_WIDTH  # the room a wire (and its shape label) needs between two blocks
+CLEARANCE = 20.0     # a placed block keeps at least this far from the others
+BLOCK_HEIGHT = HEADER + 44  # the height of a block with up to two inputs
 _BY_BOUNDING_RECT = Qt.ItemSelectionMode.IntersectsItemBoundingRect  # looked up once: PySide enums are slow
 
 
@@ -319,11 +324,14 @@ class GraphScene(QGraphicsScene):
     def stack(self):
         return self.document.undo_stack
 
-    def add_block(self, type_name: str, pos: QPointF, connect_from: PortItem | None = None) -> str | None:
-        """Place a block centred on `pos`; wired to `connect_from` when a wire was dragged out."""
+    def add_block(self, type_name: str, pos: QPointF, connect_from: PortItem | None = None,
+                  top_left: tuple[float, float] | None = None) -> str | None:
+        """Place a block centred on `pos` (or with its corner at `top_left`); wired to
+        `connect_from` when a wire was dragged out."""
         if type_name not in REGISTRY:
             return None
-        top_left = (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20))
+        if top_left is None:
+            top_left = (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20))
         if connect_from is None:
             cmd = AddNode(self.graph, type_name, top_left)
             self.stack.push(cmd)
@@ -342,6 +350,63 @@ class GraphScene(QGraphicsScene):
         self.select_nodes([cmd.node_id])
         return cmd.node_id
 
+    def add_block_after(self, type_name: str, node_id: str) -> str | None:
+        """Quick add with a block selected: the new block lands beside it, downstream, in the first
+        free spot, and is wired from it when its shape rule takes that block's output."""
+        item = self.node_items.get(node_id)
+        block = REGISTRY.get(type_name)
+        if item is None or block is None:
+            return None
+        x, y = item.pos().x() + COLUMN, item.pos().y()
+        if item.output is None:  # an Output: nothing comes out of it, so the new block goes below
+            x, y = item.pos().x(), item.pos().y() + item.height + GAP
+        spot = self.free_spot(x, y)
+        ports = block.ports_for(block.defaults())
+        takes_input = ports.fixed > 0 or ports.variadic
+        if item.output is not None and takes_input and type_name in self.blocks_that_fit(item.output):
+            return self.add_block(type_name, QPointF(), item.output, top_left=spot)
+        new = self.add_block(type_name, QPointF(), top_left=spot)
+        if item.output is not None and takes_input:
+            spec = self.document.analysis.specs.get(node_id)
+            name = self.graph.node(node_id).name
+            self.message.emit(f"{type_name} cannot take {name}'s output {spec}, so it is not wired to it.")
+        return new
+
+    def occupied(self, rect: QRectF, exclude=()) -> bool:
+        """Whether a block (other than those in `exclude`) is within CLEARANCE of a scene rect."""
+        area = rect.adjusted(-CLEARANCE, -CLEARANCE, CLEARANCE, CLEARANCE)
+        return any(type(i) is NodeItem and i.node_id not in exclude for i in self.items(area, _BY_BOUNDING_RECT))
+
+    def free_spot(self, x: float, y: float, height: float = BLOCK_HEIGHT, exclude=()) -> tuple[float, float]:
+        """The top-left corner nearest (x, y), stepping a ROW down, then up, then two down...,
+        where a block of `height` touches no other block."""
+        for step in range(0, 60):
+            dy = (step + 1) // 2 * ROW * (1 if step % 2 else -1)
+            if not self.occupied(QRectF(x, y + dy, NODE_WIDTH, height), exclude):
+                return float(round(x)), float(round(y + dy))
+        return float(round(x)), float(round(y))
+
+    def paste_offset(self, nodes: list[dict]) -> tuple[float, float]:
+        """Where pasted blocks go: where they were copied from when that is free (a cut, or another
+        graph), else the first free place below, so no copy lands on a block."""
+        rects = []
+        for data in nodes:
+            item = self.node_items.get(data.get("id"))
+            height = item.height if item is not None and self.graph.node(item.node_id).type == data.get("type") \
+                else BLOCK_HEIGHT
+            rects.append(QRectF(float(data["pos"][0]), float(data["pos"][1]), NODE_WIDTH, height))
+        if not rects:
+            return (0.0, 0.0)
+        bounds = QRectF(rects[0])
+        for rect in rects[1:]:
+            bounds = bounds.united(rect)
+        step = max(ROW, round((bounds.height() + GAP) / ROW) * ROW)
+        for k in range(0, 100):
+            dy = k * step
+            if not any(self.occupied(r.translated(0, dy)) for r in rects):
+                return (0.0, dy)
+        return (COLUMN, step)
+
     def insert_on_wire(self, type_name: str, edge: Edge, pos: QPointF) -> str | None:
         block = REGISTRY.get(type_name)
         ports = block.ports_for(block.defaults()) if block is not None else None
@@ -352,10 +417,15 @@ class GraphScene(QGraphicsScene):
         return node_id
 
     def _insert_between(self, edge: Edge, type_name: str, params: dict, pos: QPointF, text: str) -> str:
-        """One undo step: a new block placed at `pos` takes the wire's place between its ends."""
+        """One undo step: a new block takes the wire's place between its ends. It goes between
+        them; when they are too close for it, every block from the wire's end rightwards moves
+        right to make room (a column inserted)."""
         self.stack.beginMacro(text)
         try:
-            cmd = AddNode(self.graph, type_name, (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20)), params)
+            moves, spot = self._room_on_wire(edge, pos)
+            if moves:
+                self.stack.push(MoveNodes(self.graph, moves, "make room"))
+            cmd = AddNode(self.graph, type_name, self.free_spot(*spot), params)
             self.stack.push(cmd)
             self.stack.push(Disconnect(self.graph, edge))
             self.stack.push(Connect(self.graph, edge.src, cmd.node_id, 0))
@@ -363,6 +433,24 @@ class GraphScene(QGraphicsScene):
         finally:
             self.stack.endMacro()
         return cmd.node_id
+
+    def _room_on_wire(self, edge: Edge, pos: QPointF) -> tuple[dict, tuple[float, float]]:
+        """The moves that make room for a block on a wire, and where that block goes."""
+        drop = (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - (HEADER + 14)))  # its input port at the drop
+        src, dst = self.node_items.get(edge.src), self.node_items.get(edge.dst)
+        if src is None or dst is None:
+            return {}, drop
+        ax, ay, bx, by = src.pos().x(), src.pos().y(), dst.pos().x(), dst.pos().y()
+        y = ay if abs(ay - by) < 1 else drop[1]  # a straight run of blocks stays straight
+        if bx < ax + NODE_WIDTH + GAP:  # the wire runs backwards or down: no column to open
+            return {}, (drop[0], y)
+        left, right = ax + NODE_WIDTH + GAP, bx - GAP - NODE_WIDTH
+        if right >= left:  # room enough already: where it was dropped, kept clear of both ends
+            return {}, (min(max(drop[0], left), right), y)
+        shift = left - right
+        moves = {node.id: (node.pos, (node.pos[0] + shift, node.pos[1]))
+                 for node in self.graph.nodes() if node.pos[0] >= bx - 1}
+        return moves, (left, y)
 
     def _connect_ports(self, src: str, dst: str, port: int) -> bool:
         graph = self.graph
@@ -414,24 +502,26 @@ class GraphScene(QGraphicsScene):
                      for n in ids}
             self.stack.push(MoveNodes(self.graph, moves, "nudge", merge=True))
 
-    def arrange(self) -> None:
-        """Lay the graph out left to right by layers (topological generations), one undo step."""
+    def arrange(self) -> bool:
+        """Lay the graph out left to right by layers (topological generations), one undo step.
+        Returns False when it cannot (a cycle)."""
         g = self.graph.nx
         try:
             generations = list(nx.topological_generations(g))
         except nx.NetworkXUnfeasible:
             self.message.emit("Cannot arrange a graph with a cycle: remove the cycle first.")
-            return
+            return False
         moves = {}
         for col, layer in enumerate(generations):
             layer = sorted(layer, key=lambda n: self.graph.node(n).pos[1])
             for row, node_id in enumerate(layer):
-                new = (col * 280.0, (row - (len(layer) - 1) / 2) * 140.0)
+                new = (col * COLUMN, (row - (len(layer) - 1) / 2) * ROW)
                 old = self.graph.node(node_id).pos
                 if old != new:
                     moves[node_id] = (old, new)
         if moves:
             self.stack.push(MoveNodes(self.graph, moves, "arrange"))
+        return True
 
     # ------------------------------------------------------------------ mouse: wires and moves
     def port_at(self, pos: QPointF) -> PortItem | None:

@@ -369,10 +369,13 @@ def test_dropping_a_block_on_a_wire_inserts_it_into_the_wire(window, qtbot):
 
 
 def test_far_out_blocks_are_plain_boxes_and_fit_all_shows_a_long_graph(window, qtbot):
+    from designer.canvas.view import READABLE_ZOOM
     from designer.commands import AddNode
     for i in range(60):
         window.document.undo_stack.push(AddNode(window.document.graph, "Linear", (i * 300.0, 0.0)))
-    window.view.fit_all()
+    window.view.fit_all()                  # Home: as much as fits at a size the names can be read
+    assert window.view.zoom() == pytest.approx(READABLE_ZOOM) and window.scene.detail
+    window.view.fit_all()                  # Home again: all of it, however small
     visible = window.view.minimap.visible_rect()
     assert all(visible.contains(item.sceneBoundingRect()) for item in window.scene.node_items.values())
     item = next(iter(window.scene.node_items.values()))

@@ -183,6 +183,31 @@ def test_out_of_range_spin_value_is_refused_with_a_reason(qtbot, inspector, doc)
     assert params(doc, "dense")["units"] == 5 and inspector.error_text("units") == ""
 
 
+@pytest.mark.parametrize("name,param,typed,reason", [
+    ("dense", "units", "-5", "at least 1"),          # the minus sign was dropped: -5 became 5
+    ("dense", "units", "3000000000", "at most"),     # past what the box holds: the last digit was dropped
+])
+def test_a_typed_number_outside_the_range_is_refused_not_changed(qtbot, inspector, doc, name, param, typed, reason):
+    inspector.set_selection([nid(doc, name)])
+    spin = inspector.editor(param)
+    type_into(qtbot, spin, typed)
+    assert doc.undo_stack.count() == 0 and params(doc, name)[param] == 64
+    assert reason in inspector.error_text(param) and spin.property("invalid") is True
+
+
+def test_a_negative_probability_is_refused_not_made_positive(qtbot, documents):
+    document = Document(build("m", [("input", "Input", {"shape": [4]}), ("drop", "Dropout", {"p": 0.25}),
+                                    ("output", "Output", {})]))
+    documents.append(document)
+    widget = Inspector(document)
+    qtbot.addWidget(widget)
+    widget.show()
+    widget.set_selection([document.graph.find("drop").id])
+    type_into(qtbot, widget.editor("p"), "-0.5")
+    assert document.graph.find("drop").params["p"] == 0.25 and document.undo_stack.count() == 0
+    assert widget.error_text("p")
+
+
 def test_rename_to_a_taken_name_gives_a_unique_one(qtbot, inspector, doc):
     inspector.set_selection([nid(doc, "dense")])
     type_into(qtbot, inspector.name_edit, "dense_1")
