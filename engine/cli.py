@@ -308,7 +308,7 @@ def cmd_train(args) -> int:
     runs = project.runs
     if out.exists() and not (is_project and out.resolve() == Path(args.file).resolve()):
         if is_project_file(out):
-            runs = load_project(out).runs + runs  # keep the history already there
+            runs = load_project(out, weights=False).runs + runs  # keep the history already there
         elif not args.force:
             raise _Fail(f"{out} exists and is not a Deepwire project; use -o to choose another file or --force")
     if args.checkpoint_dir:
