@@ -44,6 +44,8 @@ EXAMPLES = int(os.environ.get("DEEPWIRE_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
+# Fuzzing is the slow tier: hundreds of mutated files per loader.
+pytestmark = pytest.mark.slow
 TRIED: Counter = Counter()     # (loader, outcome) -> examples
 WORK = Path(tempfile.mkdtemp(prefix="deepwire-fuzz-"))
 

@@ -283,6 +283,7 @@ def subprocess_results(tmp_path_factory):
         return dict(zip(SUBPROCESS_CASES, pool.map(run, SUBPROCESS_CASES)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(SUBPROCESS_CASES))
 def test_unreadable_file_via_main_py(case, subprocess_results):
     proc = subprocess_results[case]

@@ -118,6 +118,7 @@ def run_kill_test(folder: Path, cycles: int, seed: int = 0) -> dict:
     return figures
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSIX, reason="fork and SIGKILL are POSIX")
 def test_a_save_killed_at_random_moments_leaves_the_old_or_the_new_file_whole(tmp_path):
     cycles = int(os.environ.get("DEEPWIRE_KILL_CYCLES", "100"))
