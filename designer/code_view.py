@@ -6,7 +6,7 @@ import keyword
 
 from PySide6.QtCore import QEvent, QRegularExpression, Qt
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QSyntaxHighlighter, QTextCharFormat, QTextCursor, QTextDocument
-from PySide6.QtWidgets import QLabel, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import QApplication, QLabel, QPlainTextEdit, QWidget
 
 from . import theme
 
@@ -131,8 +131,10 @@ class CodeView(QPlainTextEdit):
         self.banner.setWordWrap(True)
         self.banner.setTextFormat(Qt.TextFormat.PlainText)
         self.banner.setMargin(6)
+        self.banner.setFont(QApplication.font())   # prose, not code
         self.banner.hide()
         self._style_banner()
+        self.verticalScrollBar().rangeChanged.connect(lambda *_: self._place_banner())  # it may come or go
 
     @property
     def note(self) -> str:
@@ -154,13 +156,15 @@ class CodeView(QPlainTextEdit):
                                   f"border-bottom: 1px solid {c['warning']}; }}")
 
     def _place_banner(self) -> None:
+        """Above the code, beside the scroll bar; the code starts below it."""
         if self.banner.isHidden():
             self.setViewportMargins(0, 0, 0, 0)
             return
         rect = self.contentsRect()
-        height = self.banner.heightForWidth(rect.width())
-        height = max(height, self.banner.sizeHint().height())
-        self.banner.setGeometry(rect.left(), rect.top(), rect.width(), height)
+        bar = self.verticalScrollBar()
+        width = rect.width() - (bar.sizeHint().width() if bar.maximum() > bar.minimum() else 0)
+        height = self.banner.heightForWidth(width)
+        self.banner.setGeometry(rect.left(), rect.top(), width, height)
         self.setViewportMargins(0, height, 0, 0)
 
     def resizeEvent(self, event) -> None:  # noqa: N802

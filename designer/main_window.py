@@ -29,6 +29,7 @@ from engine.templates import STARTER, describe, template_names
 
 from . import theme
 from .canvas import GraphScene, GraphView
+from .canvas.items import NODE_WIDTH
 from .code_view import CodeView
 from .commands import fragment, paste_nodes
 from .curves import CurvesView
@@ -100,7 +101,7 @@ class MainWindow(QMainWindow):
         self.scene.quickAddRequested.connect(self._quick_add_from_port)
         self.view.quickAddRequested.connect(self._quick_add_at)
         self.quick_add.chosen.connect(self._quick_add_chosen)
-        self.palette_widget.addRequested.connect(lambda t: self.scene.add_block(t, self.view.centre_scene_pos()))
+        self.palette_widget.addRequested.connect(self._add_from_palette)
         self.problems.nodeActivated.connect(self.select_and_centre)
         self.document.analysed.connect(self._analysed)
         self.document.modifiedChanged.connect(lambda _: self._update_title())
@@ -458,10 +459,26 @@ class MainWindow(QMainWindow):
             port = None
         if after is not None and after in self.document.graph:
             new = self.scene.add_block_after(type_name, after)
+        elif port is not None:
+            new = self.scene.add_block(type_name, pos, port)  # where the wire was dropped
         else:
-            new = self.scene.add_block(type_name, pos, port)
+            new = self._add_clear_of_others(type_name, pos)
         self._reveal([new] if new else [])
         self.view.setFocus()
+
+    def _add_from_palette(self, type_name: str) -> None:
+        """A double-click or Enter in the palette: beside the one selected block, like quick add;
+        else in the middle of the view, clear of the blocks there."""
+        selected = self.scene.selected_node_ids()
+        if len(selected) == 1:
+            new = self.scene.add_block_after(type_name, selected[0])
+        else:
+            new = self._add_clear_of_others(type_name, self.view.centre_scene_pos())
+        self._reveal([new] if new else [])
+
+    def _add_clear_of_others(self, type_name: str, pos):
+        spot = self.scene.free_spot(pos.x() - NODE_WIDTH / 2, pos.y() - 20)
+        return self.scene.add_block(type_name, pos, top_left=spot)
 
     def _reveal(self, node_ids) -> None:
         """Scroll (never zoom) so that new blocks are in view."""

@@ -110,6 +110,30 @@ def test_quick_add_of_a_block_that_cannot_take_the_shape_lands_beside_it_unwired
     assert any("Conv2d cannot take" in m for m in messages)
 
 
+def test_adding_from_the_palette_with_a_block_selected_lands_beside_it_too(window, qtbot):
+    graph = window.document.graph
+    dense_1 = node(window, "dense_1")
+    window.scene.select_nodes([dense_1.id])
+    QTest.keyClicks(window.palette_widget.search, "Dropout")
+    QTest.keyClick(window.palette_widget.search, Qt.Key_Return)
+    dropout = next(n for n in graph.nodes() if n.type == "Dropout")
+    assert graph.inputs_of(dropout.id) == {0: dense_1.id}
+    assert rects(window, [dropout.id])[dropout.id].left() > rects(window, [dense_1.id])[dense_1.id].right()
+    assert overlapping(window) == []
+
+
+def test_quick_add_with_nothing_selected_does_not_cover_the_block_under_the_cursor(window, qtbot):
+    graph = window.document.graph
+    window.scene.clearSelection()
+    centre = window.view.centre_scene_pos()
+    assert any(r.contains(centre) for r in rects(window).values())   # the view is centred on a block
+    quick_add(window, qtbot, "Dropout")
+    dropout = next(n for n in graph.nodes() if n.type == "Dropout")
+    assert overlapping(window) == []
+    assert abs(graph.node(dropout.id).pos[0] + NODE_WIDTH / 2 - centre.x()) < 2   # straight above or below it
+    assert visible(window).contains(rects(window, [dropout.id])[dropout.id])
+
+
 # ----------------------------------------------------------------------------- 7. seeing the whole graph
 
 def test_the_starter_opens_whole_and_readable_in_the_default_window(window, qtbot):
@@ -173,6 +197,12 @@ def test_side_panels_collapse_to_give_the_canvas_room_and_stay_so_next_time(qtbo
     assert win.view.viewport().width() > narrow + 400
     assert all_in_view(win) and win.view.zoom() >= READABLE_ZOOM  # the view refits into the room
     assert not win.act_side_panels.isChecked()
+    short = win.view.viewport().height()
+    press(win, Qt.Key_J, Qt.ControlModifier)                      # and the bottom panel
+    settle(qtbot, win)
+    assert win.bottom_dock.isHidden() and win.view.viewport().height() > short + 100
+    press(win, Qt.Key_J, Qt.ControlModifier)
+    assert not win.bottom_dock.isHidden()
     win.close()
     win.training.session.shutdown()
 
