@@ -138,8 +138,9 @@ class GraphView(QGraphicsView):
         return fits
 
     def _view_key(self) -> tuple:
-        return (round(self.zoom(), 6), self.horizontalScrollBar().value(), self.verticalScrollBar().value(),
-                self.viewport().width(), self.viewport().height(), len(self.scene().node_items))
+        shown = self.mapToScene(self.viewport().rect()).boundingRect()
+        return (round(self.zoom(), 6), round(shown.x()), round(shown.y()), round(shown.width()),
+                round(shown.height()), len(self.scene().node_items))
 
     def fit_selection(self) -> None:
         items = [i for i in self.scene().selectedItems() if isinstance(i, NodeItem)]
