@@ -21,8 +21,10 @@ def application(argv: list[str]) -> QApplication:
 
 
 def start(argv: list[str], *, show_dialogs: bool = True, offer_restore: bool = True, settings=None):
-    """Build and show the main window: the crash handler and log, the document (FILE, else the
-    starter template), autosave, and the offer to restore what a crashed session left.
+    """Build and show the main window: the crash handler and log, the document (FILE; else the
+    file open last time, unless "Reopen Last File at Start" is off or a crashed session's work is
+    restored instead; else the starter template), autosave, and the offer to restore what a
+    crashed session left.
     Returns the window; its `recovery` and `crash_handler` attributes are the two guards.
     `settings` (a QSettings) replaces the user's, for tests."""
     application(argv)
@@ -39,19 +41,22 @@ def start(argv: list[str], *, show_dialogs: bool = True, offer_restore: bool = T
     document = Document()
     window = MainWindow(document, settings)
     window.crash_handler = handler
+    window.recovery = Recovery(document, folder, parent=window)
     files = [a for a in argv if not a.startswith("-")]
+    to_restore = bool(offer_restore and window.recovery.orphans())
     if files:
         if not window.open_path(Path(files[0]), ask=False):
             document.new_from_template()
-    else:
+    elif to_restore or not window.reopen_last():   # work to restore: the last file only if that is declined
         document.new_from_template()
-    window.recovery = Recovery(document, folder, parent=window)
     from .gc_guard import GuiThreadCollector
 
     window.gc_guard = GuiThreadCollector(parent=window).start(freeze=True)   # collections on this thread only
     window.showMaximized()
     if offer_restore:
-        window.recovery.offer_restore(window)
+        restored = window.recovery.offer_restore(window)
+        if to_restore and not restored and not files and not document.modified:
+            window.reopen_last()
     return window
 
 

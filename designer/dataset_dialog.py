@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -81,6 +81,7 @@ class DatasetImportDialog(QDialog):
         self.spec: str = ""
         self.options: dict = {}
         self._start_dir = start_dir
+        self._columns_of = ""   # the CSV file whose header fills the target column list
 
         layout = QVBoxLayout(self)
         intro = QLabel("A CSV file (one row per sample; the target column is chosen below), an NPZ file "
@@ -91,7 +92,7 @@ class DatasetImportDialog(QDialog):
         row = QHBoxLayout()
         self.path_edit = QLineEdit(self)
         self.path_edit.setPlaceholderText("File or folder")
-        self.path_edit.returnPressed.connect(self.load_preview)
+        self.path_edit.installEventFilter(self)   # Enter: preview
         file_button = QPushButton("File…", self)
         file_button.clicked.connect(self._choose_file)
         folder_button = QPushButton("Folder…", self)
@@ -105,6 +106,7 @@ class DatasetImportDialog(QDialog):
         self.target_combo = QComboBox(self)
         self.target_combo.setToolTip("The CSV column to predict; the others are the inputs")
         self.target_combo.activated.connect(lambda _: self.load_preview())
+        self.target_combo.setEnabled(False)
         form.addRow("CSV target column", self.target_combo)
         size_row = QHBoxLayout()
         self.height_spin, self.width_spin = QSpinBox(self), QSpinBox(self)
@@ -116,14 +118,19 @@ class DatasetImportDialog(QDialog):
         size_row.addWidget(self.grayscale_check)
         form.addRow("Image size (height, width)", size_row)
         layout.addLayout(form)
-        reload_button = QPushButton("Preview", self)
-        reload_button.clicked.connect(self.load_preview)
-        layout.addWidget(reload_button, 0, Qt.AlignLeft)
+        self.preview_button = QPushButton("Preview", self)
+        self.preview_button.clicked.connect(self.load_preview)
+        layout.addWidget(self.preview_button, 0, Qt.AlignLeft)
 
         self.summary = QLabel(self)
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.summary)
+        self.encoding_note = QLabel(self)    # which text columns were one-hot encoded, into how many columns
+        self.encoding_note.setWordWrap(True)
+        self.encoding_note.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.encoding_note.setVisible(False)
+        layout.addWidget(self.encoding_note)
         self.classes = QTableWidget(0, 2, self)
         self.classes.setHorizontalHeaderLabels(["Class", "Samples"])
         self.classes.horizontalHeader().setStretchLastSection(True)
@@ -148,6 +155,15 @@ class DatasetImportDialog(QDialog):
         self._show(None)
         self.resize(640, 620)
 
+    def eventFilter(self, watched, event) -> bool:
+        """Enter in the path field previews, as the Preview button does; it does not also accept the
+        dialog with a dataset the user has not seen."""
+        if (watched is self.path_edit and event.type() == QEvent.KeyPress
+                and event.key() in (Qt.Key_Return, Qt.Key_Enter)):
+            self.load_preview()
+            return True
+        return super().eventFilter(watched, event)
+
     # ------------------------------------------------------------------ choosing
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Dataset file", self._start_dir,
@@ -162,13 +178,22 @@ class DatasetImportDialog(QDialog):
 
     def set_path(self, path: str) -> None:
         self.path_edit.setText(path)
-        self.target_combo.clear()
-        if path.lower().endswith(".csv"):
-            header = _csv_header(Path(path))
-            self.target_combo.addItems(header)
-            if header:
-                self.target_combo.setCurrentIndex(len(header) - 1)
         self.load_preview()
+
+    def _sync_columns(self, path: str) -> None:
+        """The target column list follows the file, however its path came (typed or picked): a CSV's
+        header columns, read again at each preview; the last column is chosen for a new file, the
+        choice kept while the file stays the same. Empty and disabled for anything else."""
+        same_file = path == self._columns_of
+        chosen = self.target_combo.currentText() if same_file else ""
+        self._columns_of = path
+        header = _csv_header(Path(path).expanduser()) if path.lower().endswith(".csv") else []
+        if header != self._csv_columns():
+            self.target_combo.clear()
+            self.target_combo.addItems(header)
+        if header:
+            self.target_combo.setCurrentIndex(header.index(chosen) if chosen in header else len(header) - 1)
+        self.target_combo.setEnabled(bool(header))
 
     def _load_options(self, path: str) -> dict:
         options: dict = {}
@@ -186,6 +211,7 @@ class DatasetImportDialog(QDialog):
         if not path:
             self._show(None, "Choose a file or a folder.")
             return False
+        self._sync_columns(path)
         options = self._load_options(path)
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
@@ -200,7 +226,22 @@ class DatasetImportDialog(QDialog):
             QApplication.restoreOverrideCursor()
         self.spec, self.options = path, options
         self._show(dataset)
+        if path.lower().endswith(".csv"):
+            self._show_encoding(one_hot_columns(self._csv_columns(), options.get("target"), dataset))
         return True
+
+    def _csv_columns(self) -> list[str]:
+        return [self.target_combo.itemText(i) for i in range(self.target_combo.count())]
+
+    def _show_encoding(self, encoded: list[tuple[str, int]]) -> None:
+        if not encoded:
+            return
+        parts = [f"‘{name}’ into {n} column{'s' * (n != 1)}" for name, n in encoded]
+        columns = "column" if len(encoded) == 1 else "columns"
+        self.encoding_note.setText(f"Text {columns} one-hot encoded (one 0/1 input per value): " + ", ".join(parts)
+                                   + ".")
+        self.encoding_note.setStyleSheet(f"color: {theme.colours()['muted']}")
+        self.encoding_note.setVisible(True)
 
     # ------------------------------------------------------------------ preview
     def _show(self, dataset: Dataset | None, message: str = "", error: bool = False) -> None:
@@ -216,6 +257,8 @@ class DatasetImportDialog(QDialog):
         self.rows.setColumnCount(0)
         self.rows.setVisible(False)
         self.classes.setVisible(False)
+        self.encoding_note.setVisible(False)
+        self.encoding_note.clear()
         if dataset is None:
             colour = theme.colours()["error"] if error else theme.colours()["muted"]
             self.summary.setStyleSheet(f"color: {colour}")
@@ -265,11 +308,36 @@ class DatasetImportDialog(QDialog):
         self.rows.setVisible(True)
 
 
+def one_hot_columns(header: list[str], target: str | None, dataset: Dataset) -> list[tuple[str, int]]:
+    """(CSV column, the number of input columns it became) for each text column the loader one-hot
+    encoded: a feature column that is not among the dataset's feature names by itself, but as
+    "column=value" names."""
+    names = list(dataset.feature_names or [])
+    plain = set(names)
+    target = target if target is not None else (header[-1] if header else None)
+    out = []
+    for column in header:
+        if column == target or column in plain:
+            continue
+        n = sum(1 for name in names if name.startswith(column + "="))
+        if n:
+            out.append((column, n))
+    return out
+
+
 def _csv_header(path: Path) -> list[str]:
+    """The header row's column names, read as engine.data reads the file: split by ",", ";" or a
+    tab, whichever its first line holds most; the header is the first row that is not blank."""
     import csv
+    from itertools import chain, islice
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return [h.strip() for h in next(csv.reader(f), [])]
+            first = f.readline()
+            delimiter = max((",", ";", "\t"), key=first.count) if any(d in first for d in ",;\t") else ","
+            for row in csv.reader(chain([first], islice(f, 1000)), delimiter=delimiter):
+                if any(cell.strip() for cell in row):
+                    return [cell.strip() for cell in row]
     except (OSError, UnicodeDecodeError, csv.Error):
-        return []
+        pass
+    return []

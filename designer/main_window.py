@@ -3,21 +3,28 @@ below; menus, toolbar, status bar; New / Open / Save / Save As / Recent / Export
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QRectF, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QButtonGroup,
     QDialog,
     QDialogButtonBox,
     QDockWidget,
     QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
+    QPushButton,
+    QRadioButton,
     QTabWidget,
     QVBoxLayout,
 )
@@ -201,6 +208,10 @@ class MainWindow(QMainWindow):
                                        "Export PyTorch code, TorchScript or ONNX")
         self.act_import_model = self._action("&Import Model…", self.import_model_dialog, "Ctrl+I",
                                              "Open a PyTorch module (.py) or a Keras model (.keras, .json) as a graph")
+        self.act_reopen_last = self._action("Reopen &Last File at Start", self._toggle_reopen_last, None,
+                                            "Start with the file that was open last; off: start with a new model")
+        self.act_reopen_last.setCheckable(True)
+        self.act_reopen_last.setChecked(self.reopen_last_enabled())
         self.act_quit = self._action("&Quit", self.close, QKeySequence.Quit)
         self.act_undo = stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcut(QKeySequence.Undo)
@@ -251,6 +262,7 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&File")
         m.addActions([self.act_new, self.act_open])
         self.recent_menu = m.addMenu("Open &Recent")
+        m.addAction(self.act_reopen_last)
         m.addSeparator()
         m.addActions([self.act_save, self.act_save_as])
         m.addSeparator()
@@ -583,13 +595,17 @@ class MainWindow(QMainWindow):
         if path:
             self.open_path(path, ask=False)
 
-    def open_path(self, path, ask: bool = True) -> bool:
+    def open_path(self, path, ask: bool = True, quiet: bool = False) -> bool:
+        """Open a file; `quiet`: a failure is told in the status bar, not in a message box."""
         if ask and not self.maybe_save():
             return False
         try:
             self.document.open(path)
         except (FormatError, OSError) as exc:
-            QMessageBox.warning(self, "Cannot open", f"{Path(path).name} cannot be opened:\n\n{exc}")
+            if quiet:
+                self.statusBar().showMessage(f"{Path(path).name} cannot be opened: {exc}", 12000)
+            else:
+                QMessageBox.warning(self, "Cannot open", f"{Path(path).name} cannot be opened:\n\n{exc}")
             return False
         notes = getattr(self.document.project, "notes", None)
         if notes:
@@ -699,21 +715,56 @@ class MainWindow(QMainWindow):
         return True
 
     def export_dialog(self) -> None:
-        from engine.export import FORMATS, ExportError, export
-        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self._last_dir())
-        if not folder:
+        """One dialog: the format first, then a destination folder, which may be new (it is created);
+        a folder that is not empty is written into only when the user says so (the CLI's --force)."""
+        from engine.export import ExportError, export
+
+        analysis = self.document.refresh()
+        if not analysis.ok:
+            QMessageBox.warning(self, "Cannot export", "The graph has errors, so it cannot be exported yet; fix them "
+                                "first (see Problems):\n\n" + "\n".join(f"• {d.message}" for d in analysis.errors[:5]))
             return
-        fmt, ok = _choose(self, "Export", "Format:", list(FORMATS))
-        if not ok:
+        last = str(self.settings.value("export/format", "python"))
+        dialog = ExportDialog(self, self.document.graph.name, self._last_dir(), last)
+        while dialog.exec() == QDialog.Accepted:
+            fmt, folder = dialog.format(), dialog.folder()
+            QApplication.setOverrideCursor(Qt.WaitCursor)
+            try:
+                result = export(self.document.project, fmt, folder, force=dialog.force)
+            except (ExportError, OSError) as exc:
+                failure = exc
+            else:
+                failure = None
+            finally:
+                QApplication.restoreOverrideCursor()
+            if failure is not None:
+                QMessageBox.warning(self, "Cannot export", f"{FORMAT_INFO[fmt][0]} to {folder}:\n\n{failure}")
+                continue   # the dialog again, as it was: another format or folder may do
+            self.settings.setValue("export/format", fmt)
+            notes = "\n".join(result.notes)
+            self.statusBar().showMessage(f"Exported {FORMAT_INFO[fmt][0]} to {folder}", 8000)
+            QMessageBox.information(self, "Exported", f"{FORMAT_INFO[fmt][0]} written to {folder}:\n"
+                                    + "\n".join(f"  {Path(p).name}" for p in result.files)
+                                    + (f"\n\n{notes}" if notes else ""))
             return
-        try:
-            result = export(self.document.project, fmt, folder, force=True)
-        except (ExportError, OSError) as exc:
-            QMessageBox.warning(self, "Cannot export", str(exc))
-            return
-        notes = "\n".join(result.notes)
-        QMessageBox.information(self, "Exported", "Wrote:\n" + "\n".join(str(p) for p in result.files)
-                                + (f"\n\n{notes}" if notes else ""))
+
+    def reopen_last_enabled(self) -> bool:
+        value = self.settings.value("reopen_last", True)
+        return value not in (False, "false", "0", 0)
+
+    def _toggle_reopen_last(self) -> None:
+        self.settings.setValue("reopen_last", self.act_reopen_last.isChecked())
+        self.settings.sync()
+
+    def reopen_last(self) -> bool:
+        """At start: open the file that was open last (the first of the recent files), when the
+        setting is on and the file is still there. True when it was opened."""
+        if not self.reopen_last_enabled():
+            return False
+        recent = self.recent_files()
+        if not recent or not Path(recent[0]).is_file():
+            return False
+        return self.open_path(recent[0], ask=False, quiet=True)
 
     def _last_dir(self) -> str:
         if self.document.path:
@@ -796,6 +847,173 @@ class TemplateGallery(QDialog):
         item = self.list.currentItem()
         self.choice = item.data(Qt.UserRole) if item else None
         super().accept()
+
+
+# The export formats in the order the Export dialog offers them: (title, what it gives)
+FORMAT_INFO = {
+    "python": ("Python bundle", "model.py (the generated PyTorch source), the weights, train.py to train on, and a "
+               "test that checks the bundle gives this app's outputs. Needs only PyTorch."),
+    "onnx": ("ONNX", "model.onnx with a free batch size, for ONNX Runtime, TensorRT, OpenVINO and other runtimes."),
+    "torchscript": ("TorchScript", "model.pt: torch.jit.load runs it without the Python source, in Python or in C++ "
+                    "(LibTorch)."),
+    "weights": ("Weights only", "weights.safetensors: the parameters alone, to load into the model's code "
+                "(load_state_dict)."),
+}
+
+
+def onnx_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnx") is not None
+
+
+class ExportDialog(QDialog):
+    """Export: the format (with what each gives), then the destination folder (typed, or chosen with
+    Browse…; a new one is created). Export asks before writing into a folder that is not empty."""
+
+    def __init__(self, parent, model_name: str, start_dir: str, fmt: str = "python"):
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self.force = False              # the user agreed to write into a folder that is not empty
+        self._start_dir = Path(start_dir or Path.home())
+        self._slug = re.sub(r"[^A-Za-z0-9_-]+", "_", model_name).strip("_") or "model"
+        self._folder_edited = False     # typed or browsed: format changes no longer rename it
+        layout = QVBoxLayout(self)
+        formats = QGroupBox("Format", self)
+        form_layout = QVBoxLayout(formats)
+        self.format_buttons: dict[str, QRadioButton] = {}
+        self._group = QButtonGroup(self)
+        muted = theme.colours()["muted"]
+        for name, (title, what) in FORMAT_INFO.items():
+            button = QRadioButton(title, formats)
+            button.setObjectName(f"format-{name}")
+            line = QLabel(what, formats)
+            line.setWordWrap(True)
+            line.setStyleSheet(f"color: {muted}; margin-left: 24px")
+            if name == "onnx" and not onnx_available():
+                button.setEnabled(False)
+                line.setText(what + " Not available: install the onnx package (pip install 'deepwire[onnx]').")
+            self._group.addButton(button)
+            self.format_buttons[name] = button
+            form_layout.addWidget(button)
+            form_layout.addWidget(line)
+        layout.addWidget(formats)
+
+        where = QGroupBox("Destination folder", self)
+        where_layout = QVBoxLayout(where)
+        row = QHBoxLayout()
+        self.folder_edit = QLineEdit(where)
+        self.folder_edit.setPlaceholderText("A folder; a new one is created")
+        self.folder_edit.textEdited.connect(self._edited)
+        self.folder_edit.textChanged.connect(lambda _: self._check_folder())
+        self.browse_button = QPushButton("Browse…", where)
+        self.browse_button.clicked.connect(self._browse)
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(self.browse_button)
+        where_layout.addLayout(row)
+        self.folder_note = QLabel(where)
+        self.folder_note.setWordWrap(True)
+        where_layout.addWidget(self.folder_note)
+        layout.addWidget(where)
+
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Cancel, self)
+        self.export_button = self.buttons.addButton("Export", QDialogButtonBox.AcceptRole)
+        self.export_button.setDefault(True)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+
+        self._group.buttonToggled.connect(self._format_changed)
+        start = self.format_buttons.get(fmt)
+        if start is None or not start.isEnabled():
+            start = self.format_buttons["python"]
+        start.setChecked(True)
+        self._suggest()
+        self.resize(560, self.sizeHint().height())
+
+    # ------------------------------------------------------------------ state
+    def format(self) -> str:
+        return next(name for name, b in self.format_buttons.items() if b.isChecked())
+
+    def folder(self) -> Path:
+        """The destination as typed: ~ expanded, a relative path taken from the project's folder."""
+        text = self.folder_edit.text().strip()
+        path = Path(text).expanduser()
+        return path if path.is_absolute() else self._start_dir / path
+
+    def _suggest(self) -> None:
+        """Until the user types or browses, the destination is a new folder beside the project,
+        named after the model and the format."""
+        if not self._folder_edited:
+            self.folder_edit.setText(str(self._start_dir / f"{self._slug}_{self.format()}"))
+
+    def _format_changed(self, button, checked: bool) -> None:
+        if checked:
+            self._suggest()
+
+    def _edited(self, _text: str) -> None:
+        self._folder_edited = True
+
+    def _browse(self) -> None:
+        current = self.folder()
+        start = next((p for p in (current, *current.parents) if p.is_dir()), self._start_dir)
+        chosen = QFileDialog.getExistingDirectory(self, "Export to folder", str(start))
+        if chosen:
+            self._folder_edited = True
+            self.folder_edit.setText(chosen)
+
+    def _check_folder(self) -> bool:
+        """Say what Export will do with the folder; False (Export disabled) when it cannot."""
+        colours = theme.colours()
+        ok, text, colour = True, "", colours["muted"]
+        if not self.folder_edit.text().strip():
+            ok, text, colour = False, "Type or choose a folder.", colours["error"]
+        else:
+            folder = self.folder()
+            try:
+                if not folder.exists():
+                    text = f"A new folder will be created: {folder}"
+                elif not folder.is_dir():
+                    ok, text, colour = False, f"{folder} is a file, not a folder.", colours["error"]
+                elif any(folder.iterdir()):
+                    text = f"{folder} is not empty: you will be asked before its files are replaced."
+                    colour = colours["warning"]
+                else:
+                    text = f"Into the empty folder {folder}"
+            except OSError as exc:
+                ok, text, colour = False, f"{folder} cannot be read: {exc.strerror or exc}", colours["error"]
+        self.folder_note.setText(text)
+        self.folder_note.setStyleSheet(f"color: {colour}")
+        self.export_button.setEnabled(ok)
+        return ok
+
+    def accept(self) -> None:
+        if not self._check_folder():
+            return
+        folder = self.folder()
+        self.force = False
+        try:
+            full = folder.is_dir() and any(folder.iterdir())
+        except OSError:
+            full = False
+        if full:
+            if not self._confirm_replace(folder):
+                return
+            self.force = True
+        super().accept()
+
+    def _confirm_replace(self, folder: Path) -> bool:
+        box = QMessageBox(QMessageBox.Warning, "Replace files?", f"The folder {folder} is not empty.", parent=self)
+        box.setObjectName("deepwire-export-replace")
+        box.setInformativeText(f"Export the {FORMAT_INFO[self.format()][0]} into it? Files it holds with the "
+                               "names the export writes are replaced; its other files are kept.")
+        replace = box.addButton("Replace", QMessageBox.DestructiveRole)
+        cancel = box.addButton(QMessageBox.Cancel)
+        box.setDefaultButton(cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        box.deleteLater()
+        return clicked is replace
 
 
 def module_classes(path: Path) -> list[str]:
