@@ -306,6 +306,11 @@ class DatasetImportDialog(QDialog):
                 self.rows.setItem(r, c, QTableWidgetItem(f"{x[r, c]:.4g}"))
             self.rows.setItem(r, columns, QTableWidgetItem(self.label_of(dataset, r)))
         self.rows.setVisible(True)
+        # tall enough for every row shown and the scroll bar under them: no row cut in half
+        height = (self.rows.horizontalHeader().sizeHint().height() + self.rows.verticalHeader().length()
+                  + self.rows.horizontalScrollBar().sizeHint().height() + 2 * self.rows.frameWidth())
+        self.rows.setMaximumHeight(height)
+        self.rows.setMinimumHeight(height)
 
 
 def one_hot_columns(header: list[str], target: str | None, dataset: Dataset) -> list[tuple[str, int]]:

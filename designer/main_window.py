@@ -853,7 +853,7 @@ class TemplateGallery(QDialog):
 FORMAT_INFO = {
     "python": ("Python bundle", "model.py (the generated PyTorch source), the weights, train.py to train on, and a "
                "test that checks the bundle gives this app's outputs. Needs only PyTorch."),
-    "onnx": ("ONNX", "model.onnx with a free batch size, for ONNX Runtime, TensorRT, OpenVINO and other runtimes."),
+    "onnx": ("ONNX", "model.onnx for any batch size, for ONNX Runtime, TensorRT, OpenVINO and other runtimes."),
     "torchscript": ("TorchScript", "model.pt: torch.jit.load runs it without the Python source, in Python or in C++ "
                     "(LibTorch)."),
     "weights": ("Weights only", "weights.safetensors: the parameters alone, to load into the model's code "
@@ -929,7 +929,7 @@ class ExportDialog(QDialog):
             start = self.format_buttons["python"]
         start.setChecked(True)
         self._suggest()
-        self.resize(560, self.sizeHint().height())
+        self.resize(580, max(self.layout().heightForWidth(580), self.minimumSizeHint().height()))
 
     # ------------------------------------------------------------------ state
     def format(self) -> str:
