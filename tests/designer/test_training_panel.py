@@ -216,22 +216,6 @@ def test_import_a_csv_dataset_previews_and_trains(qtbot, window, tmp_path):
     assert dialog.dataset is None and "missing.csv" in dialog.summary.text()
 
 
-@pytest.mark.slow
-def test_export_from_the_menu_writes_the_bundle(qtbot, window, tmp_path, monkeypatch):
-    panel = window.training
-    configure(panel, epochs=1)
-    click_train(qtbot, window)
-    out = tmp_path / "export"
-    out.mkdir()
-    import designer.main_window as mw
-    monkeypatch.setattr(mw.QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
-    monkeypatch.setattr(mw, "_choose", lambda *a, **k: ("python", True))
-    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: QMessageBox.Ok)
-    window.act_export.trigger()
-    names = {p.name for p in out.rglob("*")}
-    assert {"model.py", "train.py"} <= names and any(n.endswith(".safetensors") for n in names)
-
-
 def test_devices_listed_are_real_and_shown_in_the_status_bar(qtbot, window):
     panel = window.training
     ids = [panel.device.itemData(i) for i in range(panel.device.count())]
