@@ -251,6 +251,7 @@ class CurvesView(QWidget):
             text.hide()
             plot.addItem(text, ignoreBounds=True)
         self._mouse_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
+        self._sync_legends()
 
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
@@ -363,6 +364,7 @@ class CurvesView(QWidget):
         for item in (self.batch_item, self.smooth_item, *self._epoch_items()):
             item.setData([], [])
         self.best_item.setData([], [])
+        self._sync_legends()
         for text in self._hover.values():
             text.hide()
         self.hover_text = ""
@@ -400,8 +402,15 @@ class CurvesView(QWidget):
         smoothed = self._ema.feed(losses)
         self.smooth.extend(xs, smoothed)
         self.smooth_line.append(xs[-1], smoothed[-1])
-        self.status.setText(f"epoch {epoch} · batch {last}/{batches} · loss {_fmt(self.smooth.y[-1])}")
         self._schedule()
+
+    def show_progress(self, info: dict) -> None:
+        """The header line for a batch_end report already added: the panel calls this when it shows
+        the same report, so the two never name different batches."""
+        if not len(self.smooth):
+            return
+        self.status.setText(f"epoch {int(info['epoch'])} · batch {int(info['batch'])}/{int(info['batches'])} · "
+                            f"loss {_fmt(self.smooth.y[-1])}")
 
     def _schedule(self) -> None:
         if not self._dirty:
@@ -480,6 +489,7 @@ class CurvesView(QWidget):
             self._draw_epochs()
         self.batch_item.setData(self.batch.x, self.batch.y)
         self.smooth_item.setData(self.smooth_line.x, self.smooth_line.y)
+        self._sync_legends()
         self._update_x_range()
         if self._live:
             self._live_y_ranges()
@@ -526,6 +536,7 @@ class CurvesView(QWidget):
         else:
             y = math.log10(best[1]) if self.loss_plot.vb.state["logMode"][1] and best[1] > 0 else best[1]
             self.best_item.setData([best[0]], [y])
+        self._sync_legends()
         self._update_x_range()
 
     def _best_value(self) -> tuple[int, float] | None:
@@ -630,6 +641,7 @@ class CurvesView(QWidget):
                 item.setZValue(-1)
                 plot.addItem(item)
                 self._overlay_items.append((plot, item))
+        self._sync_legends()
         self._update_x_range()
 
     def clear_overlay(self) -> None:
@@ -637,6 +649,25 @@ class CurvesView(QWidget):
             plot.removeItem(item)     # PlotItem.removeItem also takes it out of the legend
         self._overlay_items = []
         self._update_x_range()
+
+    def _sync_legends(self) -> None:
+        """Each legend names the curves its plot draws now, in a fixed order, then the overlays: a
+        curve with no points yet (validation before the first epoch, training accuracy of a binary
+        or regression run, which the engine does not measure) is not listed."""
+        own = ((self.loss_legend, ((self.smooth_item, self.smooth_line), (self.epoch_loss_item, self.epoch_loss),
+                                   (self.val_loss_item, self.val_loss))),
+               (self.metric_legend, ((self.accuracy_item, self.accuracy), (self.val_metric_item, self.val_metric))))
+        for legend, entries in own:
+            plot = self.loss_plot if legend is self.loss_legend else self.metric_plot
+            wanted = [(item, item.name()) for item, series in entries if len(series)]
+            wanted += [(item, item.name()) for p, item in self._overlay_items if p is plot]
+            current = [(sample.item, label.text) for sample, label in legend.items]
+            if current == wanted:
+                continue
+            for item, _ in current:
+                legend.removeItem(item)
+            for item, name in wanted:
+                legend.addItem(item, name)
 
     def legend_names(self, plot: str = "loss") -> list[str]:
         legend = self.loss_legend if plot == "loss" else self.metric_legend

@@ -7,6 +7,7 @@ memory can be restored by clicking the epoch on the curve.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -32,11 +33,13 @@ from PySide6.QtWidgets import (
 
 from engine.blocks import format_shape
 from engine.data import Dataset, describe_builtins
+from engine.data.catalog import builtin_for_shape
 from engine.graph import Graph
 from engine.project import CHECKPOINT_BUDGET
 from engine.training import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, available_devices, check_data
 
 from . import theme
+from .commands import SetParams
 from .dataset_dialog import DatasetImportDialog, describe_dataset, is_image_data
 from .train_worker import RunRequest, TrainingSession
 
@@ -86,6 +89,18 @@ def format_metric(value, spec: str = ".4g") -> str:
     return format(value, spec)
 
 
+def graph_signature(graph: Graph) -> str:
+    """What a run's weights depend on: the blocks (ids, names, types, parameters) and the wires, not
+    where the blocks sit on the canvas."""
+    nodes = sorted((n.id, n.name, n.type, json.dumps(n.params, sort_keys=True, default=str)) for n in graph.nodes())
+    edges = sorted((e.src, e.dst, e.port) for e in graph.edges())
+    return json.dumps([nodes, edges])
+
+
+def describe_input(shape, dtype: str) -> str:
+    return format_shape(shape) + (" token ids" if dtype == "int64" else "")
+
+
 def run_title(run: dict) -> str:
     test = run.get("test") or {}
     if "accuracy" in test:
@@ -117,6 +132,11 @@ class TrainingPanel(QWidget):
         self._imported: dict[str, tuple[Dataset | None, dict]] = {}
         self._run_project = None
         self._run_graph_changed = False
+        self._run_signature = ""
+        self._blocked = False          # the status line says why Train refused: kept true of the moment
+        self._input_fix: tuple[str, dict] | None = None     # (Input node id, parameters) the button sets
+        self._dataset_fix: str | None = None                # the built-in the other button picks
+        self._last_spec = ""           # the data the list showed before Import… was picked
         self._batch_losses: list[float] = []
         self._batches_per_epoch = 0
         self._run_id = ""
@@ -124,6 +144,7 @@ class TrainingPanel(QWidget):
         self._missing_dataset: str | None = None
         self._stop_clicked = False
         self._latest: dict | None = None
+        self._shown: dict | None = None     # the report the progress figures show
         self._progress_timer = QTimer(self)
         self._progress_timer.setSingleShot(True)
         self._progress_timer.setInterval(PROGRESS_INTERVAL_MS)
@@ -164,6 +185,14 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.dataset_info)
         self.fit_label = _wrapping_label(body)
         layout.addWidget(self.fit_label)
+        # one-click fixes when the data and the Input disagree ("Set Input to (30,)", "Use digits_images, ...")
+        self.fix_input_button = QPushButton(body)
+        self.fix_input_button.clicked.connect(self.apply_input_fix)
+        self.fix_dataset_button = QPushButton(body)
+        self.fix_dataset_button.clicked.connect(self.apply_dataset_fix)
+        for button in (self.fix_input_button, self.fix_dataset_button):
+            button.hide()
+            layout.addWidget(button)
 
         buttons = QHBoxLayout()
         self.train_button = QPushButton("Train", body)
@@ -285,6 +314,10 @@ class TrainingPanel(QWidget):
             self.seed.setValue(c.seed)
             if not _select(self.device, c.device):
                 _select(self.device, "auto")
+            if not project.dataset:
+                # the dataset the graph names (a template's), else a built-in whose samples fit its Input
+                # (an imported model): chosen as if picked, without making the project unsaved
+                project.dataset = self._dataset_for_graph()
             self._fill_datasets(project.dataset)
         finally:
             self._loading = False
@@ -294,7 +327,7 @@ class TrainingPanel(QWidget):
                 self._add_run_item(run)
         self.curves.clear()
         self.results.clear()
-        self._set_label(self.status_label, "")
+        self._set_status("")
         self._set_label(self.changed_label, "")
         self._set_label(self.settings_error, "")
         self.stats.hide()
@@ -306,6 +339,19 @@ class TrainingPanel(QWidget):
             self._run_clicked(last)
         self._update_dataset_info()
         self.deviceText.emit(f"Device: {self.device.currentText()}")
+
+    def _dataset_for_graph(self) -> str | None:
+        """The dataset the graph names, else the built-in whose samples fit its one Input (and
+        preferably its Output), else None."""
+        graph, analysis = self.document.graph, self.document.analysis
+        if graph.dataset:
+            return graph.dataset
+        inputs = [i for i in analysis.inputs if i in analysis.live and i in analysis.specs]
+        if len(inputs) != 1:
+            return None
+        spec = analysis.specs[inputs[0]]
+        out = analysis.specs.get(analysis.outputs[0]) if len(analysis.outputs) == 1 else None
+        return builtin_for_shape(spec.shape, spec.dtype, out.shape if out is not None else None)
 
     def _fill_datasets(self, current: str | None) -> None:
         combo = self.dataset_combo
@@ -325,9 +371,13 @@ class TrainingPanel(QWidget):
         for spec in self._imported:
             combo.addItem(_short_path(spec), spec)
             combo.setItemData(combo.count() - 1, spec, Qt.ToolTipRole)
+        if self._missing_dataset:     # listed, and selected: it is the data this project uses
+            combo.addItem(f"{_short_path(self._missing_dataset)} (not found)", self._missing_dataset)
+            combo.setItemData(combo.count() - 1, self._missing_dataset, Qt.ToolTipRole)
         combo.addItem("Import…", IMPORT)
         if not current or not _select(combo, current):
             _select(combo, "digits")
+        self._last_spec = self.dataset_spec()
 
     def dataset_spec(self) -> str:
         return self.dataset_combo.currentData() or ""
@@ -343,7 +393,9 @@ class TrainingPanel(QWidget):
         if spec == IMPORT:
             self.import_dataset()
             return
-        self._missing_dataset = None
+        if spec != self._missing_dataset:
+            self._missing_dataset = None
+        self._last_spec = spec
         if spec != self.document.project.dataset:
             self.document.project.dataset = spec
             self.document.project.dataset_options = dict(self._imported.get(spec, (None, {}))[1])
@@ -355,8 +407,8 @@ class TrainingPanel(QWidget):
         accepted = dialog.exec() == DatasetImportDialog.Accepted and dialog.dataset is not None
         if accepted:
             self.accept_import(dialog.spec, dialog.dataset, dialog.options)
-        else:
-            _select(self.dataset_combo, self.document.project.dataset or "digits")
+        else:   # the list shows again the data in use, not "Import…" nor a default
+            _select(self.dataset_combo, self.document.project.dataset or self._last_spec or "digits")
         return accepted
 
     def accept_import(self, spec: str, dataset: Dataset, options: dict) -> None:
@@ -385,9 +437,9 @@ class TrainingPanel(QWidget):
             dataset = self._imported.get(spec, (None, {}))[0]
             self.dataset_info.setText(describe_dataset(dataset) if dataset is not None else spec)
             self.dataset_info.setToolTip(spec)
-        if self._missing_dataset and spec != self._missing_dataset:
+        if self._missing_dataset and spec == self._missing_dataset:
             self.dataset_info.setText(f"This project is meant for '{self._missing_dataset}', which is not on this "
-                                      "machine: choose Import… to pick your data. " + self.dataset_info.text())
+                                      "machine: choose Import… to pick your data, or another dataset.")
         self._update_fit()
 
     def fit_problems(self) -> list[str]:
@@ -397,6 +449,8 @@ class TrainingPanel(QWidget):
         if not analysis.ok:
             return []
         spec = self.dataset_spec()
+        if spec and spec == self._missing_dataset:
+            return [f"'{spec}' is not on this machine: choose Import… to pick your data"]
         dataset = self._imported.get(spec, (None, {}))[0]
         if dataset is not None:
             return check_data(graph, analysis, dataset)
@@ -412,6 +466,9 @@ class TrainingPanel(QWidget):
         if tuple(info["input_shape"]) != in_spec.shape:
             problems.append(f"{spec} gives inputs of shape {format_shape(info['input_shape'])}; input "
                             f"'{graph.node(inputs[0]).name}' expects {format_shape(in_spec.shape)}")
+        if (info["dtype"] == "int64") != (in_spec.dtype == "int64"):
+            what = "token ids (int64)" if info["dtype"] == "int64" else "numbers (float32)"
+            problems.append(f"{spec} gives {what}; input '{graph.node(inputs[0]).name}' is set to {in_spec.dtype}")
         k = info["num_classes"]
         out_name = graph.node(analysis.outputs[0]).name
         if info["task"] == "multiclass" and out_spec.shape != (k,):
@@ -426,14 +483,103 @@ class TrainingPanel(QWidget):
         return problems
 
     def _update_fit(self) -> None:
+        self._input_fix, self._dataset_fix = None, None
         if not self.document.analysis.ok:
             self._set_label(self.fit_label, "The graph has errors (see Problems): fix them to train.", "warning")
-            return
-        problems = self.fit_problems()
-        if problems:
-            self._set_label(self.fit_label, "The data does not fit the model: " + "; ".join(problems), "error")
         else:
-            self._set_label(self.fit_label, "")
+            problems = self.fit_problems()
+            if problems:
+                self._set_label(self.fit_label, "The data does not fit the model: " + "; ".join(problems), "error")
+                self._find_fixes()
+            else:
+                self._set_label(self.fit_label, "")
+        self._show_fixes()
+        self._refresh_blocked()
+
+    def _data_input(self) -> tuple[tuple[int, ...], str] | None:
+        """The chosen data's sample shape and dtype, as far as is known without loading it."""
+        spec = self.dataset_spec()
+        dataset = self._imported.get(spec, (None, {}))[0]
+        if dataset is not None:
+            return tuple(dataset.input_shape), dataset.dtype
+        info = self._builtins.get(spec)
+        return (tuple(info["input_shape"]), info["dtype"]) if info is not None else None
+
+    def _find_fixes(self) -> None:
+        """When the data's samples and the model's one Input disagree: set the Input to the data's
+        shape, or use the built-in dataset whose samples fit the Input."""
+        analysis, graph = self.document.analysis, self.document.graph
+        inputs = [i for i in analysis.inputs if i in analysis.live and i in analysis.specs]
+        data = self._data_input()
+        if len(inputs) != 1 or len(analysis.outputs) != 1 or data is None:
+            return
+        spec, out = analysis.specs[inputs[0]], analysis.specs.get(analysis.outputs[0])
+        shape, dtype = data
+        if (shape, dtype) == (spec.shape, spec.dtype):
+            return
+        node = graph.node(inputs[0])
+        changes = {}
+        if list(node.params.get("shape") or []) != list(shape):
+            changes["shape"] = list(shape)
+        if node.params.get("dtype", "float32") != dtype:
+            changes["dtype"] = dtype
+        if changes:
+            self._input_fix = (inputs[0], changes)
+        fits = builtin_for_shape(spec.shape, spec.dtype, out.shape if out is not None else None)
+        if fits and fits != self.dataset_spec():
+            self._dataset_fix = fits
+
+    def _show_fixes(self) -> None:
+        running = self.session.running
+        if self._input_fix is not None and not running:
+            node_id, changes = self._input_fix
+            data = self._data_input()
+            self.fix_input_button.setText(f"Set Input to {describe_input(*data)}")
+            self.fix_input_button.setToolTip(f"Set the shape of input '{self.document.graph.node(node_id).name}' to "
+                                             f"that of the data's samples (Undo puts it back)")
+        self.fix_input_button.setVisible(self._input_fix is not None and not running)
+        if self._dataset_fix is not None and not running:
+            info = self._builtins[self._dataset_fix]
+            self.fix_dataset_button.setText(f"Use {self._dataset_fix}, which gives "
+                                            f"{describe_input(info['input_shape'], info['dtype'])}")
+            self.fix_dataset_button.setToolTip(info["description"])
+        self.fix_dataset_button.setVisible(self._dataset_fix is not None and not running)
+
+    def apply_input_fix(self) -> None:
+        """Set the Input to the data's sample shape: one step on the undo stack, like every edit."""
+        if self._input_fix is None or self.session.running:
+            return
+        node_id, changes = self._input_fix
+        if node_id not in self.document.graph:
+            return
+        self.document.undo_stack.push(SetParams(self.document.graph, node_id, changes, merge=False))
+        self.document.refresh()       # the fit and the buttons follow at once, not 40 ms later
+
+    def apply_dataset_fix(self) -> None:
+        if self._dataset_fix is not None and not self.session.running:
+            self.set_dataset(self._dataset_fix)
+
+    def _start_blocker(self) -> str | None:
+        """Why Train would refuse now (a line for the status label), or None."""
+        if not self.document.analysis.ok:
+            return "The graph has errors: fix them (see Problems) before training."
+        try:
+            self.config_from_fields()
+        except ConfigError as exc:
+            return f"Cannot train: {exc}"
+        problems = self.fit_problems()
+        return "Cannot train: " + "; ".join(problems) if problems else None
+
+    def _refresh_blocked(self) -> None:
+        """A "Cannot train" line stays only while it is true: updated when the reason changes,
+        gone when it no longer holds."""
+        if not self._blocked or self.session.running:
+            return
+        reason = self._start_blocker()
+        if reason is None:
+            self._set_status("")
+        elif reason != self.status_label.text():
+            self._set_status(reason, "error", blocked=True)
 
     def config_from_fields(self) -> TrainConfig:
         """The settings as shown. Raises ConfigError for a combination the engine refuses. A project
@@ -453,8 +599,10 @@ class TrainingPanel(QWidget):
             config = self.config_from_fields()
         except ConfigError as exc:
             self._set_label(self.settings_error, str(exc), "error")
+            self._refresh_blocked()
             return
         self._set_label(self.settings_error, "")
+        self._refresh_blocked()
         if config != self.document.project.config:
             self.document.project.config = config
             self._mark_changed()
@@ -471,19 +619,11 @@ class TrainingPanel(QWidget):
             return False
         if not self.document.analysis.ok:
             self.document.refresh()
-        if not self.document.analysis.ok:
-            self._set_label(self.status_label, "The graph has errors: fix them (see Problems) before training.",
-                            "error")
+        reason = self._start_blocker()
+        if reason is not None:
+            self._set_status(reason, "error", blocked=True)
             return False
-        try:
-            config = self.config_from_fields()
-        except ConfigError as exc:
-            self._set_label(self.status_label, f"Cannot train: {exc}", "error")
-            return False
-        problems = self.fit_problems()
-        if problems:
-            self._set_label(self.status_label, "Cannot train: " + "; ".join(problems), "error")
-            return False
+        config = self.config_from_fields()
         spec = self.dataset_spec()
         dataset, options = self._imported.get(spec, (None, {}))
         graph = Graph.from_dict(self.document.graph.to_dict())
@@ -494,7 +634,9 @@ class TrainingPanel(QWidget):
         info = self._builtins.get(spec)
         self._task = (info["task"] if info else dataset.task if dataset is not None else "multiclass")
         self._batch_losses, self._batches_per_epoch = [], 0
+        self._latest = self._shown = None
         self._run_project, self._run_graph_changed = self.document.project, False
+        self._run_signature = graph_signature(graph)
         self._stop_clicked = False
         self.document.graph.subscribe(self._graph_event)
         self.curves.clear_overlay()
@@ -505,7 +647,7 @@ class TrainingPanel(QWidget):
         self.stats.hide()
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
-        self._set_label(self.status_label, f"Run {self._run_id}: starting…")
+        self._set_status(f"Run {self._run_id}: starting…")
         self.session.start(RunRequest(graph, dataset if dataset is not None else spec, config, options))
         self.runStarted.emit()
         return True
@@ -514,7 +656,7 @@ class TrainingPanel(QWidget):
         if self.session.running:
             self._stop_clicked = True
             self.session.stop()
-            self._set_label(self.status_label, "Stopping after this batch…")
+            self._set_status("Stopping after this batch…")
 
     def toggle_pause(self) -> None:
         if not self.session.running:
@@ -522,11 +664,13 @@ class TrainingPanel(QWidget):
         if self.session.paused:
             self.session.resume()
             self.pause_button.setText("Pause")
-            self._set_label(self.status_label, "Training…")
+            self._set_status("Training…")
+            self._show_progress(again=True)      # the ETA again
         else:
             self.session.pause()
             self.pause_button.setText("Resume")
-            self._set_label(self.status_label, "Paused: Resume to go on, Stop to end the run keeping the best "
+            self._show_progress(again=True)      # no ETA while nothing moves
+            self._set_status("Paused: Resume to go on, Stop to end the run keeping the best "
                                                "weights so far.")
 
     def confirm_stop(self) -> bool:
@@ -541,13 +685,17 @@ class TrainingPanel(QWidget):
         return True
 
     def _graph_event(self, event: str, payload: dict) -> None:
-        if event != "node_moved" and not self._run_graph_changed:
-            self._run_graph_changed = True
+        """During a run: say so while the graph differs from the run's (an undo back to it clears it)."""
+        if event == "node_moved" or self._run_project is None:
+            return
+        changed = graph_signature(self._run_project.graph) != self._run_signature
+        if changed != self._run_graph_changed:
+            self._run_graph_changed = changed
             self._set_label(self.changed_label, "The graph has changed since this run started; the run goes on "
-                                                "with the graph as it was.", "warning")
+                                                "with the graph as it was." if changed else "", "warning")
 
     def _on_status(self, text: str) -> None:
-        self._set_label(self.status_label, text)
+        self._set_status(text)
 
     def _on_batch(self, info: dict) -> None:
         self._batch_losses.extend(info["losses"])
@@ -557,17 +705,31 @@ class TrainingPanel(QWidget):
         if not self._progress_timer.isActive():   # the figures change faster than anyone reads them
             self._progress_timer.start()
 
-    def _show_progress(self) -> None:
+    def _set_status(self, text: str, kind: str = "", blocked: bool = False) -> None:
+        """The status line; `blocked`: it says why Train refused, and is kept true (_refresh_blocked)."""
+        self._blocked = blocked
+        self._set_label(self.status_label, text, kind)
+
+    def _show_progress(self, final: bool = False, again: bool = False) -> None:
+        """The latest report, in the bar, the figures below it and the curves' header at once (so
+        they never name different batches). Once the run is over (`final`) or while it is paused
+        there is no time left to estimate: no ETA."""
         info, self._latest = self._latest, None
         if info is None:
-            return
+            info = self._shown if final or again else None
+            if info is None:
+                return
+        self._shown = info
         total = max(int(info["total_steps"]), 1)
-        if self.progress.maximum() != total:
+        if self.progress.maximum() != total and not final:
             self._set_progress(maximum=total)
-            self._set_label(self.status_label, "Training…")
+            self._set_status("Training…")
         self._set_progress(int(info["step"]),
                            text=f"Epoch {info['epoch']}/{info['epochs']} · batch {info['batch']}/{info['batches']}")
-        parts = [f"{info['samples_per_s']:,.0f} samples/s", f"ETA {format_seconds(info['eta_s'])}"]
+        self.curves.show_progress(info)
+        parts = [f"{info['samples_per_s']:,.0f} samples/s"]
+        if not final and not self.session.paused:
+            parts.append(f"ETA {format_seconds(info['eta_s'])}")
         if info.get("gpu_memory"):
             parts.append(f"GPU memory {format_bytes(info['gpu_memory'])}")
         if info["losses"]:
@@ -595,11 +757,15 @@ class TrainingPanel(QWidget):
 
     def _finish_common(self) -> None:
         self._progress_timer.stop()
-        self._show_progress()
+        self._show_progress(final=True)
         try:
             self._run_project.graph.unsubscribe(self._graph_event)
         except AttributeError:
             pass
+        # whether the graph now differs from the run's (an edit undone is no change)
+        self._run_graph_changed = (self._run_project is not None
+                                   and graph_signature(self._run_project.graph) != self._run_signature)
+        self._set_label(self.changed_label, "")     # the run is over; the finishing line says what happened
         self._set_progress(maximum=1)
         self.pause_button.setText("Pause")
         self.curves.set_live(False)
@@ -615,7 +781,7 @@ class TrainingPanel(QWidget):
         if len(self._batch_losses) > MAX_SAVED_BATCH_POINTS:
             run["batch_losses_downsampled_from"] = len(self._batch_losses)
         if project is not self.document.project:
-            self._set_label(self.status_label, "The run finished, but its project was closed meanwhile.", "warning")
+            self._set_status("The run finished, but its project was closed meanwhile.", "warning")
             return
         project.runs.append(run)
         project.keep_checkpoints(int(self._run_id), result.checkpoints)   # saved with the project
@@ -658,7 +824,7 @@ class TrainingPanel(QWidget):
         if not applied:
             text += (" The graph changed during the run, so its weights were kept with the run but not "
                      "applied to the edited graph.")
-        self._set_label(self.status_label, text, "" if applied and result.stopped != "diverged" else "warning")
+        self._set_status(text, "" if applied and result.stopped != "diverged" else "warning")
         self.message.emit(f"Run {self._run_id} {how}: {metric}")
 
     def _on_failed(self, message: str) -> None:
@@ -666,12 +832,12 @@ class TrainingPanel(QWidget):
         if self._stop_clicked and message.startswith("stopped before"):
             # not a trained model: nothing recorded, the document's weights untouched
             self._set_progress(0, text="Stopped")
-            self._set_label(self.status_label, f"Run {self._run_id} was stopped before its first batch: nothing "
+            self._set_status(f"Run {self._run_id} was stopped before its first batch: nothing "
                                                "was trained, and the model's weights are unchanged.", "warning")
             self.message.emit(f"Run {self._run_id} stopped before its first batch: nothing trained")
             return
         self._set_progress(0, text="Failed")
-        self._set_label(self.status_label, f"Run {self._run_id} failed: {message}", "error")
+        self._set_status(f"Run {self._run_id} failed: {message}", "error")
         self.message.emit(f"Training failed: {message}")
 
     def _update_buttons(self, running: bool) -> None:
@@ -680,6 +846,7 @@ class TrainingPanel(QWidget):
         self.stop_button.setEnabled(running)
         for w in (self.dataset_combo, self.device):
             w.setEnabled(not running)
+        self._show_fixes()
         if running:
             self.deviceText.emit(f"Training on: {self.device.currentText()}")
         else:
@@ -733,7 +900,7 @@ class TrainingPanel(QWidget):
             where = (f"only epochs {', '.join(map(str, kept))} of run {run_id} are kept" if kept else
                      f"the epochs' weights of run {run_id} were not kept (a project keeps "
                      f"{CHECKPOINT_BUDGET // 2**20} MB of them, the newest runs first)")
-            self._set_label(self.status_label, f"Cannot restore epoch {epoch}: {where}.", "warning")
+            self._set_status(f"Cannot restore epoch {epoch}: {where}.", "warning")
             return False
         if ask and QMessageBox.question(
                 self, "Restore weights", f"Replace the model's weights with those of run {run_id}, epoch {epoch}?",
@@ -744,12 +911,12 @@ class TrainingPanel(QWidget):
         try:
             compile_graph(self.document.graph).load_state_dict(state, strict=True)
         except Exception as exc:  # the graph was edited since: the weights no longer fit
-            self._set_label(self.status_label, f"Cannot restore epoch {epoch}: the weights do not fit the graph "
+            self._set_status(f"Cannot restore epoch {epoch}: the weights do not fit the graph "
                                                f"as it is now ({str(exc).splitlines()[0][:160]}).", "error")
             return False
         self.document.project.weights = dict(state)
         self.document.mark_changed()
-        self._set_label(self.status_label, f"Restored the weights of run {run_id}, epoch {epoch}.")
+        self._set_status(f"Restored the weights of run {run_id}, epoch {epoch}.")
         self.message.emit(f"Restored run {run_id}, epoch {epoch}")
         return True
 

@@ -41,8 +41,9 @@ def cmd_new(args) -> int:
         print(f"deepwire: {out} exists; use --force to replace it", file=sys.stderr)
         return EXIT_ERRORS
     graph = load_template(args.template)
-    atomic_write_text(out, graph.to_json() + "\n")
-    print(f"wrote {out} ({args.template}, {len(graph)} blocks)")
+    atomic_write_text(out, graph.to_json() + "\n")     # with the dataset the template trains on
+    trains_on = f"; trains on {graph.dataset}" if graph.dataset else ""
+    print(f"wrote {out} ({args.template}, {len(graph)} blocks{trains_on})")
     return EXIT_OK
 
 
@@ -196,6 +197,60 @@ def _dataset_options(args, project=None) -> dict:
     return options
 
 
+def _choose_dataset(args, project) -> None:
+    """Without --dataset: the dataset the project (or the graph file, as a template writes it)
+    names, said on stderr; none named: a one-line failure that suggests the built-in that fits."""
+    if args.dataset:
+        return
+    named = project.dataset or project.graph.dataset
+    if named:
+        args.dataset = named
+        print(f"deepwire: no --dataset given: using {_printable(named)}, the dataset {_shown(args.file)} names",
+              file=sys.stderr)
+        return
+    analysis = analyse(project.graph)
+    fits = _builtin_fitting(analysis)
+    hint = f" (--dataset {fits} fits this model)" if fits else ""
+    raise _Fail(f"{_shown(args.file)} names no dataset: pass --dataset with a built-in name (see 'datasets') or a "
+                f"CSV/NPZ file or folder{hint}")
+
+
+def _builtin_fitting(analysis) -> str | None:
+    """The built-in dataset whose samples fit the model's one Input (and, preferably, its Output)."""
+    from .data.catalog import builtin_for_shape
+
+    inputs = [i for i in analysis.inputs if i in analysis.live]
+    if len(inputs) != 1 or inputs[0] not in analysis.specs:
+        return None
+    spec = analysis.specs[inputs[0]]
+    out = analysis.specs.get(analysis.outputs[0]) if len(analysis.outputs) == 1 else None
+    return builtin_for_shape(spec.shape, spec.dtype, out.shape if out is not None else None)
+
+
+def _check_fit(graph: Graph, dataset) -> None:
+    """The data fits the model, or a one-line failure that names each mismatch and, when the
+    inputs differ, the built-in dataset that fits the model's Input."""
+    from .data.catalog import normalise_name
+    from .training import check_data
+
+    analysis = analyse(graph)
+    if not analysis.ok:
+        return                      # training explains the graph's errors
+    problems = check_data(graph, analysis, dataset)
+    if not problems:
+        return
+    inputs = [i for i in analysis.inputs if i in analysis.live]
+    hint = ""
+    if len(inputs) == 1 and len(analysis.outputs) == 1:
+        spec = analysis.specs[inputs[0]]
+        fits = _builtin_fitting(analysis)
+        if ((tuple(dataset.input_shape), dataset.dtype) != (spec.shape, spec.dtype) and fits
+                and fits != normalise_name(str(dataset.name))):
+            hint = f"; use --dataset {fits}, which gives {format_shape(spec.shape)}" + (
+                " token ids" if spec.dtype == "int64" else "")
+    raise _Fail("the data does not fit the model: " + "; ".join(problems) + hint)
+
+
 def _dataset(args, project=None):
     from .data import load_dataset
 
@@ -314,7 +369,9 @@ def cmd_train(args) -> int:
     if args.checkpoint_dir:
         _check_folder(Path(args.checkpoint_dir), "the checkpoint folder")
     _check_memory(project.graph)
+    _choose_dataset(args, project)
     dataset = _dataset(args, project)
+    _check_fit(project.graph, dataset)
     options = _dataset_options(args, project)
     progress = _Progress()
     control = TrainControl()
@@ -447,16 +504,15 @@ def _print_metrics(metrics: dict, class_names, label: str) -> None:
 def cmd_evaluate(args) -> int:
     from .analysis import analyse, output_activation
     from .data import split_dataset
-    from .training import check_data, evaluate, loss_for, resolve_device, resolve_task, to_tensors
+    from .training import evaluate, loss_for, resolve_device, resolve_task, to_tensors
 
     project, _ = _load_project(args.file)
     model = _trained_model(project, args.file)
+    _choose_dataset(args, project)
     dataset = _dataset(args, project)
     graph, config = project.graph, project.config
     analysis = analyse(graph)
-    problems = check_data(graph, analysis, dataset)
-    if problems:
-        raise _Fail("; ".join(problems))
+    _check_fit(graph, dataset)
     task = resolve_task(dataset, analysis.specs[analysis.outputs[0]].shape)
     final = output_activation(graph, analysis, analysis.outputs[0])
     splits = split_dataset(dataset, config.val_split, config.test_split, config.seed)
@@ -627,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_datasets)
     p = sub.add_parser("train", help="train a graph or project on a dataset and save the trained project")
     p.add_argument("file", help="a graph .json or a project file")
-    p.add_argument("--dataset", required=True, help="a built-in name (see 'datasets') or a CSV/NPZ file or folder")
+    p.add_argument("--dataset", help="a built-in name (see 'datasets') or a CSV/NPZ file or folder (default: the "
+                                     "dataset the project or graph file names, as a template's does)")
     p.add_argument("--target", help="CSV: the column to predict (default: the last)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, dest="batch_size")
@@ -650,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="test metrics and confusion matrix of a trained project")
     p.add_argument("file")
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", help="default: the dataset the project was trained on")
     p.add_argument("--target")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
@@ -666,7 +723,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("python", "torchscript", "onnx", "weights"), default="python")
     p.add_argument("-o", "--output", required=True, help="folder to write into")
     p.add_argument("--force", action="store_true", help="write into a folder that is not empty")
-    p.add_argument("--dataset", help="python: the dataset train.py loads (default: the one the project used)")
+    p.add_argument("--dataset", help="python: the dataset train.py loads (default: the one the project used, or "
+                                     "the one the graph names)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser(
         "import", help="turn a PyTorch module (.py) or a Keras model (.keras, .json) into a graph or project",

@@ -22,6 +22,14 @@ MAX_NODES = 20_000
 MAX_NAME = 64
 
 
+def clean_dataset(value: Any) -> str | None:
+    """A graph's `dataset` as read from a file: one printable line of at most 4096 characters, else None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    return text if text and len(text) <= 4096 and text.isprintable() else None
+
+
 class GraphError(ValueError):
     """An edit that would make the graph invalid (a cycle, a taken port, an unknown node...)."""
 
@@ -62,6 +70,7 @@ class Graph:
 
     def __init__(self, name: str = "model"):
         self.name = name
+        self.dataset: str | None = None   # the data it is meant to train on (a built-in's name or a path)
         self._g = nx.MultiDiGraph()
         self._names: set[str] = set()
         self._next_id = 1
@@ -245,13 +254,16 @@ class Graph:
 
     # -------------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:
-        return {
+        data = {
             "format": "deepwire-graph",
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "nodes": [n.to_dict() for n in self.nodes()],
             "edges": [e.to_dict() for e in sorted(self.edges(), key=lambda e: (e.dst, e.port, e.src))],
         }
+        if self.dataset:
+            data["dataset"] = self.dataset
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
@@ -277,6 +289,7 @@ class Graph:
         if version < 1:
             raise FormatError(f"format_version {version} is older than any Deepwire release can read")
         graph = cls(clean_name(data.get("name", "model")) or "model")
+        graph.dataset = clean_dataset(data.get("dataset"))
         nodes, edges = data.get("nodes", []), data.get("edges", [])
         if not isinstance(nodes, list) or not isinstance(edges, list):
             raise FormatError("'nodes' and 'edges' must be lists")

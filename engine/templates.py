@@ -1,7 +1,8 @@
 """Starter models (resources/templates/*.json): the tutorials' networks users try first.
 
 The JSON files are written by `python -m engine.templates` from the builders below, so a
-template is declared once here and laid out automatically.
+template is declared once here and laid out automatically. Each names the built-in dataset it
+trains on as it opens (the graph's `dataset`): its Input and Output fit that data.
 """
 from __future__ import annotations
 
@@ -122,8 +123,8 @@ def _digits_cnn():
 BUILDERS = {
     "fashion_mnist_mlp": (_mlp, "Keras' first tutorial: 28x28 images -> Flatten -> Dense 128 -> 10 classes",
                           "fashion_mnist"),
-    "tabular_dnn": (_tabular, "20 tabular features -> 64 -> Dropout -> 32 -> 1 sigmoid (binary)", "breast_cancer"),
-    "image_cnn": (_cnn, "3x128x128 images -> two conv/pool stages -> Dense 128 -> 10 softmax", "image_folder"),
+    "tabular_dnn": (_tabular, "20 tabular features -> 64 -> Dropout -> 32 -> 1 sigmoid (binary)", "tabular_binary"),
+    "image_cnn": (_cnn, "3x128x128 images -> two conv/pool stages -> Dense 128 -> 10 softmax", "shapes"),
     "sequence_lstm": (_lstm, "(50, 8) sequences -> LSTM 64 (last step) -> 32 -> 1 (forecasting)", "sine_forecast"),
     "transformer_classifier": (_transformer,
                                "token ids -> Embedding + positions -> 2 encoder layers -> mean -> 2 classes",
@@ -160,6 +161,7 @@ def describe(name: str) -> dict:
 
 
 def load_template(name: str) -> Graph:
+    """The template's graph; its `dataset` names the built-in dataset it trains on."""
     return Graph.from_dict(_read(name))
 
 
@@ -173,10 +175,10 @@ def write_templates() -> None:
     TEMPLATE_DIR.mkdir(parents=True, exist_ok=True)
     for name, (builder, description, dataset) in BUILDERS.items():
         graph = builder()
+        graph.dataset = dataset
         layout(graph)
         data = graph.to_dict()
         data["description"] = description
-        data["dataset"] = dataset
         atomic_write_text(TEMPLATE_DIR / f"{name}.json", json.dumps(data, indent=2) + "\n")
 
 

@@ -102,6 +102,91 @@ def _token_classification() -> Dataset:
                    class_names=["B more often", "A more often"])
 
 
+# ----------------------------------------------------------------------------- synthetic, shipped as source
+# The two generators below use numpy alone and nothing else from this module, so an exported
+# train.py carries their source verbatim (engine/export/python_bundle.py) and makes the very same arrays.
+
+def tabular_arrays():
+    """1,000 rows of 20 numeric features for a two-class problem, on the scale of a standardised
+    table: 6 informative features (two clusters per class), 4 noisy mixes of them and 10 features
+    of noise, in a fixed shuffled column order; 3% of the labels flipped.
+    Returns (x float32 (1000, 20), y int64 (1000,))."""
+    rng = np.random.default_rng(20240503)
+    n, informative, mixed, noise = 1000, 6, 4, 10
+    y = rng.integers(0, 2, size=n)
+    centres = rng.normal(0.0, 1.5, size=(2, 2, informative))       # class, cluster, feature
+    cluster = rng.integers(0, 2, size=n)
+    core = centres[y, cluster] + rng.normal(0.0, 1.0, size=(n, informative))
+    mixes = core @ rng.normal(0.0, 0.5, size=(informative, mixed)) + rng.normal(0.0, 0.3, size=(n, mixed))
+    x = np.concatenate([core, mixes, rng.normal(0.0, 1.0, size=(n, noise))], axis=1)
+    x = x[:, rng.permutation(x.shape[1])]
+    y = np.where(rng.random(n) < 0.03, 1 - y, y)
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def shapes_arrays():
+    """600 RGB images of 128x128 pixels (values 0..255), 60 of each of 10 shapes (circle, square,
+    triangle, ring, plus, diamond, horizontal bar, vertical bar, frame, cross), each of its own
+    size, place and colour on a noisy background of its own colour.
+    Returns (x float32 (600, 3, 128, 128), y int64 (600,))."""
+    rng = np.random.default_rng(20240504)
+    per_class, size, classes = 60, 128, 10
+    n = per_class * classes
+    y = np.repeat(np.arange(classes), per_class)[rng.permutation(n)]
+    r = rng.uniform(24.0, 44.0, size=(n, 1, 1)).astype(np.float32)     # half the shape's extent
+    cy = rng.uniform(size / 2 - 12.0, size / 2 + 12.0, size=(n, 1, 1)).astype(np.float32)   # near the middle
+    cx = rng.uniform(size / 2 - 12.0, size / 2 + 12.0, size=(n, 1, 1)).astype(np.float32)
+    background = rng.uniform(0.0, 90.0, size=(n, 3, 1, 1)).astype(np.float32)
+    colour = rng.uniform(150.0, 255.0, size=(n, 3, 1, 1)).astype(np.float32)
+    x = rng.standard_normal(size=(n, 3, size, size), dtype=np.float32) * np.float32(12.0)
+    grid = np.arange(size, dtype=np.float32)
+    for k in range(classes):
+        i = np.nonzero(y == k)[0]
+        rk = r[i]
+        dy, dx = grid[None, :, None] - cy[i], grid[None, None, :] - cx[i]
+        ay, ax = np.abs(dy), np.abs(dx)
+        box, w = np.maximum(ay, ax), rk / 4
+        if k in (0, 3):
+            dist = np.sqrt(dy * dy + dx * dx)
+        if k == 0:
+            mask = dist < rk                                            # circle
+        elif k == 1:
+            mask = box < rk * 0.85                                      # square
+        elif k == 2:
+            mask = (dy < rk * 0.8) & (dy > -rk) & (ax < (dy + rk) * 0.55)  # triangle, pointing up
+        elif k == 3:
+            mask = (dist < rk) & (dist > rk * 0.6)                      # ring
+        elif k == 4:
+            mask = ((ax < w) & (ay < rk)) | ((ay < w) & (ax < rk))      # plus
+        elif k == 5:
+            mask = ax + ay < rk                                         # diamond
+        elif k == 6:
+            mask = (ay < w) & (ax < rk)                                 # horizontal bar
+        elif k == 7:
+            mask = (ax < w) & (ay < rk)                                 # vertical bar
+        elif k == 8:
+            mask = (box < rk * 0.85) & (box > rk * 0.55)                # frame
+        else:
+            mask = (np.abs(ax - ay) < w * 0.8) & (box < rk * 0.8)       # cross
+        x[i] += np.where(mask[:, None], colour[i], background[i])
+    return np.clip(x, 0.0, 255.0, out=x), y.astype(np.int64)
+
+
+SHAPE_NAMES = ["circle", "square", "triangle", "ring", "plus", "diamond", "horizontal bar", "vertical bar",
+               "frame", "cross"]
+
+
+def _tabular_binary() -> Dataset:
+    x, y = tabular_arrays()
+    return Dataset(name="tabular_binary", x=x, y=y, task="binary", class_names=["negative", "positive"],
+                   feature_names=[f"feature {i}" for i in range(x.shape[1])])
+
+
+def _shapes() -> Dataset:
+    x, y = shapes_arrays()
+    return Dataset(name="shapes", x=x, y=y, task="multiclass", class_names=list(SHAPE_NAMES))
+
+
 # ----------------------------------------------------------------------------- registry
 
 @dataclass(frozen=True)
@@ -148,6 +233,14 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in (
             "Token sequences: 64 ids from a vocabulary of 1000. Class 'A more often' when marker tokens 1..10 "
             "occur more often than markers 11..20.",
             (TOKEN_LENGTH,), "binary", 2, TOKEN_SAMPLES, dtype="int64"),
+    Builtin("tabular_binary", _tabular_binary,
+            "Tabular (synthetic): 20 numeric features on a standardised scale, 6 of them informative; two "
+            "classes. What the Tabular DNN starter trains on.",
+            (20,), "binary", 2, 1000),
+    Builtin("shapes", _shapes,
+            "Shapes (synthetic): 128x128 RGB images (pixels 0..255) of 10 shapes, each of its own size, place "
+            "and colour; 60 per class. What the Image CNN starter trains on.",
+            (3, 128, 128), "multiclass", 10, 600),
     Builtin("fashion_mnist", None,
             "Fashion-MNIST: 28x28 grayscale photos of clothing (pixels 0..255), 10 classes; 60,000 training "
             "and 10,000 test images. Downloaded once (30 MB) if not on disk.",
@@ -161,6 +254,34 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in (
 
 def builtin_names() -> list[str]:
     return list(BUILTINS)
+
+
+def fits_output(entry: Builtin, output_shape) -> bool:
+    """Whether a model ending in `output_shape` (no batch) can learn the built-in's targets."""
+    shape = tuple(int(d) for d in output_shape)
+    if entry.task == "multiclass":
+        return shape == (entry.num_classes,)
+    if entry.task == "binary":
+        return shape in ((1,), (2,))
+    return shape == (1,)
+
+
+def builtin_for_shape(shape, dtype: str = "float32", output_shape=None) -> str | None:
+    """The built-in dataset a model with this input (shape without the batch, dtype) trains on:
+    the first in the catalogue whose samples have that shape and dtype, preferring one whose
+    targets fit `output_shape` (when given), then one that needs no download. None if none has
+    that input."""
+    shape = tuple(int(d) for d in shape)
+    candidates = [b for b in BUILTINS.values() if b.input_shape == shape and b.dtype == dtype]
+    if not candidates:
+        return None
+
+    def rank(entry: Builtin) -> tuple[int, int]:
+        fits = output_shape is None or fits_output(entry, output_shape)
+        offline = entry.make is not None or idx.available(entry.name)
+        return (0 if fits else 1, 0 if offline else 1)
+
+    return min(candidates, key=rank).name
 
 
 def normalise_name(spec: str) -> str:

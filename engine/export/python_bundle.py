@@ -7,6 +7,12 @@
     reference.npz         sample inputs and the app's outputs for them
     test_export.py        checks that model.py + weights reproduce those outputs exactly
     README.md             how to load, predict, fine-tune and train (also distributed)
+    requirements.txt      exactly the packages the files need (`pip install -r requirements.txt`)
+
+What each file needs: model.py imports torch alone; its load() reads safetensors; test_export.py
+and train.py need numpy; train.py needs scikit-learn only for scikit-learn's built-in datasets
+and Pillow only for image folders (requirements.txt lists those only when the bundle's own data
+needs them).
 
 Nothing a user typed reaches the files as code: model.py is codegen's source (names are
 checked identifiers); the dataset path is written as an ASCII string literal; titles pass
@@ -14,6 +20,7 @@ through `safe_text`.
 """
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import re
@@ -32,20 +39,27 @@ from ..fileio import atomic_write_bytes
 from ..threads import run_with_default_threads
 
 REFERENCE_SAMPLES = 8
-FILES = ("model.py", "weights.safetensors", "train.py", "reference.npz", "test_export.py", "README.md")
+FILES = ("model.py", "weights.safetensors", "train.py", "reference.npz", "test_export.py", "README.md",
+         "requirements.txt")
+# What the bundle's files import, as requirement lines (the app's own lower bounds, pyproject.toml)
+TORCH, SAFETENSORS, NUMPY, SKLEARN, PILLOW = ("torch>=2.2", "safetensors>=0.4", "numpy>=1.24", "scikit-learn>=1.3",
+                                              "pillow>=9.1")
+# train.py's built-ins that scikit-learn provides (the others are generated with numpy, or IDX files)
+SKLEARN_BUILTINS = ("digits", "digits_images", "iris", "wine", "breast_cancer", "diabetes")
 
 
 def export_python(project, out_dir: Path, dataset: str | None = None) -> list[Path]:
     """Write the bundle into `out_dir` (an existing, empty folder) and return the files written.
 
-    `dataset` (else `project.dataset`) is the data train.py loads and reference.npz samples;
-    without trained weights the model's initial weights for the project's seed are exported.
-    Raises CodegenError when the graph has errors."""
+    `dataset` (else `project.dataset`, else the dataset the graph names, as a template does) is
+    the data train.py loads and reference.npz samples; without trained weights the model's
+    initial weights for the project's seed are exported. Raises CodegenError when the graph has
+    errors."""
     out_dir = Path(out_dir)
     graph = project.graph
     analysis = analyse(graph)
     source, info = generate(graph, analysis)
-    spec = dataset if dataset is not None else project.dataset
+    spec = dataset if dataset is not None else (project.dataset or graph.dataset)
 
     if not project.weights:   # untrained: the initial weights for the project's seed
         torch.manual_seed(project.config.seed)
@@ -77,6 +91,7 @@ def export_python(project, out_dir: Path, dataset: str | None = None) -> list[Pa
         "reference.npz": _npz_bytes(arrays),
         "test_export.py": TEST_SOURCE.encode("utf-8"),
         "README.md": readme_source(info, project, spec, title).encode("utf-8"),
+        "requirements.txt": requirements_source(spec).encode("utf-8"),
     }
     written = []
     for name in FILES:
@@ -99,7 +114,8 @@ OUTPUT_SHAPES = @@OUTPUT_SHAPES@@
 
 
 def load(path="weights.safetensors", device="cpu") -> @@CLASS@@:
-    """The model with the weights in `path`, in evaluation mode, on `device`.
+    """The model with the weights in `path`, in evaluation mode, on `device`. Needs the
+    safetensors package (the module above needs only PyTorch).
 
     A relative path that does not exist in the current folder is looked up next to this file.
     """
@@ -231,14 +247,9 @@ def train_source(info: CodeInfo, config, dataset: str | None, final: str | None,
     from ..data.idx import FILES as IDX_FILES
     from ..data.idx import MIRRORS, SHA256
 
-    generated = ""
     name = normalise_name(dataset) if dataset else ""
-    if name == "sine_forecast":
-        generated = SINE_SOURCE
-    elif name == "token_classification":
-        generated = TOKEN_SOURCE
-    generated_table = {"sine_forecast": '{"sine_forecast": sine_forecast}',
-                       "token_classification": '{"token_classification": token_classification}'}.get(name, "{}")
+    generated = generated_source(name)
+    generated_table = f"{{{_literal(name)}: {name}}}" if generated else "{}"
     return _fill(TRAIN_TEMPLATE, {
         "TITLE": title,
         "VERSION": __version__,
@@ -252,6 +263,54 @@ def train_source(info: CodeInfo, config, dataset: str | None, final: str | None,
         "IDX_MIRRORS": _dict_literal({k: list(v) for k, v in MIRRORS.items()}),
         "IDX_SHA256": _dict_literal(SHA256),
     })
+
+
+def generated_source(name: str) -> str:
+    """The source of the function train.py makes a generated built-in with (named after it), or ""."""
+    from ..data import catalog
+
+    if name == "sine_forecast":
+        return SINE_SOURCE
+    if name == "token_classification":
+        return TOKEN_SOURCE
+    made = {"tabular_binary": (catalog.tabular_arrays, "binary"), "shapes": (catalog.shapes_arrays, "multiclass")}
+    if name not in made:
+        return ""
+    function, task = made[name]
+    return (inspect.getsource(function) + f"\n\ndef {name}() -> Data:\n    x, y = {function.__name__}()\n"
+            f"    return Data(x, y, {_literal(task)})\n\n\n")
+
+
+def requirements_source(dataset: str | None) -> str:
+    """requirements.txt: what the bundle's files import, with scikit-learn and Pillow only when
+    train.py's own data needs them (else as comments)."""
+    from ..data import idx
+    from ..data.catalog import is_builtin, normalise_name
+
+    name = normalise_name(str(dataset)) if dataset else ""
+    path = Path(str(dataset)).expanduser() if dataset and not is_builtin(str(dataset)) else None
+    sklearn = name in SKLEARN_BUILTINS
+    images = bool(path is not None and _is_dir(path) and not idx.find_files(path))
+    lines = [
+        "# What this folder needs: pip install -r requirements.txt",
+        "# model.py imports torch alone; load() reads the weights with safetensors;",
+        "# test_export.py and train.py need numpy too.",
+        TORCH,
+        SAFETENSORS,
+        NUMPY,
+        f"{SKLEARN:<20}# train.py's data, {name}, is one of scikit-learn's datasets" if sklearn else
+        f"# {SKLEARN:<18}# only for train.py --data with one of scikit-learn's datasets (digits, iris, ...)",
+        f"{PILLOW:<20}# train.py's data is a folder of images" if images else
+        f"# {PILLOW:<18}# only for train.py --data with a folder of images",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _literal(value) -> str:
@@ -287,9 +346,11 @@ def _fill(template: str, values: dict[str, str]) -> str:
 TRAIN_TEMPLATE = r'''#!/usr/bin/env python3
 """Train @@TITLE@@ the way Deepwire does: alone, or on many processes with torchrun.
 
-Written by Deepwire @@VERSION@@ next to model.py. Needs PyTorch and numpy; scikit-learn for
-its built-in datasets (it also makes the train/validation/test split; without it an
-identical numpy copy of its algorithm is used); Pillow for image folders.
+Written by Deepwire @@VERSION@@ next to model.py. Needs PyTorch and numpy (requirements.txt);
+scikit-learn only for scikit-learn's datasets (digits, digits_images, iris, wine,
+breast_cancer, diabetes; the train/validation/test split uses it when installed, else an
+identical numpy copy of its algorithm); Pillow only for image folders; safetensors to read
+and write .safetensors files (without it the trained weights are written as a .pt file).
 
     python train.py                              # CPU, or the first GPU
     python train.py --epochs 5 --data data.csv   # other data, fewer epochs
@@ -1182,11 +1243,21 @@ to train it again, alone or on many processes. @@TRAINED@@
 
 | file | what it is |
 | --- | --- |
-| `model.py` | the model: `@@CLASS@@`, exactly the source the app trained, plus `load()`. Needs only PyTorch. |
+| `model.py` | the model: `@@CLASS@@`, exactly the source the app trained, plus `load()` |
 | `weights.safetensors` | the weights and buffers (normalisation statistics included) |
 | `train.py` | a standalone training script with the project's settings at the top |
 | `reference.npz` | sample inputs and the app's outputs for them |
 | `test_export.py` | checks that `model.py` + weights reproduce those outputs exactly |
+| `requirements.txt` | the packages these files need, for this bundle's data |
+
+What each file needs:
+
+- `model.py`: PyTorch alone, to import it and run the model; `load()` also needs safetensors.
+- `test_export.py`: PyTorch, safetensors and numpy (and pytest, to run it under pytest).
+- `train.py`: PyTorch and numpy; safetensors for `.safetensors` weights; scikit-learn only for
+  scikit-learn's datasets; Pillow only for folders of images.
+
+`pip install -r requirements.txt` installs PyTorch, safetensors and numpy@@EXTRA_NEEDS@@.
 
 Inputs (without the batch dimension): @@INPUTS@@. Outputs: @@OUTPUTS@@.
 
@@ -1225,15 +1296,16 @@ python train.py --data other.csv --epochs 20 --device cuda
 ```
 
 The settings (optimizer, learning rate, schedule, loss, epochs, batch size, seed, splits) are the
-`Config` at the top of `train.py`. Data: a scikit-learn built-in (digits, digits_images, iris, wine,
-breast_cancer, diabetes), MNIST / Fashion-MNIST, a `.csv` (`--target COLUMN`, default the last), a
-`.npz` (`x_train`, `y_train`, optionally `x_test`, `y_test`), a folder of IDX files, or a folder with
-one subfolder of images per class. One process repeats the app's run: same split, same initial
-weights, same batches, same result. The trained weights go to `trained.safetensors` (`--out` to
-choose); `weights.safetensors` is never overwritten.
+`Config` at the top of `train.py`. Data: @@GENERATED_DATA@@a scikit-learn built-in (digits,
+digits_images, iris, wine, breast_cancer, diabetes), MNIST / Fashion-MNIST, a `.csv` (`--target
+COLUMN`, default the last), a `.npz` (`x_train`, `y_train`, optionally `x_test`, `y_test`), a folder
+of IDX files, or a folder with one subfolder of images per class. One process repeats the app's
+run: same split, same initial weights, same batches, same result. The trained weights go to
+`trained.safetensors` (`--out` to choose); `weights.safetensors` is never overwritten.
 
-Needs PyTorch and numpy; scikit-learn for its datasets; Pillow for image folders; safetensors to
-write `.safetensors` (else a `.pt` file is written).
+Needs PyTorch and numpy; scikit-learn only for scikit-learn's datasets (`pip install
+scikit-learn`); Pillow only for image folders (`pip install pillow`); safetensors to read and
+write `.safetensors` (without it a `.pt` file is written).
 
 ## Train on many processes: torchrun
 
@@ -1262,6 +1334,8 @@ Every machine needs this folder and the data at the same path.
 
 
 def readme_source(info: CodeInfo, project, dataset: str | None, title: str) -> str:
+    from ..data.catalog import normalise_name
+
     example, args = [], []
     for i, s in enumerate(info.input_specs):
         name = "x" if len(info.input_specs) == 1 else f"x{i}"
@@ -1274,6 +1348,10 @@ def readme_source(info: CodeInfo, project, dataset: str | None, title: str) -> s
     shapes = [f"`{tuple(s.shape)}`" + (" token ids (int64)" if s.dtype == TOKENS else " float32")
               for s in info.input_specs]
     outputs = [f"`{tuple(s.shape)}`" for s in info.output_specs]
+    needs = requirements_source(dataset)
+    name = normalise_name(str(dataset)) if dataset else ""
+    extra = "".join(f", and {label} for `train.py`'s data" for package, label in
+                    ((SKLEARN, "scikit-learn"), (PILLOW, "Pillow")) if f"\n{package}" in needs)
     trained = ("The weights are the trained ones." if project.weights else
                f"**The project was not trained**: the weights are the initial ones (seed {project.config.seed}).")
     return _fill(README_TEMPLATE, {
@@ -1289,6 +1367,9 @@ def readme_source(info: CodeInfo, project, dataset: str | None, title: str) -> s
                         else f"   # shape (4, {', '.join(str(d) for d in info.output_specs[0].shape)})"
                         if info.output_specs else ""),
         "DATASET": _display(dataset) if dataset else "none set: pass --data",
+        "EXTRA_NEEDS": extra,
+        "GENERATED_DATA": (f"this bundle's own generated data (`{name}`, made with numpy), " if generated_source(name)
+                           else ""),
     })
 
 

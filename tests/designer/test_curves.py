@@ -186,14 +186,15 @@ def test_overlay_adds_legend_entries_and_clear_removes_them(view):
     _, y = view._overlay_items[1][1].getOriginalDataset()   # run-a's validation accuracy, in per cent
     assert list(y) == pytest.approx([20.0, 40.0, 60.0, 80.0])
     view.start_run("run-2", "multiclass")                    # a new live run keeps the comparison
-    assert "run-a" in view.legend_names("loss")
+    assert view.legend_names("loss") == ["run-a", "run-b"]   # and names no curve it has not drawn yet
     view.overlay([("run-c", other)])                         # replaces the previous overlay
     assert view.legend_names("loss").count("run-a") == 0 and "run-c" in view.legend_names("loss")
     view.clear_overlay()
-    assert view.legend_names("loss") == before_loss
+    assert view.legend_names("loss") == [] and view.legend_names("metric") == []
+    feed_classification(view)
     view.overlay([("run-a", other)])
     view.clear()
-    assert view.legend_names("loss") == before_loss and set(view.point_counts().values()) == {0}
+    assert view.legend_names("loss") == [] and set(view.point_counts().values()) == {0}
 
 
 def test_regression_plots_validation_mae(view):
