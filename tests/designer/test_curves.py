@@ -263,3 +263,32 @@ def test_long_runs_keep_markers_only_on_the_validation_curves(qtbot):
     view.start_run("2", "multiclass")
     view.add_epoch({"epoch": 1, "loss": 1.0, "val_loss": 1.0, "accuracy": 0.5, "val_accuracy": 0.5})
     assert view.epoch_loss_item.opts["symbol"] == "o"     # a new, short run has them again
+
+
+@pytest.mark.parametrize("task, metric_legend", [("multiclass", ["train", "validation"]), ("binary", ["validation"]),
+                                                 ("regression", ["validation"])])
+def test_the_legends_name_only_the_curves_drawn(view, task, metric_legend):
+    view.start_run("r", task)
+    assert view.legend_names("loss") == [] and view.legend_names("metric") == []
+    view.add_batches(batch_info(1, 10, 10, [0.7] * 10))
+    view._flush()
+    assert view.legend_names("loss") == ["train (smoothed)"]
+    # the engine measures training accuracy for multiclass runs only
+    metric = {"val_mae": 0.4} if task == "regression" else {"val_accuracy": 0.8}
+    if task == "multiclass":
+        metric["accuracy"] = 0.75
+    view.add_epoch(epoch_record(1, 0.7, 0.6, best=True, **metric))
+    assert view.legend_names("loss") == ["train (smoothed)", "train (epoch)", "validation"]
+    assert view.legend_names("metric") == metric_legend
+    counts = view.point_counts()
+    assert (counts["accuracy"] > 0) == ("train" in view.legend_names("metric"))
+
+
+def test_the_header_names_the_batch_the_panel_shows(view):
+    view.start_run("r", "multiclass")
+    view.add_batches(batch_info(1, 6, 40, [0.9] * 6))
+    view.show_progress(batch_info(1, 6, 40, []))
+    view.add_batches(batch_info(1, 24, 40, [0.8] * 18))     # arrived, not shown yet
+    assert view.status.text().startswith("epoch 1 · batch 6/40")
+    view.show_progress(batch_info(1, 24, 40, []))
+    assert view.status.text().startswith("epoch 1 · batch 24/40")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QMessageBox
 
 from designer.dataset_dialog import DatasetImportDialog
 from engine.graph import build
 from engine.project import load_project
+from engine.templates import template_names
 
 RUN_TIMEOUT_MS = 60_000
 
@@ -416,3 +416,152 @@ def test_the_designer_never_writes_where_a_project_file_says(qtbot, window, tmp_
     assert click_train(qtbot, window).result.stopped == "completed"
     assert not elsewhere.exists()
     assert window.document.project.config.checkpoint_dir is None
+
+
+# ----------------------------------------------------------------------------- the data each model opens with
+
+@pytest.mark.parametrize("name", template_names())
+def test_every_template_opens_with_its_dataset_selected_and_trainable(window, name):
+    from engine.templates import describe
+    window.document.new_from_template(name)
+    panel = window.training
+    assert panel.dataset_spec() == describe(name)["dataset"] == window.document.project.dataset
+    assert panel.fit_problems() == [] and not panel.fit_label.isVisible(), panel.fit_label.text()
+    assert panel.train_button.isEnabled() and not panel.fix_input_button.isVisible()
+
+
+def test_an_imported_model_preselects_the_builtin_its_input_fits(window):
+    from engine.project import Project
+    imported = build("imported", [("x", "Input", {"shape": [1, 8, 8]}), ("flat", "Flatten", {}),
+                                  ("fc", "Linear", {"units": 10}), ("y", "Output", {})])
+    window.document.replace(Project(imported), None)        # as Import Model leaves it: no dataset
+    panel = window.training
+    assert panel.dataset_spec() == "digits_images" and window.document.project.dataset == "digits_images"
+    assert panel.fit_problems() == [] and not window.document.modified
+    odd = build("odd", [("x", "Input", {"shape": [7]}), ("fc", "Linear", {"units": 1}), ("y", "Output", {})])
+    window.document.replace(Project(odd), None)             # nothing fits: the list shows what Train would use
+    assert window.document.project.dataset is None and panel.dataset_spec() == "digits"
+
+
+def test_set_input_to_the_datas_shape_in_one_click_through_the_undo_stack(qtbot, window):
+    from engine.project import Project
+    from engine.templates import load_template
+    window.document.replace(Project(load_template("tabular_dnn"), dataset="breast_cancer"), None)
+    panel = window.training
+    assert "expects (20,)" in panel.fit_label.text()
+    panel.train_button.click()
+    assert "Cannot train" in panel.status_label.text() and "expects (20,)" in panel.status_label.text()
+    assert panel.fix_input_button.isVisible() and panel.fix_input_button.text() == "Set Input to (30,)"
+    steps = window.document.undo_stack.count()
+    QTest.mouseClick(panel.fix_input_button, Qt.LeftButton)
+    graph = window.document.graph
+    assert graph.find("input").params["shape"] == [30] and window.document.undo_stack.count() == steps + 1
+    assert panel.fit_problems() == [] and not panel.fit_label.isVisible()
+    assert not panel.fix_input_button.isVisible()
+    assert not panel.status_label.isVisible(), panel.status_label.text()   # "Cannot train" went with its cause
+    window.document.undo_stack.undo()
+    qtbot.waitUntil(lambda: panel.fix_input_button.isVisible(), timeout=2000)
+    assert graph.find("input").params["shape"] == [20] and "expects (20,)" in panel.fit_label.text()
+
+
+def test_use_the_builtin_that_fits_the_input_in_one_click(window):
+    from engine.project import Project
+    from engine.templates import load_template
+    window.document.replace(Project(load_template("digits_cnn"), dataset="digits"), None)
+    panel = window.training
+    assert "expects (1, 8, 8)" in panel.fit_label.text()
+    assert panel.fix_dataset_button.isVisible()
+    assert panel.fix_dataset_button.text() == "Use digits_images, which gives (1, 8, 8)"
+    assert panel.fix_input_button.text() == "Set Input to (64,)"
+    QTest.mouseClick(panel.fix_dataset_button, Qt.LeftButton)
+    assert panel.dataset_spec() == "digits_images" == window.document.project.dataset
+    assert not panel.fit_label.isVisible() and not panel.fix_dataset_button.isVisible()
+
+
+def test_token_ids_and_numbers_of_one_shape_are_told_apart(window):
+    panel = window.training
+    window.document.new_from_template("transformer_classifier")
+    panel.set_dataset("digits")                              # (64,) numbers for a (64,) token-id input
+    assert "gives numbers (float32); input 'tokens' is set to int64" in panel.fit_label.text()
+    assert panel.fix_dataset_button.text() == "Use token_classification, which gives (64,) token ids"
+
+
+def test_a_cannot_train_message_follows_its_cause(window):
+    panel = window.training
+    panel.set_dataset("iris")
+    panel.train_button.click()
+    assert "Cannot train" in panel.status_label.text() and "(4,)" in panel.status_label.text()
+    panel.set_dataset("wine")                                # still does not fit: the message says why now
+    assert "(13,)" in panel.status_label.text() and "(4,)" not in panel.status_label.text()
+    panel.set_dataset("digits")                              # fits: no message left
+    assert not panel.status_label.isVisible()
+
+
+def test_a_project_whose_csv_is_missing_shows_that_csv_not_a_builtin(window, tmp_path):
+    from engine.project import Project
+    from engine.templates import load_template
+    gone = str(tmp_path / "gone" / "table.csv")
+    window.document.replace(Project(load_template("digits_mlp"), dataset=gone), None)
+    panel = window.training
+    assert panel.dataset_spec() == gone and "(not found)" in panel.dataset_combo.currentText()
+    assert "not on this machine" in panel.dataset_info.text()
+    panel.train_button.click()
+    assert not panel.session.running and "Cannot train" in panel.status_label.text()
+    panel.set_dataset("digits")                              # another choice is the one in use
+    assert window.document.project.dataset == "digits" and not panel.status_label.isVisible()
+
+
+# ----------------------------------------------------------------------------- figures true of the moment
+
+def report(epoch, batch, batches=40, epochs=3, eta=12.0):
+    return {"epoch": epoch, "epochs": epochs, "batch": batch, "batches": batches,
+            "step": (epoch - 1) * batches + batch, "total_steps": epochs * batches, "losses": [0.5] * 2,
+            "samples_per_s": 900.0, "lr": 1e-3, "eta_s": eta, "gpu_memory": None}
+
+
+def test_the_panel_and_the_curves_name_the_same_batch(qtbot, window):
+    import re
+    panel, curves = window.training, window.curves
+    curves.start_run("1", "multiclass", 3)
+
+    def batches():
+        shown = re.search(r"batch (\d+)/", panel.progress.format())
+        header = re.search(r"batch (\d+)/", curves.status.text())
+        return shown and int(shown.group(1)), header and int(header.group(1))
+
+    for batch in (6, 12, 24):
+        panel.session.batch.emit(report(1, batch))           # as the training process's reports arrive
+        left, right = batches()
+        assert left == right or right is None, (left, right)
+        qtbot.wait(10)
+    qtbot.waitUntil(lambda: batches() == (24, 24), timeout=2000)
+
+
+def test_no_eta_once_the_run_is_over(qtbot, window):
+    panel = window.training
+    panel.session.batch.emit(report(2, 30))
+    qtbot.waitUntil(lambda: "ETA" in panel.stats.text(), timeout=2000)
+    panel.session.failed.emit("killed by SIGKILL")           # the run ended
+    assert "ETA" not in panel.stats.text() and "samples/s" in panel.stats.text()
+
+
+@pytest.mark.slow
+def test_graph_changed_note_follows_undo_and_goes_with_the_run(qtbot, window):
+    from designer.commands import SetParams
+    panel = window.training
+    configure(panel, epochs=500, batch=8)
+    graph = window.document.graph
+    with qtbot.waitSignal(panel.session.batch, timeout=RUN_TIMEOUT_MS):
+        panel.train_button.click()
+    hidden = next(n for n in graph.nodes() if n.type == "Linear")
+    stack = window.document.undo_stack
+    stack.push(SetParams(graph, [hidden.id], {"units": 7}, merge=False))
+    assert "changed since this run started" in panel.changed_label.text() and panel.changed_label.isVisible()
+    stack.undo()                                             # the graph is the run's again
+    assert not panel.changed_label.isVisible()
+    qtbot.waitUntil(lambda: "ETA" in panel.stats.text(), timeout=5_000)
+    with qtbot.waitSignal(panel.session.finished, timeout=5_000):
+        panel.stop_button.click()
+    assert not panel.changed_label.isVisible() and "ETA" not in panel.stats.text()
+    assert "not applied" not in panel.status_label.text()
+    assert window.document.project.weights is not None     # the graph was the run's: its weights apply

@@ -52,7 +52,8 @@ HOSTILE_DATASET = 'data"""\n' + PAYLOAD + "\n#'''\\"
 # Templates trained briefly on the data they are built for (others keep their initial weights).
 TRAIN_ON = {"digits_mlp": "digits", "digits_cnn": "digits_images", "residual_cnn": "digits_images",
             "sequence_lstm": "sine_forecast", "transformer_classifier": "token_classification"}
-DATASET_OF = {"fashion_mnist_mlp": "fashion_mnist", "tabular_dnn": "breast_cancer", "image_cnn": "no/such/folder"}
+# Exported with another dataset than their own (the others: the one the template names)
+DATASET_OF = {"fashion_mnist_mlp": "fashion_mnist", "image_cnn": "no/such/folder"}
 RANDOM_GRAPHS = 5
 # Every test here needs the bundles the module fixture exports and checks (~10 s): the slow tier.
 pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"), pytest.mark.slow]
@@ -514,7 +515,8 @@ def data_files(tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("bundle, builtin", [("digits_mlp", "iris"), ("digits_cnn", "digits_images"),
                                               ("sequence_lstm", "sine_forecast"),
-                                              ("transformer_classifier", "token_classification")])
+                                              ("transformer_classifier", "token_classification"),
+                                              ("tabular_dnn", "tabular_binary")])
 def test_train_py_loads_and_splits_built_ins_like_the_app(bundles, bundle, builtin):
     script = bundle_module(Path(bundles[bundle]["dir"]), "train")
     assert_same_data(script, builtin, builtin)
@@ -538,3 +540,45 @@ def assert_same_data(script, spec: str, label: str) -> None:
     theirs = split_dataset(ds, 0.15, 0.2, 7)
     for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert np.array_equal(getattr(ours, field), getattr(theirs, field)), (label, field)
+
+
+# ----------------------------------------------------------------------------- what the bundle needs
+
+def requirement_lines(folder: Path) -> list[str]:
+    text = (folder / "requirements.txt").read_text(encoding="utf-8")
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+def test_an_untrained_template_exports_with_the_data_it_names(bundles):
+    folder = Path(bundles["tabular_dnn"]["dir"])
+    assert bundles["tabular_dnn"]["project"].dataset is None          # the graph names it
+    script = bundle_module(folder, "train")
+    assert script.DATASET == "tabular_binary"
+    with np.load(folder / "reference.npz") as ref:                    # samples of that data, not noise
+        np.testing.assert_array_equal(ref["input_0"], load_dataset("tabular_binary").x[:8])
+    assert "`tabular_binary`" in (folder / "README.md").read_text(encoding="utf-8")
+
+
+def test_requirements_list_exactly_what_the_files_need(bundles):
+    base = ["torch>=2.2", "safetensors>=0.4", "numpy>=1.24"]
+    assert requirement_lines(Path(bundles["digits_mlp"]["dir"])) == base + ["scikit-learn>=1.3"]   # digits
+    for name in ("tabular_dnn", "sequence_lstm", "transformer_classifier", "hostile", "random_0"):
+        assert requirement_lines(Path(bundles[name]["dir"])) == base, name
+    readme = (Path(bundles["digits_mlp"]["dir"]) / "README.md").read_text(encoding="utf-8")
+    assert "pip install -r requirements.txt" in readme
+    assert "`model.py`: PyTorch alone, to import it and run the model; `load()` also needs safetensors" in readme
+    assert "Needs only PyTorch" not in readme
+    model = (Path(bundles["digits_mlp"]["dir"]) / "model.py").read_text(encoding="utf-8")
+    assert "Runs with nothing but PyTorch installed" not in model and "Needs the\n    safetensors package" in model
+
+
+def test_an_image_folder_bundle_lists_pillow(tmp_path):
+    from PIL import Image
+
+    for k, colour in enumerate(["red", "blue"]):
+        (tmp_path / "pictures" / colour).mkdir(parents=True)
+        Image.new("RGB", (4, 4), (200 * k, 10, 10)).save(tmp_path / "pictures" / colour / "a.png")
+    project = Project(load_template("image_cnn"), dataset=str(tmp_path / "pictures"))
+    (tmp_path / "out").mkdir()
+    export_python(project, tmp_path / "out")
+    assert requirement_lines(tmp_path / "out") == ["torch>=2.2", "safetensors>=0.4", "numpy>=1.24", "pillow>=9.1"]
