@@ -393,8 +393,6 @@ class TrainingPanel(QWidget):
         if spec == IMPORT:
             self.import_dataset()
             return
-        if spec != self._missing_dataset:
-            self._missing_dataset = None
         self._last_spec = spec
         if spec != self.document.project.dataset:
             self.document.project.dataset = spec
@@ -449,7 +447,7 @@ class TrainingPanel(QWidget):
         if not analysis.ok:
             return []
         spec = self.dataset_spec()
-        if spec and spec == self._missing_dataset:
+        if spec and spec == self._missing_dataset and not _exists(spec):
             return [f"'{spec}' is not on this machine: choose Import… to pick your data"]
         dataset = self._imported.get(spec, (None, {}))[0]
         if dataset is not None:
@@ -966,6 +964,15 @@ def _select(combo: QComboBox, data) -> bool:
     if index >= 0:
         combo.setCurrentIndex(index)
     return index >= 0
+
+
+def _exists(spec: str) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(spec).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _short_path(spec: str) -> str:

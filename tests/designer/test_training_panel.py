@@ -509,6 +509,8 @@ def test_a_project_whose_csv_is_missing_shows_that_csv_not_a_builtin(window, tmp
     assert not panel.session.running and "Cannot train" in panel.status_label.text()
     panel.set_dataset("digits")                              # another choice is the one in use
     assert window.document.project.dataset == "digits" and not panel.status_label.isVisible()
+    panel.set_dataset(gone)                                  # picked again: still missing, and said so
+    assert window.document.project.dataset == gone and "not on this machine" in panel.fit_label.text()
 
 
 # ----------------------------------------------------------------------------- figures true of the moment
