@@ -8,7 +8,7 @@ from engine.data.catalog import builtin_for_shape
 
 @pytest.mark.parametrize("name, shape, task, classes, samples", [
     ("tabular_binary", (20,), "binary", 2, 1000),
-    ("shapes", (3, 128, 128), "multiclass", 10, 600),
+    pytest.param("shapes", (3, 128, 128), "multiclass", 10, 600, marks=pytest.mark.slow),   # made twice: ~2 s
 ])
 def test_synthetic_starter_data_is_as_advertised_and_the_same_every_time(name, shape, task, classes, samples):
     ds = load_dataset(name)
