@@ -9,7 +9,7 @@ from ..analysis import analyse
 from ..blocks import REGISTRY, ParamError, ShapeError, TensorSpec
 from ..codegen import CodegenError, generate
 from ..compiler import load_source
-from ..graph import Graph
+from ..graph import Graph, GraphError
 from ..templates import layout
 
 
@@ -86,9 +86,12 @@ class GraphBuilder:
             spec = block.infer(clean, specs)
         except (ParamError, ShapeError) as exc:
             raise ModelImportError(f"{where}: {type_name} {exc}") from None
-        node_id = self.graph.add_node(type_name, name, params)
-        for port, src in enumerate(inputs):
-            self.graph.connect(src, node_id, port)
+        try:
+            node_id = self.graph.add_node(type_name, name, params)
+            for port, src in enumerate(inputs):
+                self.graph.connect(src, node_id, port)
+        except GraphError as exc:   # e.g. more blocks than a graph may hold
+            raise ModelImportError(f"{where}: {exc}") from None
         self.specs[node_id] = spec
         if weights is not None:
             self.node_weights[node_id] = weights

@@ -35,6 +35,8 @@ MAX_CONFIG = 64 * 2**20
 ACTIVATIONS = {None: "none", "linear": "none", "relu": "relu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh",
                "softmax": "softmax", "silu": "silu", "swish": "silu", "elu": "elu"}
 MODELS = ("Sequential", "Functional", "Model")
+MAX_LAYERS = 2000
+CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError)
 RECURRENT = {"SimpleRNN": "RNN", "LSTM": "LSTM", "GRU": "GRU"}
 BIAS_NOTE = ("PyTorch's recurrent layers keep two bias vectors (input and recurrent) where Keras keeps one, "
              "by design")
@@ -102,28 +104,60 @@ def _shape(value) -> list | None:
     if isinstance(value, dict) and "items" in value:   # tf.keras' TensorShape serialisation
         value = value["items"]
     if isinstance(value, dict) and value.get("class_name") == "__tuple__":
-        value = value.get("config", {}).get("value")
+        config = value.get("config")
+        value = config.get("value") if isinstance(config, dict) else None
     return list(value) if isinstance(value, (list, tuple)) else None
 
 
-def _tensor_refs(obj) -> list[list]:
+def _tensor_refs(obj) -> list:
     """The keras_history ([layer, node, tensor]) of every tensor in a serialised call argument."""
     if isinstance(obj, dict):
+        config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
         if obj.get("class_name") == "__keras_tensor__":
-            return [list(obj.get("config", {}).get("keras_history", []))]
+            return [config.get("keras_history")]
         if obj.get("class_name") in ("__tuple__", "__list__"):
-            return _tensor_refs(obj.get("config", {}).get("value", []))
+            return _tensor_refs(config.get("value", []))
         return []
     if isinstance(obj, (list, tuple)):
         return [r for item in obj for r in _tensor_refs(item)]
     return []
 
 
+def _ref(value) -> tuple[str, int, int]:
+    """A checked tensor reference: (layer name, node index, tensor index)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not isinstance(value[0], str) \
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:]):
+        raise ValueError(f"it refers to a tensor as {_what(value)}, not [layer, node, index]")
+    return (value[0], value[1], value[2])
+
+
+def _first(cfg: dict, *keys):
+    for key in keys:
+        if cfg.get(key):
+            return cfg[key]
+    return None
+
+
+def _what(value, limit: int = 60) -> str:
+    """A value from the configuration, shown short and on one line (never a traceback, however it nests)."""
+    if isinstance(value, str):
+        return repr(_shown(value)[:limit])
+    try:
+        return _shown(repr(value))[:limit]
+    except RecursionError:
+        return f"a deeply nested {type(value).__name__}"
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, (ValueError, TypeError, AttributeError)) else repr(exc)
+    return _shown(" ".join(text.split()))[:120]
+
+
 def _act(value, where: str) -> str:
     if isinstance(value, dict):
         value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
     if value not in ACTIVATIONS:
-        raise _Skip(f"activation {value!r} has no Deepwire equivalent (relu, gelu, sigmoid, tanh, softmax, "
+        raise _Skip(f"activation {_what(value)} has no Deepwire equivalent (relu, gelu, sigmoid, tanh, softmax, "
                     "silu, elu)")
     return ACTIVATIONS[value]
 
@@ -218,19 +252,23 @@ class _Keras:
         self.counts.append((cls, name, keras_params, nodes))
 
     # ---------------------------------------------------------------- inputs
-    def input_layer(self, name: str, shape: list | None, dtype: str | None) -> _T:
+    def input_layer(self, name: str, shape: list | None, dtype: str | None, where: str | None = None) -> _T:
+        """`where`: how messages name the input (default: InputLayer 'name')."""
+        where = where or f"InputLayer '{name}'"
         if shape is None:
-            raise ModelImportError("the model's input shape is not in its configuration: build the model (call it "
-                                   "or give an Input) before saving it")
+            raise ModelImportError(f"the model's input shape is not in its configuration ({where}): build the model "
+                                   "(call it or give an Input) before saving it")
         sample = shape[1:]
         if not sample or any(d is None for d in sample):
-            raise ModelImportError(f"input '{name}' has a variable size {tuple(shape[1:])}: Deepwire needs a fixed "
+            raise ModelImportError(f"{where} has a variable size {_what(tuple(sample), 80)}: Deepwire needs a fixed "
                                    "shape; give every dimension except the batch a size in Keras")
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in sample):
+            raise ModelImportError(f"{where} has a shape Deepwire cannot read ({_what(tuple(sample), 80)})")
         rank = len(sample)
         perm = _channels_first(rank) if rank == 3 else tuple(range(rank))
         dw_shape = [int(sample[p]) for p in perm]
         tokens = name in self.tokens
-        node = self.b.add("Input", name, {"shape": dw_shape, "dtype": TOKENS if tokens else "float32"})
+        node = self.b.add("Input", name, {"shape": dw_shape, "dtype": TOKENS if tokens else "float32"}, where=where)
         return _T(node, perm)
 
     # ---------------------------------------------------------------- layers
@@ -418,7 +456,7 @@ class _Keras:
         if padding == "valid":
             return "valid"
         if padding != "same":
-            raise _Skip(f"with padding {padding!r} has no Deepwire block")
+            raise _Skip(f"with padding {_what(padding)} has no Deepwire block")
         if all(s == 1 for s in stride):
             return "same"
         sizes = self.kshape(t)[:nd] if cfg.get("data_format", "channels_last") != "channels_first" \
@@ -523,7 +561,7 @@ class _Keras:
         activation = cfg.get("activation", "tanh")
         if kind == "RNN":
             if activation not in ("tanh", "relu"):
-                raise _Skip(f"with activation {activation!r} has no Deepwire block (tanh or relu)")
+                raise _Skip(f"with activation {_what(activation)} has no Deepwire block (tanh or relu)")
         elif activation != "tanh" or cfg.get("recurrent_activation", "sigmoid") != "sigmoid":
             raise _Skip("with activations other than tanh and a sigmoid recurrent activation has no PyTorch "
                         "equivalent")
@@ -564,9 +602,9 @@ class _Keras:
         inner = inner if isinstance(inner, dict) else {}
         cls = inner.get("class_name")
         if not isinstance(cls, str) or cls not in RECURRENT:
-            raise _Skip(f"around {_shown(str(cls))[:60]} has no Deepwire block")
+            raise _Skip(f"around {_what(cls)} has no Deepwire block")
         if cfg.get("merge_mode", "concat") != "concat":
-            raise _Skip(f"with merge_mode {_shown(repr(cfg.get('merge_mode')))[:60]} has no Deepwire block "
+            raise _Skip(f"with merge_mode {_what(cfg.get('merge_mode'))} has no Deepwire block "
                         "(only 'concat')")
         inner_cfg = inner.get("config")
         if not isinstance(inner_cfg, dict):
@@ -587,7 +625,7 @@ class _Keras:
             ranks = {len(t.perm) for t in ins}
             if ranks != {2} or len(axes) != 1 or not isinstance(axes[0], int) or isinstance(axes[0], bool) \
                     or axes[0] % 4 != 1:
-                raise _Skip(f"with attention_axes {_shown(repr(cfg.get('attention_axes')))[:60]} has no Deepwire "
+                raise _Skip(f"with attention_axes {_what(cfg.get('attention_axes'))} has no Deepwire "
                             "block (only attention over the time steps of (T, F) inputs)")
         for key in ("attention_mask", "return_attention_scores"):
             if kw.get(key):
@@ -642,30 +680,65 @@ class _Keras:
                           {"dim": -1 if dim == len(ins[0].perm) - 1 else dim})
 
     # ---------------------------------------------------------------- models
+    def entries(self, layers: list, sequential: bool) -> list[dict]:
+        """Each layer as {class_name, name, config, build_config, inbound_nodes}, with the types those need, or
+        a ModelImportError naming the layer (by name, else by position)."""
+        if len(layers) > MAX_LAYERS:
+            raise ModelImportError(f"the model has {len(layers):,} layers; Deepwire imports at most {MAX_LAYERS:,}")
+        out, seen = [], set()
+        for i, layer in enumerate(layers, 1):
+            if not isinstance(layer, dict):
+                raise ModelImportError(f"layer {i} of the model is not a layer object (it is a {type(layer).__name__})")
+            cls, config = layer.get("class_name"), layer.get("config")
+            config = {} if config is None else config
+            name = layer.get("name")
+            if not isinstance(name, str) or not name.strip():
+                name = config.get("name") if isinstance(config, dict) else None
+            label = f"'{_shown(name)}'" if isinstance(name, str) and name.strip() else f"layer {i} of the model"
+            if not isinstance(cls, str) or not cls.strip():
+                raise ModelImportError(f"{'layer ' if label.startswith(chr(39)) else ''}{label} has no class name")
+            cls = _shown(cls)
+            if not isinstance(config, dict):
+                raise ModelImportError(f"{cls} {label}: its configuration is not an object")
+            if not isinstance(name, str) or not name.strip():
+                if not sequential:
+                    raise ModelImportError(f"{cls} layer {i} of the model has no name")
+                name = _snake(cls) or "layer"
+            elif name in seen and not sequential:
+                raise ModelImportError(f"two layers are named '{_shown(name)}'")
+            seen.add(name)
+            build = layer.get("build_config")
+            out.append({"class_name": cls, "name": name, "config": config,
+                        "build_config": build if isinstance(build, dict) else {},
+                        "inbound_nodes": layer.get("inbound_nodes")})
+        return out
+
     def sequential(self, model: dict) -> None:
-        cfg = model.get("config", {})
+        cfg = model.get("config")
         layers = cfg.get("layers") if isinstance(cfg, dict) else None
         if not isinstance(layers, list) or not layers:
             raise ModelImportError("the Sequential model has no layers")
+        layers = self.entries(layers, sequential=True)
         self.paths = keras_paths(layers)
         problems = []
         first = layers[0]
-        if first.get("class_name") == "InputLayer":
-            icfg = first.get("config", {})
-            shape = _shape(icfg.get("batch_shape") or icfg.get("batch_input_shape"))
-            dtype, name, layers = icfg.get("dtype"), icfg.get("name") or "input", layers[1:]
+        if first["class_name"] == "InputLayer":
+            icfg = first["config"]
+            shape = _shape(_first(icfg, "batch_shape", "batch_input_shape"))
+            dtype, name, layers = icfg.get("dtype"), first["name"], layers[1:]
         else:
-            fcfg = first.get("config", {})
-            shape = _shape(fcfg.get("batch_input_shape") or fcfg.get("batch_shape")
-                           or (first.get("build_config") or {}).get("input_shape")
-                           or cfg.get("build_input_shape") or (model.get("build_config") or {}).get("input_shape"))
+            fcfg, build = first["config"], model.get("build_config")
+            shape = _shape(_first(fcfg, "batch_input_shape", "batch_shape")
+                           or first["build_config"].get("input_shape") or cfg.get("build_input_shape")
+                           or (build.get("input_shape") if isinstance(build, dict) else None))
             dtype, name = None, "input"
-        if layers and layers[0].get("class_name") == "Embedding":
+        where = None if first["class_name"] == "InputLayer" else f"the input of {first['class_name']} " \
+                                                                   f"'{_shown(first['name'])}'"
+        if layers and layers[0]["class_name"] == "Embedding":
             self.tokens.add(name)
-        t = self.input_layer(name, shape, dtype)
+        t = self.input_layer(name, shape, dtype, where)
         for layer in layers:
-            cls, lcfg = layer.get("class_name"), layer.get("config", {}) or {}
-            lname = lcfg.get("name") or layer.get("name") or str(cls).lower()
+            cls, lcfg, lname = layer["class_name"], layer["config"], layer["name"]
             if problems:   # shapes after a failed layer are unknown: only name what else has no block
                 if cls in MODELS or not hasattr(self, f"l_{cls}"):
                     problems.append(f"{cls} '{lname}' " + ("is a nested model" if cls in MODELS
@@ -677,25 +750,23 @@ class _Keras:
                 problems.append(f"{cls} '{lname}' {exc}")
             except ModelImportError as exc:
                 problems.append(str(exc))
-            except (KeyError, TypeError, ValueError) as exc:
-                problems.append(f"{cls} '{lname}' has a configuration Deepwire cannot read ({exc!r})")
+            except CONFIG_ERRORS as exc:
+                problems.append(f"{cls} '{lname}' has a configuration Deepwire cannot read ({_brief(exc)})")
         self.fail(problems)
         self.b.add("Output", "output", {}, [t.node])
 
     def functional(self, model: dict) -> None:
-        cfg = model.get("config", {})
-        layers = cfg.get("layers")
+        cfg = model.get("config")
+        layers = cfg.get("layers") if isinstance(cfg, dict) else None
         if not isinstance(layers, list):
             raise ModelImportError("the functional model's configuration has no layers")
+        layers = self.entries(layers, sequential=False)
         self.paths = keras_paths(layers)
-        by_name = {}
-        for layer in layers:
-            name = layer.get("name") or (layer.get("config") or {}).get("name")
-            by_name[name] = layer
-            layer["_calls"] = self.calls(layer)
+        by_name = {layer["name"]: layer for layer in layers}
+        calls = {layer["name"]: self.calls(layer) for layer in layers}
         for layer in layers:  # inputs that feed an Embedding hold token ids
-            if layer.get("class_name") == "Embedding":
-                for args, _ in layer["_calls"]:
+            if layer["class_name"] == "Embedding":
+                for args, _ in calls[layer["name"]]:
                     for ref in args:
                         if by_name.get(ref[0], {}).get("class_name") == "InputLayer":
                             self.tokens.add(ref[0])
@@ -705,28 +776,27 @@ class _Keras:
         while pending:
             progress = False
             for layer in list(pending):
-                name, cls = layer.get("name") or layer["config"].get("name"), layer.get("class_name")
-                calls = layer["_calls"]
+                name, cls, lcfg = layer["name"], layer["class_name"], layer["config"]
                 if cls == "InputLayer":
-                    icfg = layer.get("config", {})
-                    shape = _shape(icfg.get("batch_shape") or icfg.get("batch_input_shape"))
-                    tensors[name] = self.input_layer(name, shape, icfg.get("dtype"))
+                    shape = _shape(_first(lcfg, "batch_shape", "batch_input_shape"))
+                    tensors[name] = self.input_layer(name, shape, lcfg.get("dtype"))
                     pending.remove(layer)
                     progress = True
                     continue
-                if len(calls) > 1:
-                    problems.append(f"{cls} '{name}' is called {len(calls)} times: shared layers have no Deepwire "
+                here = calls[name]
+                if len(here) > 1:
+                    problems.append(f"{cls} '{name}' is called {len(here)} times: shared layers have no Deepwire "
                                     "equivalent (make one layer per use)")
                     tensors[name] = None
                     pending.remove(layer)
                     progress = True
                     continue
-                if not calls:
+                if not here:
                     pending.remove(layer)
                     progress = True
                     continue
-                args, kwargs = calls[0]
-                refs = args + [r for r in kwargs.values() if isinstance(r, list)]
+                args, kwargs = here[0]
+                refs = args + [r for r in kwargs.values() if isinstance(r, tuple)]
                 if any(r[0] not in tensors for r in refs):
                     continue
                 pending.remove(layer)
@@ -737,65 +807,107 @@ class _Keras:
                                                               else "has no Deepwire block"))
                     tensors[name] = None
                     continue
-                bad = [r for r in refs if r[1] != 0 or r[2] != 0]
-                ins = [tensors[r[0]] for r in args]
-                if cls == "MultiHeadAttention":
-                    ins = ins[:2] + ([tensors[kwargs["key"][0]]] if isinstance(kwargs.get("key"), list) else [])
-                    if isinstance(kwargs.get("value"), list):
-                        ins = ins[:1] + [tensors[kwargs["value"][0]]] + ins[1:]
                 try:
-                    if bad:
+                    if any(r[1] != 0 or r[2] != 0 for r in refs):
                         raise _Skip("uses a second output of another layer, which Deepwire cannot express")
-                    plain = {k: v for k, v in kwargs.items() if not isinstance(v, list)}
-                    tensors[name] = self.layer(cls, name, layer.get("config", {}) or {}, ins, plain)
+                    if cls == "MultiHeadAttention":
+                        ins = self.attention_inputs(args, kwargs, tensors)
+                    else:
+                        tensor_kwargs = [k for k, v in kwargs.items() if isinstance(v, tuple)]
+                        if tensor_kwargs:
+                            raise _Skip(f"is given a tensor as {_shown(tensor_kwargs[0])[:40]}, which Deepwire does "
+                                        "not carry")
+                        ins = [tensors[r[0]] for r in args]
+                    plain = {k: v for k, v in kwargs.items() if not isinstance(v, tuple)}
+                    tensors[name] = self.layer(cls, name, lcfg, ins, plain)
                 except _Skip as exc:
                     problems.append(f"{cls} '{name}' {exc}")
                     tensors[name] = None
                 except ModelImportError as exc:
                     problems.append(str(exc))
                     tensors[name] = None
-                except (KeyError, TypeError, ValueError) as exc:
-                    problems.append(f"{cls} '{name}' has a configuration Deepwire cannot read ({exc!r})")
+                except CONFIG_ERRORS as exc:
+                    problems.append(f"{cls} '{name}' has a configuration Deepwire cannot read ({_brief(exc)})")
                     tensors[name] = None
             if not progress:
-                names = ", ".join(str(layer.get("name")) for layer in pending)
-                raise ModelImportError(f"the model's layers refer to layers that do not exist ({names[:200]})")
+                for layer in pending:
+                    for args, kwargs in calls[layer["name"]]:
+                        for ref in args + [r for r in kwargs.values() if isinstance(r, tuple)]:
+                            if ref[0] not in by_name:
+                                raise ModelImportError(f"{layer['class_name']} '{_shown(layer['name'])}' takes its "
+                                                       f"input from '{_shown(ref[0])}', which is not a layer of the "
+                                                       "model")
+                names = ", ".join(f"'{_shown(layer['name'])}'" for layer in pending)
+                raise ModelImportError(f"the model's layers take their inputs from each other in a circle "
+                                       f"({names[:200]})")
         self.fail(problems)
         outputs = self.refs(cfg.get("output_layers"))
         if not outputs:
             raise ModelImportError("the functional model names no outputs")
         for i, ref in enumerate(outputs):
-            if ref[0] not in tensors:
-                raise ModelImportError(f"the model's output {ref[0]!r} is not one of its layers")
+            if tensors.get(ref[0]) is None:
+                raise ModelImportError(f"the model's output '{_shown(ref[0])}' is not one of its layers' results")
             self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [tensors[ref[0]].node])
 
+    def attention_inputs(self, args: list, kwargs: dict, tensors: dict) -> list[_T]:
+        """MultiHeadAttention's [query, value, key?], given by position or by keyword."""
+        given = {}
+        for i, key in enumerate(("query", "value", "key")):
+            ref = args[i] if i < len(args) else kwargs.get(key)
+            if isinstance(ref, tuple):
+                given[key] = tensors[ref[0]]
+        if len(args) > 3:
+            raise _Skip(f"takes {len(args)} inputs")
+        for key, value in kwargs.items():
+            if isinstance(value, tuple) and key not in ("query", "value", "key"):
+                raise _Skip(f"called with {_shown(key)[:40]} has no Deepwire block")
+        if "query" not in given or "value" not in given:
+            raise _Skip("needs a query and a value")
+        return [given["query"], given["value"]] + ([given["key"]] if "key" in given else [])
+
     def calls(self, layer: dict) -> list[tuple[list, dict]]:
-        """Each call of a layer: (positional tensor refs, keyword args with tensors as refs)."""
+        """Each call of a layer: (positional tensor refs, keyword args with tensors as refs); a ref is a tuple
+        (layer name, node index, tensor index)."""
+        where = f"{layer['class_name']} '{_shown(layer['name'])}'"
+        nodes = layer["inbound_nodes"]
+        if nodes is None:
+            return []
+        if not isinstance(nodes, list):
+            raise ModelImportError(f"{where}: its inbound nodes are not a list")
         out = []
-        for node in layer.get("inbound_nodes") or []:
-            if isinstance(node, dict):   # Keras 3: {"args": [...], "kwargs": {...}}
-                args = _tensor_refs(node.get("args", []))
-                kwargs = {}
-                for k, v in (node.get("kwargs") or {}).items():
-                    refs = _tensor_refs(v)
-                    kwargs[k] = refs[0] if refs else v
-                out.append((args, kwargs))
-            elif isinstance(node, list):  # Keras 2: [[layer, node, tensor, kwargs], ...]
-                args, kwargs = [], {}
-                for item in node:
-                    if isinstance(item, list) and len(item) >= 3:
-                        args.append(list(item[:3]))
+        try:
+            for node in nodes:
+                if isinstance(node, dict):   # Keras 3: {"args": [...], "kwargs": {...}}
+                    args = [_ref(r) for r in _tensor_refs(node.get("args", []))]
+                    kw = node.get("kwargs")
+                    kw = {} if kw is None else kw
+                    if not isinstance(kw, dict):
+                        raise ValueError("its call's keyword arguments are not an object")
+                    kwargs = {}
+                    for k, v in kw.items():
+                        refs = _tensor_refs(v)
+                        kwargs[k] = _ref(refs[0]) if refs else v
+                elif isinstance(node, list):  # Keras 2: [[layer, node, tensor, kwargs], ...]
+                    args, kwargs = [], {}
+                    for item in node:
+                        if not isinstance(item, list) or len(item) < 3:
+                            raise ValueError(f"an inbound node holds {_what(item)}, not a tensor")
+                        args.append(_ref(item[:3]))
                         if len(item) > 3 and isinstance(item[3], dict):
                             for k, v in item[3].items():
-                                kwargs[k] = list(v[:3]) if isinstance(v, list) and len(v) >= 3 and isinstance(
-                                    v[0], str) else v
+                                is_ref = isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str)
+                                kwargs[k] = _ref(v[:3]) if is_ref else v
+                else:
+                    raise ValueError(f"an inbound node is {_what(node)}, not a call")
                 out.append((args, kwargs))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ModelImportError(f"{where}: {_brief(exc)}") from None
         return out
 
     @staticmethod
-    def refs(value) -> list[list]:
+    def refs(value) -> list[tuple]:
         if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
-            return [value]
+            return [(value[0], value[1], value[2])]
         if isinstance(value, dict):
             return [r for v in value.values() for r in _Keras.refs(v)]
         if isinstance(value, list):
@@ -805,8 +917,8 @@ class _Keras:
     def fail(self, problems: list[str]) -> None:
         if problems:
             n = len(problems)
-            raise ModelImportError(f"cannot import the Keras model: {n} layer{'s' * (n != 1)} "
-                                   f"{'have' if n != 1 else 'has'} no Deepwire equivalent: " + "; ".join(problems))
+            raise ModelImportError(f"cannot import the Keras model: {n} layer{'s' * (n != 1)} cannot be imported: "
+                                   + "; ".join(problems))
 
 
 # ----------------------------------------------------------------------------- weights
@@ -1404,9 +1516,10 @@ def import_keras(source, weights=None, graph_only: bool = False) -> ImportResult
     cls = model.get("class_name")
     cfg = model.get("config") if isinstance(model.get("config"), dict) else {}
     if cls not in MODELS and "layers" not in cfg:
-        raise ModelImportError(f"not a Keras Sequential or functional model (class {_shown(str(cls))[:60]!r}): "
+        raise ModelImportError(f"not a Keras Sequential or functional model (class {_what(cls)}): "
                                "subclassed models keep no layer graph in their configuration")
-    importer = _Keras(_shown(str(cfg.get("name") or "keras_model")))
+    name = cfg.get("name")
+    importer = _Keras(_shown(name) if isinstance(name, str) and name.strip() else "keras_model")
     try:
         if cls == "Sequential":
             importer.sequential(model)
