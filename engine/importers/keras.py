@@ -1533,6 +1533,9 @@ def import_keras(source, weights=None, graph_only: bool = False) -> ImportResult
     keras_total = 0
     for cls_name, name, keras_params, nodes in importer.counts:
         keras_total += keras_params
+        if not any(n in graph for n in nodes):
+            notes.append(f"{cls_name} '{name}' reaches no output of the model and is left out")
+            continue
         ours = sum(analysis.param_counts.get(n, 0) for n in nodes if n in graph)
         if ours == keras_params:
             continue

@@ -144,6 +144,18 @@ def test_tabular_dnn_functional():
     assert _canon(result.graph) == _canon(load_template("tabular_dnn"))
 
 
+def test_a_branch_that_reaches_no_output_is_left_out_with_a_note():
+    layers = [
+        dict(_input([20]), name="input_layer", inbound_nodes=[]),
+        _call(_dense("dense", 8, "relu", [20]), _kt("input_layer", [20])),
+        _call(_dense("unused", 4, "relu", [20]), _kt("input_layer", [20])),   # a dead end
+        _call(_dense("out", 1, "linear", [8]), _kt("dense", [8])),
+    ]
+    result = import_keras(_functional("branch", layers, [["input_layer", 0, 0]], [["out", 0, 0]]))
+    assert [n.name for n in result.graph.nodes()] == ["input_layer", "dense", "out", "output"]
+    assert result.notes == ["Dense 'unused' reaches no output of the model and is left out"]
+
+
 def test_cnn_channels_last_becomes_channels_first():
     model = _sequential("image_cnn", [128, 128, 3], [
         _layer("Rescaling", "rescaling", [128, 128, 3], scale=1 / 255, offset=0.0),
