@@ -53,7 +53,7 @@ HOSTILE_DATASET = 'data"""\n' + PAYLOAD + "\n#'''\\"
 TRAIN_ON = {"digits_mlp": "digits", "digits_cnn": "digits_images", "residual_cnn": "digits_images",
             "sequence_lstm": "sine_forecast", "transformer_classifier": "token_classification"}
 # Exported with another dataset than their own (the others: the one the template names)
-DATASET_OF = {"fashion_mnist_mlp": "fashion_mnist", "image_cnn": "no/such/folder"}
+DATASET_OF = {"fashion_mnist_mlp": "fashion_mnist"}
 RANDOM_GRAPHS = 5
 # Every test here needs the bundles the module fixture exports and checks (~10 s): the slow tier.
 pytestmark = [pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning"), pytest.mark.slow]
@@ -516,7 +516,7 @@ def data_files(tmp_path: Path) -> list[str]:
 @pytest.mark.parametrize("bundle, builtin", [("digits_mlp", "iris"), ("digits_cnn", "digits_images"),
                                               ("sequence_lstm", "sine_forecast"),
                                               ("transformer_classifier", "token_classification"),
-                                              ("tabular_dnn", "tabular_binary")])
+                                              ("tabular_dnn", "tabular_binary"), ("image_cnn", "shapes")])
 def test_train_py_loads_and_splits_built_ins_like_the_app(bundles, bundle, builtin):
     script = bundle_module(Path(bundles[bundle]["dir"]), "train")
     assert_same_data(script, builtin, builtin)
