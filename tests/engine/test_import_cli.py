@@ -49,3 +49,13 @@ def test_no_weights_imports_the_graph_alone(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["import", str(path), "--no-weights", "--weights", "w.safetensors", "-o", str(out)])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_nan_weights_in_a_pytorch_module_are_noted(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL + "\n\nclass Broken(Net):\n    def __init__(self):\n        super().__init__()\n"
+                            "        with torch.no_grad():\n            self.fc.weight[0, 0] = float('nan')\n")
+    assert cli.main(["import", str(path), "--class", "Broken", "-o", str(tmp_path / "b.deepwire")]) == 0
+    assert "note: Broken's 'fc' holds NaN or infinite weights (fc.weight)" in capsys.readouterr().err
+    assert cli.main(["import", str(path), "--class", "Net", "-o", str(tmp_path / "n.deepwire")]) == 0
+    assert "NaN" not in capsys.readouterr().err

@@ -237,3 +237,27 @@ def test_weights_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ModelImportError, match="install h5py: pip install h5py"):
         import_keras(MLP, weights=tmp_path / "part.weights.h5")
+
+
+def test_tf_keras_2_weights_layout(tmp_path):
+    """tf.keras 2's save_weights HDF5: layer_names on the root, weight_names on each layer's group."""
+    arrays = _mlp_arrays()
+    path = tmp_path / "legacy.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"flatten", b"dense", b"dense_1"]
+        f.create_group("flatten").attrs["weight_names"] = []
+        for name, (kernel, bias) in arrays.items():
+            group = f.create_group(name)
+            group.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
+            group.create_dataset(f"{name}/kernel:0", data=kernel.astype(np.float32))
+            group.create_dataset(f"{name}/bias:0", data=bias.astype(np.float32))
+    result = import_keras(MLP, weights=path)
+    x = RNG.normal(size=(2, 28, 28)).astype(np.float32)
+    np.testing.assert_allclose(_torch_out(result, x), _mlp_reference(arrays, x), atol=1e-5)
+    with h5py.File(path, "a") as f:   # a layer the model does not have
+        f.attrs["layer_names"] = [b"flatten", b"dense", b"dense_1", b"extra"]
+        group = f.create_group("extra")
+        group.attrs["weight_names"] = [b"extra/kernel:0"]
+        group.create_dataset("extra/kernel:0", data=np.ones((2, 2), dtype=np.float32))
+    with pytest.raises(WeightsImportError, match="holds weights for 'extra' that no layer of the graph takes"):
+        import_keras(MLP, weights=path)
