@@ -107,6 +107,8 @@ class Document(QObject):
         if target is None:
             raise ValueError("no file name yet: use Save As")
         if target.suffix.lower() == ".json":
+            if self.project.dataset:          # the graph file names the data picked in the Training panel
+                self.graph.dataset = self.project.dataset
             atomic_write_text(target, self.graph.to_json() + "\n")
         else:
             if not target.suffix:

@@ -355,7 +355,9 @@ class MainWindow(QMainWindow):
         self.problems.set_analysis(self.document.graph, analysis)
         n = len(self.document.graph)
         self.status_nodes.setText(f"{n} block{'s' * (n != 1)}")
-        self.status_params.setText(f"{analysis.total_params:,} parameters")
+        # A count over a graph with errors covers only the part that could be analysed: not shown as the total.
+        self.status_params.setText(f"{analysis.total_params:,} parameters" if analysis.ok
+                                   else "parameters: fix the errors to count them")
         errors = len(analysis.errors)
         self.bottom_tabs.setTabText(0, f"Problems ({errors + len(analysis.warnings)})"
                                     if analysis.diagnostics else "Problems")

@@ -312,3 +312,25 @@ def test_the_code_tab_keeps_showing_code_through_a_stray_block_and_an_error(wind
     stack.push(SetParams(window.document.graph, window.document.graph.find("lstm").id, {"hidden_size": 0}))
     window.document.refresh()
     assert "nn.Linear(64, 64)" not in window.code.toPlainText()
+
+
+# ----------------------------------------------------------------------------- item 9: the status bar's count
+
+def test_the_status_bar_counts_parameters_only_of_a_graph_it_can_count(qtbot, window):
+    from designer.commands import AddNode
+
+    label = window.status_params
+    qtbot.waitUntil(lambda: label.text() == "4,810 parameters", timeout=3_000)    # the digits MLP
+    whole = label.text()
+    window.document.undo_stack.push(AddNode(window.document.graph, "Linear", (0.0, 400.0), None, "stray"))
+    qtbot.waitUntil(lambda: "fix the errors" in label.text(), timeout=3_000)   # not a partial count
+    window.document.undo_stack.undo()
+    qtbot.waitUntil(lambda: label.text() == whole, timeout=3_000)
+
+
+def test_a_graph_saved_as_json_names_the_dataset_picked_for_it(qtbot, window, tmp_path):
+    from engine.fileio import read_graph
+
+    window.document.project.dataset = "digits_images"
+    path = window.document.save(tmp_path / "net.json")
+    assert read_graph(path).dataset == "digits_images"
