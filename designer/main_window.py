@@ -41,6 +41,12 @@ from .code_view import CodeView
 from .commands import fragment, paste_nodes
 from .curves import CurvesView
 from .document import Document
+from .import_dialog import (
+    ImportModelDialog,
+    in_designer_words,
+    module_classes,  # noqa: F401  (importable from here, as it was)
+    run_import,
+)
 from .inspector import Inspector
 from .mime import FRAGMENT_MIME
 from .palette import Palette
@@ -644,67 +650,30 @@ class MainWindow(QMainWindow):
             self.import_model(path)
 
     def import_model(self, path, class_name: str | None = None, input_shape=None, confirm: bool = True) -> bool:
-        """Turn a PyTorch module or a Keras model file into the open document (unsaved)."""
-        from engine.importers import ModelImportError, WeightsImportError, import_keras, import_torch
+        """Turn a PyTorch module or a Keras model file into the open document (unsaved). A .py file with
+        `confirm` goes through the Import dialog (trust, class, input shape, graph only; a failure is shown
+        there and can be corrected); without `confirm` (scripts, tests) it is imported as given."""
+        from engine.importers import ModelImportError
         from engine.project import Project
 
         path = Path(path)
-        if path.suffix.lower() == ".py":
-            if confirm and QMessageBox.warning(
-                    self, "Import runs code",
-                    f"Importing {path.name} runs the Python code in it, as running it yourself would. "
-                    "Only import files you trust.\n\nImport it?",
-                    QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel) != QMessageBox.Yes:
+        if path.suffix.lower() == ".py" and confirm:
+            dialog = ImportModelDialog(self, path, class_name, input_shape)
+            accepted = dialog.exec() == QDialog.Accepted and dialog.outcome is not None
+            outcome = dialog.outcome
+            dialog.deleteLater()
+            if not accepted:
                 return False
-            if class_name is None:
-                classes = module_classes(path)
-                if not classes:
-                    QMessageBox.warning(self, "Cannot import", f"{path.name} defines no class to import.")
-                    return False
-                class_name, ok = _choose(self, "Import", "Model class:", classes)
-                if not ok:
-                    return False
-            if input_shape is None and confirm:
-                from PySide6.QtWidgets import QInputDialog
-
-                text, ok = QInputDialog.getText(
-                    self, "Import", "Input shape of one sample, without the batch (e.g. 1,28,28);\n"
-                    "leave empty when the model starts with a Linear or was exported by Deepwire:")
-                if not ok:
-                    return False
-                try:
-                    input_shape = [int(v) for v in text.replace("(", "").replace(")", "").split(",") if v.strip()]
-                except ValueError:
-                    QMessageBox.warning(self, "Cannot import", f"'{text}' is not a shape: write numbers like 1,28,28")
-                    return False
-                input_shape = input_shape or None
-        graph_only = False
-        while True:
-            QApplication.setOverrideCursor(Qt.WaitCursor)
-            failure = None
+        else:
             try:
-                if path.suffix.lower() == ".py":
-                    result = import_torch(path, class_name, input_shape, graph_only=graph_only)
-                else:
-                    result = import_keras(path, graph_only=graph_only)
+                outcome = run_import(self, path, class_name, input_shape)
             except ModelImportError as exc:
-                failure = exc
-            finally:
-                QApplication.restoreOverrideCursor()
-            if failure is None:
-                break
-            if not isinstance(failure, WeightsImportError) or graph_only:
-                QMessageBox.warning(self, "Cannot import", str(failure))
+                QMessageBox.warning(self, "Cannot import", f"{path.name} could not be imported.\n\n"
+                                    + in_designer_words(str(exc)))
                 return False
-            # the graph would import but its weights cannot all be placed: the user chooses, nothing is dropped
-            # silently
-            if QMessageBox.question(
-                    self, "Weights cannot be imported",
-                    f"The weights in {path.name} cannot all be placed in the graph:\n\n{failure}\n\n"
-                    "Import the graph without weights? Its blocks will start from fresh weights.",
-                    QMessageBox.Yes | QMessageBox.Cancel, QMessageBox.Cancel) != QMessageBox.Yes:
+            if outcome is None:      # the graph alone was declined
                 return False
-            graph_only = True
+        result, graph_only = outcome
         self.document.replace(Project(result.graph, weights=result.weights), None)
         self.document.mark_changed()
         n = len(result.graph)
@@ -1016,19 +985,3 @@ class ExportDialog(QDialog):
         clicked = box.clickedButton()
         box.deleteLater()
         return clicked is replace
-
-
-def module_classes(path: Path) -> list[str]:
-    """The classes a Python file defines, read without running it (to ask which one to import)."""
-    import ast
-
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return []
-    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
-
-
-def _choose(parent, title, label, options):
-    from PySide6.QtWidgets import QInputDialog
-    return QInputDialog.getItem(parent, title, label, options, 0, False)

@@ -1,13 +1,22 @@
-"""File → Import Model: a PyTorch module or a Keras config becomes the open, editable graph."""
+"""File → Import Model: a PyTorch module or a Keras config becomes the open, editable graph.
+
+A .py file goes through one Import dialog (issue #14, item 4): the file, the trust confirmation, the class,
+the input shape checked as it is typed, "graph only". A failed import is explained in the dialog, in the
+designer's words, with every choice kept, and Import can be pressed again. The tests drive the real dialog
+from File → Import Model, as a user would."""
 import json
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QMessageBox
 
 import designer.main_window as mw
+from designer.import_dialog import ImportModelDialog
 from designer.main_window import module_classes
 from engine.compiler import compile_graph
 
@@ -38,16 +47,124 @@ def test_classes_are_listed_without_running_the_file(tmp_path):
     assert module_classes(path) == ["Helper", "Net"]
 
 
-def test_import_a_pytorch_module_with_its_weights(window, tmp_path, monkeypatch):
+CNN = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+'''
+
+TWO_INPUTS = '''
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 4, 3)
+        self.enc = Encoder()
+        self.out = nn.Linear(4 * 14 + 8, 2)
+
+    def forward(self, series, features):
+        a = torch.flatten(self.conv(series), 1)
+        return self.out(torch.cat([a, self.enc(features)], dim=1))
+'''
+
+
+@pytest.fixture(autouse=True)
+def _close_what_a_test_left_open():
+    yield
+    for w in QApplication.topLevelWidgets():
+        if isinstance(w, (QMessageBox, QDialog)) and w.isVisible():
+            w.reject()
+
+
+@pytest.fixture
+def boxes(monkeypatch):
+    """Message boxes shown, by kind: none may block a test."""
+    shown = {"warning": [], "information": [], "question": []}
+    for kind in shown:
+        monkeypatch.setattr(QMessageBox, kind, lambda *a, _k=kind, **k: shown[_k].append(a[2]) or QMessageBox.Ok)
+    return shown
+
+
+def in_import_dialog(steps, seconds: float = 20.0) -> None:
+    """Run `steps(dialog)` from the modal Import dialog's own event loop once it shows; the dialog is closed
+    afterwards if `steps` left it open (or failed), so a failing test never hangs."""
+    deadline = time.monotonic() + seconds
+
+    def poll():
+        dialog = next((w for w in QApplication.topLevelWidgets()
+                       if isinstance(w, ImportModelDialog) and w.isVisible()), None)
+        if dialog is not None:
+            try:
+                steps(dialog)
+            finally:
+                if dialog.isVisible():
+                    dialog.reject()
+        elif time.monotonic() < deadline:
+            QTimer.singleShot(20, poll)
+
+    QTimer.singleShot(0, poll)
+
+
+def choose_file(monkeypatch, path) -> None:
+    monkeypatch.setattr(mw.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+
+
+def tick(qtbot, check) -> None:
+    qtbot.mouseClick(check, Qt.LeftButton, pos=QPoint(8, check.height() // 2))   # on its box
+
+
+def type_shape(qtbot, edit, text: str) -> None:
+    edit.selectAll()
+    if text:
+        qtbot.keyClicks(edit, text)
+    else:
+        qtbot.keyClick(edit, Qt.Key_Delete)
+
+
+def press_import(qtbot, dialog) -> None:
+    qtbot.mouseClick(dialog.import_button, Qt.LeftButton)
+
+
+def test_import_a_pytorch_module_with_its_weights(qtbot, window, tmp_path, monkeypatch, boxes):
     path = tmp_path / "model.py"
     path.write_text(MODEL)
-    asked = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes)
-    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: QMessageBox.Ok)
-    monkeypatch.setattr(mw, "_choose", lambda parent, title, label, options: ("Net", True))
-    monkeypatch.setattr("PySide6.QtWidgets.QInputDialog.getText", lambda *a, **k: ("", True))
-    assert window.import_model(path)
-    assert "runs the Python code" in asked[0]          # the user was told and asked first
+    choose_file(monkeypatch, path)
+    seen = {}
+
+    def steps(dialog):
+        seen["title"] = dialog.windowTitle()
+        seen["labels"] = " ".join(w.text() for w in dialog.findChildren(QLabel))
+        seen["class"] = dialog.class_combo.currentText()
+        seen["enabled before trust"] = dialog.import_button.isEnabled()
+        tick(qtbot, dialog.trust_check)
+        press_import(qtbot, dialog)                  # the shape left empty: Net starts with a Linear
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    assert "model.py" in seen["title"] and "runs the Python code in model.py" in seen["labels"]
+    assert seen["class"] == "Net"                    # the module, not the Helper class defined before it
+    assert not seen["enabled before trust"]          # nothing runs until the user says the file is trusted
     graph = window.document.graph
     assert [n.type for n in graph.nodes()].count("Linear") == 2
     assert window.document.modified and window.document.path is None
@@ -56,15 +173,185 @@ def test_import_a_pytorch_module_with_its_weights(window, tmp_path, monkeypatch)
     assert window.document.analysis.ok
     assert window.scene.node_items and len(window.scene.node_items) == len(graph)
     assert model(torch.randn(4, 20)).shape == (4, 3)
+    assert not boxes["warning"]
 
 
-def test_declining_the_warning_changes_nothing(window, tmp_path, monkeypatch):
+def test_cancelling_the_dialog_runs_nothing_and_changes_nothing(qtbot, window, tmp_path, monkeypatch, boxes):
+    ran = tmp_path / "ran.txt"
+    path = tmp_path / "model.py"
+    path.write_text(MODEL + f"\nopen({str(ran)!r}, 'w').write('ran')\n")
+    choose_file(monkeypatch, path)
+    before = window.document.graph.to_dict()
+    seen = {}
+
+    def steps(dialog):
+        type_shape(qtbot, dialog.shape_edits[0], "20")
+        press_import(qtbot, dialog)                  # not trusted yet: the button is disabled, nothing runs
+        seen["open after Import"] = dialog.isVisible()
+        seen["tip"] = dialog.import_button.toolTip()
+        qtbot.mouseClick(dialog.buttons.button(dialog.buttons.StandardButton.Cancel), Qt.LeftButton)
+        seen["closed by Cancel"] = not dialog.isVisible()
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    assert seen == {"open after Import": True, "tip": "Confirm that you trust model.py first", "closed by Cancel": True}
+    assert not ran.exists()
+    assert window.document.graph.to_dict() == before and not window.document.modified
+
+
+def test_an_empty_shape_is_explained_in_the_dialog_and_corrected_without_starting_over(
+        qtbot, window, tmp_path, monkeypatch, boxes):
+    path = tmp_path / "cnn.py"
+    path.write_text(CNN)
+    choose_file(monkeypatch, path)
+    seen = {}
+
+    def steps(dialog):
+        tick(qtbot, dialog.trust_check)
+        seen["hint"] = dialog.shape_note.text()
+        press_import(qtbot, dialog)                  # the shape left empty: a Conv2d cannot tell it
+        seen["error"] = dialog.error_label.text() if dialog.error_label.isVisible() else ""
+        seen["still open"] = dialog.isVisible()
+        seen["kept"] = (dialog.trust_check.isChecked(), dialog.class_combo.currentText(),
+                        dialog.graph_only_check.isChecked())
+        seen["focus"] = dialog.focusWidget() is dialog.shape_edits[0]
+        type_shape(qtbot, dialog.shape_edits[0], "1,8,8")
+        press_import(qtbot, dialog)                  # again, corrected
+        seen["closed"] = not dialog.isVisible()
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    assert "Linear" in seen["hint"] and "exported by Deepwire" in seen["hint"] and "1,28,28" in seen["hint"]
+    assert seen["still open"] and seen["kept"] == (True, "Net", False)
+    assert "Input shape" in seen["error"] and "--input-shape" not in seen["error"]
+    assert "command line" not in seen["error"] and "1,28,28" in seen["error"] and "cnn.py" in seen["error"]
+    assert seen["focus"] and seen["closed"] and not boxes["warning"]
+    graph = window.document.graph
+    assert [n.type for n in graph.nodes()] == ["Input", "Conv2d", "Flatten", "Linear", "Output"]
+    assert next(n for n in graph.nodes() if n.type == "Input").params["shape"] in ([1, 8, 8], (1, 8, 8))
+    assert window.document.analysis.ok and window.document.project.weights
+
+
+def test_the_shape_is_checked_as_it_is_typed(qtbot, tmp_path):
+    path = tmp_path / "cnn.py"
+    path.write_text(CNN)
+    dialog = ImportModelDialog(None, path)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    tick(qtbot, dialog.trust_check)
+    edit = dialog.shape_edits[0]
+    said = {}
+    for text in ["1,28,,", "1,28,x", "1,0,28", "1 28 28", "(1, 28, 28)", "20,", ""]:
+        type_shape(qtbot, edit, text)
+        said[text] = (dialog.shape_note.text(), dialog.import_button.isEnabled())
+    assert "missing between two commas" in said["1,28,,"][0] and not said["1,28,,"][1]
+    assert "‘x’ is not a whole number" in said["1,28,x"][0] and not said["1,28,x"][1]
+    assert "start at 1" in said["1,0,28"][0] and not said["1,0,28"][1]
+    assert "separated by commas" in said["1 28 28"][0] and not said["1 28 28"][1]
+    assert "(1, 28, 28)" in said["(1, 28, 28)"][0] and "batch" in said["(1, 28, 28)"][0] and said["(1, 28, 28)"][1]
+    assert "(20,)" in said["20,"][0] and said["20,"][1]
+    assert "Can stay empty" in said[""][0] and said[""][1]
+
+
+def test_a_model_with_two_inputs_gets_a_shape_field_for_each(qtbot, window, tmp_path, monkeypatch, boxes):
+    path = tmp_path / "two.py"
+    path.write_text(TWO_INPUTS)
+    choose_file(monkeypatch, path)
+    seen = {}
+
+    def steps(dialog):
+        seen["class"] = dialog.class_combo.currentText()
+        seen["fields"] = [dialog.form.labelForField(e).text() for e in dialog.shape_edits]
+        tick(qtbot, dialog.trust_check)
+        type_shape(qtbot, dialog.shape_edits[0], "3,16")
+        seen["one of two"] = (dialog.shape_note.text(), dialog.import_button.isEnabled())
+        type_shape(qtbot, dialog.shape_edits[1], "8")
+        seen["both"] = dialog.shape_note.text()
+        dialog.class_combo.setCurrentText("Encoder")     # one input: one field
+        seen["Encoder"] = [(dialog.form.labelForField(e).text(), e.text()) for e in dialog.shape_edits]
+        dialog.class_combo.setCurrentText("TwoInputs")   # back: both shapes as typed
+        press_import(qtbot, dialog)
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    assert seen["class"] == "TwoInputs"              # the whole model, not the Encoder it is built from
+    assert seen["fields"] == ["Input shape of ‘series’", "Input shape of ‘features’"]
+    assert "every input" in seen["one of two"][0] and not seen["one of two"][1]
+    assert "series (3, 16)" in seen["both"] and "features (8,)" in seen["both"]
+    assert seen["Encoder"] == [("Input shape", "3,16")]
+    inputs = [n.params["shape"] for n in window.document.graph.nodes() if n.type == "Input"]
+    assert sorted(tuple(s) for s in inputs) == [(3, 16), (8,)] and window.document.analysis.ok
+
+
+def test_a_file_exported_by_deepwire_needs_no_shape(qtbot, window, tmp_path, monkeypatch, boxes):
+    path = tmp_path / "model.py"
+    path.write_text(CNN + "\n\nINPUT_SHAPES = [(1, 8, 8)]  # forward's inputs, without the batch dimension\n")
+    choose_file(monkeypatch, path)
+    seen = {}
+
+    def steps(dialog):
+        seen["hint"] = dialog.shape_note.text()
+        seen["placeholder"] = dialog.shape_edits[0].placeholderText()
+        tick(qtbot, dialog.trust_check)
+        press_import(qtbot, dialog)
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    assert "exported by Deepwire" in seen["hint"] and "(1, 8, 8)" in seen["hint"] and seen["placeholder"] == "1,8,8"
+    assert [n.type for n in window.document.graph.nodes()][:2] == ["Input", "Conv2d"] and not boxes["warning"]
+
+
+def test_a_wrong_class_is_explained_and_another_can_be_chosen(qtbot, window, tmp_path, monkeypatch, boxes):
     path = tmp_path / "model.py"
     path.write_text(MODEL)
+    choose_file(monkeypatch, path)
+    seen = {}
+
+    def steps(dialog):
+        seen["classes"] = [dialog.class_combo.itemText(i) for i in range(dialog.class_combo.count())]
+        dialog.class_combo.setCurrentText("Helper")
+        tick(qtbot, dialog.trust_check)
+        type_shape(qtbot, dialog.shape_edits[0], "20")
+        press_import(qtbot, dialog)
+        seen["error"] = dialog.error_label.text()
+        seen["kept"] = (dialog.shape_edits[0].text(), dialog.trust_check.isChecked())
+        dialog.class_combo.setCurrentText("Net")
+        press_import(qtbot, dialog)
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    assert seen["classes"] == ["Helper", "Net"]
+    assert "Helper" in seen["error"] and "not an nn.Module" in seen["error"] and seen["kept"] == ("20", True)
+    assert [n.type for n in window.document.graph.nodes()].count("Linear") == 2 and not boxes["warning"]
+
+
+def test_graph_only_imports_the_module_without_its_weights(qtbot, window, tmp_path, monkeypatch, boxes):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL)
+    choose_file(monkeypatch, path)
+
+    def steps(dialog):
+        tick(qtbot, dialog.trust_check)
+        tick(qtbot, dialog.graph_only_check)
+        press_import(qtbot, dialog)
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    assert [n.type for n in window.document.graph.nodes()].count("Linear") == 2
+    assert window.document.project.weights is None
+    assert boxes["information"] and "without weights" in boxes["information"][0]
+
+
+def test_scripts_import_a_module_directly_and_failures_name_no_command_line_flag(window, tmp_path, boxes):
+    path = tmp_path / "cnn.py"
+    path.write_text(CNN)
     before = window.document.graph.to_dict()
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: QMessageBox.Cancel)
-    assert not window.import_model(path)
+    assert not window.import_model(path, class_name="Net", confirm=False)
+    assert len(boxes["warning"]) == 1 and "Input shape" in boxes["warning"][0]
+    assert "--input-shape" not in boxes["warning"][0]
     assert window.document.graph.to_dict() == before
+    assert window.import_model(path, class_name="Net", input_shape=[1, 8, 8], confirm=False)
+    assert [n.type for n in window.document.graph.nodes()][:2] == ["Input", "Conv2d"]
 
 
 def test_a_failing_import_shows_one_message_and_keeps_the_canvas(window, tmp_path, monkeypatch):
