@@ -69,6 +69,14 @@ def measure_fuzz(examples: int) -> None:
                                    {"DEEPWIRE_FUZZ_EXAMPLES": str(examples), "DEEPWIRE_FUZZ_SUBPROCESSES": "1",
                                     "DEEPWIRE_FUZZ_REPORT": str(counts_file)})
         counts = json.loads(counts_file.read_text()) if counts_file.exists() else {}
+        keras_file = Path(tmp) / "fuzz_keras.json"
+        ok_keras, tail_keras, seconds_keras = pytest(
+            ["tests/engine/test_fuzz_keras.py"], {"DEEPWIRE_FUZZ_EXAMPLES": str(examples),
+                                                  "DEEPWIRE_FUZZ_REPORT": str(keras_file)})
+        if keras_file.exists():
+            counts.update(json.loads(keras_file.read_text()))
+    ok, seconds = ok and ok_keras, seconds + seconds_keras
+    tail = f"{passed_count(tail)} + {passed_count(tail_keras)}"
     rows, total = [], 0
     for loader, outcomes in counts.items():
         n = sum(outcomes.values())
@@ -82,12 +90,16 @@ def measure_fuzz(examples: int) -> None:
         "summary": "Hypothesis mutates real files (the templates, a saved project, valid CSV / NPZ / IDX "
                    "datasets) byte by byte and field by field: flipped and inserted bytes, JSON tokens, "
                    "truncation, dropped or added zip members with hostile names, other compression methods, "
-                   "symlink flags, .npy headers claiming terabytes, damaged IDX headers and gzip streams. "
+                   "symlink flags, .npy headers claiming terabytes, damaged IDX headers and gzip streams; "
+                   "Keras model configurations (the real Keras 3 fixtures and hand-written ones) with keys "
+                   "dropped, types changed, layers and inbound nodes damaged, about one in ten of them run "
+                   "through `deepwire import` (a Keras failure must be one line naming the layer). "
                    "Every file must give a valid load or one clean error (FormatError / DataError, one line "
                    "naming the file); any other exception fails the run. The `deepwire check` rows run the "
                    "command in-process; the subprocess row runs `python main.py check`.",
         "rows": rows, "command": f"DEEPWIRE_FUZZ_EXAMPLES={examples} DEEPWIRE_FUZZ_SUBPROCESSES=1 "
-                                 ".venv/bin/python -m pytest tests/engine/test_fuzz_loaders.py",
+                                 ".venv/bin/python -m pytest tests/engine/test_fuzz_loaders.py "
+                                 "tests/engine/test_fuzz_keras.py",
         "ok": ok})
 
 
@@ -121,21 +133,31 @@ def measure_kill(cycles: int) -> None:
 
 
 def measure_hostile() -> None:
-    ok, tail, seconds = pytest(["tests/engine/test_reliability.py", "-k", "not killed"], {})
+    ok, tail, seconds = pytest(["tests/engine/test_reliability.py", "tests/engine/test_project_limits.py",
+                                "tests/engine/test_data_limits.py", "tests/engine/test_keras_hostile.py",
+                                "-k", "not killed"], {})
     ok2, tail2, seconds2 = pytest(["tests/engine/test_hostile_files.py"], {})
     rows = [
-        ["hostile project archives and data files (tests/engine/test_reliability.py)",
+        ["hostile project archives, Keras weights and data files (tests/engine/test_reliability.py, "
+         "test_project_limits.py, test_data_limits.py, test_keras_hostile.py)",
          f"{passed_count(tail)} in {seconds:.0f} s"],
         ["hostile graph files (tests/engine/test_hostile_files.py)", f"{passed_count(tail2)} in {seconds2:.0f} s"],
         ["refused", "members with absolute paths, `..`, drive letters, backslashes or control characters; "
                     "symlink members; encrypted members; duplicate names; more than 64 members; pickles by name "
                     "(.pkl, .pt, .pth, .ckpt, .joblib, .bin, ...) or by content (pickle protocol 2+, torch.save "
-                    "zips), including as weights.safetensors; JSON members over 64 MiB (history 256 MiB) and "
-                    "weights over 4 GiB by the declared size, and bytes read past the declared size (a zip "
-                    "bomb with a lying header); .npy headers claiming more than the file holds; image "
-                    "decompression bombs; pipes and devices; CSV over 512 MiB"],
+                    "zips), including as weights.safetensors; graph.json over 64 MiB, project.json and "
+                    "config.json over 1 MiB and weights over 4 GiB by the declared size, and bytes read past "
+                    "the declared size (a zip bomb with a lying header); safetensors headers whose layout "
+                    "does not add up; .npy headers claiming more than the file holds; images whose header "
+                    "claims far more pixels than the chosen image size needs; pipes and devices; CSV over "
+                    "512 MiB; Keras weights with external storage, external or soft links, virtual datasets, "
+                    "unknown filters or declared sizes the file cannot hold, and .keras weights members "
+                    "that would expand past their limit"],
         ["kept and reported", "unknown zip members (Project.notes; never read beyond a pickle check), a GPU "
-                              "device the machine lacks (falls back to 'auto', noted)"],
+                              "device the machine lacks (falls back to 'auto', noted), a history over 64 MiB "
+                              "or epoch weights over 1 GiB (skipped, noted), settings that are out of range "
+                              "or not finite (their default, noted), weights holding NaN or infinity "
+                              "(noted, naming the first tensor)"],
     ]
     write("hostile", {
         "title": "Hostile files", "order": 30,
@@ -143,8 +165,189 @@ def measure_hostile() -> None:
                    "nothing is ever extracted to disk. A pickle in the archive would have created a marker "
                    "file when unpickled; the tests check it never exists.",
         "rows": rows, "command": ".venv/bin/python -m pytest tests/engine/test_reliability.py "
-                                 "tests/engine/test_hostile_files.py",
+                                 "tests/engine/test_project_limits.py tests/engine/test_data_limits.py "
+                                 "tests/engine/test_keras_hostile.py tests/engine/test_hostile_files.py",
         "ok": ok and ok2})
+
+
+# What an attacker from outside the project found (issue #13), each with what Deepwire does now and the
+# tests that hold it there.
+ATTACKS = [
+    ("Keras weights made with HDF5 external storage, external links or virtual datasets (read any local file)",
+     "refused before any array is read, one line naming the dataset", "test_keras_hostile.py"),
+    ("a .keras whose model.weights.h5 expands to GiBs; an h5 dataset declaring a huge shape in a 1 MB file",
+     "refused from the declared sizes, before reading (peak memory below)", "test_keras_hostile.py"),
+    ("real Keras 3 files whose weights are filed by class (layers/dense_1), not by layer name",
+     "weights placed as Keras files them; outputs equal Keras' (9 real fixtures); weights that cannot all "
+     "be placed: exit 1 naming the layer, unless --no-weights (or the designer's 'graph only')",
+     "test_keras_real.py, test_import_cli.py"),
+    ("mutated Keras configurations", "one line naming the layer, exit 2 (fuzz counts above)",
+     "test_fuzz_keras.py"),
+    ("a run whose test MSE is inf; 1e400 in a history; grad_clip 1e309 in a project",
+     "saved with null for the metric and shown as 'inf' / 'not finite'; the setting falls back to its "
+     "default with a note; non-finite settings refused when set", "test_project_limits.py, test_cli_training.py"),
+    ("train -o into a missing folder; a full disk at the final save",
+     "the output is checked before the first batch; a failed save writes the project beside the input or in "
+     "the per-user state folder and says where", "test_cli_training.py"),
+    ("checkpoint_dir in a project file", "ignored with a note: epoch files go only where --checkpoint-dir "
+     "or the designer says", "test_cli_training.py"),
+    ("check of a small project whose weights expand to GiBs", "the graph alone is read (peak memory below)",
+     "test_project_limits.py"),
+    ("an image folder of 9,000 x 9,000 PNGs", "refused from the header, naming the file (peak memory below)",
+     "test_data_limits.py"),
+    ("Stop before the first batch; a NaN loss at epoch N", "nothing trained: nothing written, said so; a NaN "
+     "keeps the best epoch so far and says at which epoch the run diverged", "test_training.py, "
+     "test_cli_training.py, test_training_panel.py"),
+    ("export of an enormous model; names over 255 characters; a FIFO or device as input; a huge seed",
+     "one line, exit 1 or 2, at once; check warns when the parameters cannot fit in memory",
+     "test_cli_robustness.py"),
+    ("saving over a 0644 file", "the file keeps its mode; a new file gets the umask's", "test_project_limits.py"),
+    ("import of a model.py", "stderr says the file's code is run before it runs", "test_import_cli.py"),
+    ("NaN/Inf weights in a project or an imported file; decimal commas in a ';' CSV",
+     "a note naming the first tensor; the columns read as numbers", "test_project_limits.py, "
+     "test_data_limits.py, test_keras_real.py"),
+    ("the autosave writer and its side file", "the side file is written first; a recovery file without one "
+     "is still offered", "test_recovery.py"),
+]
+
+BOMBS = r"""
+import json, resource, struct, sys, zipfile
+from pathlib import Path
+work = Path(sys.argv[1])
+
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def deflated_zeros(zf, name, size, head=b""):
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with zf.open(info, "w", force_zip64=True) as f:
+        f.write(head)
+        chunk = bytes(1 << 24)
+        left = size
+        while left:
+            f.write(chunk[:min(left, len(chunk))])
+            left -= min(left, len(chunk))
+
+import torch, engine.cli
+from engine.importers import ModelImportError, import_keras
+from engine.data import DataError, load_dataset
+from engine.project import Project, save_project
+from engine.templates import load_template
+import_keras({"class_name": "Sequential", "config": {"name": "m", "layers": [
+    {"class_name": "InputLayer", "config": {"batch_shape": [None, 4], "name": "i"}},
+    {"class_name": "Dense", "config": {"units": 2, "name": "d"}}]}})
+base = rss()
+what, gib = sys.argv[2], 4
+if what == "check":
+    save_project(work / "base.deepwire", Project(load_template("digits_mlp")))
+    n = int(3.9 * 2**30) // 4          # under the 4 GiB a weights member may declare
+    header = json.dumps({"big": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    bomb = work / "bomb.deepwire"
+    with zipfile.ZipFile(work / "base.deepwire") as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in src.infolist():
+            if info.filename != "weights.safetensors":
+                zf.writestr(info.filename, src.read(info))
+        zf.compression = zipfile.ZIP_DEFLATED
+        deflated_zeros(zf, "weights.safetensors", 4 * n, struct.pack("<Q", len(header)) + header)
+    base = rss()
+    assert engine.cli.main(["check", str(bomb)]) == 0
+elif what == "keras":
+    bomb = work / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"name": "m", "layers": [
+            {"class_name": "InputLayer", "config": {"batch_shape": [None, 4], "name": "i"}},
+            {"class_name": "Dense", "config": {"units": 2, "name": "d"}}]}}))
+        deflated_zeros(zf, "model.weights.h5", gib * 2**30)
+    base = rss()
+    try:
+        import_keras(bomb)
+        sys.exit("imported")
+    except ModelImportError:
+        pass
+else:
+    from PIL import Image
+    import zlib
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    def png(w, h):
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(bytes(w * 3 + 1) * 64)) + chunk(b"IEND", b""))
+    for name in ("cats", "dogs"):
+        (work / "pics" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (32, 24)).save(work / "pics" / name / f"{i}.png")
+    for i in range(3):
+        (work / "pics" / "dogs" / f"huge{i}.png").write_bytes(png(9000, 9000))
+    bomb = work / "pics"
+    base = rss()
+    try:
+        load_dataset(str(bomb), image_size=(64, 64))
+        sys.exit("loaded")
+    except DataError:
+        pass
+size = sum(p.stat().st_size for p in ([bomb] if bomb.is_file() else bomb.rglob("*")))
+print(json.dumps({"file_mb": size / 2**20, "base_mb": base, "peak_mb": rss()}))
+"""
+
+
+def measure_attacks() -> None:
+    files = sorted({f.strip() for _, _, tests in ATTACKS for f in tests.split(",")})
+    paths = [f"tests/{'designer' if f in ('test_recovery.py', 'test_training_panel.py') else 'engine'}/{f}"
+             for f in files]
+    ok, tail, seconds = pytest(paths, {})
+    rows = [[attack, f"{outcome} ({tests})"] for attack, outcome, tests in ATTACKS]
+    labels = {"check": "`deepwire check` of a project whose weights expand to 3.9 GiB",
+              "keras": "Keras import of a .keras whose weights member expands to 4 GiB",
+              "images": "loading an image folder holding three 9,000 x 9,000 PNGs at 64 x 64"}
+    for what, label in labels.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run([sys.executable, "-c", BOMBS, tmp, what], cwd=ROOT, capture_output=True,
+                                  text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        if proc.returncode != 0:
+            ok = False
+            rows.append([label, "FAILED: " + (proc.stderr.strip().splitlines() or ["?"])[-1]])
+            continue
+        f = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append([f"peak memory: {label} ({f['file_mb']:.1f} MB on disk)",
+                     f"refused; peak RSS {f['peak_mb']:.0f} MiB, {f['peak_mb'] - f['base_mb']:+.0f} MiB over "
+                     "the process before it (torch and Deepwire loaded)"])
+    rows.append(["the tests above", f"{passed_count(tail)} in {seconds:.0f} s"])
+    write("attacks", {
+        "title": "Attacks from outside the project", "order": 35,
+        "summary": "Deepwire was attacked with hostile inputs by someone outside the project, and tried as a new "
+                   "user would. Each finding, what Deepwire does now, and the test files that hold it there. "
+                   "Before these fixes `check` of the 4 GiB project peaked at about 8.4 GiB and the image "
+                   "folder at about 4.6 GB (measured in the same way).",
+        "rows": rows, "command": ".venv/bin/python benchmarks/reliability_report.py (measure_attacks)",
+        "ok": ok})
+
+
+STEADY_RUNS = 5
+
+
+def measure_steady() -> None:
+    """The designer tests, five times in a row, while two processes keep both cores busy."""
+    burn = subprocess.Popen([sys.executable, "-c", "import multiprocessing as mp\n"
+                             "def spin(_):\n    while True: pass\n"
+                             "if __name__ == '__main__':\n    mp.Pool(2).map(spin, range(2))"])
+    results = []
+    try:
+        for _ in range(STEADY_RUNS):
+            results.append(pytest(["tests/designer"], {}))
+    finally:
+        burn.kill()
+        subprocess.run(["pkill", "-f", "def spin"], capture_output=True)
+    ok = all(r[0] for r in results)
+    rows = [[f"run {i + 1}", f"{passed_count(tail)} in {seconds:.0f} s"] for i, (_, tail, seconds) in
+            enumerate(results)]
+    rows.append(["runs with a failure", f"{sum(not r[0] for r in results)} of {STEADY_RUNS}"])
+    write("steady", {
+        "title": "The test suite under load", "order": 45,
+        "summary": f"The designer tests (tests/designer, the slow ones included) run {STEADY_RUNS} times in a row "
+                   "while two busy-looping processes keep both cores of the machine busy: a test that depends "
+                   "on timing fails here first.",
+        "rows": rows, "command": ".venv/bin/python benchmarks/reliability_report.py (measure_steady)", "ok": ok})
 
 
 def measure_recovery() -> None:
@@ -232,12 +435,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=2000, help="fuzz examples per loader (default 2000)")
     parser.add_argument("--kill-cycles", type=int, default=100, help="SIGKILLs during saves (default 100)")
     parser.add_argument("--render-only", action="store_true", help="only rebuild the page from the figure files")
+    parser.add_argument("--only", help="run only these measurements, e.g. attacks,steady")
     args = parser.parse_args(argv)
     if not args.render_only:
+        only = set(args.only.split(",")) if args.only else None
         for label, step in (("fuzzing", lambda: measure_fuzz(args.examples)),
                             ("kill test", lambda: measure_kill(args.kill_cycles)),
-                            ("hostile files", measure_hostile), ("recovery", measure_recovery),
+                            ("hostile files", measure_hostile), ("attacks", measure_attacks),
+                            ("recovery", measure_recovery), ("steady", measure_steady),
                             ("endurance", measure_endurance)):
+            if only is not None and label.split()[0] not in only:
+                continue
             started = time.perf_counter()
             print(f"{label}...", end=" ", flush=True)
             step()
