@@ -179,6 +179,9 @@ class TrainingPanel(QWidget):
         layout.addWidget(_heading("Data"))
         self.dataset_combo = QComboBox(body)
         self.dataset_combo.setToolTip("The data to train on: a built-in dataset, or Import… your own")
+        # Its longest entry must not widen the panel past its dock (the list shows entries whole).
+        self.dataset_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.dataset_combo.setMinimumContentsLength(14)
         self.dataset_combo.activated.connect(self._dataset_activated)
         layout.addWidget(self.dataset_combo)
         self.dataset_info = _wrapping_label(body, muted=True)

@@ -334,3 +334,16 @@ def test_a_graph_saved_as_json_names_the_dataset_picked_for_it(qtbot, window, tm
     window.document.project.dataset = "digits_images"
     path = window.document.save(tmp_path / "net.json")
     assert read_graph(path).dataset == "digits_images"
+
+
+def test_the_training_panel_fits_its_dock_at_the_default_size_without_a_sideways_scroll(qtbot, window):
+    """A long dataset entry made the panel wider than its dock: fields were cut at the right edge."""
+    from PySide6.QtWidgets import QScrollArea
+
+    window.resize(1440, 900)
+    window.training_dock.raise_()
+    settle(qtbot, window)
+    assert window.training.isVisible()
+    scroll = window.training.findChild(QScrollArea)
+    assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width(), (
+        scroll.widget().minimumSizeHint().width(), scroll.viewport().width())
