@@ -823,7 +823,8 @@ class TemplateGallery(QDialog):
 # The export formats in the order the Export dialog offers them: (title, what it gives)
 FORMAT_INFO = {
     "python": ("Python bundle", "model.py (the generated PyTorch source), the weights, train.py to train on, and a "
-               "test that checks the bundle gives this app's outputs. Needs only PyTorch."),
+               "test that checks the bundle gives this app's outputs; requirements.txt lists what each needs "
+               "(model.py alone: PyTorch)."),
     "onnx": ("ONNX", "model.onnx for any batch size, for ONNX Runtime, TensorRT, OpenVINO and other runtimes."),
     "torchscript": ("TorchScript", "model.pt: torch.jit.load runs it without the Python source, in Python or in C++ "
                     "(LibTorch)."),
