@@ -1,0 +1,60 @@
+"""The engine's import structure: every module imports alone, and the cheap parts never load the
+heavy ones (issue #15: no import circles; the project file does not load the training loop).
+
+Each check runs in a fresh interpreter, so what one test imported cannot hide another's import."""
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def engine_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(engine.__path__, "engine.")
+                  if not m.name.startswith("engine.__"))
+
+
+def loaded_by(module: str) -> set[str]:
+    """The engine modules that importing `module` alone, in a fresh interpreter, loads."""
+    code = (f"import json, sys; import {module}; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('engine'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"import {module} alone failed:\n{out.stderr[-2000:]}"
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_every_engine_module_imports_alone():
+    """One interpreter per module would take minutes; one per module, importing it first, is the
+    check that matters for a circle (the module that starts the circle sees a half-made partner)."""
+    modules = engine_modules()
+    assert "engine.settings" in modules
+    code = ("import importlib, sys\n"
+            "failed = []\n"
+            f"for name in {modules!r}:\n"
+            "    for m in [m for m in sys.modules if m == 'engine' or m.startswith('engine.')]:\n"
+            "        del sys.modules[m]\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except Exception as exc:\n"
+            "        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+            "print('\\n'.join(failed))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("module, never", [
+    ("engine.project", "engine.training"),      # the file format stores settings, not the loop
+    ("engine.project", "engine.compiler"),
+    ("engine.settings", "engine.training"),
+])
+def test_cheap_modules_do_not_load_heavy_ones(module, never):
+    assert never not in loaded_by(module)
