@@ -1,4 +1,4 @@
-"""Reading and writing user files safely: atomic writes, size limits, one-line errors."""
+"""Writing user files safely: atomic writes (the old file or the new one is always whole)."""
 from __future__ import annotations
 
 import glob
@@ -11,10 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
-
-from .graph import FormatError, Graph
-
-MAX_GRAPH_BYTES = 64 * 1024 * 1024
 
 
 @contextmanager
@@ -113,43 +109,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_graph(path: str | os.PathLike) -> Graph:
-    """Load a graph file (or the graph of a project file). Raises FormatError with one clear line
-    on anything unreadable: only regular files are read, and never more than MAX_GRAPH_BYTES."""
-    path = Path(path)
-    try:
-        st = path.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise FormatError(f"{path} is a folder, not a graph file")
-        if not stat.S_ISREG(st.st_mode):
-            raise FormatError(f"{path.name} is not a regular file (a device, pipe or socket); choose a graph file")
-        with open(path, "rb") as f:
-            head = f.read(2)
-            if head == b"PK":       # a project file: its size is its weights', checked member by member
-                project = True
-            else:
-                project = False
-                if st.st_size > MAX_GRAPH_BYTES:
-                    raise FormatError(f"{path.name} is {st.st_size // 2**20} MiB; a graph file is at most "
-                                      f"{MAX_GRAPH_BYTES // 2**20} MiB")
-                raw = head + f.read(MAX_GRAPH_BYTES + 1 - len(head))
-    except FormatError:
-        raise
-    except IsADirectoryError:
-        raise FormatError(f"{path} is a folder, not a graph file") from None
-    except FileNotFoundError:
-        raise FormatError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise FormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if project:   # only the graph: the weights, settings and history are not read (see load_project_graph)
-        from .project import load_project_graph
+def __getattr__(name: str):
+    """`read_graph` and `MAX_GRAPH_BYTES` read files and now live in engine.project (this module only
+    writes); the old names still answer here for the callers that import them from engine.fileio."""
+    if name in ("read_graph", "MAX_GRAPH_BYTES"):
+        from . import project
 
-        return load_project_graph(path)
-    if len(raw) > MAX_GRAPH_BYTES:
-        raise FormatError(f"{path.name} grew past {MAX_GRAPH_BYTES // 2**20} MiB while being read; "
-                          "a graph file is at most that")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise FormatError(f"{path.name} is not a text file (not UTF-8): is it a Deepwire graph?") from None
-    return Graph.from_json(text)
+        return getattr(project, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

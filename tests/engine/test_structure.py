@@ -55,6 +55,18 @@ def test_every_engine_module_imports_alone():
     ("engine.project", "engine.training"),      # the file format stores settings, not the loop
     ("engine.project", "engine.compiler"),
     ("engine.settings", "engine.training"),
+    ("engine.fileio", "engine.project"),         # atomic writes only: reading files is the project's
+    ("engine.fileio", "engine.graph"),
 ])
 def test_cheap_modules_do_not_load_heavy_ones(module, never):
     assert never not in loaded_by(module)
+
+
+def test_old_import_paths_still_answer():
+    from engine import fileio, project, training
+    assert fileio.read_graph is project.read_graph and fileio.MAX_GRAPH_BYTES == project.MAX_GRAPH_BYTES
+    from engine.fileio import read_graph  # noqa: F401  (engine.cli and the designer import it from here)
+    from engine.settings import ConfigError, TrainConfig
+    assert training.TrainConfig is TrainConfig and training.ConfigError is ConfigError
+    with pytest.raises(AttributeError):
+        fileio.no_such_name  # noqa: B018
