@@ -34,8 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.analysis import WARNING, Analysis, count_flops
+from engine.analysis import WARNING, Analysis
 from engine.blocks import TOKENS, Block, Param, ParamError, get_block
+from engine.flops import Probe, add_probe, count_flops, probe_of
 from engine.graph import MAX_NAME, Graph, clean_name
 
 from . import theme
@@ -140,41 +141,21 @@ def _same(param: Param, raw: Any, value: Any) -> bool:
 _FLOPS_CACHE: OrderedDict[tuple, int | None] = OrderedDict()
 _FLOPS_CACHE_SIZE = 4096
 
-FlopJob = tuple  # (key, block type, validated params, ((port, TensorSpec), ...))
+FlopJob = tuple[tuple, Probe]  # (the probe's key, the probe)
 
 
 def flops_job(analysis: Analysis, graph: Graph, node_id: str) -> FlopJob | None:
-    """What a block's FLOPs depend on, as a cache key plus what is needed to count them; None
-    while its parameters or an input's shape are unknown. Cheap: it looks at the block only."""
-    params = analysis.params.get(node_id)
-    if params is None or node_id not in analysis.specs or node_id not in graph:
-        return None
-    inputs = []
-    for port, src in sorted(graph.inputs_of(node_id).items()):
-        spec = analysis.specs.get(src)
-        if spec is None:
-            return None
-        inputs.append((port, spec))
-    node_type = graph.node(node_id).type
-    key = (node_type, repr(sorted(params.items())),
-           tuple((port, tuple(spec.shape), spec.dtype) for port, spec in inputs))
-    return key, node_type, dict(params), tuple(inputs)
+    """What a block's FLOPs depend on, as a cache key plus the block's probe; None while its
+    parameters or an input's shape are unknown. Cheap: it looks at the block only."""
+    probe = probe_of(graph, analysis, node_id)
+    return None if probe is None else (probe.key(), probe)
 
 
 def count_block_flops(jobs: list[FlopJob]) -> dict[tuple, int | None]:
-    """Count the FLOPs of several blocks in one small model: for each block, Inputs of its input
-    shapes, the block, an Output. Blocks whose model cannot be built get None."""
+    """Count the FLOPs of several blocks in one small model: each block's probe (Inputs of its
+    input shapes, the block, an Output) side by side. Blocks whose model cannot be built get None."""
     graph = Graph("flops")
-    ids = {}
-    for key, node_type, params, inputs in jobs:
-        feeds = [(port, graph.add_node("Input", params={"shape": list(spec.shape), "dtype": spec.dtype}))
-                 for port, spec in inputs]
-        node_id = graph.add_node(node_type, params=params)
-        for port, feed in feeds:
-            graph.connect(feed, node_id, port)
-        if node_type != "Output":
-            graph.connect(node_id, graph.add_node("Output"), 0)
-        ids[key] = node_id
+    ids = {key: add_probe(graph, probe) for key, probe in jobs}
     flops = count_flops(graph)
     if not flops and len(jobs) > 1:  # one block that cannot be built on its own spoils the batch
         out: dict[tuple, int | None] = {}
@@ -188,7 +169,7 @@ def count_block_flops(jobs: list[FlopJob]) -> dict[tuple, int | None]:
 
 
 class _FlopCounter(QObject):
-    """Counts blocks' FLOPs (engine.analysis.count_flops compiles a model: slow) on a thread, one
+    """Counts blocks' FLOPs (engine.flops.count_flops compiles a model: slow) on a thread, one
     batch at a time, in the order asked; results are cached by block key."""
 
     ready = Signal()               # new results are in the cache

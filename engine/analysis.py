@@ -240,32 +240,11 @@ def output_activation(graph: Graph, analysis: Analysis, output_id: str) -> str |
     return act if act in ("softmax", "sigmoid") else None
 
 
-def count_flops(graph: Graph) -> dict[str, int]:
-    """FLOPs per node for one sample, counted by torch.utils.flop_counter on a meta-device run."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+def __getattr__(name: str):
+    """count_flops compiles and runs a model, so it lives in engine.flops; the old name still
+    answers here, lazily, for callers that import it from engine.analysis (engine.cli)."""
+    if name == "count_flops":
+        from .flops import count_flops
 
-    from .compiler import compile_graph
-
-    analysis = analyse(graph)
-    if not analysis.ok:
-        return {}
-    try:  # the meta device builds even huge models instantly; a few initialisers need real memory
-        with torch.device("meta"):
-            model, info = compile_graph(graph, analysis=analysis, with_info=True)
-    except (NotImplementedError, RuntimeError):
-        model, info = compile_graph(graph, analysis=analysis, with_info=True)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    inputs = [torch.zeros((1,) + analysis.specs[i].shape, device=device,
-                          dtype=torch.long if analysis.specs[i].dtype == TOKENS else torch.float32)
-              for i in info.input_ids]
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(*inputs)
-    per_module = counter.get_flop_counts()
-    flops = {}
-    for node_id, attr in info.attrs.items():
-        counts = per_module.get(f"{type(model).__name__}.{attr}") or per_module.get(attr) or {}
-        flops[node_id] = int(sum(counts.values()))
-    return flops
+        return count_flops
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

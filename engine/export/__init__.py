@@ -17,6 +17,7 @@ from ..analysis import analyse
 from ..blocks import TOKENS
 from ..codegen import CodegenError
 from ..compiler import compile_graph
+from ..flops import probe_graph, probe_of
 
 FORMATS = ("python", "torchscript", "onnx", "weights")
 
@@ -181,26 +182,20 @@ def analyse_outputs(model, example) -> tuple:
 
 
 def _onnx_culprit(project, opset) -> str | None:
-    """Export each block alone to find the first one ONNX cannot express: "Type 'name'"."""
-    from ..graph import Graph
-
+    """Export each block alone (its probe: engine.flops) to find the first one ONNX cannot
+    express: "Type 'name'"."""
     graph = project.graph
     analysis = analyse(graph)
     for node_id in analysis.order:
         node = graph.node(node_id)
-        if node.type in ("Input", "Output") or node_id not in analysis.live:
+        probe = probe_of(graph, analysis, node_id)
+        if node.type in ("Input", "Output") or node_id not in analysis.live or probe is None:
             continue
-        single = Graph("probe")
-        block = single.add_node(node.type, "block", dict(node.params))
-        for port, src in enumerate(analysis.inputs_of(graph, node_id)):
-            spec = analysis.specs[src]
-            source = single.add_node("Input", f"in{port}", {"shape": list(spec.shape), "dtype": spec.dtype})
-            single.connect(source, block, port)
-        single.connect(block, single.add_node("Output", "out"))
+        single, _block = probe_graph(probe)
         try:
-            probe = compile_graph(single).eval()
+            model = compile_graph(single).eval()
             inputs = example_inputs(type("P", (), {"graph": single})())
-            _onnx_bytes(probe, inputs, [f"input_{i}" for i in range(len(inputs))], opset)
+            _onnx_bytes(model, inputs, [f"input_{i}" for i in range(len(inputs))], opset)
         except Exception:
             return f"{node.type} '{node.name}'"
     return None

@@ -57,6 +57,8 @@ def test_every_engine_module_imports_alone():
     ("engine.settings", "engine.training"),
     ("engine.fileio", "engine.project"),         # atomic writes only: reading files is the project's
     ("engine.fileio", "engine.graph"),
+    ("engine.analysis", "engine.compiler"),      # the cheap pass on every edit builds no model
+    ("engine.analysis", "engine.flops"),
 ])
 def test_cheap_modules_do_not_load_heavy_ones(module, never):
     assert never not in loaded_by(module)
@@ -70,3 +72,26 @@ def test_old_import_paths_still_answer():
     assert training.TrainConfig is TrainConfig and training.ConfigError is ConfigError
     with pytest.raises(AttributeError):
         fileio.no_such_name  # noqa: B018
+    from engine import analysis, flops
+    assert analysis.count_flops is flops.count_flops
+    from engine.analysis import count_flops  # noqa: F401  (engine.cli imports it from here)
+    with pytest.raises(AttributeError):
+        analysis.no_such_name  # noqa: B018
+
+
+def test_one_probe_serves_the_flop_count():
+    """A block alone in its probe graph counts as it does in its model (engine.flops)."""
+    from engine.analysis import analyse
+    from engine.flops import count_flops, probe_graph, probe_of
+    from engine.graph import Graph
+
+    graph = Graph("two")
+    x = graph.add_node("Input", "x", {"shape": [8]})
+    dense = graph.add_node("Linear", "dense", {"units": 4})
+    graph.connect(x, dense, 0)
+    graph.connect(dense, graph.add_node("Output", "out"), 0)
+    probe = probe_of(graph, analyse(graph), dense)
+    assert probe.type == "Linear" and [(port, spec.shape) for port, spec in probe.inputs] == [(0, (8,))]
+    single, block = probe_graph(probe)
+    assert len(single) == 3 and probe_of(single, analyse(single), block).key() == probe.key()
+    assert count_flops(single)[block] == count_flops(graph)[dense] == 2 * 8 * 4

@@ -1,0 +1,96 @@
+"""FLOPs: the arithmetic one sample costs, counted by compiling the model and running it once
+(torch's FlopCounterMode, on the meta device where the model allows).
+
+Apart from `analysis`, which is cheap enough for every edit and never builds a model. Here too
+the probe: one block alone in a graph of its own (Inputs of the shapes it is fed, the block, an
+Output), for what is asked of a block by itself: its FLOPs (the inspector), whether an exporter
+can express it (the ONNX culprit search).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .analysis import Analysis, analyse
+from .blocks import TOKENS, TensorSpec
+from .compiler import compile_graph
+from .graph import Graph
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A block as it stands on its own: its type, validated parameters and (port, shape) fed in."""
+    type: str
+    params: dict
+    inputs: tuple[tuple[int, TensorSpec], ...]
+
+    def key(self) -> tuple:
+        """What the block's behaviour depends on, hashable: blocks that are alike share it."""
+        return (self.type, repr(sorted(self.params.items())),
+                tuple((port, tuple(spec.shape), spec.dtype) for port, spec in self.inputs))
+
+
+def probe_of(graph: Graph, analysis: Analysis, node_id: str) -> Probe | None:
+    """The probe of a block of `graph`; None while its parameters or an input's shape are unknown.
+    Cheap: it looks at the block and its wires only."""
+    params = analysis.params.get(node_id)
+    if params is None or node_id not in analysis.specs or node_id not in graph:
+        return None
+    inputs = []
+    for port, src in sorted(graph.inputs_of(node_id).items()):
+        spec = analysis.specs.get(src)
+        if spec is None:
+            return None
+        inputs.append((port, spec))
+    return Probe(graph.node(node_id).type, dict(params), tuple(inputs))
+
+
+def add_probe(graph: Graph, probe: Probe) -> str:
+    """Add the probe to `graph` (several may share one): Inputs of its shapes, the block, and an
+    Output after it (an Output block is its own end). Returns the block's node id."""
+    feeds = [(port, graph.add_node("Input", params={"shape": list(spec.shape), "dtype": spec.dtype}))
+             for port, spec in probe.inputs]
+    node_id = graph.add_node(probe.type, params=dict(probe.params))
+    for port, feed in feeds:
+        graph.connect(feed, node_id, port)
+    if probe.type != "Output":
+        graph.connect(node_id, graph.add_node("Output"), 0)
+    return node_id
+
+
+def probe_graph(probe: Probe) -> tuple[Graph, str]:
+    """A graph holding the probe alone, and the block's node id in it."""
+    graph = Graph("probe")
+    return graph, add_probe(graph, probe)
+
+
+def count_flops(graph: Graph) -> dict[str, int]:
+    """FLOPs per node for one sample, counted by torch.utils.flop_counter on a meta-device run;
+    {} when the graph has errors."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    analysis = analyse(graph)
+    if not analysis.ok:
+        return {}
+    try:  # the meta device builds even huge models instantly; a few initialisers need real memory
+        with torch.device("meta"):
+            model, info = compile_graph(graph, analysis=analysis, with_info=True)
+    except (NotImplementedError, RuntimeError):
+        model, info = compile_graph(graph, analysis=analysis, with_info=True)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    inputs = [torch.zeros((1,) + analysis.specs[i].shape, device=device,
+                          dtype=torch.long if analysis.specs[i].dtype == TOKENS else torch.float32)
+              for i in info.input_ids]
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(*inputs)
+    per_module = counter.get_flop_counts()
+    flops = {}
+    for node_id, attr in info.attrs.items():
+        counts = per_module.get(f"{type(model).__name__}.{attr}") or per_module.get(attr) or {}
+        flops[node_id] = int(sum(counts.values()))
+    return flops
+
+
+__all__ = ["Probe", "add_probe", "count_flops", "probe_graph", "probe_of"]
