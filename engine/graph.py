@@ -73,6 +73,7 @@ class Graph:
         self.dataset: str | None = None   # the data it is meant to train on (a built-in's name or a path)
         self._g = nx.MultiDiGraph()
         self._names: set[str] = set()
+        self._next_suffix: dict[str, int] = {}  # stem -> a suffix below which every stem_N is taken
         self._next_id = 1
         self._listeners: list[Listener] = []
 
@@ -143,18 +144,39 @@ class Graph:
         return node_id
 
     def unique_name(self, base: str, exclude: str | None = None) -> str:
-        """`base` if free, else base_1, base_2, ..."""
-        taken = self._names
-        if exclude is not None and exclude in self._g:
-            taken = taken - {self.node(exclude).name}
+        """`base` if free, else the first free of base_1, base_2, ... (`base` without its own _N
+        suffix; `exclude`'s current name counts as free). O(1): a counter per stem remembers how
+        far the suffixes are known to be taken."""
+        own = self.node(exclude).name if exclude is not None and exclude in self._g else None
         base = clean_name(base) or "node"
-        if base not in taken:
+        if base not in self._names or base == own:
             return base
-        stem = re.sub(r"_\d+$", "", base) or base
-        i = 1
-        while f"{stem[:MAX_NAME - len(str(i)) - 1]}_{i}" in taken:
+        stem = _SUFFIX.sub("", base) or base
+        i = self._next_suffix.get(stem, 1)
+        name = _suffixed(stem, i)
+        while name in self._names and name != own:
             i += 1
-        return f"{stem[:MAX_NAME - len(str(i)) - 1]}_{i}"
+            name = _suffixed(stem, i)
+        self._next_suffix[stem] = i  # every stem_N with N < i is taken
+        if own is not None and (m := _CANONICAL.search(own)) and int(m.group(1)) < i \
+                and _suffixed(stem, int(m.group(1))) == own:
+            return own  # the node's own name is the first free one
+        return name
+
+    def _take_name(self, name: str) -> None:
+        self._names.add(name)
+
+    def _free_name(self, name: str) -> None:
+        """`name` is free again: a counter past its suffix steps back to it."""
+        self._names.discard(name)
+        m = _CANONICAL.search(name)
+        if m is None or not self._next_suffix:
+            return
+        i, prefix = int(m.group(1)), name[:m.start()]
+        stems = [prefix] if len(name) < MAX_NAME else [s for s in self._next_suffix if s.startswith(prefix)]
+        for stem in stems:  # a name of MAX_NAME characters may be a longer stem's, cut short
+            if self._next_suffix.get(stem, 0) > i and _suffixed(stem, i) == name:
+                self._next_suffix[stem] = i
 
     def add_node(self, type_name: str, name: str | None = None, params: dict | None = None,
                  pos: tuple[float, float] = (0.0, 0.0), node_id: str | None = None, index: int | None = None) -> str:
@@ -174,7 +196,7 @@ class Graph:
         base = name if name is not None else f"{block.default_name or type_name.lower()}_1"
         node = Node(node_id, self.unique_name(base), type_name, full, (float(pos[0]), float(pos[1])))
         self._g.add_node(node_id, node=node)
-        self._names.add(node.name)
+        self._take_name(node.name)
         if index is not None and index < len(self._g) - 1:
             self._move_to(node_id, index)
         self._emit("node_added", node_id=node_id)
@@ -196,7 +218,7 @@ class Graph:
         self.node(node_id)
         for edge in [e for e in self.edges() if node_id in (e.src, e.dst)]:
             self.disconnect(edge.src, edge.dst, edge.port)
-        self._names.discard(self.node(node_id).name)
+        self._free_name(self.node(node_id).name)
         self._g.remove_node(node_id)
         self._emit("node_removed", node_id=node_id)
 
@@ -208,8 +230,8 @@ class Graph:
         new = self.unique_name(name, exclude=node_id)
         if new != node.name:
             old, node.name = node.name, new
-            self._names.discard(old)
-            self._names.add(new)
+            self._free_name(old)
+            self._take_name(new)
             self._emit("node_renamed", node_id=node_id, old=old, new=new)
         return new
 
@@ -249,6 +271,7 @@ class Graph:
     def clear(self) -> None:
         self._g.clear()
         self._names.clear()
+        self._next_suffix.clear()
         self._next_id = 1
         self._emit("reset")
 
@@ -327,7 +350,7 @@ class Graph:
         full = block.defaults() if block else {}
         full.update(params)
         self._g.add_node(node_id, node=Node(node_id, name, type_name, full, (float(pos[0]), float(pos[1]))))
-        self._names.add(name)
+        self._take_name(name)
 
     def _load_edge(self, i: int, item: Any) -> None:
         if not isinstance(item, dict):
@@ -355,6 +378,15 @@ class Graph:
 
     def copy(self) -> Graph:
         return Graph.from_dict(self.to_dict())
+
+
+_SUFFIX = re.compile(r"_\d+$")             # what a base name's own suffix is (unique_name drops it)
+_CANONICAL = re.compile(r"_([1-9][0-9]*)$")  # a suffix unique_name writes
+
+
+def _suffixed(stem: str, i: int) -> str:
+    """stem_i, the stem cut so that the name stays within MAX_NAME characters."""
+    return f"{stem[:MAX_NAME - len(str(i)) - 1]}_{i}"
 
 
 def _no_constant(name: str) -> Any:

@@ -48,18 +48,24 @@ def to_class_name(name: str, fallback: str = "Model") -> str:
 
 
 class Namespace:
-    """Hands out unique identifiers."""
+    """Hands out unique identifiers: `base`, else the first free of base_2, base_3, ...
+
+    Names are only ever added, so a counter per base (as torch.fx's _Namespace keeps) says
+    where the search for the next free suffix starts: each name costs O(1)."""
 
     def __init__(self, taken: set[str] | None = None):
         self._taken = set(taken or ())
+        self._tried: dict[str, int] = {}  # base -> the last suffix found taken or given
 
     def create(self, name: str, fallback: str = "layer") -> str:
         base = to_identifier(name, fallback)
-        candidate, i = base, 1
+        candidate, i = base, self._tried.get(base, 1)
         while candidate in self._taken:
             i += 1
             candidate = f"{base.rstrip('_')}_{i}"
             if candidate in RESERVED:
                 candidate += "_"
+        if candidate != base:
+            self._tried[base] = i
         self._taken.add(candidate)
         return candidate
