@@ -13,6 +13,7 @@ from engine.fileio import atomic_write_text, read_graph
 from engine.graph import Graph
 from engine.project import SUFFIX, Project, is_project_file, load_project, save_project
 from engine.templates import STARTER, describe, load_template
+from engine.training import TrainConfig
 
 ANALYSIS_DELAY_MS = 40
 
@@ -22,6 +23,7 @@ class Document(QObject):
     modifiedChanged = Signal(bool)
     pathChanged = Signal(object)   # Path | None
     graphReplaced = Signal()       # a new graph object (new/open)
+    projectChanged = Signal()      # settings, dataset, weights or runs changed (each time; not undoable)
 
     def __init__(self, graph: Graph | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -51,6 +53,42 @@ class Document(QObject):
         if not self._changed_outside_graph:
             self._changed_outside_graph = True
             self.modifiedChanged.emit(True)
+        self.projectChanged.emit()
+
+    # ------------------------------------------------------------------ the project's other parts
+    # Views change settings, data, weights and runs only through these (never by assigning the
+    # project's fields), so that each change marks the document modified and autosave sees it.
+    def set_training_config(self, config: TrainConfig) -> bool:
+        """The training settings (validated by the caller); True when they changed."""
+        if config == self.project.config:
+            return False
+        self.project.config = config
+        self.mark_changed()
+        return True
+
+    def set_dataset(self, name: str | None, options: dict | None = None, *, unsaved: bool = True) -> bool:
+        """The data the project trains on and how it is read (load_dataset's keywords). unsaved=False:
+        a default chosen on opening, which does not make the project need saving. True when it changed."""
+        options = dict(options or {})
+        project = self.project
+        if name == project.dataset and options == project.dataset_options:
+            return False
+        project.dataset, project.dataset_options = name, options
+        if unsaved:
+            self.mark_changed()
+        return True
+
+    def set_weights(self, weights: dict | None) -> None:
+        """The model's trained weights (e.g. an epoch's, restored)."""
+        self.project.weights = weights
+        self.mark_changed()
+
+    def record_run(self, result, **run) -> dict:
+        """Record a finished run in the project (Project.record_run: the same record the CLI writes)
+        and return its record."""
+        record = self.project.record_run(result, **run)
+        self.mark_changed()
+        return record
 
     @property
     def title(self) -> str:

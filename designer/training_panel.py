@@ -11,7 +11,6 @@ import json
 import math
 from dataclasses import replace
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -45,7 +44,6 @@ from .train_worker import RunRequest, TrainingSession
 
 IMPORT = "\x00import"
 PROGRESS_INTERVAL_MS = 200       # progress bar and figures: QProgressBar.setValue repaints at once
-MAX_SAVED_BATCH_POINTS = 2000     # batch losses kept per run in the project file (downsampled)
 SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
                   "plateau": "Reduce on plateau"}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
@@ -68,15 +66,6 @@ def format_bytes(n: int | None) -> str:
     if not n:
         return ""
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.0f} MB"
-
-
-def downsample(values: list[float], limit: int = MAX_SAVED_BATCH_POINTS) -> list[float]:
-    """At most `limit` points, each the mean of its stretch, so the saved curve keeps its shape."""
-    if len(values) <= limit:
-        return [float(v) for v in values]
-    edges = np.linspace(0, len(values), limit + 1).astype(int)
-    sums = np.add.reduceat(np.asarray(values, dtype=np.float64), edges[:-1])
-    return (sums / np.diff(edges)).tolist()
 
 
 def format_metric(value, spec: str = ".4g") -> str:
@@ -131,6 +120,9 @@ class TrainingPanel(QWidget):
         self._loading = False
         self._imported: dict[str, tuple[Dataset | None, dict]] = {}
         self._run_project = None
+        self._run_config: TrainConfig | None = None      # what the run was started with: its record's
+        self._run_spec = ""
+        self._run_options: dict = {}
         self._run_graph_changed = False
         self._run_signature = ""
         self._blocked = False          # the status line says why Train refused: kept true of the moment
@@ -320,7 +312,7 @@ class TrainingPanel(QWidget):
             if not project.dataset:
                 # the dataset the graph names (a template's), else a built-in whose samples fit its Input
                 # (an imported model): chosen as if picked, without making the project unsaved
-                project.dataset = self._dataset_for_graph()
+                self.document.set_dataset(self._dataset_for_graph(), project.dataset_options, unsaved=False)
             self._fill_datasets(project.dataset)
         finally:
             self._loading = False
@@ -398,9 +390,7 @@ class TrainingPanel(QWidget):
             return
         self._last_spec = spec
         if spec != self.document.project.dataset:
-            self.document.project.dataset = spec
-            self.document.project.dataset_options = dict(self._imported.get(spec, (None, {}))[1])
-            self._mark_changed()
+            self.document.set_dataset(spec, self._imported.get(spec, (None, {}))[1], unsaved=not self._loading)
         self._update_dataset_info()
 
     def import_dataset(self, dialog: DatasetImportDialog | None = None) -> bool:
@@ -419,9 +409,7 @@ class TrainingPanel(QWidget):
             self._fill_datasets(spec)
         finally:
             self._loading = False
-        self.document.project.dataset = spec
-        self.document.project.dataset_options = dict(options)
-        self._mark_changed()
+        self.document.set_dataset(spec, options)
         self._update_dataset_info()
 
     def _update_dataset_info(self) -> None:
@@ -604,14 +592,8 @@ class TrainingPanel(QWidget):
             return
         self._set_label(self.settings_error, "")
         self._refresh_blocked()
-        if config != self.document.project.config:
-            self.document.project.config = config
-            self._mark_changed()
+        self.document.set_training_config(config)
         self.deviceText.emit(f"Device: {self.device.currentText()}")
-
-    def _mark_changed(self) -> None:
-        if not self._loading:
-            self.document.mark_changed()
 
     # ------------------------------------------------------------------ running
     def start(self) -> bool:
@@ -628,10 +610,11 @@ class TrainingPanel(QWidget):
         spec = self.dataset_spec()
         dataset, options = self._imported.get(spec, (None, {}))
         graph = Graph.from_dict(self.document.graph.to_dict())
-        self.document.project.config = config
-        self.document.project.dataset = spec
-        self._run_id = str(max((int(r.get("id", 0)) for r in self.document.project.runs
-                                if isinstance(r, dict) and isinstance(r.get("id"), int)), default=0) + 1)
+        self.document.set_training_config(config)
+        if spec != self.document.project.dataset:
+            self.document.set_dataset(spec, options)
+        self._run_config, self._run_spec, self._run_options = config, spec, dict(options)
+        self._run_id = str(self.document.project.next_run_id())     # the id Project.record_run will give it
         info = self._builtins.get(spec)
         self._task = (info["task"] if info else dataset.task if dataset is not None else "multiclass")
         self._batch_losses, self._batches_per_epoch = [], 0
@@ -774,22 +757,17 @@ class TrainingPanel(QWidget):
     def _on_finished(self, outcome) -> None:
         self._finish_common()
         result = outcome.result
-        project = self._run_project
-        run = {"id": int(self._run_id), "started_at": outcome.started_at, "dataset": project.dataset or "",
-               "dataset_name": outcome.dataset_name, "config": project.config.to_dict(), "task": result.task,
-               "class_names": result.class_names, **result.summary(),
-               "batch_losses": downsample(self._batch_losses), "batches_per_epoch": self._batches_per_epoch}
-        if len(self._batch_losses) > MAX_SAVED_BATCH_POINTS:
-            run["batch_losses_downsampled_from"] = len(self._batch_losses)
-        if project is not self.document.project:
+        if self._run_project is not self.document.project:
             self._set_status("The run finished, but its project was closed meanwhile.", "warning")
             return
-        project.runs.append(run)
-        project.keep_checkpoints(int(self._run_id), result.checkpoints)   # saved with the project
         applied = not self._run_graph_changed
-        if applied:
-            project.weights = result.state_dict
-        self.document.mark_changed()
+        # the one way a run is recorded (the CLI's too); its epochs' weights are saved with the project
+        run = self.document.record_run(result, config=self._run_config, dataset=self._run_spec,
+                                       options=self._run_options, started_at=outcome.started_at,
+                                       dataset_name=outcome.dataset_name, batch_losses=self._batch_losses,
+                                       batches_per_epoch=self._batches_per_epoch, apply_weights=applied)
+        self._run_id = str(run["id"])
+        self._settings_changed()     # settings edited during the run stay the project's
         self._set_progress(1, text="Done" if result.stopped != "user" else "Stopped")
         self._add_run_item(run, select=True)
         samples = outcome.samples
@@ -915,8 +893,7 @@ class TrainingPanel(QWidget):
             self._set_status(f"Cannot restore epoch {epoch}: the weights do not fit the graph "
                                                f"as it is now ({str(exc).splitlines()[0][:160]}).", "error")
             return False
-        self.document.project.weights = dict(state)
-        self.document.mark_changed()
+        self.document.set_weights(dict(state))
         self._set_status(f"Restored the weights of run {run_id}, epoch {epoch}.")
         self.message.emit(f"Restored run {run_id}, epoch {epoch}")
         return True

@@ -374,21 +374,27 @@ def cmd_train(args) -> int:
     _check_fit(project.graph, dataset)
     options = _dataset_options(args, project)
     progress = _Progress()
+    batch_losses: list[float] = []
+    batches = [0]
+
+    def batch_end(info: dict) -> None:      # every batch's loss, kept with the run as the designer keeps it
+        batch_losses.extend(info["losses"])
+        batches[0] = info["batches"]
+        progress.batch(info)
+
     control = TrainControl()
     previous = signal.signal(signal.SIGINT, lambda *_: (control.stop(), signal.signal(signal.SIGINT, previous)))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
         result = train(project.graph, dataset, run_config,
-                       Callbacks(batch_end=progress.batch, epoch_end=progress.epoch), control)
+                       Callbacks(batch_end=batch_end, epoch_end=progress.epoch), control)
     except NothingTrained as exc:
         raise _Fail(f"{exc}; {_shown(out)} was not written") from None
     finally:
         signal.signal(signal.SIGINT, previous)
-    run = {"id": len(runs) + 1, "started_at": started, "dataset": args.dataset, "config": config.to_dict(),
-           **result.summary()}
-    project.config, project.weights, project.dataset = config, result.state_dict, args.dataset
-    project.dataset_options = options
-    project.runs = runs + [run]
+    project.runs = runs
+    project.record_run(result, config=config, dataset=args.dataset, options=options, started_at=started,
+                       dataset_name=dataset.name, batch_losses=batch_losses, batches_per_epoch=batches[0])
     _save_trained(out, project, args.file)
     if result.note:
         print(f"note: {result.note}", file=sys.stderr)

@@ -109,6 +109,50 @@ class Project:
             if not epochs:
                 del self.checkpoints[run]
 
+    def next_run_id(self) -> int:
+        """The id the next run gets, the one rule for the designer and the CLI: one more than the
+        highest id recorded (1 for the first run)."""
+        return max((r["id"] for r in self.runs if isinstance(r, dict) and type(r.get("id")) is int), default=0) + 1
+
+    def record_run(self, result, *, config: TrainConfig, dataset: str | None, started_at: str,
+                   options: dict | None = None, dataset_name: str = "", batch_losses=(), batches_per_epoch: int = 0,
+                   apply_weights: bool = True) -> dict:
+        """Record a finished run (a training.TrainResult), the one way the designer and the CLI do it:
+        the run record (id: next_run_id; the data, settings, task, class names, summary and its
+        batch losses averaged down to MAX_SAVED_BATCH_POINTS) is added to `runs`, its epochs' weights
+        are kept within the budget (keep_checkpoints), and the project takes the run's settings and
+        data, and its weights unless apply_weights is False (the graph changed during the run).
+        Returns the record."""
+        losses = list(batch_losses)
+        run_id = self.next_run_id()
+        run = {"id": run_id, "started_at": started_at, "dataset": dataset or "", "dataset_name": dataset_name or "",
+               "config": config.to_dict(), "task": result.task, "class_names": result.class_names,
+               **result.summary(), "batch_losses": downsample(losses), "batches_per_epoch": int(batches_per_epoch)}
+        if len(losses) > MAX_SAVED_BATCH_POINTS:
+            run["batch_losses_downsampled_from"] = len(losses)
+        self.runs.append(run)
+        self.keep_checkpoints(run_id, result.checkpoints or {})     # after the record: it names the best epoch
+        self.config, self.dataset = config, dataset
+        if options is not None:
+            self.dataset_options = dict(options)
+        if apply_weights:
+            self.weights = result.state_dict
+        return run
+
+
+MAX_SAVED_BATCH_POINTS = 2000     # batch losses kept per run in the project file (averaged down)
+
+
+def downsample(values: list[float], limit: int = MAX_SAVED_BATCH_POINTS) -> list[float]:
+    """At most `limit` points, each the mean of its stretch, so the saved curve keeps its shape."""
+    if len(values) <= limit:
+        return [float(v) for v in values]
+    import numpy as np
+
+    edges = np.linspace(0, len(values), limit + 1).astype(int)
+    sums = np.add.reduceat(np.asarray(values, dtype=np.float64), edges[:-1])
+    return (sums / np.diff(edges)).tolist()
+
 
 def is_project_file(path: str | os.PathLike) -> bool:
     try:
