@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -203,13 +204,19 @@ class Graph:
         return node_id
 
     def _move_to(self, node_id: str, index: int) -> None:
-        for store in (self._g._node, self._g._adj, self._g._pred, self._g._succ):
-            items = list(store.items())
-            moved = next(i for i, (k, _) in enumerate(items) if k == node_id)
-            entry = items.pop(moved)
-            items.insert(max(index, 0), entry)
-            store.clear()
-            store.update(items)
+        """Put `node_id` at `index` in the node order, through networkx's public API: the graph
+        is refilled in the new order, and every other order (each node's successors and
+        predecessors, the keys between two nodes) stays as it was."""
+        g = self._g
+        order = [n for n in g if n != node_id]
+        order.insert(max(index, 0), node_id)
+        nodes = [(n, dict(g.nodes[n])) for n in order]
+        edges = [(u, v, k, dict(g[u][v][k])) for u, v in _pair_order(g) for k in g[u][v]]
+        attrs = dict(g.graph)
+        g.clear()
+        g.graph.update(attrs)
+        g.add_nodes_from(nodes)
+        g.add_edges_from(edges)
 
     def index_of(self, node_id: str) -> int:
         return list(self._g._node).index(node_id)
@@ -382,6 +389,28 @@ class Graph:
 
 _SUFFIX = re.compile(r"_\d+$")             # what a base name's own suffix is (unique_name drops it)
 _CANONICAL = re.compile(r"_([1-9][0-9]*)$")  # a suffix unique_name writes
+
+
+def _pair_order(g: nx.MultiDiGraph) -> list[tuple[str, str]]:
+    """The wired (u, v) pairs in an order that, added one after another, gives every node's
+    successors and predecessors in the order `g` has them (Kahn's algorithm over both orders)."""
+    after: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    waiting: dict[tuple[str, str], int] = {}
+    for chains in ([[(u, v) for v in g.succ[u]] for u in g], [[(u, v) for u in g.pred[v]] for v in g]):
+        for chain in chains:
+            for a, b in zip(chain, chain[1:]):
+                after.setdefault(a, []).append(b)
+                waiting[b] = waiting.get(b, 0) + 1
+    ready = deque(pair for u in g for pair in ((u, v) for v in g.succ[u]) if pair not in waiting)
+    pairs = []
+    while ready:
+        pair = ready.popleft()
+        pairs.append(pair)
+        for nxt in after.get(pair, ()):
+            waiting[nxt] -= 1
+            if not waiting[nxt]:
+                ready.append(nxt)
+    return pairs
 
 
 def _suffixed(stem: str, i: int) -> str:

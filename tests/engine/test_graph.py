@@ -84,3 +84,29 @@ def test_repeated_names_in_a_file_are_made_unique():
                                            {"id": "b", "name": "x", "type": "Linear"}], "edges": []}
     g = Graph.from_dict(data)
     assert sorted(n.name for n in g.nodes()) == ["x", "x_1"]
+
+
+def test_add_node_at_an_index_keeps_every_other_order():
+    g = Graph()
+    ids = [g.add_node("Linear") for _ in range(6)]
+    add = g.add_node("Add")
+    g.connect(ids[4], add, 0)
+    g.connect(ids[1], add, 1)   # add's inputs: ids[4] before ids[1], against the node order
+    g.connect(ids[0], ids[3], 0)
+    g.connect(ids[0], ids[2], 0)  # ids[0]'s consumers: ids[3] before ids[2]
+    g.connect(ids[2], ids[5], 0)
+    g.nx.graph["note"] = "kept"
+
+    def orders():
+        return ({n: list(g.nx.succ[n]) for n in g.nx}, {n: list(g.nx.pred[n]) for n in g.nx}, g.edges())
+
+    before = orders()
+    g.add_node("Dropout", node_id="back", index=2)
+    assert g.node_ids() == ids[:2] + ["back"] + ids[2:] + [add]
+    succ, pred, edges = orders()
+    assert succ.pop("back") == [] and pred.pop("back") == []
+    assert (succ, pred, edges) == before
+    assert list(g.nx.pred[add]) == [ids[4], ids[1]] and g.inputs_of(add) == {0: ids[4], 1: ids[1]}
+    assert g.nx.graph["note"] == "kept" and g.index_of("back") == 2
+    g.add_node("Dropout", node_id="first", index=0)
+    assert g.node_ids()[0] == "first" and g.edges() == before[2]
