@@ -446,6 +446,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def layered_layout(graph: Graph, dx: float = 280.0, dy: float = 140.0) -> dict[str, tuple[float, float]]:
+    """The one layout (templates, imports, the designer's Arrange): where each node goes, left to
+    right by layer (its longest path from a node without inputs: networkx's topological
+    generations), `dx` apart, each layer centred on y = 0 with its nodes `dy` apart in the order
+    of their y (ties: the node order). Moves nothing. Raises GraphError on a cycle."""
+    g = graph.nx
+    try:
+        generations = list(nx.topological_generations(g))
+    except nx.NetworkXUnfeasible:
+        raise GraphError("Cannot arrange a graph with a cycle: remove the cycle first.") from None
+    index = {node_id: i for i, node_id in enumerate(g)}
+    positions: dict[str, tuple[float, float]] = {}
+    for col, layer in enumerate(generations):
+        layer = sorted(layer, key=lambda n: (graph.node(n).pos[1], index[n]))
+        for row, node_id in enumerate(layer):
+            positions[node_id] = (col * dx, (row - (len(layer) - 1) / 2) * dy)
+    return positions
+
+
 def build(name: str, layers: Iterable[tuple[str, str, dict]], wires: Iterable[tuple[str, str]] = ()) -> Graph:
     """A graph from (name, type, params) rows; rows chain unless `wires` names (src, dst) pairs.
     Handy for templates and tests."""

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import networkx as nx
-
 from .fileio import atomic_write_text
-from .graph import FormatError, Graph, build
+from .graph import FormatError, Graph, build, layered_layout
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "resources" / "templates"
 STARTER = "digits_mlp"
@@ -137,17 +135,9 @@ BUILDERS = {
 
 
 def layout(graph: Graph, dx: float = 280.0, dy: float = 140.0) -> None:
-    """Place nodes left to right by depth, stacked within a column."""
-    g = graph.nx
-    depth: dict[str, int] = {}
-    for node_id in nx.topological_sort(g):
-        depth[node_id] = max((depth[p] + 1 for p in g.predecessors(node_id)), default=0)
-    columns: dict[int, list[str]] = {}
-    for node_id in g.nodes:
-        columns.setdefault(depth.get(node_id, 0), []).append(node_id)
-    for col, ids in columns.items():
-        for row, node_id in enumerate(ids):
-            graph.move(node_id, (col * dx, (row - (len(ids) - 1) / 2) * dy))
+    """Move every node to where `graph.layered_layout` puts it (the designer's Arrange uses the same)."""
+    for node_id, pos in layered_layout(graph, dx, dy).items():
+        graph.move(node_id, pos)
 
 
 def template_names() -> list[str]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import copy
 
-import networkx as nx
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
 
 from engine.analysis import analyse
 from engine.blocks import REGISTRY
-from engine.graph import Edge, GraphError
+from engine.graph import Edge, GraphError, layered_layout
 
 from .. import theme
 from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes
@@ -503,22 +502,18 @@ class GraphScene(QGraphicsScene):
             self.stack.push(MoveNodes(self.graph, moves, "nudge", merge=True))
 
     def arrange(self) -> bool:
-        """Lay the graph out left to right by layers (topological generations), one undo step.
-        Returns False when it cannot (a cycle)."""
-        g = self.graph.nx
+        """Lay the graph out with the engine's one layout (`layered_layout`: left to right by
+        layers), as one undo step. Returns False when it cannot (a cycle)."""
         try:
-            generations = list(nx.topological_generations(g))
-        except nx.NetworkXUnfeasible:
-            self.message.emit("Cannot arrange a graph with a cycle: remove the cycle first.")
+            positions = layered_layout(self.graph, COLUMN, ROW)
+        except GraphError as exc:
+            self.message.emit(str(exc))
             return False
         moves = {}
-        for col, layer in enumerate(generations):
-            layer = sorted(layer, key=lambda n: self.graph.node(n).pos[1])
-            for row, node_id in enumerate(layer):
-                new = (col * COLUMN, (row - (len(layer) - 1) / 2) * ROW)
-                old = self.graph.node(node_id).pos
-                if old != new:
-                    moves[node_id] = (old, new)
+        for node_id, new in positions.items():
+            old = self.graph.node(node_id).pos
+            if old != new:
+                moves[node_id] = (old, new)
         if moves:
             self.stack.push(MoveNodes(self.graph, moves, "arrange"))
         return True

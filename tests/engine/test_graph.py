@@ -110,3 +110,36 @@ def test_add_node_at_an_index_keeps_every_other_order():
     assert g.nx.graph["note"] == "kept" and g.index_of("back") == 2
     g.add_node("Dropout", node_id="first", index=0)
     assert g.node_ids()[0] == "first" and g.edges() == before[2]
+
+
+def test_one_layout_places_layers_left_to_right_and_refuses_cycles():
+    import random
+
+    import networkx as nx
+
+    from engine.graph import layered_layout
+
+    rng = random.Random(3)
+    for _ in range(30):
+        g = Graph()
+        ids = [g.add_node("Linear", pos=(0.0, float(rng.choice([0, 0, 5, -5])))) for _ in range(rng.randint(1, 12))]
+        for dst in range(1, len(ids)):
+            for src in rng.sample(range(dst), min(dst, rng.randint(0, 2))):
+                g.connect(ids[src], ids[dst], len(g.inputs_of(ids[dst])))
+        depth = {}
+        for n in nx.topological_sort(g.nx):
+            depth[n] = max((depth[p] + 1 for p in g.nx.predecessors(n)), default=0)
+        positions = layered_layout(g, 10.0, 4.0)
+        assert set(positions) == set(ids)
+        for n in ids:
+            assert positions[n][0] == depth[n] * 10.0
+        for col in set(depth.values()):
+            layer = [n for n in ids if depth[n] == col]   # node order
+            layer.sort(key=lambda n: g.node(n).pos[1])     # stable: ties keep the node order
+            assert [positions[n][1] for n in layer] == [(row - (len(layer) - 1) / 2) * 4.0
+                                                        for row in range(len(layer))]
+    loop = Graph.from_dict({"format_version": 1, "nodes": [{"id": "a", "name": "a", "type": "Linear"},
+                                                           {"id": "b", "name": "b", "type": "Linear"}],
+                            "edges": [{"src": "a", "dst": "b"}, {"src": "b", "dst": "a"}]})
+    with pytest.raises(GraphError, match="cycle"):
+        layered_layout(loop)
