@@ -60,9 +60,8 @@ try:
     from designer.document import ANALYSIS_DELAY_MS, Document
     from designer.main_window import MainWindow
     from engine.analysis import analyse
-    from engine.fileio import read_graph
     from engine.graph import Graph
-    from engine.project import Project
+    from engine.project import Project, read_graph
     from engine.templates import layout
 except Exception as _exc:  # a report always exits 0: say what is broken
     print(f"bench_designer: cannot import Deepwire's designer: {type(_exc).__name__}: {_exc}")

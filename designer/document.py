@@ -9,9 +9,9 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.analysis import Analysis, analyse
-from engine.fileio import atomic_write_text, read_graph
+from engine.fileio import atomic_write_text
 from engine.graph import Graph
-from engine.project import SUFFIX, Project, is_project_file, load_project, save_project
+from engine.project import SUFFIX, Project, is_project_file, load_project, read_graph, save_project
 from engine.templates import STARTER, describe, load_template
 from engine.training import TrainConfig
 

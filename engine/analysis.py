@@ -238,13 +238,3 @@ def output_activation(graph: Graph, analysis: Analysis, output_id: str) -> str |
     else:
         act = params.get("activation")
     return act if act in ("softmax", "sigmoid") else None
-
-
-def __getattr__(name: str):
-    """count_flops compiles and runs a model, so it lives in engine.flops; the old name still
-    answers here, lazily, for callers that import it from engine.analysis (engine.cli)."""
-    if name == "count_flops":
-        from .flops import count_flops
-
-        return count_flops
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,12 +9,14 @@ import stat
 import sys
 from pathlib import Path
 
-from .analysis import analyse, count_flops
+from .analysis import analyse
 from .blocks import format_shape
 from .codegen import generate
 from .fileio import atomic_write_bytes as atomic_write_text_bytes
-from .fileio import atomic_write_text, read_graph
+from .fileio import atomic_write_text
+from .flops import count_flops
 from .graph import FormatError, Graph
+from .project import read_graph
 from .templates import describe, load_template, template_names
 
 EXIT_OK, EXIT_ERRORS, EXIT_UNREADABLE = 0, 1, 2

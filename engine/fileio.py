@@ -107,13 +107,3 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def __getattr__(name: str):
-    """`read_graph` and `MAX_GRAPH_BYTES` read files and now live in engine.project (this module only
-    writes); the old names still answer here for the callers that import them from engine.fileio."""
-    if name in ("read_graph", "MAX_GRAPH_BYTES"):
-        from . import project
-
-        return getattr(project, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

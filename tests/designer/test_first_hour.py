@@ -329,7 +329,7 @@ def test_the_status_bar_counts_parameters_only_of_a_graph_it_can_count(qtbot, wi
 
 
 def test_a_graph_saved_as_json_names_the_dataset_picked_for_it(qtbot, window, tmp_path):
-    from engine.fileio import read_graph
+    from engine.project import read_graph
 
     window.document.project.dataset = "digits_images"
     path = window.document.save(tmp_path / "net.json")

@@ -33,9 +33,8 @@ from hypothesis import strategies as st
 from engine import cli
 from engine.data import DataError, Dataset, load_dataset
 from engine.data.idx import FILES
-from engine.fileio import read_graph
 from engine.graph import FormatError, Graph
-from engine.project import Project, load_project, save_project
+from engine.project import Project, load_project, read_graph, save_project
 from engine.templates import TEMPLATE_DIR, load_template
 from engine.training import TrainConfig
 

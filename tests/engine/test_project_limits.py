@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from engine import cli
-from engine.fileio import atomic_write_text, read_graph
+from engine.fileio import atomic_write_text
 from engine.graph import FormatError
-from engine.project import Project, load_project, load_project_graph, save_project
+from engine.project import Project, load_project, load_project_graph, read_graph, save_project
 from engine.templates import load_template
 from engine.training import TrainConfig
 

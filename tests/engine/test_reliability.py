@@ -24,9 +24,8 @@ import pytest
 import torch
 
 from engine import cli
-from engine.fileio import read_graph
 from engine.graph import FormatError
-from engine.project import MAX_ENTRIES, MAX_SMALL_JSON, Project, load_project, save_project
+from engine.project import MAX_ENTRIES, MAX_SMALL_JSON, Project, load_project, read_graph, save_project
 from engine.templates import load_template
 from engine.training import TrainConfig
 

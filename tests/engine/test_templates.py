@@ -117,7 +117,7 @@ def test_every_template_names_a_builtin_dataset_its_input_and_output_fit(name):
 
 
 def test_a_template_written_as_a_graph_file_keeps_its_dataset(tmp_path):
-    from engine.fileio import read_graph
+    from engine.project import read_graph
 
     graph = load_template("tabular_dnn")
     path = tmp_path / "tabular.json"
