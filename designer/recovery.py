@@ -103,6 +103,7 @@ class Recovery(QObject):
         self._saved_state: tuple | None = None
         self._writer: threading.Thread | None = None
         document.undo_stack.indexChanged.connect(self._changed)
+        document.projectChanged.connect(self._changed)     # settings, dataset, weights, runs
         document.modifiedChanged.connect(self._modified_changed)
         document.graphReplaced.connect(self._replaced)
         app = QApplication.instance()

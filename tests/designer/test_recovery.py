@@ -142,6 +142,19 @@ def test_a_recovery_file_whose_side_file_is_missing_is_still_offered(tmp_path, q
         rec.close()
 
 
+def test_a_dataset_chosen_after_other_edits_is_autosaved_too(tmp_path, qtbot):
+    doc = edited_document()
+    doc.set_training_config(TrainConfig(epochs=3))        # a change outside the undo stack: modified since
+    rec = Recovery(doc, tmp_path, interval_ms=60_000)
+    try:
+        assert rec.autosave()
+        doc.set_dataset("digits_images")                  # the document was already modified
+        assert rec.autosave(), "the new dataset was not written"
+        assert load_project(rec.file).dataset == "digits_images"
+    finally:
+        rec.close()
+
+
 def test_a_running_designers_autosave_is_not_offered_to_another(tmp_path, qtbot):
     first = Recovery(edited_document(), tmp_path)
     second = Recovery(Document(), tmp_path)
