@@ -71,6 +71,7 @@ def _mha_emit(p, ins):
 
 register(Block(
     type="MultiheadAttention", category="Attention", default_name="attention", keras="MultiHeadAttention",
+    shape_rule="(T, E) -> (T, E); with query, key, value: (Tq, E), (Tk, Ek), (Tk, Ev) -> (Tq, E)",
     help="Scaled dot-product attention with several heads over (T, E) sequences: self-attention on one "
          "input, or separate query, key and value inputs; an optional causal mask hides later positions.",
     params=(
@@ -118,6 +119,7 @@ def _enc_emit(p, ins):
 
 register(Block(
     type="TransformerEncoderLayer", category="Attention", default_name="encoder",
+    shape_rule="(T, E) -> (T, E)",
     help="Self-attention followed by a feed-forward network, each with a residual connection and "
          "LayerNorm, over a (T, E) sequence.",
     params=(
@@ -147,6 +149,7 @@ def _pos_infer(p, ins):
 
 register(Block(
     type="PositionalEmbedding", category="Attention", default_name="positional_embedding",
+    shape_rule="(T, E) -> (T, E)",
     help="Adds a position vector to each step of a (T, E) sequence so attention can tell positions "
          "apart: learned, or fixed sinusoids.",
     params=(Param("kind", "choice", "learned", choices=("learned", "sinusoidal"),

@@ -17,6 +17,7 @@ def _any(p, ins) -> TensorSpec:
 
 register(Block(
     type="RandomFlip", category="Augmentation", default_name="random_flip",
+    shape_rule="(C, H, W) -> (C, H, W)",
     help="While training, flips each image left-right and/or up-down with probability 0.5.",
     params=(Param("mode", "choice", "horizontal", choices=("horizontal", "vertical", "horizontal_and_vertical"),
                   help="Which flips to draw."),),
@@ -27,6 +28,7 @@ register(Block(
 
 register(Block(
     type="RandomRotation", category="Augmentation", default_name="random_rotation",
+    shape_rule="(C, H, W) -> (C, H, W)",
     help="While training, rotates each image by a random angle in [-degrees, degrees].",
     params=(Param("degrees", "float", 10.0, min=0.0, max=180.0, help="Largest rotation either way."),),
     infer=_image,
@@ -37,6 +39,7 @@ register(Block(
 
 register(Block(
     type="RandomTranslation", category="Augmentation", default_name="random_translation",
+    shape_rule="(C, H, W) -> (C, H, W)",
     help="While training, shifts each image by a random fraction of its height and width (zeros fill in).",
     params=(
         Param("height_factor", "float", 0.1, min=0.0, max=1.0, help="Largest vertical shift, as a fraction."),
@@ -49,6 +52,7 @@ register(Block(
 
 register(Block(
     type="RandomCrop", category="Augmentation", default_name="random_crop",
+    shape_rule="(C, H, W) -> (C, H, W)",
     help="While training, pads each image by `padding` zeros and crops a random window of the "
          "original size (a random shift of up to `padding` pixels); the shape is unchanged.",
     params=(Param("padding", "int", 4, min=0, max=1024, help="Largest shift in pixels."),),
@@ -59,6 +63,7 @@ register(Block(
 
 register(Block(
     type="GaussianNoise", category="Augmentation", default_name="gaussian_noise",
+    shape_rule="S -> S",
     help="While training, adds zero-mean Gaussian noise with the given standard deviation.",
     params=(Param("stddev", "float", 0.1, min=0.0, max=1e6, help="Standard deviation of the noise."),),
     infer=_any,

@@ -191,6 +191,7 @@ class Block:
     type: str
     category: str
     help: str
+    shape_rule: str = ""   # one line: how the output shape follows from the inputs (docs/BLOCKS.md)
     params: tuple[Param, ...] = ()
     ports: Ports | Callable[[dict], Ports] = Ports()
     infer: Callable[[dict, list[TensorSpec]], TensorSpec] = None  # type: ignore[assignment]

@@ -124,9 +124,16 @@ def _conv_short(p):
     return f"{p['filters']}, k{k}{act}"
 
 
+_CONV_RULES = {
+    1: "(C, L) -> (filters, L') with L' = (L + 2*padding - dilation*(kernel_size-1) - 1) // stride + 1; "
+       "'same' keeps L",
+    2: "(C, H, W) -> (filters, H', W'), each size as for Conv1d; 'same' keeps H and W",
+}
+
 for _nd in (1, 2):
     register(Block(
         type=f"Conv{_nd}d", category="Convolution", default_name=f"conv{_nd}d", keras=f"Conv{_nd}D",
+        shape_rule=_CONV_RULES[_nd],
         help=f"{_nd}-D convolution over a {SPATIAL[_nd]} input (Keras: Conv{_nd}D, channels first).",
         params=_conv_params(_nd), infer=_conv_infer(_nd), emit=_conv_emit(_nd), count_params=_conv_count,
         check=_conv_check, short=_conv_short,
@@ -165,6 +172,7 @@ def _tconv_emit(p, ins):
 
 register(Block(
     type="ConvTranspose2d", category="Convolution", default_name="conv_transpose2d", keras="Conv2DTranspose",
+    shape_rule="(C, H, W) -> (filters, H', W') with H' = (H - 1)*stride - 2*padding + kernel_size + output_padding",
     help="Transposed 2-D convolution (learned up-sampling) over a (C, H, W) input.",
     params=(
         Param("filters", "int", 32, min=1, max=100_000, help="Output channels (out_channels)."),
@@ -216,10 +224,17 @@ def _pool_emit(kind, nd):
     return emit
 
 
+def _pool_rule(kind: str, nd: int) -> str:
+    if nd == 2:
+        return f"(C, H, W) -> (C, H', W'), each size as for {kind}Pool1d"
+    return "(C, L) -> (C, L') with L' = (L + 2*padding - kernel_size) // stride + 1 (stride 0 = kernel_size)"
+
+
 for _nd in (1, 2):
     for _kind, _keras in (("Max", "MaxPooling"), ("Avg", "AveragePooling")):
         register(Block(
             type=f"{_kind}Pool{_nd}d", category="Convolution", default_name=f"{_kind.lower()}_pool{_nd}d",
+            shape_rule=_pool_rule(_kind, _nd),
             keras=f"{_keras}{_nd}D",
             help=f"{'Maximum' if _kind == 'Max' else 'Average'} over windows of a {SPATIAL[_nd]} input "
                  f"(Keras: {_keras}{_nd}D).",
@@ -252,6 +267,7 @@ def _gap_emit(p, ins):
 
 register(Block(
     type="GlobalAvgPool", category="Convolution", default_name="global_avg_pool",
+    shape_rule="(C, L) or (C, H, W) -> (C,) with layout 'channels_first'; (T, F) -> (F,) with 'sequence'",
     keras="GlobalAveragePooling1D/2D",
     help="Averages away every position: (C, H, W) or (C, L) -> (C,) with layout 'channels_first'; "
          "(T, F) -> (F,) with layout 'sequence' (mean pooling over time).",

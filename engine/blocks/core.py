@@ -26,6 +26,7 @@ NO_PORTS = Ports(names=())
 
 register(Block(
     type="Input", category="Input/Output", default_name="input",
+    shape_rule="no input -> `shape` as declared, float32 or int64 token ids",
     help="Where data enters the model. Shape excludes the batch: (features,), (T, F) for "
          "sequences, (C, H, W) for images; dtype int64 for token ids (Keras: Input).",
     params=(
@@ -42,6 +43,7 @@ register(Block(
 
 register(Block(
     type="Output", category="Input/Output", default_name="output",
+    shape_rule="S -> S (the value the model returns)",
     help="Marks a model output. A model with several outputs returns them as a tuple.",
     infer=lambda p, ins: ins[0],
     emit=lambda p, ins: Emit(call="{0}"),
@@ -58,6 +60,7 @@ def _linear_infer(p, ins):
 
 register(Block(
     type="Linear", category="Core", default_name="dense", keras="Dense",
+    shape_rule="(..., F) -> (..., units) on the last dimension",
     help="Fully connected layer on the last dimension: y = x W^T + b (Keras: Dense).",
     params=(
         Param("units", "int", 128, min=1, max=1_000_000, help="Output features (out_features)."),
@@ -76,6 +79,7 @@ register(Block(
 
 register(Block(
     type="Activation", category="Core", default_name="activation",
+    shape_rule="S -> S",
     help="An element-wise non-linearity. Softmax works on the last dimension; a final "
          "Softmax or Sigmoid is taken into account by the loss, never applied twice.",
     params=(Param("function", "choice", "relu", choices=ACTIVATIONS[1:], help="Which activation."),),
@@ -86,6 +90,7 @@ register(Block(
 
 register(Block(
     type="Dropout", category="Core", default_name="dropout",
+    shape_rule="S -> S",
     help="Zeroes a random fraction of values while training; identity in evaluation.",
     params=(Param("p", "float", 0.5, min=0.0, max=1.0, help="Probability of zeroing a value (Keras: rate)."),),
     infer=lambda p, ins: ins[0],
@@ -108,6 +113,7 @@ def _bn_emit(p, ins):
 
 register(Block(
     type="BatchNorm", category="Core", default_name="batch_norm", keras="BatchNormalization",
+    shape_rule="(F,), (C, L) or (C, H, W) -> the same shape",
     help="Normalises each channel (dimension 0: features, or C of (C, L) and (C, H, W)) over the "
          "batch; keeps running statistics for evaluation.",
     params=(
@@ -122,6 +128,7 @@ register(Block(
 
 register(Block(
     type="LayerNorm", category="Core", default_name="layer_norm", keras="LayerNormalization",
+    shape_rule="(..., F) -> (..., F), normalised over the last dimension",
     help="Normalises over the last dimension of each sample, with a learned scale and shift.",
     params=(Param("eps", "float", 1e-5, min=1e-12, max=1.0, help="Added to the variance for stability."),),
     infer=lambda p, ins: ins[0],
@@ -140,6 +147,7 @@ def _embedding_infer(p, ins):
 
 register(Block(
     type="Embedding", category="Core", default_name="embedding",
+    shape_rule="(...) int64 -> (..., embedding_dim), e.g. (T,) -> (T, embedding_dim)",
     help="Looks up a learned vector for each token id: (T,) int64 -> (T, embedding_dim).",
     params=(
         Param("num_embeddings", "int", 10000, min=1, max=10_000_000, help="Vocabulary size (Keras: input_dim)."),

@@ -20,6 +20,7 @@ def _same_shapes(kind: str):
 
 register(Block(
     type="Add", category="Merge", default_name="add",
+    shape_rule="S, S, ... -> S (all inputs the same shape)",
     help="Element-wise sum of two or more inputs of equal shape (residual connections).",
     ports=MERGE_PORTS, infer=_same_shapes("Add"),
     emit=lambda p, ins: Emit(call=" + ".join(f"{{{i}}}" for i in range(len(ins)))),
@@ -27,6 +28,7 @@ register(Block(
 
 register(Block(
     type="Multiply", category="Merge", default_name="multiply",
+    shape_rule="S, S, ... -> S (all inputs the same shape)",
     help="Element-wise product of two or more inputs of equal shape (gating).",
     ports=MERGE_PORTS, infer=_same_shapes("Multiply"),
     emit=lambda p, ins: Emit(call=" * ".join(f"{{{i}}}" for i in range(len(ins)))),
@@ -59,6 +61,7 @@ def _concat_infer(p, ins):
 
 register(Block(
     type="Concatenate", category="Merge", default_name="concatenate",
+    shape_rule="inputs equal except along `dim` -> their sizes along `dim` summed",
     help="Joins two or more inputs along one dimension; the others must match. dim counts from 0 "
          "and excludes the batch; -1 is the last (features).",
     params=(Param("dim", "int", -1, min=-8, max=7, help="Dimension to join along (Keras: axis)."),),

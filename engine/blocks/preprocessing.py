@@ -7,6 +7,7 @@ from .base import Block, Emit, Param, ShapeError, TensorSpec, format_shape, lit,
 
 register(Block(
     type="Rescaling", category="Preprocessing", default_name="rescaling",
+    shape_rule="S -> S",
     help="y = x * scale + offset, e.g. scale 1/255 maps 0..255 pixels to 0..1.",
     params=(
         Param("scale", "float", 1 / 255, min=-1e9, max=1e9, help="Multiplier."),
@@ -39,6 +40,7 @@ def _norm_infer(p, ins):
 
 register(Block(
     type="Normalization", category="Preprocessing", default_name="normalization",
+    shape_rule="S -> S (statistics per index of `axis`)",
     help="Standardises inputs per feature along `axis` with a mean and standard deviation "
          "fitted from the training data before training; saved with the weights.",
     params=(Param("axis", "int", -1, min=-8, max=7,
@@ -49,6 +51,7 @@ register(Block(
 
 register(Block(
     type="Flatten", category="Preprocessing", default_name="flatten",
+    shape_rule="(d1, d2, ...) -> (d1*d2*...,)",
     help="Flattens each sample to one dimension: (C, H, W) -> (C*H*W,).",
     infer=lambda p, ins: TensorSpec((ins[0].numel,), ins[0].dtype),
     emit=lambda p, ins: Emit(call="{0}.flatten(1)"),
@@ -77,6 +80,7 @@ def _reshape_target(p, x: TensorSpec) -> tuple[int, ...]:
 
 register(Block(
     type="Reshape", category="Preprocessing", default_name="reshape",
+    shape_rule="S -> `shape` with the same number of values (one -1 is inferred)",
     help="Gives each sample a new shape with the same number of values; one size may be -1.",
     params=(Param("shape", "ints", (1, 28, 28), min=-1, max=1_000_000, help="Target shape, without the batch."),),
     infer=lambda p, ins: TensorSpec(_reshape_target(p, ins[0]), ins[0].dtype),
@@ -96,6 +100,7 @@ def _permute_dims(p, x: TensorSpec) -> tuple[int, ...]:
 
 register(Block(
     type="Permute", category="Preprocessing", default_name="permute",
+    shape_rule="S -> S's dimensions reordered by `dims`",
     help="Reorders the dimensions of each sample, e.g. dims (1, 0) turns (T, F) into (F, T) "
          "for a Conv1d. Dimensions count from 0 and exclude the batch.",
     params=(Param("dims", "ints", (1, 0), min=0, max=7, help="New order of the sample's dimensions."),),

@@ -74,6 +74,8 @@ for _kind, _desc in (("RNN", "Elman recurrent layer (Keras: SimpleRNN)"),
     _params.append(init_param(recurrent=True))
     register(Block(
         type=_kind, category="Recurrent", default_name=_kind.lower(),
+        shape_rule="(T, F) -> (H,) last step, or (T, H) with return_sequences; "
+                   "H = hidden_size, x2 if bidirectional",
         keras="SimpleRNN" if _kind == "RNN" else _kind,
         help=f"{_desc} over a batch-first (T, F) sequence; returns the last step (H,) or every step (T, H).",
         params=tuple(_params), infer=_infer, emit=_emit(_kind), count_params=_count(_kind), short=_short,

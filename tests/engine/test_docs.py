@@ -1,6 +1,7 @@
 """docs/BLOCKS.md is generated from the block catalogue and must match it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -35,17 +36,13 @@ def test_blocks_md_is_current():
 
 
 def test_every_block_type_has_a_shape_rule():
-    missing = sorted(set(REGISTRY) - set(docs.SHAPE_RULES))
-    assert not missing, f"add a SHAPE_RULES line in engine/docs.py for: {', '.join(missing)}"
-    stale = sorted(set(docs.SHAPE_RULES) - set(REGISTRY))
-    assert not stale, f"SHAPE_RULES names block types that do not exist: {', '.join(stale)}"
-    assert all(rule.strip() for rule in docs.SHAPE_RULES.values())
+    missing = sorted(name for name, block in REGISTRY.items() if not block.shape_rule.strip())
+    assert not missing, f"declare a shape_rule in engine/blocks/ for: {', '.join(missing)}"
+    assert not hasattr(docs, "SHAPE_RULES"), "shape rules are declared by the blocks, not kept in engine/docs.py"
 
 
 def test_a_missing_shape_rule_stops_generation(monkeypatch):
-    rules = dict(docs.SHAPE_RULES)
-    del rules["Linear"]
-    monkeypatch.setattr(docs, "SHAPE_RULES", rules)
+    monkeypatch.setitem(REGISTRY, "Linear", dataclasses.replace(REGISTRY["Linear"], shape_rule=""))
     assert docs.missing_shape_rules() == ["Linear"]
     with pytest.raises(RuntimeError, match="Linear"):
         docs.blocks_markdown()
@@ -58,7 +55,7 @@ def test_every_block_and_parameter_is_documented(text):
     for type_name, block in REGISTRY.items():
         assert type_name in sections, f"{type_name} has no section in docs/BLOCKS.md"
         section = sections[type_name]
-        assert f"**Shape:** {docs._escape(docs.SHAPE_RULES[type_name])}" in section
+        assert f"**Shape:** {docs._escape(block.shape_rule)}" in section
         for p in block.params:
             assert f"| `{p.name}` |" in section, f"{type_name}.{p.name} is not documented"
         if block.keras and block.keras != type_name:
