@@ -51,19 +51,10 @@ FLOAT_LIMIT = 1e12
 MIXED = "mixed"
 _MISSING = object()
 
-# Names that read badly when merely capitalised; everything else is "kernel_size" -> "Kernel size".
-_LABELS = {"p": "Probability (p)", "eps": "Epsilon", "dtype": "Data type", "init": "Initialisation",
-           "nhead": "Heads", "num_heads": "Heads", "dim": "Dimension", "dims": "Dimensions"}
-
 
 def readable(param: Param) -> str:
-    """The label shown for a parameter."""
-    if param.label:
-        return param.label
-    if param.name in _LABELS:
-        return _LABELS[param.name]
-    text = param.name.replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
+    """The label shown for a parameter: its declaration's (`Param.display_label`)."""
+    return param.display_label
 
 
 # ----------------------------------------------------------------------------- text <-> values

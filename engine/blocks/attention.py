@@ -75,7 +75,8 @@ register(Block(
     help="Scaled dot-product attention with several heads over (T, E) sequences: self-attention on one "
          "input, or separate query, key and value inputs; an optional causal mask hides later positions.",
     params=(
-        Param("num_heads", "int", 4, min=1, max=1024, help="Attention heads; must divide the embedding size."),
+        Param("num_heads", "int", 4, label="Heads", min=1, max=1024,
+              help="Attention heads; must divide the embedding size."),
         Param("mode", "choice", "self", choices=("self", "query_key_value"),
               help="'self': one input is query, key and value; 'query_key_value': three inputs."),
         Param("causal", "bool", False, help="Each position attends only to itself and earlier positions."),
@@ -123,7 +124,8 @@ register(Block(
     help="Self-attention followed by a feed-forward network, each with a residual connection and "
          "LayerNorm, over a (T, E) sequence.",
     params=(
-        Param("nhead", "int", 4, min=1, max=1024, help="Attention heads; must divide the embedding size."),
+        Param("nhead", "int", 4, label="Heads", min=1, max=1024,
+              help="Attention heads; must divide the embedding size."),
         Param("dim_feedforward", "int", 256, min=1, max=1_000_000, help="Width of the feed-forward network."),
         Param("dropout", "float", 0.1, min=0.0, max=1.0, help="Dropout inside the layer."),
         Param("activation", "choice", "relu", choices=("relu", "gelu"), help="Feed-forward activation."),

@@ -72,7 +72,15 @@ class Param:
     choices: tuple[str, ...] = ()
     length: int = 0          # for size: how many ints a tuple has
     min_len: int = 1         # for ints
-    label: str = ""
+    label: str = ""          # the name shown in the inspector when capitalising `name` reads badly
+
+    @property
+    def display_label(self) -> str:
+        """`label`, or the name made readable: "kernel_size" -> "Kernel size"."""
+        if self.label:
+            return self.label
+        text = self.name.replace("_", " ").strip()
+        return text[:1].upper() + text[1:]
 
     def validate(self, value: Any) -> Any:
         """Return `value` as a clean literal of this parameter's type, or raise ParamError."""
@@ -289,7 +297,7 @@ def activation_param(default: str = "none") -> Param:
 
 def init_param(recurrent: bool = False) -> Param:
     choices = INITS + (("orthogonal",) if recurrent else ())
-    return Param("init", "choice", "default", choices=choices,
+    return Param("init", "choice", "default", label="Initialisation", choices=choices,
                  help="Weight initialisation: PyTorch's default, Xavier/Glorot or Kaiming/He"
                       + (", or orthogonal recurrent weights." if recurrent else "."))
 

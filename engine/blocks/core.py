@@ -31,7 +31,7 @@ register(Block(
          "sequences, (C, H, W) for images; dtype int64 for token ids (Keras: Input).",
     params=(
         Param("shape", "ints", (784,), min=1, max=1_000_000, help="Shape of one sample, without the batch."),
-        Param("dtype", "choice", FLOAT, choices=(FLOAT, TOKENS),
+        Param("dtype", "choice", FLOAT, label="Data type", choices=(FLOAT, TOKENS),
               help="float32 for numbers, int64 for token ids (feed an Embedding)."),
     ),
     ports=NO_PORTS,
@@ -92,7 +92,8 @@ register(Block(
     type="Dropout", category="Core", default_name="dropout",
     shape_rule="S -> S",
     help="Zeroes a random fraction of values while training; identity in evaluation.",
-    params=(Param("p", "float", 0.5, min=0.0, max=1.0, help="Probability of zeroing a value (Keras: rate)."),),
+    params=(Param("p", "float", 0.5, label="Probability (p)", min=0.0, max=1.0,
+                  help="Probability of zeroing a value (Keras: rate)."),),
     infer=lambda p, ins: ins[0],
     emit=lambda p, ins: Emit(init=f"nn.Dropout({lit(p['p'])})", call="{self}({0})"),
     short=lambda p: f"p={p['p']:g}",
@@ -117,7 +118,7 @@ register(Block(
     help="Normalises each channel (dimension 0: features, or C of (C, L) and (C, H, W)) over the "
          "batch; keeps running statistics for evaluation.",
     params=(
-        Param("eps", "float", 1e-5, min=1e-12, max=1.0, help="Added to the variance for stability."),
+        Param("eps", "float", 1e-5, label="Epsilon", min=1e-12, max=1.0, help="Added to the variance for stability."),
         Param("momentum", "float", 0.1, min=0.0, max=1.0,
               help="Weight of the new batch in the running statistics (Keras' momentum is 1 - this)."),
     ),
@@ -130,7 +131,8 @@ register(Block(
     type="LayerNorm", category="Core", default_name="layer_norm", keras="LayerNormalization",
     shape_rule="(..., F) -> (..., F), normalised over the last dimension",
     help="Normalises over the last dimension of each sample, with a learned scale and shift.",
-    params=(Param("eps", "float", 1e-5, min=1e-12, max=1.0, help="Added to the variance for stability."),),
+    params=(Param("eps", "float", 1e-5, label="Epsilon", min=1e-12, max=1.0,
+                  help="Added to the variance for stability."),),
     infer=lambda p, ins: ins[0],
     count_params=lambda p, ins: 2 * ins[0].shape[-1],
     emit=lambda p, ins: Emit(init=f"nn.LayerNorm({ins[0].shape[-1]}, eps={lit(p['eps'])})", call="{self}({0})"),

@@ -64,7 +64,7 @@ register(Block(
     shape_rule="inputs equal except along `dim` -> their sizes along `dim` summed",
     help="Joins two or more inputs along one dimension; the others must match. dim counts from 0 "
          "and excludes the batch; -1 is the last (features).",
-    params=(Param("dim", "int", -1, min=-8, max=7, help="Dimension to join along (Keras: axis)."),),
+    params=(Param("dim", "int", -1, label="Dimension", min=-8, max=7, help="Dimension to join along (Keras: axis)."),),
     ports=MERGE_PORTS, infer=_concat_infer,
     emit=lambda p, ins: Emit(call="torch.cat([" + ", ".join(f"{{{i}}}" for i in range(len(ins)))
                              + f"], dim={_concat_dim(p, ins) + 1})"),

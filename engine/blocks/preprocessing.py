@@ -103,7 +103,8 @@ register(Block(
     shape_rule="S -> S's dimensions reordered by `dims`",
     help="Reorders the dimensions of each sample, e.g. dims (1, 0) turns (T, F) into (F, T) "
          "for a Conv1d. Dimensions count from 0 and exclude the batch.",
-    params=(Param("dims", "ints", (1, 0), min=0, max=7, help="New order of the sample's dimensions."),),
+    params=(Param("dims", "ints", (1, 0), label="Dimensions", min=0, max=7,
+                  help="New order of the sample's dimensions."),),
     infer=lambda p, ins: TensorSpec(tuple(ins[0].shape[d] for d in _permute_dims(p, ins[0])), ins[0].dtype),
     emit=lambda p, ins: Emit(call="{0}.permute(0, " + ", ".join(str(d + 1) for d in _permute_dims(p, ins[0])) + ")"),
     accepts_tokens=True,

@@ -180,3 +180,14 @@ def test_weight_init_choices_change_the_weights():
     assert torch.count_nonzero(xavier.block.bias) == 0
     bound = (6 / (64 + 64)) ** 0.5
     assert wx.abs().max() <= bound
+
+
+def test_parameter_labels_are_declared_with_the_parameters():
+    labels = {(t, p.name): p.display_label for t, b in REGISTRY.items() for p in b.params}
+    assert labels[("Dropout", "p")] == "Probability (p)"
+    assert labels[("LayerNorm", "eps")] == "Epsilon" and labels[("Input", "dtype")] == "Data type"
+    assert labels[("Linear", "init")] == "Initialisation" and labels[("LSTM", "init")] == "Initialisation"
+    assert labels[("MultiheadAttention", "num_heads")] == labels[("TransformerEncoderLayer", "nhead")] == "Heads"
+    assert labels[("Concatenate", "dim")] == "Dimension" and labels[("Permute", "dims")] == "Dimensions"
+    assert labels[("Conv2d", "kernel_size")] == "Kernel size"  # no label: the name made readable
+    assert all(label and label[0].isupper() for label in labels.values())
