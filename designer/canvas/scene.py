@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
 
 from engine.analysis import analyse
-from engine.blocks import REGISTRY
+from engine.blocks import REGISTRY, blocks_feeding, blocks_taking
 from engine.graph import Edge, GraphError, layered_layout
 
 from .. import theme
@@ -621,30 +621,12 @@ class GraphScene(QGraphicsScene):
         return out
 
     def blocks_that_fit(self, port: PortItem | None) -> list[str]:
-        """Block types that can take (or feed) the tensor at `port`, by trying their shape rules."""
+        """Block types that can take (or feed) the tensor at `port` (engine.blocks decides)."""
         if port is None:
             return list(REGISTRY)
-        analysis = self.document.analysis
         if port.kind == "in":
-            return [t for t, b in REGISTRY.items() if t != "Output"]
-        spec = analysis.specs.get(port.node_id)
-        fits = []
-        for type_name, block in REGISTRY.items():
-            if type_name == "Input":
-                continue
-            if spec is None:
-                fits.append(type_name)
-                continue
-            params = block.defaults()
-            ports = block.ports_for(params)
-            try:
-                block.infer(params, [spec] * max(ports.fixed, ports.min_count if ports.variadic else 1))
-                if spec.dtype == "int64" and not block.accepts_tokens:
-                    continue
-                fits.append(type_name)
-            except Exception:  # ShapeError, or a rule that cannot take this input at all
-                continue
-        return fits
+            return blocks_feeding()
+        return blocks_taking(self.document.analysis.specs.get(port.node_id))
 
     # ------------------------------------------------------------------ drops from the palette
     def dragEnterEvent(self, event):

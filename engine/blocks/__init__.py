@@ -29,5 +29,31 @@ def blocks_by_category() -> dict[str, list[Block]]:
     return out
 
 
+def takes(block: Block, spec: TensorSpec) -> bool:
+    """Whether `block`, with its default parameters, accepts `spec` on every input port."""
+    if spec.dtype == TOKENS and not block.accepts_tokens:
+        return False
+    params = block.validate_params({})  # validated: a size default 3 becomes (3, 3)
+    ports = block.ports_for(params)
+    count = max(ports.fixed, ports.min_count if ports.variadic else 1)
+    try:
+        block.infer(params, [spec] * count)
+    except Exception:  # ShapeError, or a rule that cannot take this input at all
+        return False
+    return True
+
+
+def blocks_taking(spec: TensorSpec | None) -> list[str]:
+    """Block types that can be wired after a tensor `spec`, by trying their shape rules with default
+    parameters; with `spec` unknown (None), every type that has an input."""
+    return [t for t, b in REGISTRY.items() if t != "Input" and (spec is None or takes(b, spec))]
+
+
+def blocks_feeding() -> list[str]:
+    """Block types that can be wired into an input port: every type with an output."""
+    return [t for t in REGISTRY if t != "Output"]
+
+
 __all__ = ["CATEGORIES", "FLOAT", "REGISTRY", "TOKENS", "Block", "Emit", "Param", "ParamError", "Ports",
-           "ShapeError", "TensorSpec", "blocks_by_category", "format_shape", "get_block"]
+           "ShapeError", "TensorSpec", "blocks_by_category", "blocks_feeding", "blocks_taking", "format_shape",
+           "get_block", "takes"]
