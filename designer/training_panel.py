@@ -35,7 +35,8 @@ from engine.data import Dataset, describe_builtins
 from engine.data.catalog import builtin_for_shape
 from engine.graph import Graph
 from engine.project import CHECKPOINT_BUDGET
-from engine.training import OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig, available_devices, check_data
+from engine.settings import SETTING, SETTINGS, Setting, setting_bounds
+from engine.training import ConfigError, TrainConfig, available_devices, check_data
 
 from . import theme
 from .commands import SetParams
@@ -47,6 +48,7 @@ PROGRESS_INTERVAL_MS = 200       # progress bar and figures: QProgressBar.setVal
 SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
                   "plateau": "Reduce on plateau"}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
+CHOICE_NAMES = {"optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULE_NAMES}    # how a choice is shown
 
 
 def format_seconds(s: float) -> str:
@@ -219,46 +221,25 @@ class TrainingPanel(QWidget):
         layout.addWidget(_heading("Settings"))
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        self.epochs = _spin(body, 1, 100_000, "Passes over the training data")
-        self.batch_size = _spin(body, 1, 1_000_000, "Samples per optimisation step")
-        self.optimizer = QComboBox(body)
-        for key in OPTIMIZERS:
-            self.optimizer.addItem(OPTIMIZER_NAMES.get(key, key), key)
-        self.lr = _double(body, 1e-7, 10.0, 6, 1e-4, "Learning rate: the step size of the optimizer")
-        self.weight_decay = _double(body, 0.0, 1.0, 6, 1e-4, "L2 penalty on the weights (0: off)")
-        self.schedule = QComboBox(body)
-        for key in SCHEDULES:
-            self.schedule.addItem(SCHEDULE_NAMES.get(key, key), key)
-        self.schedule.setToolTip("How the learning rate changes during the run")
-        self.val_split = _double(body, 0.0, 0.8, 2, 0.05, "Fraction of the data held out to validate each epoch")
-        self.early_stopping = QCheckBox("Stop when validation stops improving", body)
-        self.patience = _spin(body, 1, 10_000, "Epochs without improvement before stopping")
-        self.seed = _spin(body, 0, 2**31 - 1, "The same seed gives the same run")
-        self.device = QComboBox(body)
-        self.device.setToolTip("Where the model trains; only devices present on this machine are listed")
-        for d in self._devices:
-            memory = f" ({format_bytes(d['memory'])})" if d.get("memory") else ""
-            label = "CPU" if d["id"] == "cpu" else f"{d['name']}{memory} — {d['id']}"
-            self.device.addItem(label, d["id"])
-        self.device.insertItem(0, f"Auto — {self._auto_device_name()}", "auto")
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Batch size", self.batch_size)
-        form.addRow("Optimizer", self.optimizer)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Weight decay", self.weight_decay)
-        form.addRow("LR schedule", self.schedule)
-        form.addRow("Validation split", self.val_split)
-        form.addRow(self.early_stopping)
-        form.addRow("Patience", self.patience)
-        form.addRow("Seed", self.seed)
-        form.addRow("Device", self.device)
+        # one widget per setting with a label, from its declaration (engine.settings.SETTINGS)
+        self._setting_widgets: dict[str, QWidget] = {}
+        for setting in SETTINGS:
+            if not setting.label:
+                continue
+            widget = self._setting_widget(body, setting)
+            setattr(self, setting.name, widget)
+            self._setting_widgets[setting.name] = widget
+            if isinstance(widget, QCheckBox):
+                form.addRow(widget)
+                widget.toggled.connect(self._settings_changed)
+            else:
+                form.addRow(setting.label, widget)
+                if isinstance(widget, QComboBox):
+                    widget.currentIndexChanged.connect(self._settings_changed)
+                else:
+                    widget.valueChanged.connect(self._settings_changed)
+        self._fit_ranges(self.document.project.config)
         layout.addLayout(form)
-        for spin in (self.epochs, self.batch_size, self.patience, self.seed, self.lr, self.weight_decay,
-                     self.val_split):
-            spin.valueChanged.connect(self._settings_changed)
-        for combo in (self.optimizer, self.schedule, self.device):
-            combo.currentIndexChanged.connect(self._settings_changed)
-        self.early_stopping.toggled.connect(self._settings_changed)
         self.settings_error = _wrapping_label(body)
         layout.addWidget(self.settings_error)
 
@@ -274,6 +255,46 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.runs_list)
         layout.addStretch(1)
         self._update_buttons(False)
+
+    def _setting_widget(self, body: QWidget, setting: Setting) -> QWidget:
+        tip = setting.described[:1].upper() + setting.described[1:]
+        if setting.name == "device":     # the devices present on this machine
+            combo = QComboBox(body)
+            combo.setToolTip(f"{tip}; only devices present on this machine are listed")
+            for d in self._devices:
+                memory = f" ({format_bytes(d['memory'])})" if d.get("memory") else ""
+                label = "CPU" if d["id"] == "cpu" else f"{d['name']}{memory} — {d['id']}"
+                combo.addItem(label, d["id"])
+            combo.insertItem(0, f"Auto — {self._auto_device_name()}", "auto")
+            return combo
+        if setting.kind == "bool":
+            box = QCheckBox(setting.label, body)
+            box.setToolTip(tip)
+            return box
+        if setting.kind == "choice":
+            combo = QComboBox(body)
+            names = CHOICE_NAMES.get(setting.name, {})
+            for key in setting.choices:
+                combo.addItem(names.get(key, key), key)
+            combo.setToolTip(tip)
+            return combo
+        if setting.kind == "int":
+            return _spin(body, 0, 1, tip)          # ranges: _fit_ranges
+        if setting.kind == "float":
+            return _double(body, 0.0, 1.0, setting.decimals, setting.step, tip)
+        raise ValueError(f"the Training panel has no widget for the {setting.kind} setting {setting.name}")
+
+    def _fit_ranges(self, config: TrainConfig) -> None:
+        """Each spin box holds only values `validate` accepts, given the other settings in `config` (the
+        validation split leaves room for the project's test split)."""
+        for name, widget in self._setting_widgets.items():
+            if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+                low, high = widget_range(SETTING[name], config)
+                blocked = widget.blockSignals(True)
+                try:
+                    widget.setRange(low, high)
+                finally:
+                    widget.blockSignals(blocked)
 
     def _auto_device_name(self) -> str:
         from engine.training import resolve_device
@@ -297,16 +318,9 @@ class TrainingPanel(QWidget):
         self._loading = True
         try:
             c = project.config
-            self.epochs.setValue(c.epochs)
-            self.batch_size.setValue(c.batch_size)
-            _select(self.optimizer, c.optimizer)
-            self.lr.setValue(c.lr)
-            self.weight_decay.setValue(c.weight_decay)
-            _select(self.schedule, c.schedule)
-            self.val_split.setValue(c.val_split)
-            self.early_stopping.setChecked(c.early_stopping)
-            self.patience.setValue(c.patience)
-            self.seed.setValue(c.seed)
+            self._fit_ranges(c)
+            for name, widget in self._setting_widgets.items():
+                _show_value(widget, getattr(c, name))
             if not _select(self.device, c.device):
                 _select(self.device, "auto")
             if not project.dataset:
@@ -573,12 +587,8 @@ class TrainingPanel(QWidget):
     def config_from_fields(self) -> TrainConfig:
         """The settings as shown. Raises ConfigError for a combination the engine refuses. A project
         file never chooses where files are written: its checkpoint folder is not used."""
-        return replace(self.document.project.config, checkpoint_dir=None, epochs=self.epochs.value(),
-                       batch_size=self.batch_size.value(), optimizer=self.optimizer.currentData(),
-                       lr=self.lr.value(), weight_decay=self.weight_decay.value(),
-                       schedule=self.schedule.currentData(), val_split=self.val_split.value(),
-                       early_stopping=self.early_stopping.isChecked(), patience=self.patience.value(),
-                       seed=self.seed.value(), device=self.device.currentData()).validate()
+        shown = {name: _read_value(widget) for name, widget in self._setting_widgets.items()}
+        return replace(self.document.project.config, checkpoint_dir=None, **shown).validate()
 
     def _settings_changed(self) -> None:
         self.patience.setEnabled(self.early_stopping.isChecked())
@@ -921,6 +931,27 @@ def _wrapping_label(parent: QWidget, muted: bool = False) -> QLabel:
     return label
 
 
+def widget_range(setting: Setting, config: TrainConfig) -> tuple[float, float]:
+    """The (low, high) of a setting's spin box: its bounds (narrowed by the other settings in `config`),
+    an open bound moved in by one step of the shown precision, no bound: what the box can hold."""
+    low, high = setting_bounds(setting.name, config)
+    if setting.kind == "int":
+        unit, floor, ceiling = 1, -(2**31), 2**31 - 1
+    else:
+        unit, floor, ceiling = 10.0 ** -setting.decimals, -1e12, 1e12
+    low = floor if low is None else low + unit if setting.low_open else low
+    if high is None:
+        high = ceiling
+    else:    # below an open bound (or a narrowed one, which is open) by a step of the shown precision
+        open_high = setting.high_open or high != setting.high
+        high = high - unit if open_high else high
+    if setting.kind == "float":
+        low, high = math.ceil(round(low / unit, 6)) * unit, math.floor(round(high / unit, 6)) * unit
+        low, high = round(low, setting.decimals), round(high, setting.decimals)
+        return low, max(low, high)
+    return int(low), max(int(low), int(high))
+
+
 def _spin(parent: QWidget, lo: int, hi: int, tip: str) -> QSpinBox:
     spin = QSpinBox(parent)
     spin.setRange(lo, hi)
@@ -937,6 +968,23 @@ def _double(parent: QWidget, lo: float, hi: float, decimals: int, step: float, t
     spin.setToolTip(tip)
     spin.setKeyboardTracking(False)
     return spin
+
+
+def _show_value(widget: QWidget, value) -> None:
+    if isinstance(widget, QComboBox):
+        _select(widget, value)
+    elif isinstance(widget, QCheckBox):
+        widget.setChecked(value)
+    else:
+        widget.setValue(value)
+
+
+def _read_value(widget: QWidget):
+    if isinstance(widget, QComboBox):
+        return widget.currentData()
+    if isinstance(widget, QCheckBox):
+        return widget.isChecked()
+    return widget.value()
 
 
 def _select(combo: QComboBox, data) -> bool:

@@ -349,11 +349,7 @@ def cmd_train(args) -> int:
     from .training import Callbacks, NothingTrained, TrainControl, train
 
     project, is_project = _load_project(args.file)
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "optimizer", "device", "seed",
-                                                "val_split", "test_split", "schedule", "weight_decay", "patience")
-                 if getattr(args, k, None) is not None}
-    if args.early_stopping:
-        overrides["early_stopping"] = True
+    overrides = _setting_overrides(args)
     if project.config.checkpoint_dir:
         print("note: the project's checkpoint folder is ignored (a project file never chooses where files are "
               "written); use --checkpoint-dir", file=sys.stderr)
@@ -662,6 +658,31 @@ def cmd_import(args) -> int:
     return EXIT_OK
 
 
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One option per training setting that has a flag (engine.settings.SETTINGS); unset: the project's."""
+    from .settings import SETTINGS
+
+    for s in SETTINGS:
+        if not s.flag:
+            continue
+        if s.kind == "bool":
+            p.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=s.described)
+        elif s.kind == "choice":
+            p.add_argument(s.flag, dest=s.name, choices=s.choices, help=s.described)
+        else:
+            kind = {"int": int, "float": float}.get(s.kind, str)
+            p.add_argument(s.flag, dest=s.name, type=kind, help=s.described)
+
+
+def _setting_overrides(args) -> dict:
+    """The training settings given on the command line."""
+    from .settings import SETTINGS
+
+    return {s.name: getattr(args, s.name) for s in SETTINGS
+            if s.flag and getattr(args, s.name, None) is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepwire",
@@ -694,18 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="a built-in name (see 'datasets') or a CSV/NPZ file or folder (default: the "
                                      "dataset the project or graph file names, as a template's does)")
     p.add_argument("--target", help="CSV: the column to predict (default: the last)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, dest="batch_size")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"))
-    p.add_argument("--weight-decay", type=float, dest="weight_decay")
-    p.add_argument("--schedule", choices=("none", "step", "cosine", "one_cycle", "plateau"))
-    p.add_argument("--early-stopping", action="store_true", dest="early_stopping")
-    p.add_argument("--patience", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--val-split", type=float, dest="val_split")
-    p.add_argument("--test-split", type=float, dest="test_split")
+    _add_setting_flags(p)
     p.add_argument("-o", "--output", help="project file to write (default: FILE, or FILE with .deepwire)")
     p.add_argument("--checkpoint-dir", dest="checkpoint_dir", metavar="FOLDER",
                    help="also write each epoch's weights to FOLDER/epoch_NNNN.safetensors (a project file's "

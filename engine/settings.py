@@ -30,8 +30,136 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One training setting, declared once: TrainConfig's field, `validate`'s rule, the CLI's flag, the
+    exported train.py's Config field and comment, and the Training panel's widget all come from it.
+
+    kind: "int", "float", "bool", "choice" (one of `choices`), "str" or "path" (text or None).
+    low / high: the bounds (None: unbounded); low_open / high_open: the bound itself is refused.
+    label: the Training panel's row ("" keeps it out of the form); flag: the `train` command's option
+    (None: none); export: written into the exported train.py's Config. decimals / step: the panel's
+    spin box. message: what `validate` says when the value is out of its bounds or choices.
+    """
+    name: str
+    kind: str
+    default: object
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    help: str = ""
+    flag: str | None = None
+    label: str = ""
+    low_open: bool = False
+    high_open: bool = False
+    decimals: int = 2
+    step: float = 1.0
+    export: bool = True
+    message: str = ""
+
+    @property
+    def python_type(self) -> str:
+        """The type as TrainConfig and the exported Config write it."""
+        return {"choice": "str", "path": "str | None"}.get(self.kind, self.kind)
+
+    @property
+    def described(self) -> str:
+        """The help with the choices: CLI help, exported comment, tooltip."""
+        if self.kind == "choice":
+            *head, last = self.choices
+            return f"{self.help}: {', '.join(head)} or {last}"
+        return self.help
+
+    def accepts(self, value) -> bool:
+        """Within the bounds / among the choices (the kind is checked apart)."""
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind in ("int", "float"):
+            if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+                return False
+            if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+                return False
+        return True
+
+    def out_of_range(self) -> str:
+        if self.message:
+            return self.message
+        if self.kind == "choice":
+            return f"{self.name} must be one of {', '.join(self.choices)}"
+        low = "" if self.low is None else f"{'above' if self.low_open else 'at least'} {self.low}"
+        high = "" if self.high is None else f"{'below' if self.high_open else 'at most'} {self.high}"
+        return f"{self.name} must be {' and '.join(t for t in (low, high) if t)}"
+
+
+MIN_TRAIN_FRACTION = 0.1     # validation and test splits together leave at least this much to train on
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("epochs", "int", 10, 1, 100_000, help="passes over the training split", flag="--epochs",
+            label="Epochs", message="epochs must be between 1 and 100000"),
+    Setting("batch_size", "int", 32, 1, 1_000_000, help="samples per step, per process under torchrun",
+            flag="--batch-size", label="Batch size", message="batch size must be between 1 and 1000000"),
+    Setting("optimizer", "choice", "adam", choices=OPTIMIZERS, help="the optimizer",
+            flag="--optimizer", label="Optimizer"),
+    Setting("lr", "float", 1e-3, 0, 10, low_open=True, help="learning rate: the step size of the optimizer",
+            flag="--lr", label="Learning rate", decimals=6, step=1e-4,
+            message="learning rate must be above 0 and at most 10"),
+    Setting("weight_decay", "float", 0.0, 0, 1, help="L2 penalty on the weights (0: off)", flag="--weight-decay",
+            label="Weight decay", decimals=6, step=1e-4, message="weight decay must be between 0 and 1"),
+    Setting("momentum", "float", 0.9, 0, 1, high_open=True, help="SGD and RMSprop momentum", flag="--momentum",
+            decimals=3, step=0.01, message="momentum must be at least 0 and below 1"),
+    Setting("nesterov", "bool", False, help="SGD: Nesterov momentum", flag="--nesterov"),
+    Setting("schedule", "choice", "none", choices=SCHEDULES, help="how the learning rate changes during the run",
+            flag="--schedule", label="LR schedule"),
+    Setting("step_size", "int", 10, 1, help="step schedule: epochs between decays", flag="--step-size",
+            message="step schedule needs step_size >= 1 and 0 < gamma <= 1"),
+    Setting("gamma", "float", 0.1, 0, 1, low_open=True, help="step and plateau schedules: decay factor",
+            flag="--gamma", decimals=4, step=0.01, message="step schedule needs step_size >= 1 and 0 < gamma <= 1"),
+    Setting("plateau_patience", "int", 3, 1, help="plateau schedule: epochs without improvement before a decay",
+            flag="--plateau-patience", message="patience must be at least 1"),
+    Setting("grad_clip", "float", 0.0, 0, help="largest gradient norm; 0: no clipping", flag="--grad-clip",
+            decimals=3, step=0.1, message="gradient clipping must be 0 (off) or positive"),
+    Setting("loss", "choice", "auto", choices=LOSSES, help="the loss (auto: from the task)",
+            flag="--loss"),
+    Setting("val_split", "float", 0.1, 0, 1, high_open=True, help="fraction of the samples held out for validation",
+            flag="--val-split", label="Validation split", step=0.05,
+            message="validation and test fractions must be below 1 together (leave at least 10% to train on)"),
+    Setting("test_split", "float", 0.2, 0, 1, high_open=True,
+            help="fraction held out for the final test (unless the data has its own)", flag="--test-split",
+            step=0.05, message="validation and test fractions must be below 1 together (leave at least 10% to "
+                               "train on)"),
+    Setting("early_stopping", "bool", False, help="stop after `patience` epochs without a better validation loss",
+            flag="--early-stopping", label="Stop when validation stops improving"),
+    Setting("patience", "int", 5, 1, help="early stopping: epochs without improvement before stopping",
+            flag="--patience", label="Patience", message="patience must be at least 1"),
+    Setting("restore_best", "bool", True, help="end with the weights of the best validation epoch",
+            flag="--restore-best"),
+    Setting("seed", "int", 0, 0, MAX_SEED, help="seeds the initial weights, the split and the batch order",
+            flag="--seed", label="Seed", message=f"seed must be a whole number from 0 to {MAX_SEED}"),
+    Setting("device", "str", "auto", help="auto, cpu, cuda, cuda:N or mps", flag="--device", label="Device"),
+    Setting("amp", "bool", False, help="mixed precision (CUDA only)", flag="--amp"),
+    # the CLI's --checkpoint-dir is its own (a project file never chooses where files are written)
+    Setting("checkpoint_dir", "path", None, help="also write each epoch's weights to this folder", export=False),
+)
+SETTING = {s.name: s for s in SETTINGS}
+
+
+def setting_bounds(name: str, config: TrainConfig | None = None) -> tuple[float | None, float | None]:
+    """A number setting's (low, high), narrowed by the rules between settings for the others in `config`
+    (the validation split leaves room for the test split and the training fraction). Bounds as declared:
+    see the Setting's low_open / high_open."""
+    s = SETTING[name]
+    low, high = s.low, s.high
+    if config is not None and name in ("val_split", "test_split"):
+        other = config.test_split if name == "val_split" else config.val_split
+        room = 1 - MIN_TRAIN_FRACTION - other
+        high = room if high is None else min(high, room)
+    return low, high
+
+
 @dataclass
 class TrainConfig:
+    """What a run is asked to do. Its fields are SETTINGS (checked at import: a project file stores them
+    by these names)."""
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adam"
@@ -59,35 +187,25 @@ class TrainConfig:
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("int", "float"):
+        for s in SETTINGS:                       # the kind of each
+            value = getattr(self, s.name)
+            if s.kind in ("int", "float"):
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ConfigError(f"{f.name} must be a number, not {_shown(value)}")
-                if f.type == "int" and not isinstance(value, int):
-                    raise ConfigError(f"{f.name} must be a whole number, not {_shown(value)}")
+                    raise ConfigError(f"{s.name} must be a number, not {_shown(value)}")
+                if s.kind == "int" and not isinstance(value, int):
+                    raise ConfigError(f"{s.name} must be a whole number, not {_shown(value)}")
                 if isinstance(value, float) and not math.isfinite(value):
-                    raise ConfigError(f"{f.name} must be a finite number, not {value}")
-            elif f.type == "bool" and not isinstance(value, bool):
-                raise ConfigError(f"{f.name} must be true or false, not {_shown(value)}")
-            elif f.type == "str" and not isinstance(value, str):
-                raise ConfigError(f"{f.name} must be text, not {_shown(value)}")
-            elif f.type == "str | None" and value is not None and not isinstance(value, str):
-                raise ConfigError(f"{f.name} must be text or null, not {_shown(value)}")
-        need(1 <= self.epochs <= 100_000, "epochs must be between 1 and 100000")
-        need(1 <= self.batch_size <= 1_000_000, "batch size must be between 1 and 1000000")
-        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        need(math.isfinite(self.lr) and 0 < self.lr <= 10, "learning rate must be above 0 and at most 10")
-        need(0 <= self.weight_decay <= 1, "weight decay must be between 0 and 1")
-        need(0 <= self.momentum < 1, "momentum must be at least 0 and below 1")
-        need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
-        need(self.step_size >= 1 and 0 < self.gamma <= 1, "step schedule needs step_size >= 1 and 0 < gamma <= 1")
-        need(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}")
-        need(0 <= self.val_split < 1 and 0 <= self.test_split < 1 and self.val_split + self.test_split < 0.9,
-             "validation and test fractions must be below 1 together (leave at least 10% to train on)")
-        need(self.patience >= 1 and self.plateau_patience >= 1, "patience must be at least 1")
-        need(self.grad_clip >= 0, "gradient clipping must be 0 (off) or positive")
-        need(0 <= self.seed <= MAX_SEED, f"seed must be a whole number from 0 to {MAX_SEED}")
+                    raise ConfigError(f"{s.name} must be a finite number, not {value}")
+            elif s.kind == "bool" and not isinstance(value, bool):
+                raise ConfigError(f"{s.name} must be true or false, not {_shown(value)}")
+            elif s.kind in ("str", "choice") and not isinstance(value, str):
+                raise ConfigError(f"{s.name} must be text, not {_shown(value)}")
+            elif s.kind == "path" and value is not None and not isinstance(value, str):
+                raise ConfigError(f"{s.name} must be text or null, not {_shown(value)}")
+        for s in SETTINGS:                       # its bounds or choices
+            need(s.accepts(getattr(self, s.name)), s.out_of_range())
+        # the rules between settings
+        need(self.val_split + self.test_split < 1 - MIN_TRAIN_FRACTION, SETTING["val_split"].out_of_range())
         need(self.nesterov is False or (self.optimizer == "sgd" and self.momentum > 0),
              "Nesterov momentum needs the SGD optimizer with momentum > 0")
         resolve_device(self.device)
@@ -105,6 +223,17 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- devices
+
+def _check_declared_once() -> None:
+    """TrainConfig's fields are SETTINGS': same names, order, types and defaults (saved projects use them)."""
+    declared = [(s.name, s.python_type, s.default) for s in SETTINGS]
+    actual = [(f.name, f.type, f.default) for f in fields(TrainConfig)]
+    if declared != actual:
+        raise AssertionError(f"TrainConfig's fields differ from SETTINGS: {declared} != {actual}")
+
+
+_check_declared_once()
+
 
 def available_devices() -> list[dict]:
     """What can really train here: CPU, each CUDA GPU (name, memory), MPS."""
@@ -148,5 +277,5 @@ def resolve_device(spec: str) -> torch.device:
     raise ConfigError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
-__all__ = ["LOSSES", "MAX_SEED", "OPTIMIZERS", "SCHEDULES", "ConfigError", "TrainConfig", "TrainingError",
-           "available_devices", "resolve_device"]
+__all__ = ["LOSSES", "MAX_SEED", "MIN_TRAIN_FRACTION", "OPTIMIZERS", "SCHEDULES", "SETTING", "SETTINGS", "ConfigError",
+           "Setting", "TrainConfig", "TrainingError", "available_devices", "resolve_device", "setting_bounds"]

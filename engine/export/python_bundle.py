@@ -36,6 +36,7 @@ from ..blocks import TOKENS
 from ..codegen import CodeInfo, generate, safe_text
 from ..compiler import compile_graph
 from ..fileio import atomic_write_bytes
+from ..settings import SETTINGS
 from ..threads import run_with_default_threads
 
 REFERENCE_SAMPLES = 8
@@ -206,29 +207,8 @@ def _dataset_sample(model: nn.Module, info: CodeInfo, spec: str | None) -> torch
 
 # ----------------------------------------------------------------------------- train.py
 
-CONFIG_FIELDS = (   # TrainConfig field, type, comment
-    ("epochs", "int", "passes over the training split"),
-    ("batch_size", "int", "samples per step, per process under torchrun"),
-    ("optimizer", "str", "sgd, adam, adamw or rmsprop"),
-    ("lr", "float", "learning rate"),
-    ("weight_decay", "float", ""),
-    ("momentum", "float", "SGD and RMSprop momentum"),
-    ("nesterov", "bool", "SGD: Nesterov momentum"),
-    ("schedule", "str", "none, step, cosine, one_cycle or plateau"),
-    ("step_size", "int", "step schedule: epochs between decays"),
-    ("gamma", "float", "step and plateau schedules: decay factor"),
-    ("plateau_patience", "int", "plateau schedule: epochs without improvement before a decay"),
-    ("grad_clip", "float", "largest gradient norm; 0: no clipping"),
-    ("loss", "str", "auto, cross_entropy, binary_cross_entropy, mse or mae"),
-    ("val_split", "float", "fraction of the samples held out for validation"),
-    ("test_split", "float", "fraction held out for the final test (unless the data has its own)"),
-    ("early_stopping", "bool", "stop after `patience` epochs without a better validation loss"),
-    ("patience", "int", ""),
-    ("restore_best", "bool", "end with the weights of the best validation epoch"),
-    ("seed", "int", "seeds the initial weights, the split and the batch order"),
-    ("device", "str", "auto, cpu, cuda, cuda:N or mps"),
-    ("amp", "bool", "mixed precision (CUDA only)"),
-)
+# TrainConfig field, type, comment: every setting that train.py reads (engine.settings.SETTINGS)
+CONFIG_FIELDS = tuple((s.name, s.python_type, s.described) for s in SETTINGS if s.export)
 
 
 def _config_lines(config) -> str:
