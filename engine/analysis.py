@@ -193,14 +193,31 @@ def analyse(graph: Graph) -> Analysis:
                     f"{label(graph, node_id)} does not lead to any Output, so it is ignored: wire it onward "
                     "or delete it")
 
-    # 6. advice that is not an error
+    # 6. advice that is not an error, as each block declares it
     for node_id, params in result.params.items():
-        if (params.get("dropout") and params.get("num_layers") == 1
-                and graph.node(node_id).type in ("RNN", "LSTM", "GRU")):
-            add(node_id, WARNING, "no-effect",
-                f"{label(graph, node_id)}: dropout only acts between stacked layers; set num_layers > 1 "
-                "or add a Dropout block after it")
+        block = REGISTRY[graph.node(node_id).type]
+        sources = result.inputs_of(graph, node_id)
+        ins = [result.specs[s] for s in sources] if all(s in result.specs for s in sources) else []
+        try:
+            advice = list(block.advice(params, ins))
+        except Exception as exc:  # a declaration bug must not take the designer down
+            advice = [("internal", f"could not be advised on: {exc}")]
+        for kind, message in advice:
+            add(node_id, WARNING, kind, f"{label(graph, node_id)}: {message}")
     return result
+
+
+def token_bound(graph: Graph, analysis: Analysis, input_id: str) -> tuple[str, int] | None:
+    """(name, bound) of the first block wired to a token Input that limits its ids (an Embedding's
+    num_embeddings, as the block declares it), or None."""
+    for consumer, _ in graph.consumers_of(input_id):
+        block = REGISTRY.get(graph.node(consumer).type)
+        if block is None or consumer not in analysis.params:
+            continue
+        bound = block.token_bound(analysis.params[consumer])
+        if bound is not None:
+            return graph.node(consumer).name, bound
+    return None
 
 
 def topological_order(g: nx.MultiDiGraph, index: dict[str, int], exclude: set[str] = frozenset()) -> list[str]:

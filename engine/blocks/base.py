@@ -210,6 +210,11 @@ class Block:
     short: Callable[[dict], str] = lambda p: ""   # the key parameters, for node faces
     default_name: str = ""
     check: Callable[[dict], None] = lambda p: None  # cross-parameter checks, raise ParamError
+    # advice that is not an error: (kind, message) pairs for validated params and the input specs (empty when
+    # not known); analysis reports each as a warning on the node
+    advice: Callable[[dict, list[TensorSpec]], Sequence[tuple[str, str]]] = lambda p, ins: ()
+    # the largest token id + 1 this block takes (an Embedding's vocabulary), or None
+    token_bound: Callable[[dict], int | None] = lambda p: None
     param_index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):

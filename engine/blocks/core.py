@@ -162,6 +162,7 @@ register(Block(
     emit=lambda p, ins: Emit(init=f"nn.Embedding({p['num_embeddings']}, {p['embedding_dim']})",
                              call="{self}({0})", helpers=init_helpers(p), extra_init=init_lines(p)),
     short=lambda p: f"{p['num_embeddings']}x{p['embedding_dim']}",
+    token_bound=lambda p: p["num_embeddings"],
 ))
 
 __all__ = ["ParamError"]

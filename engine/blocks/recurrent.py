@@ -51,6 +51,13 @@ def _emit(kind):
     return emit
 
 
+def _advice(p, ins):
+    if p["dropout"] and p["num_layers"] == 1:
+        return (("no-effect", "dropout only acts between stacked layers; set num_layers > 1 "
+                              "or add a Dropout block after it"),)
+    return ()
+
+
 def _short(p):
     tail = "seq" if p["return_sequences"] else "last"
     return f"{p['hidden_size']}{' x2' if p['bidirectional'] else ''}, {tail}"
@@ -79,4 +86,5 @@ for _kind, _desc in (("RNN", "Elman recurrent layer (Keras: SimpleRNN)"),
         keras="SimpleRNN" if _kind == "RNN" else _kind,
         help=f"{_desc} over a batch-first (T, F) sequence; returns the last step (H,) or every step (T, H).",
         params=tuple(_params), infer=_infer, emit=_emit(_kind), count_params=_count(_kind), short=_short,
+        advice=_advice,
     ))

@@ -123,3 +123,49 @@ def test_errors_downstream_of_an_error_are_not_repeated():
     g = chain(("input", "Input", {"shape": [784]}), ("conv", "Conv2d", {}), ("dense", "Linear", {}),
               ("out", "Output", {}))
     assert [d.kind for d in analyse(g).diagnostics] == ["shape"]
+
+
+# ----------------------------------------------------------------------------- advice declared by the blocks
+
+def _seq(kind, **params):
+    return chain(("input", "Input", {"shape": [10, 4]}), ("rnn", kind, params), ("out", "Output", {}))
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_recurrent_dropout_advice_comes_from_the_block(kind):
+    d = diag(_seq(kind, dropout=0.2), "no-effect")
+    assert d.severity == "warning"
+    assert d.message == (f"{kind} 'rnn': dropout only acts between stacked layers; set num_layers > 1 "
+                         "or add a Dropout block after it")
+    assert "no-effect" not in {k for k, _ in kinds(_seq(kind, dropout=0.2, num_layers=2))}
+    assert "no-effect" not in {k for k, _ in kinds(_seq(kind))}
+    from engine.blocks import REGISTRY
+    assert REGISTRY[kind].advice({"dropout": 0.2, "num_layers": 1}, [])
+
+
+def test_any_block_may_declare_advice_and_a_broken_one_is_contained(monkeypatch):
+    import dataclasses
+
+    from engine.blocks import REGISTRY
+
+    linear = REGISTRY["Linear"]
+    monkeypatch.setitem(REGISTRY, "Linear", dataclasses.replace(
+        linear, advice=lambda p, ins: [("wide", f"{p['units']} units after {ins[0]}")]))
+    g = chain(("input", "Input", {"shape": [8]}), ("dense", "Linear", {"units": 3}), ("out", "Output", {}))
+    assert diag(g, "wide").message == "Linear 'dense': 3 units after (8,)"
+    monkeypatch.setitem(REGISTRY, "Linear", dataclasses.replace(linear, advice=lambda p, ins: 1 / 0))
+    assert diag(g, "internal").severity == "warning"
+
+
+def test_the_token_bound_is_the_embeddings_own():
+    from engine.analysis import token_bound
+    from engine.blocks import REGISTRY
+
+    g = chain(("input", "Input", {"shape": [12], "dtype": "int64"}),
+              ("emb", "Embedding", {"num_embeddings": 50, "embedding_dim": 8}), ("out", "Output", {}))
+    input_id = next(n.id for n in g.nodes() if n.type == "Input")
+    assert token_bound(g, analyse(g), input_id) == ("emb", 50)
+    assert REGISTRY["Embedding"].token_bound({"num_embeddings": 7}) == 7
+    assert all(b.token_bound(b.defaults()) is None for t, b in REGISTRY.items() if t != "Embedding")
+    flat = chain(("input", "Input", {"shape": [12]}), ("out", "Output", {}))
+    assert token_bound(flat, analyse(flat), next(n.id for n in flat.nodes() if n.type == "Input")) is None
