@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
 
 from engine.analysis import analyse
-from engine.blocks import REGISTRY, blocks_feeding, blocks_taking
+from engine.blocks import REGISTRY, blocks_feeding, blocks_taking, fix_candidates
 from engine.graph import Edge, GraphError, layered_layout
 
 from .. import theme
@@ -676,12 +676,7 @@ class GraphScene(QGraphicsScene):
         spec = self.document.analysis.specs.get(edge.src)
         if spec is None:
             return []
-        candidates = [("Flatten", {})]
-        side = int(round((spec.numel) ** 0.5))
-        if side * side == spec.numel:
-            candidates.append(("Reshape", {"shape": [1, side, side]}))
-        wanted = self._wanted_width(edge)
-        candidates.append(("Linear", {"units": wanted or spec.shape[-1]}))
+        candidates = fix_candidates(spec, self._wanted_width(edge))  # as the blocks declare them
         fixes = []
         for type_name, params in candidates:
             trial = self.graph.copy()

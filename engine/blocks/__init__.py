@@ -49,11 +49,16 @@ def blocks_taking(spec: TensorSpec | None) -> list[str]:
     return [t for t, b in REGISTRY.items() if t != "Input" and (spec is None or takes(b, spec))]
 
 
+def fix_candidates(spec: TensorSpec, wanted: int | None = None) -> list[tuple[str, dict]]:
+    """(block type, params) pairs that could sit on a wire carrying `spec`, as the blocks declare them."""
+    return [(t, dict(params)) for t, b in REGISTRY.items() for params in b.fixes(spec, wanted)]
+
+
 def blocks_feeding() -> list[str]:
     """Block types that can be wired into an input port: every type with an output."""
     return [t for t in REGISTRY if t != "Output"]
 
 
 __all__ = ["CATEGORIES", "FLOAT", "REGISTRY", "TOKENS", "Block", "Emit", "Param", "ParamError", "Ports",
-           "ShapeError", "TensorSpec", "blocks_by_category", "blocks_feeding", "blocks_taking", "format_shape",
-           "get_block", "takes"]
+           "ShapeError", "TensorSpec", "blocks_by_category", "blocks_feeding", "blocks_taking", "fix_candidates",
+           "format_shape", "get_block", "takes"]

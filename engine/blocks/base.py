@@ -215,6 +215,9 @@ class Block:
     advice: Callable[[dict, list[TensorSpec]], Sequence[tuple[str, str]]] = lambda p, ins: ()
     # the largest token id + 1 this block takes (an Embedding's vocabulary), or None
     token_bound: Callable[[dict], int | None] = lambda p: None
+    # quick fixes: the params this block would be inserted with on a wire carrying `spec` whose end wants a
+    # last dimension of `wanted` (None when unknown); each is offered on the canvas's wire menu
+    fixes: Callable[[TensorSpec, int | None], Sequence[dict]] = lambda spec, wanted: ()
     param_index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):

@@ -60,6 +60,7 @@ def _linear_infer(p, ins):
 
 register(Block(
     type="Linear", category="Core", default_name="dense", keras="Dense",
+    fixes=lambda spec, wanted: ({"units": wanted or spec.shape[-1]},) if spec.rank else (),
     shape_rule="(..., F) -> (..., units) on the last dimension",
     help="Fully connected layer on the last dimension: y = x W^T + b (Keras: Dense).",
     params=(

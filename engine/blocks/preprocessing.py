@@ -51,6 +51,7 @@ register(Block(
 
 register(Block(
     type="Flatten", category="Preprocessing", default_name="flatten",
+    fixes=lambda spec, wanted: ({},),
     shape_rule="(d1, d2, ...) -> (d1*d2*...,)",
     help="Flattens each sample to one dimension: (C, H, W) -> (C*H*W,).",
     infer=lambda p, ins: TensorSpec((ins[0].numel,), ins[0].dtype),
@@ -78,8 +79,15 @@ def _reshape_target(p, x: TensorSpec) -> tuple[int, ...]:
     return shape
 
 
+def _square_image(spec):
+    """A quick fix: a flat vector of a square number of values as a one-channel square image."""
+    side = int(round(spec.numel ** 0.5))
+    return ({"shape": [1, side, side]},) if side * side == spec.numel else ()
+
+
 register(Block(
     type="Reshape", category="Preprocessing", default_name="reshape",
+    fixes=lambda spec, wanted: _square_image(spec),
     shape_rule="S -> `shape` with the same number of values (one -1 is inferred)",
     help="Gives each sample a new shape with the same number of values; one size may be -1.",
     params=(Param("shape", "ints", (1, 28, 28), min=-1, max=1_000_000, help="Target shape, without the batch."),),

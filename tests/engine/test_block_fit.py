@@ -28,3 +28,13 @@ def test_an_unknown_tensor_fits_every_block_with_an_input():
 def test_anything_but_an_output_can_feed_an_input_port():
     assert blocks_feeding() == [t for t in REGISTRY if t != "Output"]
     assert "Input" in blocks_feeding()
+
+
+def test_quick_fixes_are_declared_by_flatten_reshape_and_linear():
+    from engine.blocks import fix_candidates
+
+    flat = dict(fix_candidates(TensorSpec((784,))))
+    assert flat == {"Linear": {"units": 784}, "Flatten": {}, "Reshape": {"shape": [1, 28, 28]}}
+    image = fix_candidates(TensorSpec((3, 5, 5)), wanted=10)
+    assert image == [("Linear", {"units": 10}), ("Flatten", {})]  # 75 values make no square image
+    assert {t for t, _ in fix_candidates(TensorSpec((16,)))} == {"Linear", "Flatten", "Reshape"}
