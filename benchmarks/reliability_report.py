@@ -35,12 +35,16 @@ FIGURES = ROOT / "docs" / "reliability"
 PAGE = ROOT / "docs" / "RELIABILITY.md"
 
 
+FAILED_LINES: list[str] = []   # the "FAILED test - reason" lines of the last pytest() call
+
+
 def pytest(args: list[str], env: dict[str, str]) -> tuple[bool, str, float]:
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=ROOT,
                           env=dict(os.environ, QT_QPA_PLATFORM="offscreen", **env), capture_output=True, text=True)
     seconds = time.perf_counter() - started
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr.strip()[-300:]
+    FAILED_LINES[:] = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     return proc.returncode == 0, tail, seconds
 
 
@@ -309,8 +313,9 @@ def measure_attacks() -> None:
             rows.append([label, "FAILED: " + (proc.stderr.strip().splitlines() or ["?"])[-1]])
             continue
         f = json.loads(proc.stdout.strip().splitlines()[-1])
+        outcome = "the graph read, the weights never decoded" if what == "check" else "refused"
         rows.append([f"peak memory: {label} ({f['file_mb']:.1f} MB on disk)",
-                     f"refused; peak RSS {f['peak_mb']:.0f} MiB, {f['peak_mb'] - f['base_mb']:+.0f} MiB over "
+                     f"{outcome}; peak RSS {f['peak_mb']:.0f} MiB, {f['peak_mb'] - f['base_mb']:+.0f} MiB over "
                      "the process before it (torch and Deepwire loaded)"])
     rows.append(["the tests above", f"{passed_count(tail)} in {seconds:.0f} s"])
     write("attacks", {
@@ -331,10 +336,11 @@ def measure_steady() -> None:
     burn = subprocess.Popen([sys.executable, "-c", "import multiprocessing as mp\n"
                              "def spin(_):\n    while True: pass\n"
                              "if __name__ == '__main__':\n    mp.Pool(2).map(spin, range(2))"])
-    results = []
+    results, failures = [], []
     try:
         for _ in range(STEADY_RUNS):
             results.append(pytest(["tests/designer"], {}))
+            failures.extend(FAILED_LINES)
     finally:
         burn.kill()
         subprocess.run(["pkill", "-f", "def spin"], capture_output=True)
@@ -342,6 +348,7 @@ def measure_steady() -> None:
     rows = [[f"run {i + 1}", f"{passed_count(tail)} in {seconds:.0f} s"] for i, (_, tail, seconds) in
             enumerate(results)]
     rows.append(["runs with a failure", f"{sum(not r[0] for r in results)} of {STEADY_RUNS}"])
+    rows += [["failed", line[:300]] for line in failures]
     write("steady", {
         "title": "The test suite under load", "order": 45,
         "summary": f"The designer tests (tests/designer, the slow ones included) run {STEADY_RUNS} times in a row "
