@@ -207,17 +207,24 @@ def analyse(graph: Graph) -> Analysis:
     return result
 
 
-def token_bound(graph: Graph, analysis: Analysis, input_id: str) -> tuple[str, int] | None:
-    """(name, bound) of the first block wired to a token Input that limits its ids (an Embedding's
-    num_embeddings, as the block declares it), or None."""
+def token_bounds(graph: Graph, analysis: Analysis, input_id: str) -> list[tuple[str, int]]:
+    """(name, bound) of every block wired to a token Input that limits its ids (an Embedding's
+    num_embeddings, as the block declares it), in wiring order."""
+    found = []
     for consumer, _ in graph.consumers_of(input_id):
         block = REGISTRY.get(graph.node(consumer).type)
         if block is None or consumer not in analysis.params:
             continue
         bound = block.token_bound(analysis.params[consumer])
         if bound is not None:
-            return graph.node(consumer).name, bound
-    return None
+            found.append((graph.node(consumer).name, bound))
+    return found
+
+
+def token_bound(graph: Graph, analysis: Analysis, input_id: str) -> tuple[str, int] | None:
+    """The first of token_bounds(), or None."""
+    bounds = token_bounds(graph, analysis, input_id)
+    return bounds[0] if bounds else None
 
 
 def topological_order(g: nx.MultiDiGraph, index: dict[str, int], exclude: set[str] = frozenset()) -> list[str]:

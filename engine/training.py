@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analysis import Analysis, analyse, output_activation
+from .analysis import Analysis, analyse, output_activation, token_bound
 from .blocks import TOKENS, format_shape
 from .codegen import CodegenError
 from .compiler import compile_graph
@@ -133,7 +133,7 @@ def check_data(graph: Graph, analysis: Analysis, dataset) -> list[str]:
         what = "token ids (int64)" if dataset.dtype == TOKENS else "numbers (float32)"
         problems.append(f"dataset '{dataset.name}' gives {what}; input '{in_node.name}' is set to {spec.dtype}")
     elif dataset.dtype == TOKENS:
-        vocab = _first_embedding_vocab(graph, analysis, inputs[0])
+        vocab = token_bound(graph, analysis, inputs[0])     # as the Embedding block declares it
         top = int(dataset.x.max()) if len(dataset.x) else 0
         if vocab is not None and top >= vocab[1]:
             problems.append(f"dataset '{dataset.name}' has token ids up to {top}; Embedding '{vocab[0]}' holds "
@@ -156,14 +156,6 @@ def check_data(graph: Graph, analysis: Analysis, dataset) -> list[str]:
 
 def _outputs(spec) -> str:
     return f"{spec.shape[0]} value(s)" if spec.rank == 1 else f"shape {spec}"
-
-
-def _first_embedding_vocab(graph: Graph, analysis: Analysis, input_id: str):
-    for consumer, _ in graph.consumers_of(input_id):
-        node = graph.node(consumer)
-        if node.type == "Embedding" and consumer in analysis.params:
-            return node.name, analysis.params[consumer]["num_embeddings"]
-    return None
 
 
 # ----------------------------------------------------------------------------- pieces

@@ -74,9 +74,10 @@ def example_inputs(project, batch: int = 2) -> tuple[torch.Tensor, ...]:
 
 
 def _token_bound(graph, analysis, input_id) -> int:
-    bounds = [analysis.params[c]["num_embeddings"] for c, _ in graph.consumers_of(input_id)
-              if graph.node(c).type == "Embedding" and c in analysis.params]
-    return min(bounds, default=2)
+    """Example token ids must be valid for every block that reads them (as each block declares)."""
+    from ..analysis import token_bounds
+
+    return min((bound for _, bound in token_bounds(graph, analysis, input_id)), default=2)
 
 
 def prepare_folder(out_dir: Path, force: bool) -> Path:

@@ -169,3 +169,26 @@ def test_the_token_bound_is_the_embeddings_own():
     assert all(b.token_bound(b.defaults()) is None for t, b in REGISTRY.items() if t != "Embedding")
     flat = chain(("input", "Input", {"shape": [12]}), ("out", "Output", {}))
     assert token_bound(flat, analyse(flat), next(n.id for n in flat.nodes() if n.type == "Input")) is None
+
+
+def test_example_token_ids_of_an_export_fit_every_embedding_that_reads_them():
+    """Two Embeddings on one token Input: the training check names the first, the export's example ids
+    stay below the smaller bound (both read what the blocks declare)."""
+    from engine.analysis import token_bound, token_bounds
+    from engine.export import _token_bound
+    from engine.graph import Graph
+
+    g = Graph("two tables")
+    ids = g.add_node("Input", "ids", {"shape": [6], "dtype": "int64"})
+    big = g.add_node("Embedding", "big", {"num_embeddings": 40, "embedding_dim": 4})
+    small = g.add_node("Embedding", "small", {"num_embeddings": 9, "embedding_dim": 4})
+    add = g.add_node("Add", "add")
+    g.connect(ids, big, 0)
+    g.connect(ids, small, 0)
+    g.connect(big, add, 0)
+    g.connect(small, add, 1)
+    g.connect(add, g.add_node("Output", "out"), 0)
+    a = analyse(g)
+    assert token_bounds(g, a, ids) == [("big", 40), ("small", 9)]
+    assert token_bound(g, a, ids) == ("big", 40)
+    assert _token_bound(g, a, ids) == 9
