@@ -10,7 +10,7 @@ import copy
 
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene, QMenu, QToolTip
+from PySide6.QtWidgets import QGraphicsScene, QMenu, QToolTip
 
 from engine.analysis import analyse
 from engine.blocks import REGISTRY, blocks_feeding, blocks_taking, fix_candidates
@@ -19,7 +19,8 @@ from engine.graph import Edge, GraphError, layered_layout
 from .. import theme
 from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes
 from ..mime import BLOCK_MIME
-from .items import HEADER, NODE_WIDTH, PORT_HIT, SKIP_MIN_DX, EdgeItem, NodeItem, PortItem, wire_path
+from .interactions import Interaction, MoveBlocks, WireDrag
+from .items import HEADER, NODE_WIDTH, PORT_HIT, SKIP_MIN_DX, EdgeItem, NodeItem, PortItem
 
 MISMATCH_KINDS = {"shape", "merge-shape", "kernel-too-large", "token-ids", "dtype", "reshape"}
 ROUTE_BAND = 1500.0  # how far above and below a skip wire blocks are looked for, to find it a clear lane
@@ -46,10 +47,7 @@ class GraphScene(QGraphicsScene):
         self.edge_items: dict[tuple[str, str, int], EdgeItem] = {}
         self._edges_of: dict[str, set] = {}
         self._columns: dict[int, set[NodeItem]] = {}  # blocks by the CELL-wide column their left edge is in
-        self._link_from: PortItem | None = None
-        self._link_temp: QGraphicsPathItem | None = None
-        self._highlighted: list[PortItem] = []
-        self._press_positions: dict[str, tuple[float, float]] = {}
+        self.interaction: Interaction | None = None  # the gesture under way (interactions.py)
         self.detail = True  # texts, ports and wire labels; hidden when zoomed far out
         self._building = False
         # contentChanged is sent once per pass of the event loop, however many blocks changed
@@ -79,6 +77,9 @@ class GraphScene(QGraphicsScene):
     def rebuild(self) -> None:
         if self._graph is not None:
             self._graph.unsubscribe(self._on_graph_event)
+        if self.interaction is not None:  # its items go with the old graph's
+            self.interaction.end()
+            self.interaction = None
         self.clear()
         self.node_items.clear()
         self.edge_items.clear()
@@ -110,9 +111,8 @@ class GraphScene(QGraphicsScene):
             if item is not None:
                 rect = item.sceneBoundingRect()
                 self._columns.get(item.column, set()).discard(item)
-                if self._link_from is not None and self._link_from.node_item is item:
-                    self._end_link()
-                self._highlighted = [p for p in self._highlighted if p.node_item is not item]
+                if self.interaction is not None:
+                    self.interaction.node_removed(item)
                 self.removeItem(item)
                 self._reroute_near([rect])
             self._edges_of.pop(payload["node_id"], None)
@@ -540,47 +540,45 @@ class GraphScene(QGraphicsScene):
         return None
 
     def mousePressEvent(self, event):
+        if self.interaction is not None and self.interaction.mouse_press(event):
+            event.accept()
+            return
         if event.button() == Qt.LeftButton:
             port = self.port_at(event.scenePos())
             if port is not None:
-                self._start_link(port)
+                self.interaction = WireDrag(self, port)
                 event.accept()
                 return
         super().mousePressEvent(event)
-        self._press_positions = {i.node_id: (i.pos().x(), i.pos().y())
-                                 for i in self.selectedItems() if isinstance(i, NodeItem)}
+        ids = self.selected_node_ids()
+        self.interaction = MoveBlocks(self, ids) if ids else None
 
     def mouseMoveEvent(self, event):
-        if self._link_from is not None:
-            start = self._link_from.scenePos()
-            end = event.scenePos()
-            self._link_temp.setPath(wire_path(start, end) if self._link_from.kind == "out" else wire_path(end, start))
+        if self.interaction is not None and self.interaction.mouse_move(event):
             event.accept()
             return
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event):
-        if self._link_from is not None:
-            source = self._link_from
-            self._end_link()
-            target = self.port_at(event.scenePos())
-            if target is not None and target is not source:
-                self.connect_ports(source, target)
-            elif target is None:
-                self.quickAddRequested.emit(event.scenePos(), source)
+        interaction, self.interaction = self.interaction, None
+        if interaction is not None and interaction.mouse_release(event):
             event.accept()
             return
         super().mouseReleaseEvent(event)
-        moves = {}
-        for node_id in self._press_positions:
-            item = self.node_items.get(node_id)
-            if item is not None and node_id in self.graph:
-                new = (item.pos().x(), item.pos().y())
-                if new != tuple(self.graph.node(node_id).pos):
-                    moves[node_id] = (self.graph.node(node_id).pos, new)
-        self._press_positions = {}
-        if moves:
-            self.stack.push(MoveNodes(self.graph, moves))
+
+    def cancel_interaction(self) -> bool:
+        """Escape: the gesture under way (if any) ends, leaving the graph as it was."""
+        interaction, self.interaction = self.interaction, None
+        if interaction is None:
+            return False
+        interaction.cancel()
+        return True
+
+    def keyPressEvent(self, event):
+        if event.key() == Qt.Key_Escape and self.cancel_interaction():
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def helpEvent(self, event):  # noqa: N802 (Qt name): ports are not items, so their tooltips are given here
         port = self.port_at(event.scenePos())
@@ -589,24 +587,6 @@ class GraphScene(QGraphicsScene):
             event.accept()
             return
         super().helpEvent(event)
-
-    def _start_link(self, port: PortItem) -> None:
-        self._link_from = port
-        pen = QPen(theme.colour("highlight"), 2.0, Qt.DashLine)
-        self._link_temp = self.addPath(wire_path(port.scenePos(), port.scenePos()), pen)
-        self._link_temp.setZValue(5)
-        self._highlighted = [p for p in self.compatible_ports(port)]
-        for p in self._highlighted:
-            p.set_highlight(True)
-
-    def _end_link(self) -> None:
-        for p in self._highlighted:
-            p.set_highlight(False)
-        self._highlighted = []
-        if self._link_temp is not None:
-            self.removeItem(self._link_temp)
-        self._link_temp = None
-        self._link_from = None
 
     def compatible_ports(self, port: PortItem) -> list[PortItem]:
         out = []

@@ -3,9 +3,10 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt
 from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QGraphicsPathItem
 
 from designer import theme
+from designer.canvas.interactions import MoveBlocks, WireDrag
 from designer.document import Document
 from designer.main_window import MainWindow
 from designer.mime import BLOCK_MIME
@@ -135,6 +136,54 @@ def test_a_mouse_drag_of_a_node_is_one_undo_step(window, qtbot):
     assert abs(graph.node(dense.id).pos[0] - item.pos().x()) < 1e-6
     window.document.undo_stack.undo()
     assert item.pos().x() == graph.node(dense.id).pos[0]
+
+
+def test_escape_cancels_a_wire_drag_and_leaves_graph_and_undo_stack_unchanged(window, qtbot):
+    graph, stack, scene = window.document.graph, window.document.undo_stack, window.scene
+    before, count = graph_state(graph), stack.count()
+    src = scene.node_items[node(window, "dense").id].output
+    dst = scene.node_items[node(window, "dense_1").id].inputs[0]
+    paths_before = sum(type(i) is QGraphicsPathItem for i in scene.items())
+    viewport = window.view.viewport()
+    a, b = vp(window, src.scenePos()), vp(window, dst.scenePos() + QPointF(0, 200))
+    QTest.mousePress(viewport, Qt.LeftButton, Qt.NoModifier, a)
+    QTest.mouseMove(viewport, (a + b) / 2)
+    assert isinstance(scene.interaction, WireDrag)
+    assert any(p.highlighted for i in scene.node_items.values() for p in i.inputs)
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key_Escape)
+    assert scene.interaction is None
+    QTest.mouseMove(viewport, b)
+    QTest.mouseRelease(viewport, Qt.LeftButton, Qt.NoModifier, b)  # on empty canvas: no quick add
+    assert not window.quick_add.isVisible()
+    assert not any(p.highlighted for i in scene.node_items.values() for p in i.inputs)
+    assert sum(type(i) is QGraphicsPathItem for i in scene.items()) == paths_before  # the dashed wire is gone
+    assert graph_state(graph) == before and stack.count() == count
+
+
+def test_escape_cancels_a_block_move_and_puts_the_block_back(window, qtbot):
+    graph, stack, scene = window.document.graph, window.document.undo_stack, window.scene
+    before, count = graph_state(graph), stack.count()
+    dense = node(window, "dense")
+    item = scene.node_items[dense.id]
+    start_pos = (item.pos().x(), item.pos().y())
+    rect = item.sceneBoundingRect()
+    viewport = window.view.viewport()
+    a = vp(window, QPointF(rect.center().x(), rect.top() + 12))
+    b = vp(window, QPointF(rect.center().x() + 120, rect.top() + 72))
+    QTest.mousePress(viewport, Qt.LeftButton, Qt.NoModifier, a)
+    for i in range(1, 4):
+        QTest.mouseMove(viewport, a + (b - a) * i / 3)
+    assert isinstance(scene.interaction, MoveBlocks)
+    assert (item.pos().x(), item.pos().y()) != start_pos
+    window.view.setFocus()
+    QTest.keyClick(window.view, Qt.Key_Escape)
+    assert scene.interaction is None
+    assert (item.pos().x(), item.pos().y()) == start_pos
+    QTest.mouseMove(viewport, b + (b - a))  # the rest of the drag moves nothing
+    QTest.mouseRelease(viewport, Qt.LeftButton, Qt.NoModifier, b + (b - a))
+    assert (item.pos().x(), item.pos().y()) == start_pos
+    assert graph_state(graph) == before and stack.count() == count
 
 
 def test_copy_paste_keeps_internal_wires_and_makes_names_unique(window, qtbot):
