@@ -527,7 +527,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         note = f"{diverged}; the run ended there and kept the weights of epoch {best[1]}, the best so far ({advice})"
     if checkpoint_failure:
         note = f"{note}; {checkpoint_failure}" if note else checkpoint_failure
-    elif step == 0 and stopped == "user":
+    if step == 0 and stopped == "user":
         raise NothingTrained("stopped before the first batch: nothing was trained")
     if best[2] is not None and (config.restore_best or stopped in ("early_stopping", "diverged")):
         model.load_state_dict(best[2])
