@@ -64,7 +64,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from engine.compiler import compile_graph  # noqa: E402
-from engine.data import Dataset, load_dataset, split_dataset  # noqa: E402
+from engine.runtime.data import Dataset, load_dataset, split_dataset  # noqa: E402
 from engine.templates import load_template  # noqa: E402
 from engine.training import Callbacks, TrainConfig, TrainControl, fit_normalizers, seed_everything, train  # noqa: E402
 

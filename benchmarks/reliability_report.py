@@ -235,7 +235,7 @@ def deflated_zeros(zf, name, size, head=b""):
 
 import torch, engine.cli
 from engine.importers import ModelImportError, import_keras
-from engine.data import DataError, load_dataset
+from engine.runtime.data import DataError, load_dataset
 from engine.project import Project, save_project
 from engine.templates import load_template
 import_keras({"class_name": "Sequential", "config": {"name": "m", "layers": [

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.blocks import format_shape
-from engine.data import DataError, Dataset, load_dataset
+from engine.runtime.data import DataError, Dataset, load_dataset
 
 from . import theme
 
@@ -331,7 +331,7 @@ def one_hot_columns(header: list[str], target: str | None, dataset: Dataset) -> 
 
 
 def _csv_header(path: Path) -> list[str]:
-    """The header row's column names, read as engine.data reads the file: split by ",", ";" or a
+    """The header row's column names, read as engine.runtime.data reads the file: split by ",", ";" or a
     tab, whichever its first line holds most; the header is the first row that is not blank."""
     import csv
     from itertools import chain, islice

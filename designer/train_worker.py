@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.data import Dataset
+from engine.runtime.data import Dataset
 from engine.graph import Graph
 from engine.threads import default_threads
 from engine.train_process import TrainProcess, weights_from_bytes

@@ -31,11 +31,11 @@ from PySide6.QtWidgets import (
 )
 
 from engine.blocks import format_shape
-from engine.data import Dataset, describe_builtins
-from engine.data.catalog import builtin_for_shape
+from engine.runtime.data import Dataset, describe_builtins
+from engine.runtime.data.catalog import builtin_for_shape
 from engine.graph import Graph
 from engine.project import CHECKPOINT_BUDGET
-from engine.settings import SETTING, SETTINGS, Setting, setting_bounds
+from engine.runtime.settings import SETTING, SETTINGS, Setting, setting_bounds
 from engine.training import ConfigError, TrainConfig, available_devices, check_data
 
 from . import theme
@@ -221,7 +221,7 @@ class TrainingPanel(QWidget):
         layout.addWidget(_heading("Settings"))
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
-        # one widget per setting with a label, from its declaration (engine.settings.SETTINGS)
+        # one widget per setting with a label, from its declaration (engine.runtime.settings.SETTINGS)
         self._setting_widgets: dict[str, QWidget] = {}
         for setting in SETTINGS:
             if not setting.label:

@@ -219,7 +219,7 @@ def _choose_dataset(args, project) -> None:
 
 def _builtin_fitting(analysis) -> str | None:
     """The built-in dataset whose samples fit the model's one Input (and, preferably, its Output)."""
-    from .data.catalog import builtin_for_shape
+    from .runtime.data.catalog import builtin_for_shape
 
     inputs = [i for i in analysis.inputs if i in analysis.live]
     if len(inputs) != 1 or inputs[0] not in analysis.specs:
@@ -232,7 +232,7 @@ def _builtin_fitting(analysis) -> str | None:
 def _check_fit(graph: Graph, dataset) -> None:
     """The data fits the model, or a one-line failure that names each mismatch and, when the
     inputs differ, the built-in dataset that fits the model's Input."""
-    from .data.catalog import normalise_name
+    from .runtime.data.catalog import normalise_name
     from .training import check_data
 
     analysis = analyse(graph)
@@ -254,7 +254,7 @@ def _check_fit(graph: Graph, dataset) -> None:
 
 
 def _dataset(args, project=None):
-    from .data import load_dataset
+    from .runtime.data import load_dataset
 
     try:
         return load_dataset(args.dataset, **_dataset_options(args, project))
@@ -507,7 +507,7 @@ def _print_metrics(metrics: dict, class_names, label: str) -> None:
 
 def cmd_evaluate(args) -> int:
     from .analysis import analyse, output_activation
-    from .data import split_dataset
+    from .runtime.data import split_dataset
     from .training import evaluate, loss_for, resolve_device, resolve_task, to_tensors
 
     project, _ = _load_project(args.file)
@@ -581,7 +581,7 @@ def _has_header(path: Path) -> bool:
 
 
 def cmd_datasets(args) -> int:
-    from .data import describe_builtins
+    from .runtime.data import describe_builtins
 
     rows = describe_builtins()
     if args.json:
@@ -659,8 +659,8 @@ def cmd_import(args) -> int:
 
 
 def _add_setting_flags(p: argparse.ArgumentParser) -> None:
-    """One option per training setting that has a flag (engine.settings.SETTINGS); unset: the project's."""
-    from .settings import SETTINGS
+    """One option per training setting that has a flag (engine.runtime.settings.SETTINGS); unset: the project's."""
+    from .runtime.settings import SETTINGS
 
     for s in SETTINGS:
         if not s.flag:
@@ -677,7 +677,7 @@ def _add_setting_flags(p: argparse.ArgumentParser) -> None:
 
 def _setting_overrides(args) -> dict:
     """The training settings given on the command line."""
-    from .settings import SETTINGS
+    from .runtime.settings import SETTINGS
 
     return {s.name: getattr(args, s.name) for s in SETTINGS
             if s.flag and getattr(args, s.name, None) is not None}

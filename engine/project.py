@@ -32,7 +32,7 @@ import torch
 from . import __version__
 from .fileio import atomic_writer
 from .graph import FormatError, Graph
-from .settings import ConfigError, TrainConfig
+from .runtime.settings import ConfigError, TrainConfig
 
 PROJECT_FORMAT = "deepwire-project"
 PROJECT_VERSION = 1

@@ -186,7 +186,7 @@ def _samples(result, splits, graph) -> dict | None:
 
 def run_request(request: dict, emit, control) -> None:
     """Load the data, train, and emit ("finished", outcome) or ("failed", message). Never raises."""
-    from engine.data import DataError, Dataset, load_dataset, split_dataset
+    from engine.runtime.data import DataError, Dataset, load_dataset, split_dataset
     from engine.graph import Graph
     from engine.training import Callbacks, TrainConfig, TrainingError, train
 
@@ -238,7 +238,7 @@ def _warm_up() -> None:
     """Import and run once what every run needs (the first run of a process spent ~2 s here)."""
     import numpy as np
 
-    from engine.data import Dataset
+    from engine.runtime.data import Dataset
     from engine.graph import build
     from engine.training import TrainConfig, train
 

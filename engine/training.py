@@ -22,8 +22,19 @@ from .blocks import TOKENS, format_shape
 from .codegen import CodegenError
 from .compiler import compile_graph
 from .graph import Graph
-from .losses import make_loss
-from .settings import (  # noqa: F401  (the settings are re-exported: `from engine.training import TrainConfig`)
+from .runtime.loop import (
+    Monitor,
+    cpu_state,
+    evaluate,
+    fit_normalizers,
+    resolve_task,
+    seed_everything,
+    to_tensors,
+    train_step,
+)
+from .runtime.losses import loss_for
+from .runtime.optim import make_optimizer, make_scheduler, step_at_epoch_end
+from .runtime.settings import (  # noqa: F401  (the settings are re-exported: `from engine.training import TrainConfig`)
     LOSSES,
     MAX_SEED,
     OPTIMIZERS,
@@ -160,132 +171,6 @@ def _outputs(spec) -> str:
 
 # ----------------------------------------------------------------------------- pieces
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    wd = config.weight_decay
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                               weight_decay=wd)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd)
-    return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=wd)
-
-
-def make_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
-    """(scheduler, when): when is 'batch', 'epoch' or 'plateau'."""
-    if config.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma), "epoch"
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs), "epoch"
-    if config.schedule == "one_cycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, epochs=config.epochs,
-                                                   steps_per_epoch=max(steps_per_epoch, 1)), "batch"
-    if config.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.gamma,
-                                                          patience=config.plateau_patience), "plateau"
-    return None, None
-
-
-def resolve_task(dataset, out_shape: tuple[int, ...]) -> str:
-    """Binary data with a 2-unit output trains as two-class cross-entropy."""
-    if dataset.task == "binary" and out_shape == (2,):
-        return "multiclass"
-    return dataset.task
-
-
-def loss_for(config: TrainConfig, task: str, final_activation: str | None):
-    if config.loss == "auto":
-        return make_loss(task, final_activation)
-    if config.loss == "cross_entropy":
-        return make_loss("multiclass", final_activation)
-    if config.loss == "binary_cross_entropy":
-        return make_loss("binary", final_activation)
-    return make_loss("regression", None, regression=config.loss)
-
-
-def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device):
-    xt = torch.as_tensor(np.ascontiguousarray(x))
-    xt = xt.long() if xt.dtype in (torch.int32, torch.int64) else xt.float()
-    yt = torch.as_tensor(np.ascontiguousarray(y))
-    if task == "multiclass":
-        yt = yt.long()
-    else:
-        yt = yt.float()
-        if yt.dim() == 1:
-            yt = yt.unsqueeze(1)
-    return xt.to(device), yt.to(device)
-
-
-@torch.no_grad()
-def fit_normalizers(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, limit: int = 100_000) -> int:
-    """Fit every Normalization block on the training data that reaches it, in order."""
-    norms = [m for m in model.modules() if type(m).__name__ == "Normalization" and hasattr(m, "fit")]
-    was_training = model.training
-    model.eval()
-    sample = x[:limit]
-    for norm in norms:
-        seen: list[torch.Tensor] = []
-        hook = norm.register_forward_pre_hook(lambda mod, args, out=seen: out.append(args[0].detach()))
-        try:
-            for start in range(0, len(sample), batch_size):
-                model(sample[start:start + batch_size])
-        finally:
-            hook.remove()
-        norm.fit(torch.cat(seen).float())
-    model.train(was_training)
-    return len(norms)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss_fn,
-             num_classes: int | None = None, batch_size: int = 1024, detail: bool = False,
-             final_activation: str | None = None) -> dict:
-    """Loss and metrics over (x, y) in evaluation mode. `detail` adds per-class precision/recall
-    and the confusion matrix (classification) or R² (regression)."""
-    was_training = model.training
-    model.eval()
-    n = len(x)
-    if n == 0:
-        model.train(was_training)
-        return {}
-    loss_sum = torch.zeros((), device=x.device)
-    preds, outs = [], []
-    for start in range(0, n, batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        out = model(xb).float()
-        loss_sum += loss_fn(out, yb) * len(xb)
-        if task == "multiclass":
-            preds.append(out.argmax(dim=-1))
-        elif task == "binary":
-            threshold = 0.5 if final_activation == "sigmoid" else 0.0
-            preds.append((out > threshold).long().view(-1))
-        else:
-            outs.append(out)
-    model.train(was_training)
-    metrics: dict[str, Any] = {"loss": float(loss_sum.item() / n)}
-    if task in ("multiclass", "binary"):
-        pred = torch.cat(preds)
-        target = y.view(-1).long()
-        metrics["accuracy"] = float((pred == target).float().mean().item())
-        if detail:
-            c = num_classes or 2
-            cm = torch.bincount(target * c + pred, minlength=c * c).reshape(c, c).cpu()
-            tp = cm.diag().double()
-            metrics["confusion_matrix"] = cm.tolist()
-            metrics["precision"] = [float(v) for v in (tp / cm.sum(0).clamp(min=1)).tolist()]
-            metrics["recall"] = [float(v) for v in (tp / cm.sum(1).clamp(min=1)).tolist()]
-    else:
-        out = torch.cat(outs)
-        err = out - y.view_as(out)
-        metrics["mae"] = float(err.abs().mean().item())
-        metrics["mse"] = float((err ** 2).mean().item())
-        if detail:
-            var = ((y - y.mean(0)) ** 2).mean().item()
-            metrics["r2"] = float(1 - metrics["mse"] / var) if var > 0 else 0.0
-    return metrics
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1024, device: str = "cpu") -> np.ndarray:
     dev = resolve_device(device)
@@ -294,18 +179,6 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1024, device: str
     xt = xt.long() if xt.dtype in (torch.int32, torch.int64) else xt.float()
     outs = [model(xt[s:s + batch_size].to(dev)).float().cpu() for s in range(0, len(xt), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0,), dtype=np.float32)
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _oom(exc: BaseException) -> bool:
@@ -339,7 +212,7 @@ def train(graph: Graph, dataset, config: TrainConfig | None = None, callbacks: C
 
 def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, control: TrainControl,
            splits) -> TrainResult:
-    from .data import split_dataset
+    from .runtime.data import split_dataset
 
     started = time.perf_counter()
     analysis = analyse(graph)
@@ -350,7 +223,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         raise TrainingError("; ".join(problems))
     device = resolve_device(config.device)
     out_spec = analysis.specs[analysis.outputs[0]]
-    task = resolve_task(dataset, out_spec.shape)
+    task = resolve_task(dataset.task, out_spec.shape)
     final = output_activation(graph, analysis, analysis.outputs[0])
     loss_fn = loss_for(config, task, final)
     num_classes = dataset.num_classes if task == "multiclass" else (2 if task == "binary" else None)
@@ -382,8 +255,8 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
 
     history: list[dict] = []
     checkpoints: dict[int, dict] = {}
-    best = (math.inf, None, None)  # (monitored loss, epoch, state)
-    bad_epochs = 0
+    monitor = Monitor(config.early_stopping, config.patience)
+    best_state = None
     stopped = "completed"
     total_steps = steps_per_epoch * config.epochs
     step = 0
@@ -432,26 +305,8 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                     stopped = "user"
                     break
             idx = order[b * bs:(b + 1) * bs]
-            xb, yb = x_train[idx], y_train[idx]
-            if use_amp:
-                with torch.autocast(device.type):
-                    out = model(xb)
-            else:
-                out = model(xb)
-            loss = loss_fn(out.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if config.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(params, config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if config.grad_clip:
-                    nn.utils.clip_grad_norm_(params, config.grad_clip)
-                optimizer.step()
+            loss, out = train_step(model, x_train[idx], y_train[idx], loss_fn, optimizer, params=params,
+                                   grad_clip=config.grad_clip, scaler=scaler, amp=use_amp)
             if when == "batch":
                 scheduler.step()
             pending.append(loss.detach())
@@ -489,16 +344,14 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         if not math.isfinite(monitored):
             diverged = f"the validation loss became {monitored} at epoch {epoch}"
             break
-        improved = monitored < best[0]
-        state = _cpu_state(model)
+        improved = monitor.update(epoch, monitored)
+        state = cpu_state(model)
         if improved:
-            best, bad_epochs = (monitored, epoch, state), 0
-        else:
-            bad_epochs += 1
+            best_state = state
         record["best"] = improved
         checkpoints[epoch] = state
         while len(checkpoints) > keep_in_memory:
-            oldest = min(k for k in checkpoints if k != best[1])
+            oldest = min(k for k in checkpoints if k != monitor.epoch)
             del checkpoints[oldest]
         if config.checkpoint_dir and not checkpoint_failure:
             try:
@@ -506,36 +359,34 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
             except OSError as exc:    # a full disk costs the files, never the run
                 checkpoint_failure = (f"the epoch files in {config.checkpoint_dir} stop before epoch {epoch} "
                                       f"({exc.strerror or exc})")
-        if when == "epoch":
-            scheduler.step()
-        elif when == "plateau":
-            scheduler.step(monitored)
+        step_at_epoch_end(scheduler, when, monitored)
         history.append(record)
         callbacks.call("epoch_end", dict(record, epochs=config.epochs))
         if stopped == "user":
             break
-        if config.early_stopping and bad_epochs >= config.patience:
+        if monitor.stop:
             stopped = "early_stopping"
             break
 
     note = ""
     if diverged:
         advice = "lower the learning rate, clip gradients, or check the data for NaN/Inf values"
-        if best[2] is None:    # no epoch came through: nothing worth keeping
+        if best_state is None:    # no epoch came through: nothing worth keeping
             raise TrainingError(f"{diverged}: {advice}")
         stopped = "diverged"
-        note = f"{diverged}; the run ended there and kept the weights of epoch {best[1]}, the best so far ({advice})"
+        note = (f"{diverged}; the run ended there and kept the weights of epoch {monitor.epoch}, the best so far "
+                f"({advice})")
     if checkpoint_failure:
         note = f"{note}; {checkpoint_failure}" if note else checkpoint_failure
     if step == 0 and stopped == "user":
         raise NothingTrained("stopped before the first batch: nothing was trained")
-    if best[2] is not None and (config.restore_best or stopped in ("early_stopping", "diverged")):
-        model.load_state_dict(best[2])
+    if best_state is not None and (config.restore_best or stopped in ("early_stopping", "diverged")):
+        model.load_state_dict(best_state)
     test = (evaluate(model, x_test, y_test, task, loss_fn, num_classes, detail=True, final_activation=final)
             if len(x_test) else {})
     model.eval()
-    result = TrainResult(model=model, history=history, test_metrics=test, best_epoch=best[1], stopped=stopped,
-                         device=str(device), state_dict=_cpu_state(model), checkpoints=checkpoints, task=task,
+    result = TrainResult(model=model, history=history, test_metrics=test, best_epoch=monitor.epoch, stopped=stopped,
+                         device=str(device), state_dict=cpu_state(model), checkpoints=checkpoints, task=task,
                          class_names=dataset.class_names, seconds=time.perf_counter() - started, note=note)
     callbacks.call("finished", result.summary())
     return result

@@ -36,7 +36,7 @@ from ..blocks import TOKENS
 from ..codegen import CodeInfo, generate, safe_text
 from ..compiler import compile_graph
 from ..fileio import atomic_write_bytes
-from ..settings import SETTINGS
+from ..runtime.settings import SETTINGS
 from ..threads import run_with_default_threads
 
 REFERENCE_SAMPLES = 8
@@ -180,8 +180,8 @@ def _reference_inputs(model: nn.Module, info: CodeInfo, spec: str | None) -> lis
 def _dataset_sample(model: nn.Module, info: CodeInfo, spec: str | None) -> torch.Tensor | None:
     if not spec or len(info.input_specs) != 1:
         return None
-    from ..data import DataError, idx, load_dataset
-    from ..data.catalog import BUILTINS, normalise_name
+    from ..runtime.data import DataError, idx, load_dataset
+    from ..runtime.data.catalog import BUILTINS, normalise_name
 
     entry = BUILTINS.get(normalise_name(str(spec)))
     if entry is None and Path(str(spec)).expanduser().is_dir() and not idx.find_files(Path(str(spec)).expanduser()):
@@ -207,7 +207,7 @@ def _dataset_sample(model: nn.Module, info: CodeInfo, spec: str | None) -> torch
 
 # ----------------------------------------------------------------------------- train.py
 
-# TrainConfig field, type, comment: every setting that train.py reads (engine.settings.SETTINGS)
+# TrainConfig field, type, comment: every setting that train.py reads (engine.runtime.settings.SETTINGS)
 CONFIG_FIELDS = tuple((s.name, s.python_type, s.described) for s in SETTINGS if s.export)
 
 
@@ -223,9 +223,9 @@ def _config_lines(config) -> str:
 
 def train_source(info: CodeInfo, config, dataset: str | None, final: str | None, title: str) -> str:
     """train.py for this model, these settings and this dataset."""
-    from ..data.catalog import normalise_name
-    from ..data.idx import FILES as IDX_FILES
-    from ..data.idx import MIRRORS, SHA256
+    from ..runtime.data.catalog import normalise_name
+    from ..runtime.data.idx import FILES as IDX_FILES
+    from ..runtime.data.idx import MIRRORS, SHA256
 
     name = normalise_name(dataset) if dataset else ""
     generated = generated_source(name)
@@ -247,7 +247,7 @@ def train_source(info: CodeInfo, config, dataset: str | None, final: str | None,
 
 def generated_source(name: str) -> str:
     """The source of the function train.py makes a generated built-in with (named after it), or ""."""
-    from ..data import catalog
+    from ..runtime.data import catalog
 
     if name == "sine_forecast":
         return SINE_SOURCE
@@ -264,8 +264,8 @@ def generated_source(name: str) -> str:
 def requirements_source(dataset: str | None) -> str:
     """requirements.txt: what the bundle's files import, with scikit-learn and Pillow only when
     train.py's own data needs them (else as comments)."""
-    from ..data import idx
-    from ..data.catalog import is_builtin, normalise_name
+    from ..runtime.data import idx
+    from ..runtime.data.catalog import is_builtin, normalise_name
 
     name = normalise_name(str(dataset)) if dataset else ""
     path = Path(str(dataset)).expanduser() if dataset and not is_builtin(str(dataset)) else None
@@ -1314,7 +1314,7 @@ Every machine needs this folder and the data at the same path.
 
 
 def readme_source(info: CodeInfo, project, dataset: str | None, title: str) -> str:
-    from ..data.catalog import normalise_name
+    from ..runtime.data.catalog import normalise_name
 
     example, args = [], []
     for i, s in enumerate(info.input_specs):

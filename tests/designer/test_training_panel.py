@@ -54,7 +54,7 @@ def test_train_button_runs_and_shows_the_engines_results(qtbot, window):
 
 
 def len_train(panel):
-    from engine.data import load_dataset, split_dataset
+    from engine.runtime.data import load_dataset, split_dataset
     config = panel.config_from_fields()
     return len(split_dataset(load_dataset("digits"), config.val_split, config.test_split, config.seed).x_train)
 

@@ -1,4 +1,4 @@
-"""The Training panel's settings form comes from engine.settings.SETTINGS, and every value its widgets
+"""The Training panel's settings form comes from engine.runtime.settings.SETTINGS, and every value its widgets
 can hold, at their extremes, is one TrainConfig.validate accepts."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from PySide6.QtWidgets import QCheckBox, QComboBox
 
-from engine.settings import SETTING, SETTINGS
+from engine.runtime.settings import SETTING, SETTINGS
 
 
 def test_the_form_has_a_widget_per_labelled_setting(window):

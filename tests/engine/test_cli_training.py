@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.data import load_dataset
+from engine.runtime.data import load_dataset
 from engine.project import load_project
 
 
@@ -104,7 +104,7 @@ def regression_graph(tmp_path, features=3):
 
 
 def test_a_regression_csv_with_one_huge_target_is_saved_and_shows_its_metric_as_not_finite(tmp_path, capsys):
-    from engine.data import split_dataset
+    from engine.runtime.data import split_dataset
     from engine.training import TrainConfig
     rng = np.random.default_rng(0)
     x = np.column_stack([np.arange(200), rng.normal(size=(200, 2))])

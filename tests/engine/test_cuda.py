@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.data import load_dataset
+from engine.runtime.data import load_dataset
 from engine.templates import load_template
 from engine.training import Callbacks, TrainConfig, available_devices, predict, resolve_device, train
 

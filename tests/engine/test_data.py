@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from engine.data import (
+from engine.runtime.data import (
     DataError,
     Dataset,
     builtin_names,
@@ -20,7 +20,7 @@ from engine.data import (
     load_dataset,
     split_dataset,
 )
-from engine.data import idx as idx_mod
+from engine.runtime.data import idx as idx_mod
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 

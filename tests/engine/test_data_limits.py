@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import DataError, load_dataset
+from engine.runtime.data import DataError, load_dataset
 
 
 def png_claiming(width: int, height: int) -> bytes:

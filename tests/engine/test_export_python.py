@@ -33,7 +33,7 @@ from test_random_graphs import random_graph
 from engine.analysis import analyse
 from engine.codegen import generate
 from engine.compiler import compile_graph
-from engine.data import Splits, load_dataset, split_dataset
+from engine.runtime.data import Splits, load_dataset, split_dataset
 from engine.export.python_bundle import FILES, export_python
 from engine.graph import Graph
 from engine.project import Project

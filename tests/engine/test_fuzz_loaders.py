@@ -3,7 +3,7 @@ the file) or a valid load, never a traceback.
 
 Graph JSON files and project zips go through `read_graph` / `load_project` and some through
 `deepwire check` (in-process, and a few real `python main.py check` subprocesses); CSV, NPZ and
-IDX files through `engine.data.load_dataset`. The mutations start from real files (the
+IDX files through `engine.runtime.data.load_dataset`. The mutations start from real files (the
 templates, a saved project, valid datasets) and damage them byte by byte or field by field.
 
 CI runs DEEPWIRE_FUZZ_EXAMPLES examples per loader (default 300); benchmarks/reliability_report.py
@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import cli
-from engine.data import DataError, Dataset, load_dataset
-from engine.data.idx import FILES
+from engine.runtime.data import DataError, Dataset, load_dataset
+from engine.runtime.data.idx import FILES
 from engine.graph import FormatError, Graph
 from engine.project import Project, load_project, read_graph, save_project
 from engine.templates import TEMPLATE_DIR, load_template

@@ -392,7 +392,7 @@ def test_a_large_trained_project_is_checked_not_refused_as_a_large_graph(tmp_pat
 # ----------------------------------------------------------------------------- data files: parsed, never executed
 
 def test_npz_whose_header_claims_terabytes_is_refused_before_numpy_allocates(tmp_path):
-    from engine.data import DataError, load_dataset
+    from engine.runtime.data import DataError, load_dataset
 
     header = io.BytesIO()
     import numpy as np
@@ -409,7 +409,7 @@ def test_npz_whose_header_claims_terabytes_is_refused_before_numpy_allocates(tmp
 
 
 def test_npz_holding_a_pickle_never_runs_it(tmp_path):
-    from engine.data import DataError, load_dataset
+    from engine.runtime.data import DataError, load_dataset
 
     path = tmp_path / "pickled.npz"
     with zipfile.ZipFile(path, "w") as zf:
@@ -426,7 +426,7 @@ def test_image_decompression_bomb_is_refused_naming_the_image(tmp_path):
 
     from PIL import Image
 
-    from engine.data import DataError, load_dataset
+    from engine.runtime.data import DataError, load_dataset
 
     folder = tmp_path / "pictures"
     for name in ("cats", "dogs"):
@@ -445,7 +445,7 @@ def test_image_decompression_bomb_is_refused_naming_the_image(tmp_path):
 
 @pytest.mark.skipif(not POSIX, reason="FIFOs are POSIX")
 def test_a_pipe_named_like_a_csv_is_refused_without_blocking(tmp_path):
-    from engine.data import DataError, load_dataset
+    from engine.runtime.data import DataError, load_dataset
 
     path = tmp_path / "table.csv"
     os.mkfifo(path)
@@ -454,7 +454,7 @@ def test_a_pipe_named_like_a_csv_is_refused_without_blocking(tmp_path):
 
 
 def test_a_csv_over_the_size_limit_is_refused_unread(tmp_path):
-    from engine.data import DataError, files, load_dataset
+    from engine.runtime.data import DataError, files, load_dataset
 
     path = tmp_path / "huge.csv"
     with open(path, "wb") as f:

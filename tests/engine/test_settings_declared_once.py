@@ -1,4 +1,4 @@
-"""Training settings are declared once (engine.settings.SETTINGS): TrainConfig, validate, the CLI's
+"""Training settings are declared once (engine.runtime.settings.SETTINGS): TrainConfig, validate, the CLI's
 flags, the exported train.py's Config and the Training panel's form all come from that table."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import fields, replace
 
 import pytest
 
-from engine import settings
-from engine.settings import SETTINGS, ConfigError, Setting, TrainConfig
+from engine.runtime import settings
+from engine.runtime.settings import SETTINGS, ConfigError, Setting, TrainConfig
 
 
 def test_trainconfig_fields_are_the_settings():

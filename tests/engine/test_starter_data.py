@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from engine.data import clear_cache, describe_builtins, load_dataset
-from engine.data.catalog import builtin_for_shape
+from engine.runtime.data import clear_cache, describe_builtins, load_dataset
+from engine.runtime.data.catalog import builtin_for_shape
 
 
 @pytest.mark.parametrize("name, shape, task, classes, samples", [
@@ -52,7 +52,7 @@ def test_builtin_for_shape_finds_the_data_a_model_takes(shape, dtype, output, ex
 
 
 def test_builtin_for_shape_prefers_data_on_disk_and_targets_that_fit(monkeypatch):
-    from engine.data import catalog
+    from engine.runtime.data import catalog
 
     # fashion_mnist and mnist share their input: the one whose files are on disk wins (no download)
     monkeypatch.setattr(catalog.idx, "available", lambda name, data_dir=None: name == "mnist")

@@ -35,7 +35,7 @@ def test_every_engine_module_imports_alone():
     """One interpreter per module would take minutes; one per module, importing it first, is the
     check that matters for a circle (the module that starts the circle sees a half-made partner)."""
     modules = engine_modules()
-    assert "engine.settings" in modules
+    assert "engine.runtime.settings" in modules
     code = ("import importlib, sys\n"
             "failed = []\n"
             f"for name in {modules!r}:\n"
@@ -54,7 +54,7 @@ def test_every_engine_module_imports_alone():
 @pytest.mark.parametrize("module, never", [
     ("engine.project", "engine.training"),      # the file format stores settings, not the loop
     ("engine.project", "engine.compiler"),
-    ("engine.settings", "engine.training"),
+    ("engine.runtime.settings", "engine.training"),
     ("engine.fileio", "engine.project"),         # atomic writes only: reading files is the project's
     ("engine.fileio", "engine.graph"),
     ("engine.analysis", "engine.compiler"),      # the cheap pass on every edit builds no model
@@ -68,7 +68,7 @@ def test_moved_names_live_in_one_place():
     """count_flops compiles a model and read_graph reads a project zip: answering for them from
     engine.analysis or engine.fileio is what closed the two import circles."""
     from engine import analysis, fileio, flops, project, training
-    from engine.settings import ConfigError, TrainConfig
+    from engine.runtime.settings import ConfigError, TrainConfig
 
     assert callable(project.read_graph) and callable(flops.count_flops)
     assert not hasattr(fileio, "read_graph") and not hasattr(analysis, "count_flops")

@@ -6,7 +6,7 @@ from sklearn.datasets import load_digits
 from engine.analysis import analyse, output_activation
 from engine.compiler import compile_graph
 from engine.graph import build
-from engine.losses import make_loss
+from engine.runtime.losses import make_loss
 from engine.templates import BUILDERS, load_template, template_names
 
 KERAS_COUNTS = {"fashion_mnist_mlp": 101_770, "tabular_dnn": 3_457, "image_cnn": 7_393_610}
@@ -99,8 +99,8 @@ def test_final_softmax_block_is_recognised_and_probabilities_sum_to_one():
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_every_template_names_a_builtin_dataset_its_input_and_output_fit(name):
-    from engine.data import load_dataset
-    from engine.data.catalog import BUILTINS, fits_output
+    from engine.runtime.data import load_dataset
+    from engine.runtime.data.catalog import BUILTINS, fits_output
     from engine.templates import describe
     from engine.training import check_data
 
@@ -129,7 +129,7 @@ def test_a_template_written_as_a_graph_file_keeps_its_dataset(tmp_path):
 
 @pytest.mark.slow
 def test_the_tabular_and_image_starters_learn_their_data():
-    from engine.data import load_dataset
+    from engine.runtime.data import load_dataset
     from engine.training import TrainConfig, train
 
     result = train(load_template("tabular_dnn"), load_dataset("tabular_binary"), TrainConfig(epochs=8, device="cpu"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.compiler import compile_graph
-from engine.data import load_dataset, split_dataset
+from engine.runtime.data import load_dataset, split_dataset
 from engine.graph import build
 from engine.templates import load_template
 from engine.train_process import TrainProcess, weights_from_bytes
@@ -131,7 +131,7 @@ def test_a_killed_process_is_explained():
 
 @pytest.mark.slow
 def test_an_imported_dataset_object_travels_to_the_process():
-    from engine.data import Dataset
+    from engine.runtime.data import Dataset
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 3)).astype(np.float32)

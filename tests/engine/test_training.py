@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import Dataset, load_dataset
+from engine.runtime.data import Dataset, load_dataset
 from engine.graph import build
 from engine.project import Project, load_project, save_project
 from engine.templates import load_template
@@ -50,7 +50,7 @@ def test_breast_cancer_dnn_with_final_sigmoid_reaches_94_percent():
 def test_lstm_beats_repeating_the_last_value_on_the_sine_task():
     ds = load_dataset("sine_forecast")
     result = train(load_template("sequence_lstm"), ds, TrainConfig(epochs=8, batch_size=64, lr=3e-3))
-    from engine.data import split_dataset
+    from engine.runtime.data import split_dataset
     splits = split_dataset(ds, 0.1, 0.2, 0)
     baseline = float(np.mean((splits.x_test[:, -1, 0] - splits.y_test) ** 2))
     assert result.test_metrics["mse"] < baseline * 0.8
@@ -344,7 +344,7 @@ def poison_training_after(monkeypatch, forwards: int) -> None:
 def test_a_nan_after_good_epochs_keeps_the_best_epoch_and_says_where(monkeypatch):
     ds = load_dataset("iris")
     config = TrainConfig(epochs=10, batch_size=16, lr=0.05, device="cpu", restore_best=False)
-    batches = math.ceil(len(__import__("engine.data", fromlist=["split_dataset"]).split_dataset(
+    batches = math.ceil(len(__import__("engine.runtime.data", fromlist=["split_dataset"]).split_dataset(
         ds, config.val_split, config.test_split, config.seed).x_train) / config.batch_size)
     poison_training_after(monkeypatch, 3 * batches + 2)      # epoch 4, batch 3
     epochs = []

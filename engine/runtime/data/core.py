@@ -179,13 +179,63 @@ def _carve(idx: np.ndarray, y: np.ndarray, count: int, stratify: bool, seed: int
     """Split `idx` into (kept, carved) with `count` carved rows, seeded; stratified when it can be."""
     if count <= 0:
         return idx, idx[:0]
-    from sklearn.model_selection import train_test_split
-
     if stratify:
         try:
-            kept, carved = train_test_split(idx, test_size=count, random_state=seed, stratify=y[idx])
-            return kept, carved
+            return train_test_split(idx, count, seed, y[idx])
         except ValueError:
             pass   # a class with a single sample, or fewer carved rows than classes
-    kept, carved = train_test_split(idx, test_size=count, random_state=seed)
+    return train_test_split(idx, count, seed)
+
+
+def train_test_split(idx: np.ndarray, count: int, seed: int, stratify: np.ndarray | None = None):
+    """scikit-learn's train_test_split(idx, test_size=count, random_state=seed, stratify=...):
+    (kept, carved). Without scikit-learn (an exported train.py may run without it), the same
+    split from numpy_train_test_split."""
+    try:
+        from sklearn.model_selection import train_test_split as sklearn_split
+    except ImportError:
+        return numpy_train_test_split(idx, count, seed, stratify)
+    kept, carved = sklearn_split(idx, test_size=count, random_state=seed, stratify=stratify)
     return kept, carved
+
+
+def numpy_train_test_split(idx: np.ndarray, count: int, seed: int, stratify: np.ndarray | None = None):
+    """The same split as scikit-learn's ShuffleSplit / StratifiedShuffleSplit, in numpy
+    (ValueError where scikit-learn refuses to stratify)."""
+    n = len(idx)
+    if not 0 < count < n:
+        raise ValueError(f"cannot carve {count} of {n} samples")
+    n_train = n - count
+    rng = np.random.RandomState(seed)
+    if stratify is None:
+        permutation = rng.permutation(n)
+        return idx[permutation[count:]], idx[permutation[:count]]
+    classes, y_indices, class_counts = np.unique(stratify, return_inverse=True, return_counts=True)
+    if class_counts.min() < 2 or n_train < len(classes) or count < len(classes):
+        raise ValueError("too few samples per class to stratify")
+    class_indices = np.split(np.argsort(y_indices, kind="stable"), np.cumsum(class_counts)[:-1])
+    n_i = _approximate_mode(class_counts, n_train, rng)
+    t_i = _approximate_mode(class_counts - n_i, count, rng)
+    train, test = [], []
+    for i in range(len(classes)):
+        members = class_indices[i].take(rng.permutation(class_counts[i]), mode="clip")
+        train.extend(members[: n_i[i]])
+        test.extend(members[n_i[i]: n_i[i] + t_i[i]])
+    return idx[rng.permutation(train)], idx[rng.permutation(test)]
+
+
+def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng) -> np.ndarray:
+    """How many of `n_draws` samples each class gets (ties broken at random), as scikit-learn's."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            floored[rng.choice(inds, size=add_now, replace=False)] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)

@@ -30,3 +30,15 @@ def make_loss(task: str, final_activation: str | None = None, regression: str = 
     if task == "regression":
         return F.l1_loss if regression == "mae" else F.mse_loss
     raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+def loss_for(config, task: str, final_activation: str | None) -> Loss:
+    """The loss the settings ask for (config.loss; "auto": the task's) for a model ending in
+    `final_activation`."""
+    if config.loss == "auto":
+        return make_loss(task, final_activation)
+    if config.loss == "cross_entropy":
+        return make_loss("multiclass", final_activation)
+    if config.loss == "binary_cross_entropy":
+        return make_loss("binary", final_activation)
+    return make_loss("regression", None, regression=config.loss)
