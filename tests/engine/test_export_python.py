@@ -303,8 +303,12 @@ def check_bundle(job: dict) -> None:
     text = (folder / "model.py").read_text(encoding="utf-8")
     assert text.startswith(source), "model.py begins with exactly the source the app trains"
     assert result["class"] == info.class_name
-    for name in ("model.py", "train.py", "test_export.py"):
+    runtime = [p.relative_to(folder).as_posix() for p in (folder / "deepwire_runtime").rglob("*.py")]
+    assert runtime and "deepwire_runtime/loop.py" in runtime
+    for name in ("model.py", "train.py", "test_export.py", *runtime):
         assert "engine" not in imported_modules((folder / name).read_text(encoding="utf-8")), name
+    for name in runtime:    # the very code the app trains with
+        assert (folder / name).read_bytes() == (ROOT / "engine" / "runtime" / name.split("/", 1)[1]).read_bytes()
     from safetensors.torch import load_file
 
     saved = load_file(folder / "weights.safetensors")
@@ -393,12 +397,22 @@ def test_train_py_alone_gives_the_apps_weights(digits_run, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     trained = load_file(out)
     assert trained.keys() == result.state_dict.keys()
-    for key, value in result.state_dict.items():
-        assert torch.allclose(trained[key], value, rtol=0, atol=1e-5), key
+    for key, value in result.state_dict.items():   # the same code on the same data: bit for bit
+        assert torch.equal(trained[key], value), key
     assert result.state_dict["normalization.std"].abs().max() > 1, "the normalisation statistics were fitted"
     losses = epoch_losses(proc.stdout)
     assert losses == pytest.approx([r["loss"] for r in result.history], abs=1e-4)
     assert not (folder / "trained.safetensors").exists()
+
+
+def test_the_digits_train_py_is_short_and_imports_its_training_from_the_runtime(digits_run):
+    """train.py holds the settings, the data check and the loop; the pieces are deepwire_runtime's."""
+    text = (digits_run[0] / "train.py").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 300
+    assert "    optimizer=\"adamw\"," in text and "    lr=0.002," in text
+    for name in ("def make_optimizer", "def make_loss", "def fit_normalizers", "def load_csv", "def evaluate"):
+        assert name not in text, name
+    assert {"deepwire_runtime", "model"} <= imported_modules(text)
 
 
 def free_port() -> int:
@@ -439,6 +453,7 @@ def test_torchrun_with_two_cpu_processes(digits_run, tmp_path):
 def bundle_module(folder: Path, name: str):
     """Import a bundle's script in this process (its `model` import restored afterwards)."""
     saved_path, saved_model = list(sys.path), sys.modules.pop("model", None)
+    runtime = [m for m in sys.modules if m.split(".")[0] == "deepwire_runtime"]
     spec = importlib.util.spec_from_file_location(f"bundle_{name}_{abs(hash(str(folder)))}", folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module   # dataclasses look their module up
@@ -447,15 +462,18 @@ def bundle_module(folder: Path, name: str):
     finally:
         sys.path[:] = saved_path
         sys.modules.pop("model", None)
+        for name in [m for m in sys.modules if m.split(".")[0] == "deepwire_runtime" and m not in runtime]:
+            del sys.modules[name]
         if saved_model is not None:
             sys.modules["model"] = saved_model
     return module
 
 
-def test_numpy_split_is_scikit_learns_split(bundles):
+def test_numpy_split_is_scikit_learns_split():
+    """train.py splits with scikit-learn when it is installed, else with this numpy copy."""
     from sklearn.model_selection import train_test_split
 
-    script = bundle_module(Path(bundles["digits_mlp"]["dir"]), "train")
+    from engine.runtime.data.core import numpy_train_test_split
     rng = np.random.default_rng(0)
     cases = [(rng.integers(0, k, n), count, seed) for k, n, count, seed in
              [(2, 50, 10, 0), (3, 97, 20, 4), (10, 400, 37, 1), (5, 31, 7, 123), (4, 12, 3, 9), (3, 9, 2, 2)]]
@@ -467,9 +485,9 @@ def test_numpy_split_is_scikit_learns_split(bundles):
                 want = train_test_split(idx, test_size=count, random_state=seed, stratify=stratify)
             except ValueError:
                 with pytest.raises(ValueError):
-                    script.numpy_train_test_split(idx, count, seed, stratify)
+                    numpy_train_test_split(idx, count, seed, stratify)
                 continue
-            got = script.numpy_train_test_split(idx, count, seed, stratify)
+            got = numpy_train_test_split(idx, count, seed, stratify)
             assert all(np.array_equal(a, b) for a, b in zip(got, want)), (len(y), count, seed)
 
 
@@ -536,7 +554,7 @@ def assert_same_data(script, spec: str, label: str) -> None:
         assert (ours is None) == (theirs is None), label
         if ours is not None:
             assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), label
-    ours = script.split(data, 0.15, 0.2, 7)
+    ours = script.split_dataset(data, 0.15, 0.2, 7)
     theirs = split_dataset(ds, 0.15, 0.2, 7)
     for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert np.array_equal(getattr(ours, field), getattr(theirs, field)), (label, field)
@@ -582,3 +600,15 @@ def test_an_image_folder_bundle_lists_pillow(tmp_path):
     (tmp_path / "out").mkdir()
     export_python(project, tmp_path / "out")
     assert requirement_lines(tmp_path / "out") == ["torch>=2.2", "safetensors>=0.4", "numpy>=1.24", "pillow>=9.1"]
+
+
+def test_train_py_refuses_bad_settings_in_one_line(digits_run, capsys):
+    """Checked by the same TrainConfig.validate as the app: a usage message, no traceback."""
+    script = bundle_module(digits_run[0], "train")
+    for argv, message in ((["--epochs", "0"], "epochs must be between 1 and 100000"),
+                          (["--device", "tpu"], "unknown device 'tpu'")):
+        with pytest.raises(SystemExit) as stop:
+            script.main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

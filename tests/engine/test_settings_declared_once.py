@@ -58,7 +58,7 @@ def test_exported_config_has_each_exported_setting():
     assert [name for name, _, _ in CONFIG_FIELDS] == [s.name for s in SETTINGS if s.export]
     text = _config_lines(TrainConfig())
     for s in SETTINGS:
-        assert (f"    {s.name}:" in text) == s.export
+        assert (f"    {s.name}=" in text) == s.export
 
 
 def test_a_setting_added_to_the_table_reaches_the_cli_and_the_export(monkeypatch):
@@ -77,4 +77,4 @@ def test_a_setting_added_to_the_table_reaches_the_cli_and_the_export(monkeypatch
 
     class WithExtra(TrainConfig):
         warmup_epochs = 2
-    assert "    warmup_epochs: int = 2" in bundle._config_lines(WithExtra())
+    assert "    warmup_epochs=2," in bundle._config_lines(WithExtra())

@@ -91,3 +91,27 @@ def test_one_probe_serves_the_flop_count():
     single, block = probe_graph(probe)
     assert len(single) == 3 and probe_of(single, analyse(single), block).key() == probe.key()
     assert count_flops(single)[block] == count_flops(graph)[dense] == 2 * 8 * 4
+
+
+def test_the_runtime_needs_only_torch_and_numpy():
+    """engine/runtime is copied into every exported bundle as deepwire_runtime/: it may import the
+    standard library, numpy and torch (scikit-learn, Pillow, safetensors inside the functions that
+    need them) and itself, relatively, never the rest of the engine."""
+    import ast
+
+    runtime = ROOT / "engine" / "runtime"
+    allowed = set(sys.stdlib_module_names) | {"numpy", "torch", "__future__"}
+    lazily = {"sklearn", "PIL", "safetensors"}
+    for path in runtime.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        depth = len(path.relative_to(runtime).parts) - 1      # packages between the file and runtime/
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level <= depth + 1, f"{path.name} imports above the runtime package"
+                continue
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed or (top in lazily and id(node) not in top_level), (path.name, name)

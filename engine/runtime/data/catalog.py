@@ -102,9 +102,8 @@ def _token_classification() -> Dataset:
                    class_names=["B more often", "A more often"])
 
 
-# ----------------------------------------------------------------------------- synthetic, shipped as source
-# The two generators below use numpy alone and nothing else from this module, so an exported
-# train.py carries their source verbatim (engine/export/python_bundle.py) and makes the very same arrays.
+# ----------------------------------------------------------------------------- synthetic
+# numpy alone: an exported train.py (which runs this module, copied) makes the very same arrays.
 
 def tabular_arrays():
     """1,000 rows of 20 numeric features for a two-class problem, on the scale of a standardised
