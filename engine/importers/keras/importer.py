@@ -1,0 +1,393 @@
+"""The importer: the graph being built from a Keras configuration, the tensors' orders, and the walk over a
+Sequential or functional model's layers, each mapped by its handler (`registry.LAYERS`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...analysis import analyse
+from ...blocks import TOKENS
+from ..common import GraphBuilder, ImportResult, ModelImportError
+from . import layers as _handlers  # noqa: F401  (importing them registers the handlers)
+from .reading import _brief, _first, _read, _ref, _shape, _shown, _snake, _tensor_refs, _what, keras_paths
+from .registry import LAYERS, LayerHandler, Skip, T, _channels_first, tensor_inputs
+from .weights import _load_weights, _own_weights, _placed
+
+MODELS = ("Sequential", "Functional", "Model")
+MAX_LAYERS = 2000
+CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError)
+
+
+class Importer:
+    """A Keras model being imported: the graph built so far and what the weights need to be placed."""
+
+    def __init__(self, name: str):
+        self.b = GraphBuilder(name)
+        self.notes: list[str] = []
+        self.counts: list[tuple[str, str, int, list[str]]] = []   # (class, name, keras params, node ids)
+        self.tokens: set[str] = set()   # input layers that feed an Embedding (a handler that takes_tokens)
+        self.convert: dict[str, tuple[LayerHandler, str, dict, Any]] = {}   # node -> (handler, name, config, extra)
+        self.scrambled: list[str] = []   # layers whose weights-free mapping depends on a Keras flat order
+        self.paths: dict[str, str] = {}   # layer name -> where Keras 3 files its weights (under layers/)
+        self.without_weights: list[str] = []   # notes that hold when the graph is imported without weights
+
+    # ---------------------------------------------------------------- tensors
+    def kshape(self, t: T) -> tuple[int, ...]:
+        dw = self.b.specs[t.node].shape
+        out = [0] * len(dw)
+        for i, p in enumerate(t.perm):
+            out[p] = dw[i]
+        return tuple(out)
+
+    def ensure(self, t: T, perm: tuple[int, ...], name: str) -> T:
+        if t.perm == tuple(perm):
+            return t
+        dims = [t.perm.index(p) for p in perm]
+        node = self.b.add("Permute", f"{name}_permute", {"dims": dims}, [t.node])
+        return T(node, tuple(perm))
+
+    def keras_order(self, t: T, name: str) -> T:
+        return self.ensure(t, tuple(range(len(t.perm))), name)
+
+    def last_axis(self, t: T, axis: int, name: str) -> T:
+        """Make Keras sample axis `axis` the last Deepwire dim (the others keep their order)."""
+        if t.perm[-1] == axis:
+            return t
+        return self.ensure(t, tuple(p for p in t.perm if p != axis) + (axis,), name)
+
+    def first_axis(self, t: T, axis: int, name: str) -> T:
+        if t.perm[0] == axis:
+            return t
+        return self.ensure(t, (axis,) + tuple(p for p in t.perm if p != axis), name)
+
+    def sample_axis(self, axis, rank: int) -> int:
+        """A Keras axis (counting the batch as 0, negatives from the end) -> a sample axis."""
+        if isinstance(axis, (list, tuple)):
+            if len(axis) != 1:
+                raise Skip(f"over several axes {list(axis)} has no Deepwire block")
+            axis = axis[0]
+        full = int(axis) % (rank + 1)
+        if full == 0:
+            raise Skip("works over the batch axis, which Deepwire cannot express")
+        return full - 1
+
+    def count(self, cls: str, name: str, keras_params: int, nodes: list[str]) -> None:
+        self.counts.append((cls, name, keras_params, nodes))
+
+    # ---------------------------------------------------------------- inputs
+    def input_layer(self, name: str, shape: list | None, dtype: str | None, where: str | None = None) -> T:
+        """`where`: how messages name the input (default: InputLayer 'name')."""
+        where = where or f"InputLayer '{name}'"
+        if shape is None:
+            raise ModelImportError(f"the model's input shape is not in its configuration ({where}): build the model "
+                                   "(call it or give an Input) before saving it")
+        sample = shape[1:]
+        if not sample or any(d is None for d in sample):
+            raise ModelImportError(f"{where} has a variable size {_what(tuple(sample), 80)}: Deepwire needs a fixed "
+                                   "shape; give every dimension except the batch a size in Keras")
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in sample):
+            raise ModelImportError(f"{where} has a shape Deepwire cannot read ({_what(tuple(sample), 80)})")
+        rank = len(sample)
+        perm = _channels_first(rank) if rank == 3 else tuple(range(rank))
+        dw_shape = [int(sample[p]) for p in perm]
+        tokens = name in self.tokens
+        node = self.b.add("Input", name, {"shape": dw_shape, "dtype": TOKENS if tokens else "float32"}, where=where)
+        return T(node, perm)
+
+    # ---------------------------------------------------------------- layers
+    def layer(self, cls: str, name: str, cfg: dict, ins: list[T], kwargs: dict) -> T:
+        handler = LAYERS.get(cls)
+        if handler is None:
+            if cls in MODELS:
+                raise Skip("is a nested model; Deepwire imports one flat model (rebuild it without nesting)")
+            raise Skip("has no Deepwire block")
+        if not handler.many_inputs and len(ins) != 1:
+            raise Skip(f"takes {len(ins)} inputs")
+        if kwargs.get("mask") is not None:
+            raise Skip("is given a mask, which Deepwire does not carry")
+        return handler.build(self, name, cfg, ins, kwargs)
+
+    def simple(self, cls, name, type_name, params, t: T, keras_params=0) -> T:
+        node = self.b.add(type_name, name, params, [t.node], where=f"{cls} '{name}'")
+        self.count(cls, name, keras_params, [node])
+        return T(node, t.perm, t.order)   # elementwise or per-feature: a flat order carries through
+
+    def reordered(self, cls: str, name: str, ins: list[T]) -> None:
+        """A layer that cannot follow a flat order other than Keras' (a Reshape after Flatten, ...)."""
+        if any(t.order is not None for t in ins):
+            self.scrambled.append(f"{cls} '{name}'")
+
+
+    # ---------------------------------------------------------------- models
+    def entries(self, layers: list, sequential: bool) -> list[dict]:
+        """Each layer as {class_name, name, config, build_config, inbound_nodes}, with the types those need, or
+        a ModelImportError naming the layer (by name, else by position)."""
+        if len(layers) > MAX_LAYERS:
+            raise ModelImportError(f"the model has {len(layers):,} layers; Deepwire imports at most {MAX_LAYERS:,}")
+        out, seen = [], set()
+        for i, layer in enumerate(layers, 1):
+            if not isinstance(layer, dict):
+                raise ModelImportError(f"layer {i} of the model is not a layer object (it is a {type(layer).__name__})")
+            cls, config = layer.get("class_name"), layer.get("config")
+            config = {} if config is None else config
+            name = layer.get("name")
+            if not isinstance(name, str) or not name.strip():
+                name = config.get("name") if isinstance(config, dict) else None
+            label = f"'{_shown(name)}'" if isinstance(name, str) and name.strip() else f"layer {i} of the model"
+            if not isinstance(cls, str) or not cls.strip():
+                raise ModelImportError(f"{'layer ' if label.startswith(chr(39)) else ''}{label} has no class name")
+            cls = _shown(cls)
+            if not isinstance(config, dict):
+                raise ModelImportError(f"{cls} {label}: its configuration is not an object")
+            if not isinstance(name, str) or not name.strip():
+                if not sequential:
+                    raise ModelImportError(f"{cls} layer {i} of the model has no name")
+                name = _snake(cls) or "layer"
+            elif name in seen and not sequential:
+                raise ModelImportError(f"two layers are named '{_shown(name)}'")
+            seen.add(name)
+            build = layer.get("build_config")
+            out.append({"class_name": cls, "name": name, "config": config,
+                        "build_config": build if isinstance(build, dict) else {},
+                        "inbound_nodes": layer.get("inbound_nodes")})
+        return out
+
+    def sequential(self, model: dict) -> None:
+        cfg = model.get("config")
+        layers = cfg.get("layers") if isinstance(cfg, dict) else None
+        if not isinstance(layers, list) or not layers:
+            raise ModelImportError("the Sequential model has no layers")
+        layers = self.entries(layers, sequential=True)
+        self.paths = keras_paths(layers)
+        problems = []
+        first = layers[0]
+        if first["class_name"] == "InputLayer":
+            icfg = first["config"]
+            shape = _shape(_first(icfg, "batch_shape", "batch_input_shape"))
+            dtype, name, layers = icfg.get("dtype"), first["name"], layers[1:]
+        else:
+            fcfg, build = first["config"], model.get("build_config")
+            shape = _shape(_first(fcfg, "batch_input_shape", "batch_shape")
+                           or first["build_config"].get("input_shape") or cfg.get("build_input_shape")
+                           or (build.get("input_shape") if isinstance(build, dict) else None))
+            dtype, name = None, "input"
+        where = None if first["class_name"] == "InputLayer" else f"the input of {first['class_name']} " \
+                                                                   f"'{_shown(first['name'])}'"
+        if layers and getattr(LAYERS.get(layers[0]["class_name"]), "takes_tokens", False):
+            self.tokens.add(name)
+        t = self.input_layer(name, shape, dtype, where)
+        for layer in layers:
+            cls, lcfg, lname = layer["class_name"], layer["config"], layer["name"]
+            if problems:   # shapes after a failed layer are unknown: only name what else has no block
+                self.unmapped(cls, lname, problems)
+                continue
+            try:
+                t = self.layer(cls, lname, lcfg, [t], {})
+            except Skip as exc:
+                problems.append(f"{cls} '{lname}' {exc}")
+            except ModelImportError as exc:
+                problems.append(str(exc))
+            except CONFIG_ERRORS as exc:
+                problems.append(f"{cls} '{lname}' has a configuration Deepwire cannot read ({_brief(exc)})")
+        self.fail(problems)
+        self.b.add("Output", "output", {}, [t.node])
+
+    def functional(self, model: dict) -> None:
+        cfg = model.get("config")
+        layers = cfg.get("layers") if isinstance(cfg, dict) else None
+        if not isinstance(layers, list):
+            raise ModelImportError("the functional model's configuration has no layers")
+        layers = self.entries(layers, sequential=False)
+        self.paths = keras_paths(layers)
+        by_name = {layer["name"]: layer for layer in layers}
+        calls = {layer["name"]: self.calls(layer) for layer in layers}
+        for layer in layers:  # inputs that feed an Embedding hold token ids
+            if getattr(LAYERS.get(layer["class_name"]), "takes_tokens", False):
+                for args, _ in calls[layer["name"]]:
+                    for ref in args:
+                        if by_name.get(ref[0], {}).get("class_name") == "InputLayer":
+                            self.tokens.add(ref[0])
+        tensors: dict[str, T | None] = {}
+        problems: list[str] = []
+        pending = list(layers)
+        while pending:
+            progress = False
+            for layer in list(pending):
+                name, cls, lcfg = layer["name"], layer["class_name"], layer["config"]
+                if cls == "InputLayer":
+                    shape = _shape(_first(lcfg, "batch_shape", "batch_input_shape"))
+                    tensors[name] = self.input_layer(name, shape, lcfg.get("dtype"))
+                    pending.remove(layer)
+                    progress = True
+                    continue
+                here = calls[name]
+                if len(here) > 1:
+                    problems.append(f"{cls} '{name}' is called {len(here)} times: shared layers have no Deepwire "
+                                    "equivalent (make one layer per use)")
+                    tensors[name] = None
+                    pending.remove(layer)
+                    progress = True
+                    continue
+                if not here:
+                    pending.remove(layer)
+                    progress = True
+                    continue
+                args, kwargs = here[0]
+                refs = args + [r for r in kwargs.values() if isinstance(r, tuple)]
+                if any(r[0] not in tensors for r in refs):
+                    continue
+                pending.remove(layer)
+                progress = True
+                if any(tensors[r[0]] is None for r in refs):   # after a failed layer: name only what has no block
+                    self.unmapped(cls, name, problems)
+                    tensors[name] = None
+                    continue
+                try:
+                    if any(r[1] != 0 or r[2] != 0 for r in refs):
+                        raise Skip("uses a second output of another layer, which Deepwire cannot express")
+                    handler = LAYERS.get(cls)
+                    ins = (handler.inputs if handler else tensor_inputs)(args, kwargs, tensors)
+                    plain = {k: v for k, v in kwargs.items() if not isinstance(v, tuple)}
+                    tensors[name] = self.layer(cls, name, lcfg, ins, plain)
+                except Skip as exc:
+                    problems.append(f"{cls} '{name}' {exc}")
+                    tensors[name] = None
+                except ModelImportError as exc:
+                    problems.append(str(exc))
+                    tensors[name] = None
+                except CONFIG_ERRORS as exc:
+                    problems.append(f"{cls} '{name}' has a configuration Deepwire cannot read ({_brief(exc)})")
+                    tensors[name] = None
+            if not progress:
+                for layer in pending:
+                    for args, kwargs in calls[layer["name"]]:
+                        for ref in args + [r for r in kwargs.values() if isinstance(r, tuple)]:
+                            if ref[0] not in by_name:
+                                raise ModelImportError(f"{layer['class_name']} '{_shown(layer['name'])}' takes its "
+                                                       f"input from '{_shown(ref[0])}', which is not a layer of the "
+                                                       "model")
+                names = ", ".join(f"'{_shown(layer['name'])}'" for layer in pending)
+                raise ModelImportError(f"the model's layers take their inputs from each other in a circle "
+                                       f"({names[:200]})")
+        self.fail(problems)
+        outputs = self.refs(cfg.get("output_layers"))
+        if not outputs:
+            raise ModelImportError("the functional model names no outputs")
+        for i, ref in enumerate(outputs):
+            if tensors.get(ref[0]) is None:
+                raise ModelImportError(f"the model's output '{_shown(ref[0])}' is not one of its layers' results")
+            self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [tensors[ref[0]].node])
+
+    def calls(self, layer: dict) -> list[tuple[list, dict]]:
+        """Each call of a layer: (positional tensor refs, keyword args with tensors as refs); a ref is a tuple
+        (layer name, node index, tensor index)."""
+        where = f"{layer['class_name']} '{_shown(layer['name'])}'"
+        nodes = layer["inbound_nodes"]
+        if nodes is None:
+            return []
+        if not isinstance(nodes, list):
+            raise ModelImportError(f"{where}: its inbound nodes are not a list")
+        out = []
+        try:
+            for node in nodes:
+                if isinstance(node, dict):   # Keras 3: {"args": [...], "kwargs": {...}}
+                    args = [_ref(r) for r in _tensor_refs(node.get("args", []))]
+                    kw = node.get("kwargs")
+                    kw = {} if kw is None else kw
+                    if not isinstance(kw, dict):
+                        raise ValueError("its call's keyword arguments are not an object")
+                    kwargs = {}
+                    for k, v in kw.items():
+                        refs = _tensor_refs(v)
+                        kwargs[k] = _ref(refs[0]) if refs else v
+                elif isinstance(node, list):  # Keras 2: [[layer, node, tensor, kwargs], ...]
+                    args, kwargs = [], {}
+                    for item in node:
+                        if not isinstance(item, list) or len(item) < 3:
+                            raise ValueError(f"an inbound node holds {_what(item)}, not a tensor")
+                        args.append(_ref(item[:3]))
+                        if len(item) > 3 and isinstance(item[3], dict):
+                            for k, v in item[3].items():
+                                is_ref = isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str)
+                                kwargs[k] = _ref(v[:3]) if is_ref else v
+                else:
+                    raise ValueError(f"an inbound node is {_what(node)}, not a call")
+                out.append((args, kwargs))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ModelImportError(f"{where}: {_brief(exc)}") from None
+        return out
+
+    @staticmethod
+    def refs(value) -> list[tuple]:
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+            return [(value[0], value[1], value[2])]
+        if isinstance(value, dict):
+            return [r for v in value.values() for r in Importer.refs(v)]
+        if isinstance(value, list):
+            return [r for v in value for r in Importer.refs(v)]
+        return []
+
+    @staticmethod
+    def unmapped(cls: str, name: str, problems: list[str]) -> None:
+        """After a failed layer (shapes are unknown from there): name a layer only if it has no handler."""
+        if cls not in LAYERS:
+            problems.append(f"{cls} '{name}' " + ("is a nested model" if cls in MODELS else "has no Deepwire block"))
+
+    def fail(self, problems: list[str]) -> None:
+        if problems:
+            n = len(problems)
+            raise ModelImportError(f"cannot import the Keras model: {n} layer{'s' * (n != 1)} cannot be imported: "
+                                   + "; ".join(problems))
+
+
+def import_keras(source, weights=None, graph_only: bool = False) -> ImportResult:
+    """`weights`: a Keras weights.h5 file (path, binary file object or bytes) to import, which needs h5py.
+    Without it, a .keras file's own model.weights.h5 is imported. Weights that cannot all be placed raise
+    WeightsImportError (nothing is imported); `graph_only=True` imports the graph alone and reads no weights."""
+    model = _read(source)
+    if "class_name" not in model and isinstance(model.get("config"), dict) and "class_name" in model["config"]:
+        model = model["config"]   # some tools wrap the model config once more
+    cls = model.get("class_name")
+    cfg = model.get("config") if isinstance(model.get("config"), dict) else {}
+    if cls not in MODELS and "layers" not in cfg:
+        raise ModelImportError(f"not a Keras Sequential or functional model (class {_what(cls)}): "
+                               "subclassed models keep no layer graph in their configuration")
+    name = cfg.get("name")
+    importer = Importer(_shown(name) if isinstance(name, str) and name.strip() else "keras_model")
+    try:
+        if cls == "Sequential":
+            importer.sequential(model)
+        else:
+            importer.functional(model)
+        graph, _, torch_model = importer.b.finish(with_weights=False)
+    except RecursionError:
+        raise ModelImportError("the Keras model configuration nests too deeply") from None
+    analysis = analyse(graph)
+    notes = importer.notes
+    keras_total = 0
+    for cls_name, name, keras_params, nodes in importer.counts:
+        keras_total += keras_params
+        if not any(n in graph for n in nodes):
+            notes.append(f"{cls_name} '{name}' reaches no output of the model and is left out")
+            continue
+        ours = sum(analysis.param_counts.get(n, 0) for n in nodes if n in graph)
+        if ours == keras_params:
+            continue
+        why = getattr(LAYERS.get(cls_name), "param_note", None) or "the layers are parameterised differently"
+        notes.append(f"{cls_name} '{name}' has {ours:,} parameters here and {keras_params:,} in Keras: {why}")
+    state = None
+    if graph_only:
+        pass
+    elif weights is not None:
+        label = "the weights file"
+        if isinstance(weights, (str, Path)):
+            path = Path(weights)
+            if not path.is_file():
+                raise ModelImportError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+            label = path.name
+        state = _placed(lambda: _load_weights(importer, graph, torch_model, weights, label))
+    elif isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
+        state = _own_weights(importer, graph, torch_model, Path(source))
+    if state is None:
+        notes.extend(importer.without_weights)
+    return ImportResult(graph, state, notes, keras_total)
