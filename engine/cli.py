@@ -508,7 +508,9 @@ def _print_metrics(metrics: dict, class_names, label: str) -> None:
 def cmd_evaluate(args) -> int:
     from .analysis import analyse, output_activation
     from .runtime.data import split_dataset
-    from .training import evaluate, loss_for, resolve_device, resolve_task, to_tensors
+    from .runtime.loop import evaluate, resolve_task, to_tensors
+    from .runtime.losses import loss_for
+    from .runtime.settings import resolve_device
 
     project, _ = _load_project(args.file)
     model = _trained_model(project, args.file)
@@ -517,7 +519,7 @@ def cmd_evaluate(args) -> int:
     graph, config = project.graph, project.config
     analysis = analyse(graph)
     _check_fit(graph, dataset)
-    task = resolve_task(dataset, analysis.specs[analysis.outputs[0]].shape)
+    task = resolve_task(dataset.task, analysis.specs[analysis.outputs[0]].shape)
     final = output_activation(graph, analysis, analysis.outputs[0])
     splits = split_dataset(dataset, config.val_split, config.test_split, config.seed)
     x, y = (splits.x_test, splits.y_test) if len(splits.x_test) else (dataset.x, dataset.y)
