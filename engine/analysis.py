@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .blocks import REGISTRY, TOKENS, ParamError, ShapeError, TensorSpec
-from .graph import Graph
+from .blocks import REGISTRY, TOKENS, ParamError, ShapeError, TensorSpec, fix_candidates
+from .graph import Graph, GraphError
 
 ERROR, WARNING = "error", "warning"
 
@@ -225,6 +225,44 @@ def token_bound(graph: Graph, analysis: Analysis, input_id: str) -> tuple[str, i
     """The first of token_bounds(), or None."""
     bounds = token_bounds(graph, analysis, input_id)
     return bounds[0] if bounds else None
+
+
+@dataclass
+class WireFix:
+    """A block that could sit on a wire: what it would give, and whether the wire's end then fits."""
+    type_name: str
+    params: dict
+    label: str          # "Insert Flatten: (8, 4, 4) → (128,) → (10,)"
+    fits: bool
+
+
+def wire_fixes(graph: Graph, analysis: Analysis, src: str, dst: str, port: int) -> list[WireFix]:
+    """The blocks that could sit on the wire src -> dst:port, as the blocks declare them (Block.fixes),
+    each tried in a copy of the graph; labelled with the shapes it would give."""
+    spec = analysis.specs.get(src)
+    if spec is None:
+        return []
+    others = [analysis.specs[s] for p, s in graph.inputs_of(dst).items() if p != port and s in analysis.specs]
+    wanted = others[0].shape[-1] if others else None      # a merge's other input: the width to match
+    fixes = []
+    for type_name, params in fix_candidates(spec, wanted):
+        trial = graph.copy()
+        node_id = trial.add_node(type_name, params=params)
+        try:
+            trial.disconnect(src, dst, port)
+            trial.connect(src, node_id, 0)
+            trial.connect(node_id, dst, port)
+        except GraphError:
+            continue
+        result = analyse(trial)
+        out = result.specs.get(node_id)
+        if out is None:
+            continue
+        fits = not [d for d in result.for_node(dst) if d.severity == "error"]
+        after = result.specs.get(dst)
+        label = f"Insert {type_name}: {spec} → {out}" + (f" → {after}" if after is not None else "")
+        fixes.append(WireFix(type_name, params, label + ("" if fits else "  (still mismatched)"), fits))
+    return fixes
 
 
 def topological_order(g: nx.MultiDiGraph, index: dict[str, int], exclude: set[str] = frozenset()) -> list[str]:

@@ -12,8 +12,8 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsScene, QMenu, QToolTip
 
-from engine.analysis import analyse
-from engine.blocks import REGISTRY, blocks_feeding, blocks_taking, fix_candidates
+from engine.analysis import wire_fixes
+from engine.blocks import REGISTRY, blocks_feeding, blocks_taking
 from engine.graph import Edge, GraphError, layered_layout
 
 from .. import theme
@@ -652,37 +652,10 @@ class GraphScene(QGraphicsScene):
         menu.exec(event.screenPos())
 
     def quick_fixes(self, edge: Edge) -> list[tuple[str, str, dict]]:
-        """Blocks that could sit on this wire, each labelled with the shapes it would give."""
-        spec = self.document.analysis.specs.get(edge.src)
-        if spec is None:
-            return []
-        candidates = fix_candidates(spec, self._wanted_width(edge))  # as the blocks declare them
-        fixes = []
-        for type_name, params in candidates:
-            trial = self.graph.copy()
-            node_id = trial.add_node(type_name, params=params)
-            try:
-                trial.disconnect(edge.src, edge.dst, edge.port)
-                trial.connect(edge.src, node_id, 0)
-                trial.connect(node_id, edge.dst, edge.port)
-            except GraphError:
-                continue
-            result = analyse(trial)
-            out = result.specs.get(node_id)
-            if out is None:
-                continue
-            ok = not [d for d in result.for_node(edge.dst) if d.severity == "error"]
-            after = result.specs.get(edge.dst)
-            label = f"Insert {type_name}: {spec} → {out}" + (f" → {after}" if after is not None else "")
-            fixes.append((label + ("" if ok else "  (still mismatched)"), type_name, copy.deepcopy(params)))
-        return fixes
-
-    def _wanted_width(self, edge: Edge) -> int | None:
-        analysis = self.document.analysis
-        for other_port, src in self.graph.inputs_of(edge.dst).items():
-            if other_port != edge.port and src in analysis.specs:
-                return analysis.specs[src].shape[-1]
-        return None
+        """Blocks that could sit on this wire, each labelled with the shapes it would give (the engine
+        tries them: engine.analysis.wire_fixes)."""
+        return [(fix.label, fix.type_name, copy.deepcopy(fix.params))
+                for fix in wire_fixes(self.graph, self.document.analysis, edge.src, edge.dst, edge.port)]
 
     def apply_fix(self, edge: Edge, type_name: str, params: dict, pos: QPointF) -> None:
         self._insert_between(edge, type_name, params, pos, f"quick fix: insert {type_name}")

@@ -38,3 +38,20 @@ def test_quick_fixes_are_declared_by_flatten_reshape_and_linear():
     image = fix_candidates(TensorSpec((3, 5, 5)), wanted=10)
     assert image == [("Linear", {"units": 10}), ("Flatten", {})]  # 75 values make no square image
     assert {t for t, _ in fix_candidates(TensorSpec((16,)))} == {"Linear", "Flatten", "Reshape"}
+
+
+def test_wire_fixes_try_each_candidate_in_a_copy_and_say_which_fit():
+    """A conv's image wired into a Linear: the candidates are tried in copies, each labelled with the
+    shapes it would give; the graph itself is left as it was."""
+    from engine.analysis import analyse, wire_fixes
+    from engine.graph import build
+
+    graph = build("g", [("x", "Input", {"shape": [1, 8, 8]}), ("conv", "Conv2d", {"filters": 4, "kernel_size": 3}),
+                        ("head", "Linear", {"units": 10}), ("y", "Output", {})])
+    ids = {graph.node(n).name: n for n in graph.node_ids()}
+    before = graph.to_json()
+    analysis = analyse(graph)
+    fixes = {f.type_name: f for f in wire_fixes(graph, analysis, ids["conv"], ids["head"], 0)}
+    assert "Flatten" in fixes and fixes["Flatten"].fits
+    assert fixes["Flatten"].label.startswith("Insert Flatten: (4, 6, 6) → (144,)")
+    assert graph.to_json() == before
