@@ -1,0 +1,54 @@
+"""PyTorch -> graph: run the module's code, trace it with torch.fx, map each operation to a block.
+
+Standard layers become blocks with their parameters and weights; common functional and tensor
+operations (activations, flatten, view/reshape, permute, add, cat, mul, mean, scalar scaling)
+become the matching blocks. Everything that does not map is collected, with its source line,
+into one ModelImportError. The finished graph is compiled, given the module's weights and run
+next to the module: if their outputs differ the import is refused, so a graph that silently
+differs never comes back.
+
+    loading.py    the user's file, class, instance and weights
+    tracing.py    torch.fx's trace and the example run that records every shape
+    translate.py  the walk over the trace: each node to its handler
+    registry.py   which handler takes which module type, function or tensor method
+    handlers/     the handlers, by family: how each becomes blocks, and its weights with them
+    verify.py     the imported graph run against the module
+"""
+from __future__ import annotations
+
+from ..common import ImportResult, first_nonfinite, nonfinite_note
+from . import handlers  # noqa: F401  (registers every handler)
+from .loading import load_model, load_weights
+from .tracing import input_specs, propagate, trace
+from .translate import Translator
+from .verify import verify
+
+
+def import_torch(source, class_name=None, input_shape=None, weights=None, graph_only: bool = False) -> ImportResult:
+    model, path, globals_ = load_model(source, class_name)
+    title = type(model).__name__
+    if weights is not None:
+        load_weights(model, weights, title)
+    gm = trace(model, title, path)
+    shapes, dtypes = input_specs(gm, title, input_shape, globals_)
+    example = propagate(gm, shapes, dtypes, title, path)
+
+    translator = Translator(gm, model, title, path, shapes, dtypes)
+    translator.run()
+    result_graph, state, compiled = translator.b.finish(with_weights=True)
+    verify(model, compiled, example, title)
+    notes = translator.notes
+    source_params = sum(p.numel() for p in model.parameters())
+    graph_params = sum(v.numel() for k, v in state.items() if k in dict(compiled.named_parameters()))
+    if graph_params != source_params:
+        notes.append(f"{title} has {source_params:,} parameters; the graph has {graph_params:,} (modules that "
+                     "forward never calls are left out)")
+    if graph_only:
+        return ImportResult(result_graph, None, notes, source_params)
+    bad = first_nonfinite(state)
+    if bad is not None:
+        notes.append(nonfinite_note(bad, f"{title}'s '{bad.split('.', 1)[0]}'"))
+    return ImportResult(result_graph, state, notes, source_params)
+
+
+__all__ = ["import_torch"]

@@ -1,0 +1,231 @@
+"""Walking the traced graph: each fx node is handed to the handler registered for its module, function or
+method (registry.py), and what no handler takes is collected, with its source line, into one ModelImportError.
+
+The Translator is what a handler works with: `value` (an argument's graph node), `shape`/`sample` (its recorded
+shape), `layer`/`add` (add a block, with its weights), `notes` (said to the user after the import).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import torch.fx as fx
+from torch import nn
+
+from ..common import GraphBuilder, ModelImportError
+from . import registry
+from .loading import is_helper, library_file
+from .values import BATCH, Bad, BadInput, Meta, Pending, Size, Unsupported
+
+
+def compact(values) -> Any:
+    """(3, 3) -> 3, as a person writes it; (3, 5) stays a list."""
+    values = [int(v) for v in values]
+    return values[0] if len(set(values)) == 1 else values
+
+
+def bind(node: fx.Node, names: tuple[str, ...]) -> dict:
+    """The node's arguments by name: its positional ones named in order, then its keywords."""
+    args = dict(zip(names, node.args))
+    args.update(node.kwargs)
+    return args
+
+
+def size_arithmetic(t: Translator, n: fx.Node):
+    """An operation on sizes, not tensors (x.size(0) // 2): no block; its result is a size."""
+    if all(not isinstance(t.env.get(a), str) for a in n.all_input_nodes):
+        return Size()
+    raise Unsupported("has no Deepwire block")
+
+
+class Translator:
+    def __init__(self, gm: fx.GraphModule, root: nn.Module, title: str, path: Path | None,
+                 shapes: list[tuple[int, ...]], dtypes: list[str]):
+        self.gm, self.root, self.path = gm, root, path
+        self.shapes, self.dtypes = shapes, dtypes
+        self.b = GraphBuilder(title)
+        self.env: dict[fx.Node, Any] = {}
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.called: dict[str, fx.Node] = {}
+        self.rescale_nodes: set[str] = set()   # Rescaling blocks a following scalar operation may fold into
+
+    # ---------------------------------------------------------------- what handlers use
+    def shape(self, n) -> tuple[int, ...] | None:
+        meta = n.meta.get("tensor_meta") if isinstance(n, fx.Node) else None
+        if meta is None or not hasattr(meta, "shape"):
+            return None
+        return tuple(meta.shape)
+
+    def sample(self, n) -> tuple[int, ...]:
+        shape = self.shape(n)
+        if shape is None or not shape or shape[0] != BATCH:
+            raise Unsupported("changes the batch dimension")
+        return shape[1:]
+
+    def line(self, n: fx.Node) -> str:
+        trace = n.stack_trace or ""
+        frames = re.findall(r'File "([^"]+)", line (\d+), in \S+\n\s*(.*)', trace)
+        chosen = None
+        for filename, lineno, code in frames:
+            mine = (self.path is not None and Path(filename).name == self.path.name
+                    and Path(filename).resolve() == self.path.resolve()) or (
+                self.path is None and not library_file(filename))
+            if mine:
+                chosen = (filename, lineno, code)
+        if chosen is None and frames:
+            chosen = next((f for f in reversed(frames) if not library_file(f[0])), frames[-1])
+        if chosen is None:
+            return ""
+        filename, lineno, code = chosen
+        return f"{Path(filename).name} line {lineno}" + (f" `{code.strip()}`" if code.strip() else "")
+
+    def describe(self, n: fx.Node) -> str:
+        if n.op == "call_module":
+            return f"{type(self.gm.get_submodule(n.target)).__name__} (self.{n.target})"
+        if n.op == "call_method":
+            return f".{n.target}()"
+        if n.op == "get_attr":
+            return f"the tensor self.{n.target}"
+        target = n.target
+        module = getattr(target, "__module__", None) or ""
+        name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
+        if module in ("_operator", "operator"):
+            return f"operator {name}"
+        if module.startswith("torch._C") or module in ("torch", "torch._VariableFunctions"):
+            module = "torch"
+        return f"{module}.{name}" if module else name
+
+    def value(self, arg) -> str:
+        """The graph node of an fx argument that must be a tensor."""
+        v = self.env[arg] if isinstance(arg, fx.Node) else arg
+        if isinstance(v, str):
+            return v
+        if isinstance(v, Pending):
+            return v.as_tensor(self)
+        raise Unsupported(f"uses the constant {v!r} as a tensor")
+
+    def is_tensor(self, arg) -> bool:
+        """False for constants and for what only looks like a tensor in the trace (sizes, dtypes, masks)."""
+        if not isinstance(arg, fx.Node):
+            return False
+        v = self.env.get(arg)
+        return not isinstance(v, Pending) or v.counts_as_tensor
+
+    def add(self, type_name, name, params=None, inputs=(), weights=None, n=None) -> str:
+        where = self.line(n) if n is not None else name
+        return self.b.add(type_name, name, params, list(inputs), weights, where=f"{name} ({where})" if n else name)
+
+    def module_name(self, target: str) -> str:
+        return target.replace(".", "_")
+
+    def layer(self, n: fx.Node, type_name: str, params: dict, weights: dict | None = None) -> str:
+        """One block for the module node `n`, named after the module and fed its (single) input."""
+        return self.add(type_name, self.module_name(n.target), params, [self.value(n.args[0])], weights, n)
+
+    # ---------------------------------------------------------------- the walk
+    def run(self):
+        inputs = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        for i, n in enumerate(inputs):
+            name = n.target if len(inputs) > 1 or n.target not in ("x", "inputs", "input", "x_in") else "input"
+            self.env[n] = self.b.add("Input", name, {"shape": list(self.shapes[i]), "dtype": self.dtypes[i]})
+        for n in self.gm.graph.nodes:
+            if n.op == "placeholder":
+                continue
+            if n.op == "output":
+                self.outputs(n)
+                continue
+            if any(isinstance(self.env.get(a), Bad) for a in n.all_input_nodes):
+                self.env[n] = Bad()
+                continue
+            try:
+                self.env[n] = self.map(n)
+            except BadInput:
+                self.env[n] = Bad()
+            except Unsupported as exc:
+                self.problems.append(f"{self.line(n) or n.name}: {self.describe(n)} {exc}")
+                self.env[n] = Bad()
+            except ModelImportError as exc:
+                self.problems.append(str(exc))
+                self.env[n] = Bad()
+        for v in set(self.env.values()):
+            problem = v.unused(self) if isinstance(v, Pending) else None
+            if problem:
+                self.problems.append(problem)
+        if self.problems:
+            unique = list(dict.fromkeys(self.problems))
+            raise ModelImportError(f"cannot import {self.b.graph.name}: {len(unique)} operation"
+                                   f"{'s' * (len(unique) != 1)} {'have' if len(unique) != 1 else 'has'} no Deepwire "
+                                   "block: " + "; ".join(unique))
+
+    def outputs(self, n: fx.Node) -> None:
+        result = n.args[0]
+        values = list(result) if isinstance(result, (tuple, list)) else [result]
+        for i, v in enumerate(values):
+            if not isinstance(v, fx.Node):
+                self.problems.append(f"forward returns {type(v).__name__}, not a tensor")
+                continue
+            if isinstance(self.env.get(v), Bad):
+                continue
+            try:
+                src = self.value(v)
+            except (Unsupported, BadInput) as exc:
+                if isinstance(exc, Unsupported):
+                    self.problems.append(f"forward returns {self.env[v].what}")
+                continue
+            self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [src])
+
+    # ---------------------------------------------------------------- dispatch
+    def map(self, n: fx.Node):
+        if n.op == "get_attr":
+            raise Unsupported("is used directly in forward (a free parameter or buffer has no block)")
+        if n.op == "call_module":
+            return self.call_module(n)
+        if n.op == "call_method":
+            return self.call_method(n)
+        return self.call_function(n)
+
+    def call_module(self, n: fx.Node):
+        m = self.gm.get_submodule(n.target)
+        has_state = any(True for _ in itertools.chain(m.parameters(), m.buffers()))
+        if has_state:
+            if n.target in self.called:
+                raise Unsupported("is called more than once: shared weights have no Deepwire block "
+                                  "(make one module per use)")
+            self.called[n.target] = n
+        found = registry.module_handler(type(m))
+        if found is None:
+            name = type(m).__name__
+            helper = registry.HELPER_MODULES.get(name)
+            if helper is not None and is_helper(type(m), name):
+                found = registry.ModuleHandler(helper)
+        if (len(n.args) != 1 or n.kwargs) and not (found is not None and found.extra_args):
+            if not registry.takes_extra_args(m):
+                raise Unsupported("is called with extra arguments")
+        if found is None:
+            raise Unsupported("has no Deepwire block")
+        return found.fn(self, n, m)
+
+    def call_function(self, n: fx.Node):
+        t = n.target
+        handler = registry.FUNCTIONS.get(t)
+        if handler is None:
+            name = getattr(t, "__name__", "")
+            helper = registry.HELPER_FUNCTIONS.get(name)
+            if helper is not None and is_helper(t, name):
+                handler = helper
+        if handler is not None:
+            return handler(self, n)
+        if not any(self.is_tensor(a) for a in n.args):
+            return size_arithmetic(self, n)
+        raise Unsupported("has no Deepwire block")
+
+    def call_method(self, n: fx.Node):
+        if isinstance(self.env.get(n.args[0]), (Size, Meta)):
+            return Size()
+        handler = registry.METHODS.get(n.target)
+        if handler is None:
+            raise Unsupported("has no Deepwire block")
+        return handler(self, n)
