@@ -8,9 +8,11 @@ CATEGORY_COLOURS = {
     "Input/Output": "#4c8bf5",
     "Core": "#3fb27f",
     "Convolution": "#e0883a",
+    "Normalization": "#6fae4b",
     "Recurrent": "#b565d9",
     "Attention": "#e05a8a",
     "Merge": "#d6b93c",
+    "Tensor": "#a0785a",
     "Preprocessing": "#45b5c4",
     "Augmentation": "#8a9bb0",
 }

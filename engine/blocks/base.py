@@ -244,7 +244,7 @@ class Block:
 
 
 REGISTRY: dict[str, Block] = {}
-CATEGORIES = ("Input/Output", "Core", "Convolution", "Recurrent", "Attention", "Merge",
+CATEGORIES = ("Input/Output", "Core", "Convolution", "Normalization", "Recurrent", "Attention", "Merge", "Tensor",
               "Preprocessing", "Augmentation")
 
 

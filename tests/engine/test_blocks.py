@@ -6,6 +6,8 @@ from engine.analysis import analyse
 from engine.blocks import REGISTRY
 from engine.compiler import compile_graph
 from engine.graph import Graph
+from test_blocks_spatial import CASES as SPATIAL_CASES
+from test_blocks_tensor import CASES as TENSOR_CASES
 
 # (block type, input shapes (dtype float unless a tuple (shape, "int64")), params)
 CASES = [
@@ -71,6 +73,8 @@ CASES = [
     ("RandomTranslation", [(1, 6, 6)], {}),
     ("RandomCrop", [(3, 8, 8)], {"padding": 2}),
     ("GaussianNoise", [(5,)], {"stddev": 0.2}),
+    *SPATIAL_CASES,
+    *TENSOR_CASES,
 ]
 
 
