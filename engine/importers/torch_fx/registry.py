@@ -8,9 +8,9 @@ block")` for what it cannot express; the message is reported after the operation
 A module handler builds the block(s) AND carries the weights over: it passes the tensors to `t.add`/`t.layer`
 named as the Deepwire block's module names them (often `m.state_dict()` unchanged).
 
-    @module(nn.ReLU6)
-    def relu6(t, n, m):
-        return t.layer(n, "Activation", {"function": "relu6"})
+    @module(MyDense)              # a user's layer computing x @ self.w.t() + self.b
+    def my_dense(t, n, m):
+        return t.layer(n, "Linear", {"units": m.w.shape[0], "bias": True}, {"weight": m.w, "bias": m.b})
 
 Module handlers are found by the module's exact type, or along its MRO when the handler was registered with
 `subclasses=True` (only where every subclass is the same layer); the first registered class on the MRO decides.
