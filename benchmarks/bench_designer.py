@@ -27,6 +27,7 @@ by `engine.templates.layout` and written to a .json file.
     .venv/bin/python benchmarks/bench_designer.py --quick      # ~30 s
     .venv/bin/python benchmarks/bench_designer.py              # ~1-2 min
     .venv/bin/python benchmarks/bench_designer.py --profile    # + cProfile of each section
+    .venv/bin/python benchmarks/bench_designer.py --graph resnet50.deepwire   # an imported model instead
 
 Always exits 0: it is a report, not a test.
 """
@@ -598,6 +599,8 @@ def section_select(window, path: Path, picks: int, do_profile: bool) -> list[tup
     settle(window)
     g = window.document.graph
     order = [n for n in window.document.analysis.order if g.node(n).type in ("Linear", "Add")]
+    if len(order) < picks:   # another graph (--graph): any block but Input and Output
+        order = [n for n in window.document.analysis.order if g.node(n).type not in ("Input", "Output")]
     chosen = [order[(k * 97 + 13) % len(order)] for k in range(picks)]
     print(f"== 5. Select a block on the {len(g)}-node graph ({picks} blocks, 700 ms apart; the inspector "
           "shows it and counts its FLOPs)")
@@ -626,6 +629,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true", help="print a cProfile of each section")
     ap.add_argument("--nodes", type=int, default=1000, help="nodes of the big graph (default 1000)")
     ap.add_argument("--edit-nodes", type=int, default=200, help="nodes of the edited graph (default 200)")
+    ap.add_argument("--graph", help="open this graph or project (e.g. an imported model) instead of the built "
+                                    "1,000-node graph in sections 1-3 and 5")
     args = ap.parse_args(argv)
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -645,9 +650,12 @@ def main(argv=None) -> int:
     vp = window.view.viewport().size()
     print(f"window {window.width()}x{window.height()}, canvas viewport {vp.width()}x{vp.height()}\n")
 
-    big = build_graph(args.nodes)
-    path = tmp / f"graph_{args.nodes}.json"
-    path.write_text(big.to_json() + "\n", encoding="utf-8")
+    if args.graph:
+        path = Path(args.graph).resolve()
+    else:
+        big = build_graph(args.nodes)
+        path = tmp / f"graph_{args.nodes}.json"
+        path.write_text(big.to_json() + "\n", encoding="utf-8")
 
     rows: list[tuple] = []
     paint_1to1 = float("nan")
