@@ -592,9 +592,8 @@ def section_select(window, path: Path, picks: int, do_profile: bool) -> list[tup
     rebuilds its form, shows the analysis, and 200 ms later asks for the block's FLOPs (counted
     on a thread). The longest event-loop stall after each selection, up to the next one."""
     app = QApplication.instance()
-    if len(window.scene.node_items) < 100:
-        window.open_path(path, ask=False)
-        app.processEvents()
+    window.open_path(path, ask=False)   # section 4 left its own graph open
+    app.processEvents()
     centre_at_1to1(window)
     settle(window)
     g = window.document.graph
