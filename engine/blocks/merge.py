@@ -1,4 +1,4 @@
-"""Merges: Add (residual connections), Multiply, Concatenate."""
+"""Merges: Add (residual connections) and Multiply (gating), which broadcast; Concatenate."""
 from __future__ import annotations
 
 from .base import Block, Emit, Param, Ports, ShapeError, TensorSpec, register
@@ -6,32 +6,60 @@ from .base import Block, Emit, Param, Ports, ShapeError, TensorSpec, register
 MERGE_PORTS = Ports(("in",), variadic=True, min_count=2, max_count=32)
 
 
-def _same_shapes(kind: str):
-    def infer(p, ins):
-        first = ins[0]
-        for other in ins[1:]:
-            if other.shape != first.shape:
-                shapes = " and ".join(str(x) for x in ins)
-                raise ShapeError(f"needs inputs of equal shape but receives {shapes}: make the branches "
-                                 "agree, e.g. a Linear or a 1x1 Conv2d that matches the sizes", kind="merge")
-        return first
-    return infer
+def broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """PyTorch's broadcast of `shapes` (aligned from the last dimension; each size equal or 1),
+    or None when they do not broadcast."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for i in range(-rank, 0):
+        sizes = {s[i] for s in shapes if len(s) >= -i} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
+
+def _broadcast_infer(p, ins):
+    shape = broadcast_shape([x.shape for x in ins])
+    if shape is None:
+        shapes = " and ".join(str(x) for x in ins)
+        raise ShapeError(f"needs inputs of equal shape, or shapes that broadcast (aligned from the last "
+                         f"dimension, each size equal or 1), but receives {shapes}: make the branches agree, "
+                         "e.g. a Linear or a 1x1 Conv2d that matches the sizes, or a Reshape to size 1 along "
+                         "the dimensions that should repeat", kind="merge")
+    return TensorSpec(shape)
+
+
+def _operand(ins, i: int) -> str:
+    """Input `i` in the forward expression; an input of lower rank gains size-1 dimensions after the
+    batch, so it lines up from the last dimension as it does without the batch: (B, C) -> (B, 1, C)."""
+    missing = max(x.rank for x in ins) - ins[i].rank
+    return f"{{{i}}}" + ("[:" + ", None" * missing + "]" if missing else "")
+
+
+def _broadcast_emit(op: str):
+    return lambda p, ins: Emit(call=f" {op} ".join(_operand(ins, i) for i in range(len(ins))))
+
+
+BROADCAST_RULE = ("S, S, ... -> S; shapes that differ broadcast as in PyTorch: aligned from the last dimension, "
+                  "each size equal or 1, e.g. (C, 1, 1) and (C, H, W) -> (C, H, W), (C,) and (T, C) -> (T, C)")
 
 register(Block(
     type="Add", category="Merge", default_name="add",
-    shape_rule="S, S, ... -> S (all inputs the same shape)",
-    help="Element-wise sum of two or more inputs of equal shape (residual connections).",
-    ports=MERGE_PORTS, infer=_same_shapes("Add"),
-    emit=lambda p, ins: Emit(call=" + ".join(f"{{{i}}}" for i in range(len(ins)))),
+    shape_rule=BROADCAST_RULE,
+    help="Element-wise sum of two or more inputs (residual connections): equal shapes, or shapes that "
+         "broadcast, such as a (C,) bias added to every step of a (T, C) sequence "
+         "(PyTorch: a + b; Keras: Add).",
+    ports=MERGE_PORTS, infer=_broadcast_infer, emit=_broadcast_emit("+"),
 ))
 
 register(Block(
     type="Multiply", category="Merge", default_name="multiply",
-    shape_rule="S, S, ... -> S (all inputs the same shape)",
-    help="Element-wise product of two or more inputs of equal shape (gating).",
-    ports=MERGE_PORTS, infer=_same_shapes("Multiply"),
-    emit=lambda p, ins: Emit(call=" * ".join(f"{{{i}}}" for i in range(len(ins)))),
+    shape_rule=BROADCAST_RULE,
+    help="Element-wise product of two or more inputs (gating): equal shapes, or shapes that broadcast, "
+         "such as squeeze-and-excitation's (C, 1, 1) channel weights times (C, H, W) features, or a (C,) "
+         "gate on a (T, C) sequence (PyTorch: a * b; Keras: Multiply).",
+    ports=MERGE_PORTS, infer=_broadcast_infer, emit=_broadcast_emit("*"),
 ))
 
 

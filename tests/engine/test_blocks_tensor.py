@@ -3,5 +3,83 @@ analysis and torch agree (test_blocks.py runs CASES), and each compiled block co
 PyTorch equivalent computes."""
 from __future__ import annotations
 
+import io
+
+import pytest
+import torch
+
+from engine.analysis import analyse
+from engine.codegen import generate
+from engine.compiler import compile_graph
+from engine.graph import Graph
+
 # (block type, input shapes, params): run by test_blocks.test_block_forward_matches_analysis
-CASES: list = []
+CASES: list = [
+    ("Add", [(4, 1, 1), (4, 5, 6)], {}),
+    ("Add", [(6,), (5, 6)], {}),
+    ("Add", [(3, 1), (1, 4), (2, 3, 4)], {}),
+    ("Multiply", [(8, 5, 5), (8, 1, 1)], {}),
+    ("Multiply", [(7, 4), (4,)], {}),
+]
+
+
+def block_graph(type_name, shapes, params):
+    g = Graph("tensor block")
+    block = g.add_node(type_name, "block", params)
+    for port, shape in enumerate(shapes):
+        g.connect(g.add_node("Input", f"in{port}", {"shape": list(shape)}), block, port)
+    g.connect(block, g.add_node("Output", "out"), 0)
+    return g, block
+
+
+def run(type_name, shapes, params, *xs):
+    """The compiled one-block model (in evaluation) applied to `xs`, and the model."""
+    model = compile_graph(block_graph(type_name, shapes, params)[0]).eval()
+    return model(*xs), model
+
+
+def error_of(type_name, shapes, params) -> str:
+    g, block = block_graph(type_name, shapes, params)
+    analysis = analyse(g)
+    errors = [d.message for d in analysis.for_node(block) if d.severity == "error"]
+    assert errors, f"{type_name} {shapes} {params} should not be accepted"
+    return errors[0]
+
+
+# ----------------------------------------------------------------------------- broadcasting merges
+
+@pytest.mark.parametrize("type_name,op", [("Add", torch.add), ("Multiply", torch.mul)])
+def test_merges_broadcast_like_torch_with_the_batch_kept_apart(type_name, op):
+    # squeeze-and-excitation: (C, 1, 1) x (C, H, W)
+    s, x = torch.randn(2, 4, 1, 1), torch.randn(2, 4, 5, 6)
+    y, _ = run(type_name, [(4, 1, 1), (4, 5, 6)], {}, s, x)
+    assert torch.allclose(y, op(s, x))
+    # (C,) gating of (T, C): the gate of each sample applies to every step of that sample
+    g, seq = torch.randn(3, 6), torch.randn(3, 5, 6)
+    y, _ = run(type_name, [(6,), (5, 6)], {}, g, seq)
+    assert torch.allclose(y, op(g.unsqueeze(1), seq))
+
+
+def test_equal_shapes_generate_the_same_code_as_before():
+    source, _ = generate(block_graph("Add", [(3, 4), (3, 4)], {})[0])
+    assert "x = in0 + in1  # (B, 3, 4)" in source
+    source, _ = generate(block_graph("Multiply", [(6,), (5, 6)], {})[0])
+    assert "in0[:, None] * in1" in source
+
+
+@pytest.mark.parametrize("type_name", ["Add", "Multiply"])
+def test_shapes_that_cannot_broadcast_are_named_with_a_fix(type_name):
+    message = error_of(type_name, [(4, 5, 6), (3, 5, 6)], {})
+    assert "(4, 5, 6) and (3, 5, 6)" in message
+    assert "broadcast" in message and "Reshape" in message
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("type_name,shapes,params", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_blocks_script_and_export_to_onnx(type_name, shapes, params):
+    """What the exporters need: TorchScript and ONNX both take every block (nn.ChannelShuffle would not)."""
+    model = compile_graph(block_graph(type_name, shapes, params)[0]).eval()
+    xs = tuple(torch.randn((2,) + tuple(s)) for s in shapes)
+    scripted = torch.jit.script(model)
+    assert torch.allclose(scripted(*xs), model(*xs))
+    torch.onnx.export(model, xs, io.BytesIO(), dynamo=False, opset_version=17)
