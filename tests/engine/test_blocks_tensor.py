@@ -7,6 +7,7 @@ import io
 
 import pytest
 import torch
+from torch import nn
 
 from engine.analysis import analyse
 from engine.codegen import generate
@@ -20,6 +21,17 @@ CASES: list = [
     ("Add", [(3, 1), (1, 4), (2, 3, 4)], {}),
     ("Multiply", [(8, 5, 5), (8, 1, 1)], {}),
     ("Multiply", [(7, 4), (4,)], {}),
+    ("Reduce", [(3, 5, 6)], {"dims": [1, 2]}),
+    ("Reduce", [(5, 6)], {"op": "sum", "dims": [0], "keepdims": True}),
+    ("Reduce", [(3, 5, 6)], {"op": "max", "dims": [-1]}),
+    ("Reduce", [(4, 6)], {"dims": [0, 1], "keepdims": True}),
+    ("Slice", [(8, 5, 5)], {"dim": 0, "start": 2, "stop": 5}),
+    ("Slice", [(6, 9)], {"start": -4}),
+    ("Slice", [(3, 4, 10)], {"dim": 2, "start": 1, "stop": -1, "step": 3}),
+    ("Select", [(9, 8)], {}),
+    ("Select", [(3, 4, 5)], {"dim": -1, "index": -2}),
+    ("ChannelShuffle", [(6, 4, 4)], {"groups": 3}),
+    ("ChannelShuffle", [(8, 10)], {"groups": 4}),
 ]
 
 
@@ -72,6 +84,61 @@ def test_shapes_that_cannot_broadcast_are_named_with_a_fix(type_name):
     message = error_of(type_name, [(4, 5, 6), (3, 5, 6)], {})
     assert "(4, 5, 6) and (3, 5, 6)" in message
     assert "broadcast" in message and "Reshape" in message
+
+
+# ----------------------------------------------------------------------------- tensor ops
+
+def test_reduce_computes_torch_reductions():
+    x = torch.randn(2, 3, 5, 6)
+    y, _ = run("Reduce", [(3, 5, 6)], {"dims": [1, 2]}, x)
+    assert torch.allclose(y, x.mean(dim=(2, 3)))
+    y, _ = run("Reduce", [(3, 5, 6)], {"op": "sum", "dims": [0], "keepdims": True}, x)
+    assert torch.allclose(y, x.sum(dim=1, keepdim=True))
+    y, _ = run("Reduce", [(3, 5, 6)], {"op": "max", "dims": [-1, 0]}, x)
+    assert torch.equal(y, x.amax(dim=(1, 3)))
+
+
+def test_reduce_refuses_repeated_dims_and_reducing_everything():
+    assert "twice" in error_of("Reduce", [(3, 5)], {"dims": [1, -1]})
+    assert "every dimension" in error_of("Reduce", [(3, 5)], {"dims": [0, 1]})
+    assert "dim 3 does not exist" in error_of("Reduce", [(3, 5)], {"dims": [3]})
+
+
+@pytest.mark.parametrize("shape,params,expected", [
+    ((8, 5, 5), {"dim": 0, "start": 2, "stop": 5}, lambda x: x[:, 2:5]),
+    ((6, 9), {"start": -4}, lambda x: x[:, :, -4:]),
+    ((3, 4, 10), {"dim": 2, "start": 1, "stop": -1, "step": 3}, lambda x: x[..., 1:-1:3]),
+    ((3, 4, 10), {"dim": 1, "step": 2}, lambda x: x[:, :, ::2]),
+])
+def test_slice_is_python_slicing(shape, params, expected):
+    x = torch.randn((2,) + shape)
+    y, _ = run("Slice", [shape], params, x)
+    assert torch.equal(y, expected(x))
+
+
+def test_slice_generated_code_reads_like_indexing_and_empty_slices_are_refused():
+    source, _ = generate(block_graph("Slice", [(8, 5, 5)], {"dim": 1, "start": 2, "stop": 5})[0])
+    assert "x[:, :, 2:5]" in source
+    assert "selects nothing" in error_of("Slice", [(8, 5)], {"dim": 0, "start": 5, "stop": 3})
+
+
+def test_select_takes_the_class_token():
+    x = torch.randn(2, 9, 8)
+    y, _ = run("Select", [(9, 8)], {}, x)
+    assert torch.equal(y, x[:, 0])
+    x = torch.randn(2, 3, 4, 5)
+    y, _ = run("Select", [(3, 4, 5)], {"dim": 1, "index": -1}, x)
+    assert torch.equal(y, x.select(2, -1))
+    assert "index 9 is outside" in error_of("Select", [(9, 8)], {"index": 9})
+    assert "Slice" in error_of("Select", [(8,)], {})
+
+
+def test_channel_shuffle_interleaves_groups():
+    x = torch.arange(6.0).view(1, 6, 1, 1).repeat(2, 1, 2, 2)
+    y, _ = run("ChannelShuffle", [(6, 2, 2)], {"groups": 3}, x)
+    assert y[0, :, 0, 0].tolist() == [0, 2, 4, 1, 3, 5]
+    assert torch.equal(y, nn.ChannelShuffle(3)(x))
+    assert "must divide the 6 channels" in error_of("ChannelShuffle", [(6, 2, 2)], {"groups": 4})
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
