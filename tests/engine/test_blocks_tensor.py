@@ -32,6 +32,13 @@ CASES: list = [
     ("Select", [(3, 4, 5)], {"dim": -1, "index": -2}),
     ("ChannelShuffle", [(6, 4, 4)], {"groups": 3}),
     ("ChannelShuffle", [(8, 10)], {"groups": 4}),
+    ("ClassToken", [(6, 8)], {}),
+    ("ClassToken", [(6, 8)], {"init": "trunc_normal"}),
+    ("LayerScale", [(6, 8)], {}),
+    ("LayerScale", [(4, 5, 5)], {"init_value": 1e-6, "layout": "channels_first"}),
+    ("LayerScale", [(7,)], {"layout": "channels_first"}),
+    ("StochasticDepth", [(4, 5, 5)], {"p": 0.2}),
+    ("StochasticDepth", [(6, 8)], {"p": 0.5, "mode": "batch"}),
 ]
 
 
@@ -139,6 +146,87 @@ def test_channel_shuffle_interleaves_groups():
     assert y[0, :, 0, 0].tolist() == [0, 2, 4, 1, 3, 5]
     assert torch.equal(y, nn.ChannelShuffle(3)(x))
     assert "must divide the 6 channels" in error_of("ChannelShuffle", [(6, 2, 2)], {"groups": 4})
+
+
+# ----------------------------------------------------------------------------- learned tensors
+
+def test_class_token_is_a_trained_parameter_prepended_to_the_sequence():
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 8)
+    y, model = run("ClassToken", [(6, 8)], {"init": "trunc_normal"}, x)
+    token = model.state_dict()["block.token"]
+    assert token.shape == (1, 1, 8) and token.abs().max() <= 0.04 and token.abs().sum() > 0
+    assert torch.equal(y[:, 1:], x) and torch.equal(y[:, 0], token[0].expand(3, 8))
+    _, zero = run("ClassToken", [(6, 8)], {}, x)
+    assert torch.count_nonzero(zero.block.token) == 0
+    model.train()
+    model(x)[:, 0].sum().backward()
+    assert torch.equal(model.block.token.grad, torch.full((1, 1, 8), 3.0))
+
+
+def test_class_token_then_positional_embedding_is_vit_pos_embed():
+    g = Graph("vit stem")
+    ids = [g.add_node("Input", "patches", {"shape": [16, 8]}), g.add_node("ClassToken", "cls"),
+           g.add_node("PositionalEmbedding", "pos"), g.add_node("Select", "take"), g.add_node("Output", "out")]
+    for a, b in zip(ids, ids[1:]):
+        g.connect(a, b, 0)
+    analysis = analyse(g)
+    assert analysis.ok and analysis.param_counts[ids[2]] == 17 * 8
+    model = compile_graph(g, analysis)
+    assert model.pos.weight.shape == (17, 8)
+    assert model(torch.randn(2, 16, 8)).shape == (2, 8)
+
+
+@pytest.mark.parametrize("shape,params,gamma_shape", [
+    ((6, 8), {"init_value": 0.1}, (8,)),
+    ((4, 5, 5), {"init_value": 1e-6, "layout": "channels_first"}, (4, 1, 1)),
+])
+def test_layer_scale_is_a_trained_per_channel_scale(shape, params, gamma_shape):
+    x = torch.randn((2,) + shape)
+    y, model = run("LayerScale", [shape], params, x)
+    gamma = model.state_dict()["block.gamma"]
+    assert gamma.shape == gamma_shape and torch.all(gamma == params["init_value"])
+    assert torch.allclose(y, x * params["init_value"])
+    with torch.no_grad():
+        model.block.gamma.copy_(torch.arange(1.0, gamma.numel() + 1).view(gamma_shape))
+    channels = torch.arange(1.0, gamma.numel() + 1)
+    expected = x * (channels.view(-1, 1, 1) if len(gamma_shape) == 3 else channels)
+    assert torch.allclose(model(x), expected)
+    model(x).sum().backward()
+    assert model.block.gamma.grad is not None and model.block.gamma.grad.abs().sum() > 0
+
+
+def test_stochastic_depth_is_identity_in_evaluation_and_drops_whole_samples_in_training():
+    x = torch.randn(64, 4, 3, 3) + 5
+    y, model = run("StochasticDepth", [(4, 3, 3)], {"p": 0.5}, x)
+    assert torch.equal(y, x)
+    model.train()
+    torch.manual_seed(0)
+    y = model(x)
+    dropped = (y == 0).flatten(1).all(dim=1)
+    kept = torch.isclose(y, x * 2).flatten(1).all(dim=1)
+    assert torch.all(dropped | kept) and 10 < dropped.sum() < 54   # each sample whole: dropped or scaled
+    _, batch = run("StochasticDepth", [(4, 3, 3)], {"p": 0.5, "mode": "batch"}, x)
+    batch.train()
+    outs = [batch(x) for _ in range(20)]
+    assert all(torch.equal(o, 2 * x) or torch.count_nonzero(o) == 0 for o in outs)
+    assert sum(p.numel() for p in model.parameters()) == 0
+
+
+def test_learned_tensors_train_with_an_optimiser():
+    g = Graph("scaled tokens")
+    ids = [g.add_node("Input", "x", {"shape": [5, 4]}), g.add_node("ClassToken", "cls"),
+           g.add_node("LayerScale", "scale", {"init_value": 0.5}), g.add_node("Output", "out")]
+    for a, b in zip(ids, ids[1:]):
+        g.connect(a, b, 0)
+    model = compile_graph(g)
+    assert set(model.state_dict()) == {"cls.token", "scale.gamma"}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = (model(torch.randn(4, 5, 4)) - 1).pow(2).mean()
+    loss.backward()
+    optimiser.step()
+    assert all(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
