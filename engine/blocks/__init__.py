@@ -1,7 +1,7 @@
 """The block catalogue: one declaration per block type (see base.Block)."""
 from __future__ import annotations
 
-from . import attention, augmentation, conv, core, learned, merge, preprocessing, recurrent, tensor_ops  # noqa: F401
+from . import attention, augmentation, conv, core, learned, merge, norm, preprocessing, recurrent, tensor_ops  # noqa: F401
 from .base import (
     CATEGORIES,
     FLOAT,

@@ -259,7 +259,12 @@ def register(block: Block) -> Block:
 
 # ----------------------------------------------------------------------------- shared rules
 
-ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "tanh", "softmax", "leaky_relu", "silu", "elu")
+# saved projects name these: new ones go at the end
+ACTIVATIONS = ("none", "relu", "gelu", "sigmoid", "tanh", "softmax", "leaky_relu", "silu", "elu",
+               "relu6", "hardswish", "hardsigmoid", "mish", "softplus", "softsign", "selu", "gelu_tanh")
+# what Keras calls the activations whose names differ
+ACTIVATIONS_KERAS = "hardswish is Keras' hard_swish (hard_silu), hardsigmoid its hard_sigmoid (Keras 3), " \
+                    "gelu_tanh its gelu(approximate=True); the others share their Keras names"
 INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal")
 
 
@@ -295,12 +300,20 @@ def activation_call(name: str, expr: str) -> str:
         "leaky_relu": f"F.leaky_relu({expr}, 0.01)",
         "silu": f"F.silu({expr})",
         "elu": f"F.elu({expr})",
+        "relu6": f"F.relu6({expr})",
+        "hardswish": f"F.hardswish({expr})",
+        "hardsigmoid": f"F.hardsigmoid({expr})",
+        "mish": f"F.mish({expr})",
+        "softplus": f"F.softplus({expr})",
+        "softsign": f"F.softsign({expr})",
+        "selu": f"F.selu({expr})",
+        "gelu_tanh": f'F.gelu({expr}, approximate="tanh")',
     }[name]
 
 
 def activation_param(default: str = "none") -> Param:
     return Param("activation", "choice", default, choices=ACTIVATIONS,
-                 help="Activation applied to the output (Keras: activation=...).")
+                 help=f"Activation applied to the output (Keras: activation=...); {ACTIVATIONS_KERAS}.")
 
 
 def init_param(recurrent: bool = False) -> Param:

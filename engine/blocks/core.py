@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .base import (
     ACTIVATIONS,
+    ACTIVATIONS_KERAS,
     FLOAT,
     TOKENS,
     Block,
@@ -83,10 +84,38 @@ register(Block(
     shape_rule="S -> S",
     help="An element-wise non-linearity. Softmax works on the last dimension; a final "
          "Softmax or Sigmoid is taken into account by the loss, never applied twice.",
-    params=(Param("function", "choice", "relu", choices=ACTIVATIONS[1:], help="Which activation."),),
+    params=(Param("function", "choice", "relu", choices=ACTIVATIONS[1:],
+                  help=f"Which activation; {ACTIVATIONS_KERAS}."),),
     infer=lambda p, ins: ins[0],
     emit=lambda p, ins: Emit(call=activation_call(p["function"], "{0}")),
     short=lambda p: p["function"],
+))
+
+
+def _prelu_emit(p, ins):
+    args = [str(ins[0].shape[0])] if p["per_channel"] else []
+    if p["slope"] != 0.25:
+        args.append(f"init={lit(p['slope'])}")
+    return Emit(init=f"nn.PReLU({', '.join(args)})", call="{self}({0})")
+
+
+register(Block(
+    type="PReLU", category="Core", default_name="prelu", keras="PReLU",
+    shape_rule="S -> S",
+    help="Leaky ReLU whose negative slope is learned: max(0, x) + a * min(0, x), with one slope for all "
+         "values or one per channel (dimension 0: features, or C of (C, L) and (C, H, W)). Keras' PReLU "
+         "learns one per value unless shared_axes shares it.",
+    params=(
+        Param("per_channel", "bool", False, label="One slope per channel",
+              help="One slope per channel (PyTorch num_parameters=C; Keras shared_axes over the positions); "
+                   "off: a single slope (num_parameters=1)."),
+        Param("slope", "float", 0.25, label="Initial slope", min=-10.0, max=10.0,
+              help="The slope's starting value (PyTorch: init; Keras: alpha_initializer, zeros by default)."),
+    ),
+    infer=lambda p, ins: ins[0],
+    count_params=lambda p, ins: ins[0].shape[0] if p["per_channel"] else 1,
+    emit=_prelu_emit,
+    short=lambda p: "per channel" if p["per_channel"] else "",
 ))
 
 register(Block(
@@ -114,7 +143,7 @@ def _bn_emit(p, ins):
 
 
 register(Block(
-    type="BatchNorm", category="Core", default_name="batch_norm", keras="BatchNormalization",
+    type="BatchNorm", category="Normalization", default_name="batch_norm", keras="BatchNormalization",
     shape_rule="(F,), (C, L) or (C, H, W) -> the same shape",
     help="Normalises each channel (dimension 0: features, or C of (C, L) and (C, H, W)) over the "
          "batch; keeps running statistics for evaluation.",
@@ -129,7 +158,7 @@ register(Block(
 ))
 
 register(Block(
-    type="LayerNorm", category="Core", default_name="layer_norm", keras="LayerNormalization",
+    type="LayerNorm", category="Normalization", default_name="layer_norm", keras="LayerNormalization",
     shape_rule="(..., F) -> (..., F), normalised over the last dimension",
     help="Normalises over the last dimension of each sample, with a learned scale and shift.",
     params=(Param("eps", "float", 1e-5, label="Epsilon", min=1e-12, max=1.0,

@@ -185,6 +185,16 @@ class GaussianNoise(nn.Module):
         return x + torch.randn_like(x) * self.stddev
 ''')
 
+_helper("LayerNorm2d", '''
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) tensor, at every position (as in ConvNeXt)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+''')
+
 DEPENDS = {"RandomRotation": ("random_affine",), "RandomTranslation": ("random_affine",),
            "RandomCrop": ("random_affine",)}
 NEEDS_MATH = {"PositionalEmbedding", "RandomRotation"}
