@@ -414,3 +414,28 @@ def test_main_py_import_then_check(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["import", "--help"])
     assert "runs its code" in " ".join(capsys.readouterr().out.split())
+
+
+def test_every_unsupported_operation_is_named_once_with_its_count():
+    class Odd(nn.Module):
+        def forward(self, x):
+            return torch.sin(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.Sequential(*[nn.Sequential(nn.Linear(8, 8), nn.Hardshrink(), Odd()) for _ in range(40)])
+
+        def forward(self, x):
+            return torch.cos(self.blocks(x))
+
+    with pytest.raises(ModelImportError) as info:
+        import_torch(Net(), input_shape=(8,))
+    message = str(info.value)
+    # the rest is still translated after the first problem: all three kinds, each once, with its count
+    assert "81 operations have no Deepwire block (3 different)" in message
+    assert "Hardshrink (self.blocks.0.1, self.blocks.1.1, self.blocks.2.1 and 37 more) has no Deepwire block" in message
+    assert "torch.sin has no Deepwire block (40 times)" in message and "torch.cos has no Deepwire block" in message
+    # the line inside the layer that does it, and the model's line that leads there
+    assert f"test_import_torch.py line {_line_of(Path(__file__), 'return torch.sin(x)')}" in message
+    assert len(message) < 1000 and "\n" not in message

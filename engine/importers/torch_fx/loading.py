@@ -70,6 +70,18 @@ def where(exc: BaseException, path: Path | None) -> str:
     return f" at {Path(chosen.filename).name} line {chosen.lineno}{code}"
 
 
+_TORCH = str(Path(torch.__file__).resolve().parent)
+_ENGINE = str(Path(__file__).resolve().parents[2])
+
+
+def internal_file(filename: str) -> bool:
+    """A file of torch itself or of Deepwire's engine (not a model library such as torchvision or timm)."""
+    if filename.startswith("<"):
+        return True
+    resolved = str(Path(filename).resolve())
+    return any(resolved == root or resolved.startswith(root + "/") for root in (_TORCH, _ENGINE))
+
+
 def library_file(filename: str) -> bool:
     parts = Path(filename).parts
     return "torch" in parts or "site-packages" in parts or "engine" in parts or filename.startswith("<")

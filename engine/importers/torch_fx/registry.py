@@ -15,6 +15,10 @@ named as the Deepwire block's module names them (often `m.state_dict()` unchange
 Module handlers are found by the module's exact type, or along its MRO when the handler was registered with
 `subclasses=True` (only where every subclass is the same layer); the first registered class on the MRO decides.
 A module type registered here is a leaf of the trace (fx does not look inside it).
+
+A library's own layer (timm's LayerNorm2d, BatchNormAct2d...) is registered by its qualified class name with
+`@library_module("timm.layers.norm.LayerNorm2d")`, so Deepwire never imports the library: the class is
+recognised by name, its handler maps what it computes to blocks, and the import's output check proves it.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ class ModuleHandler:
 
 
 MODULES: dict[type, ModuleHandler] = {}
+LIBRARY: dict[str, ModuleHandler] = {}      # "package.module.Class" -> handler (that exact class)
 FUNCTIONS: dict[Any, Handler] = {}          # torch / operator function -> fn(t, n)
 METHODS: dict[str, Handler] = {}            # tensor method name -> fn(t, n)
 HELPER_MODULES: dict[str, Handler] = {}     # Deepwire helper class name (engine.blocks.helpers) -> fn(t, n, m)
@@ -54,6 +59,18 @@ def module(*types: type, subclasses: bool = False, extra_args: bool = False):
         _register(MODULES, types, ModuleHandler(fn, subclasses, extra_args), "module")
         return fn
     return register
+
+
+def library_module(*qualnames: str, extra_args: bool = False):
+    """Decorator: `fn(t, n, m)` translates calls of modules of these classes, named "package.module.Class"."""
+    def register(fn: Handler) -> Handler:
+        _register(LIBRARY, qualnames, ModuleHandler(fn, False, extra_args), "library module")
+        return fn
+    return register
+
+
+def qualified_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _decorator(table: dict, what: str):
@@ -82,10 +99,15 @@ helper_function = _decorator(HELPER_FUNCTIONS, "helper function")
 unregister_module = _unregister(MODULES)
 unregister_function = _unregister(FUNCTIONS)
 unregister_method = _unregister(METHODS)
+unregister_library_module = _unregister(LIBRARY)
 
 
 def module_handler(kind: type) -> ModuleHandler | None:
-    """The handler for modules of type `kind`: its own, or a base class's registered with subclasses=True."""
+    """The handler for modules of type `kind`: its own, its library class's, or a base class's registered with
+    subclasses=True."""
+    found = LIBRARY.get(qualified_name(kind))
+    if found is not None:
+        return found
     for base in kind.__mro__:
         found = MODULES.get(base)
         if found is not None:
@@ -96,4 +118,7 @@ def module_handler(kind: type) -> ModuleHandler | None:
 def takes_extra_args(m: nn.Module) -> bool:
     """True for a module of a family whose calls may carry more than one argument (a recurrent layer's state,
     an attention layer's key and value); any other module called so has no block."""
-    return isinstance(m, tuple(kind for kind, found in MODULES.items() if found.extra_args))
+    if isinstance(m, tuple(kind for kind, found in MODULES.items() if found.extra_args)):
+        return True
+    found = LIBRARY.get(qualified_name(type(m)))
+    return found is not None and found.extra_args

@@ -5,6 +5,7 @@ exported model.py declares, or from the first layer that reads it (a Linear's in
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -26,7 +27,8 @@ class Tracer(fx.Tracer):
         self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return type(m) in self.leaves or type(m) in registry.MODULES or super().is_leaf_module(m, qualname)
+        return (type(m) in self.leaves or type(m) in registry.MODULES
+                or registry.qualified_name(type(m)) in registry.LIBRARY or super().is_leaf_module(m, qualname))
 
 
 def trace(model: nn.Module, title: str, path: Path | None) -> fx.GraphModule:
@@ -39,19 +41,60 @@ def trace(model: nn.Module, title: str, path: Path | None) -> fx.GraphModule:
     tracer = Tracer(leaves, autowrap)
     was_training = model.training
     model.train()
+    concrete = defaulted_arguments(model)
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError... from the user's forward
         raise ModelImportError(f"torch.fx cannot trace {title}{where(exc, path)}: {exc_text(exc)} (Deepwire "
                                "imports modules whose forward runs the same operations for every input)") from None
     finally:
         model.train(was_training)
     gm = fx.GraphModule(tracer.root, graph, title)
+    drop_specialised(gm.graph, len(concrete))
     gm.graph.eliminate_dead_code()
     gm.recompile()
     if not placeholders(gm):
         raise ModelImportError(f"{title}.forward takes no inputs")
     return gm
+
+
+def defaulted_arguments(model: nn.Module) -> dict:
+    """forward's arguments after the first that have defaults (timm's `attn_mask=None`, `is_causal=False`):
+    traced at their defaults, so forward takes the input alone."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return {}
+    found, positional = {}, 0
+    for p in signature.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is p.empty:
+            positional += 1
+        elif positional:
+            found[p.name] = p.default
+    return found
+
+
+def drop_specialised(graph: fx.Graph, count: int) -> None:
+    """Remove the placeholders of arguments traced at their defaults, with the checks fx adds for them
+    (`_assert_is_none`, `torch._assert(flag == False)`), when nothing else uses them."""
+    if not count:
+        return
+    for p in [n for n in graph.nodes if n.op == "placeholder"][-count:]:
+        users, stack = [], [p]
+        while stack:
+            for user in stack.pop().users:
+                if user not in users:
+                    users.append(user)
+                    stack.append(user)
+        checks = (torch._assert, fx._symbolic_trace._assert_is_none)
+        if all(u.target in checks or (u.op == "call_function" and all(v in users or v.target in checks
+                                                                       for v in u.users)) for u in users):
+            order = {n: i for i, n in enumerate(graph.nodes)}
+            for u in sorted(users, key=order.get, reverse=True):
+                graph.erase_node(u)
+            graph.erase_node(p)
 
 
 def placeholders(gm: fx.GraphModule) -> list[fx.Node]:

@@ -16,8 +16,11 @@ from torch import nn
 
 from ..common import GraphBuilder, ModelImportError
 from . import registry
-from .loading import is_helper, library_file
-from .values import BATCH, Bad, BadInput, Meta, Pending, Size, Unsupported
+from .loading import internal_file, is_helper
+from .values import BATCH, Bad, BadInput, Meta, Param, Pending, Size, Unsupported
+
+MAX_KINDS = 12          # distinct problems named in one message; the rest are counted
+MAX_PLACES = 3          # module paths named per problem
 
 
 def compact(values) -> Any:
@@ -47,8 +50,9 @@ class Translator:
         self.shapes, self.dtypes = shapes, dtypes
         self.b = GraphBuilder(title)
         self.env: dict[fx.Node, Any] = {}
-        self.problems: list[str] = []
+        self.problems: dict[tuple[str, str], Problem] = {}
         self.notes: list[str] = []
+        self.taken_params: set[str] = set()     # parameters read in forward that a block took as its weights
         self.called: dict[str, fx.Node] = {}
         self.rescale_nodes: set[str] = set()   # Rescaling blocks a following scalar operation may fold into
 
@@ -66,21 +70,20 @@ class Translator:
         return shape[1:]
 
     def line(self, n: fx.Node) -> str:
-        trace = n.stack_trace or ""
-        frames = re.findall(r'File "([^"]+)", line (\d+), in \S+\n\s*(.*)', trace)
-        chosen = None
-        for filename, lineno, code in frames:
-            mine = (self.path is not None and Path(filename).name == self.path.name
-                    and Path(filename).resolve() == self.path.resolve()) or (
-                self.path is None and not library_file(filename))
-            if mine:
-                chosen = (filename, lineno, code)
-        if chosen is None and frames:
-            chosen = next((f for f in reversed(frames) if not library_file(f[0])), frames[-1])
-        if chosen is None:
+        """'file line N `code`' of the operation: the innermost frame outside torch and Deepwire (the library's
+        own line for a library's layer, not the wrapper's `x = self.features(x)`), and the user's line that
+        leads there when the model's file is another."""
+        frames = re.findall(r'File "([^"]+)", line (\d+), in \S+\n\s*(.*)', n.stack_trace or "")
+        outside = [f for f in frames if not internal_file(f[0])]
+        if not outside:
             return ""
-        filename, lineno, code = chosen
-        return f"{Path(filename).name} line {lineno}" + (f" `{code.strip()}`" if code.strip() else "")
+        filename, lineno, code = outside[-1]
+        text = f"{Path(filename).name} line {lineno}" + (f" `{code.strip()[:120]}`" if code.strip() else "")
+        if self.path is not None and not same_file(filename, self.path):
+            mine = [f for f in outside if same_file(f[0], self.path)]
+            if mine:
+                text += f" (from {self.path.name} line {mine[-1][1]})"
+        return text
 
     def describe(self, n: fx.Node) -> str:
         if n.op == "call_module":
@@ -94,6 +97,8 @@ class Translator:
         name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
         if module in ("_operator", "operator"):
             return f"operator {name}"
+        if name.startswith("_VariableFunctionsClass."):
+            module, name = "torch", name.split(".", 1)[1]
         if module.startswith("torch._C") or module in ("torch", "torch._VariableFunctions"):
             module = "torch"
         return f"{module}.{name}" if module else name
@@ -145,27 +150,59 @@ class Translator:
             except BadInput:
                 self.env[n] = Bad()
             except Unsupported as exc:
-                self.problems.append(f"{self.line(n) or n.name}: {self.describe(n)} {exc}")
-                self.env[n] = Bad()
+                self.report(n, str(exc))
+                self.env[n] = self.stand_in(n)
             except ModelImportError as exc:
-                self.problems.append(str(exc))
-                self.env[n] = Bad()
+                self.report(None, str(exc))
+                self.env[n] = self.stand_in(n)
         for v in set(self.env.values()):
             problem = v.unused(self) if isinstance(v, Pending) else None
             if problem:
-                self.problems.append(problem)
+                self.report(None, problem)
         if self.problems:
-            unique = list(dict.fromkeys(self.problems))
-            raise ModelImportError(f"cannot import {self.b.graph.name}: {len(unique)} operation"
-                                   f"{'s' * (len(unique) != 1)} {'have' if len(unique) != 1 else 'has'} no Deepwire "
-                                   "block: " + "; ".join(unique))
+            raise ModelImportError(problem_message(self.b.graph.name, list(self.problems.values())))
+
+    def report(self, n: fx.Node | None, text: str) -> None:
+        """One more occurrence of a problem: the same kind of operation with the same complaint is one entry."""
+        if n is None:
+            kind, place, where = text, None, ""
+        else:
+            kind, place = self.kind(n)
+            where = self.line(n) or n.name
+        key = (kind, re.sub(r"\d+", "#", text))
+        found = self.problems.get(key)
+        if found is None:
+            self.problems[key] = Problem(kind, text, where, [place] if place else [], 1)
+        else:
+            found.count += 1
+            if place and len(found.places) <= MAX_PLACES:
+                found.places.append(place)
+
+    def stand_in(self, n: fx.Node):
+        """What an unsupported operation's result is while the rest is translated: an input of its recorded
+        shape, so every later operation is still checked (and reported) on its own; Bad when it is no single
+        float tensor of the batch."""
+        meta = n.meta.get("tensor_meta")
+        shape = tuple(getattr(meta, "shape", ()) or ())
+        if len(shape) < 2 or shape[0] != BATCH or not getattr(meta, "dtype", None) or not meta.dtype.is_floating_point:
+            return Bad()
+        try:
+            return self.b.add("Input", f"missing_{n.name}", {"shape": list(shape[1:]), "dtype": "float32"})
+        except ModelImportError:
+            return Bad()
+
+    def kind(self, n: fx.Node) -> tuple[str, str | None]:
+        """(what the operation is, the module path it runs at, when it is a module)."""
+        if n.op == "call_module":
+            return type(self.gm.get_submodule(n.target)).__name__, f"self.{n.target}"
+        return self.describe(n), None
 
     def outputs(self, n: fx.Node) -> None:
         result = n.args[0]
         values = list(result) if isinstance(result, (tuple, list)) else [result]
         for i, v in enumerate(values):
             if not isinstance(v, fx.Node):
-                self.problems.append(f"forward returns {type(v).__name__}, not a tensor")
+                self.report(None, f"forward returns {type(v).__name__}, not a tensor")
                 continue
             if isinstance(self.env.get(v), Bad):
                 continue
@@ -173,14 +210,14 @@ class Translator:
                 src = self.value(v)
             except (Unsupported, BadInput) as exc:
                 if isinstance(exc, Unsupported):
-                    self.problems.append(f"forward returns {self.env[v].what}")
+                    self.report(None, f"forward returns {self.env[v].what}")
                 continue
             self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [src])
 
     # ---------------------------------------------------------------- dispatch
     def map(self, n: fx.Node):
         if n.op == "get_attr":
-            raise Unsupported("is used directly in forward (a free parameter or buffer has no block)")
+            return Param(n.target, attribute_of(self.gm, n.target))
         if n.op == "call_module":
             return self.call_module(n)
         if n.op == "call_method":
@@ -223,9 +260,54 @@ class Translator:
         raise Unsupported("has no Deepwire block")
 
     def call_method(self, n: fx.Node):
-        if isinstance(self.env.get(n.args[0]), (Size, Meta)):
+        base = self.env.get(n.args[0])
+        if isinstance(base, (Size, Meta)):
             return Size()
+        if isinstance(base, Param):
+            return base.method(self, n)
         handler = registry.METHODS.get(n.target)
         if handler is None:
             raise Unsupported("has no Deepwire block")
         return handler(self, n)
+
+
+class Problem:
+    """One kind of unsupported operation: its first occurrence's complaint and line, and where it recurs."""
+
+    def __init__(self, kind: str, text: str, where: str, places: list[str], count: int):
+        self.kind, self.text, self.where, self.places, self.count = kind, text, where, places, count
+
+    def __str__(self) -> str:
+        if not self.where:   # a whole sentence of its own
+            return self.text + (f" ({self.count} times)" if self.count > 1 else "")
+        places = self.places[:MAX_PLACES]
+        if places:
+            more = self.count - len(places)
+            listed = ", ".join(places) + (f" and {more} more" if more > 0 else "")
+            what, times = f"{self.kind} ({listed})", ""
+        else:
+            what, times = self.kind, f" ({self.count} times)" if self.count > 1 else ""
+        return f"{self.where}: {what} {self.text}{times}"
+
+
+def problem_message(name: str, problems: list[Problem]) -> str:
+    """One line naming every kind of problem once, with its count, bounded in length."""
+    total = sum(p.count for p in problems)
+    head = (f"cannot import {name}: {total} operation{'s' * (total != 1)} {'have' if total != 1 else 'has'} no "
+            f"Deepwire block")
+    if len(problems) != total:
+        head += f" ({len(problems)} different)"
+    shown = [str(p) if len(str(p)) <= 400 else str(p)[:397] + "..." for p in problems[:MAX_KINDS]]
+    rest = len(problems) - len(shown)
+    return head + ": " + "; ".join(shown) + (f"; and {rest} other kind{'s' * (rest != 1)}" if rest > 0 else "")
+
+
+def same_file(filename: str, path: Path) -> bool:
+    return Path(filename).name == path.name and Path(filename).resolve() == path.resolve()
+
+
+def attribute_of(root: nn.Module, target: str):
+    obj = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj

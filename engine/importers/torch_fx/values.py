@@ -7,6 +7,7 @@ operation needs it as a tensor, `item` when it is indexed, `reshaped`/`squeezed`
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,3 +72,42 @@ class Bad(Pending):
 
     def as_tensor(self, t):
         raise BadInput()
+
+
+class Param(Pending):
+    """A parameter or buffer of the module read in forward (fx's get_attr): not a tensor of the graph, but the
+    weights of the block that uses it (a class token, a position table, a layer scale). `tensor` is its value as
+    forward sees it (after any view of it), `target` its name in the module."""
+
+    counts_as_tensor = True
+
+    def __init__(self, target: str, tensor, expanded: bool = False):
+        self.target, self.tensor, self.expanded = target, tensor, expanded
+
+    @property
+    def what(self) -> str:
+        return f"self.{self.target} directly (a parameter or buffer used directly in forward has no block)"
+
+    def as_tensor(self, t):
+        raise Unsupported(f"uses {self.what}")
+
+    def take(self, t):
+        """The tensor, for the one block whose weights it becomes; a second use is shared weights."""
+        if self.target in t.taken_params:
+            raise Unsupported(f"uses self.{self.target} a second time: shared weights have no Deepwire block")
+        t.taken_params.add(self.target)
+        return self.tensor.detach()
+
+    def method(self, t, n):
+        """`self.w.<method>(...)` in forward: a view of the parameter (reshape, expand to the batch) stays one;
+        anything else uses it as a tensor."""
+        meta = n.meta.get("tensor_meta")
+        shape = tuple(getattr(meta, "shape", ()) or ())
+        if n.target in ("reshape", "view") and shape and math.prod(shape) == self.tensor.numel():
+            return Param(self.target, self.tensor.reshape(shape), self.expanded)
+        if n.target == "expand" and len(shape) == self.tensor.dim() and self.tensor.shape[0] == 1 \
+                and tuple(shape[1:]) == tuple(self.tensor.shape[1:]):
+            return Param(self.target, self.tensor, expanded=True)
+        if n.target in ("contiguous", "float", "clone"):
+            return self
+        raise Unsupported(f"uses {self.what}")

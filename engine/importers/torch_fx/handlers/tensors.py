@@ -198,7 +198,7 @@ def getitem(t, n):
 @function(getattr)
 def attribute(t, n):
     base, attr = n.args
-    if attr in ("shape",):
+    if attr in ("shape", "ndim"):
         return Size()
     if attr in ("device", "dtype"):
         return Meta()
@@ -221,3 +221,9 @@ def to_float(t, n):
     if spec is not None and spec.dtype != TOKENS:
         return t.value(n.args[0])
     raise Unsupported("has no Deepwire block")
+
+
+@function(torch._assert)
+def assertion(t, n):
+    """timm's `_assert(H == self.img_size[0], ...)`: a check on sizes, no block."""
+    return Size()
