@@ -113,7 +113,9 @@ def test_layers_with_weights_convert_them():
     """The handlers that keep weights in Keras each say how to convert them; the others have nothing to convert."""
     weighted = {c for c, h in LAYERS.items() if type(h).weights is not LayerHandler.weights}
     assert weighted == {"Dense", "Conv1D", "Conv2D", "Embedding", "BatchNormalization", "LayerNormalization",
-                        "Normalization", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "MultiHeadAttention"}
+                        "Normalization", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "MultiHeadAttention",
+                        "DepthwiseConv2D", "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose",
+                        "GroupNormalization", "LayerScale", "PReLU"}
 
 
 def test_a_class_name_takes_one_handler_and_options_must_exist():
@@ -198,7 +200,7 @@ def test_a_layer_without_a_weight_conversion_refuses_weights():
 # ----------------------------------------------------------------------------- what is not supported
 
 @pytest.mark.parametrize("model, message", [
-    (_sequential([4, 4, 3], _layer("GlobalMaxPooling2D", "gmp")), "GlobalMaxPooling2D 'gmp' has no Deepwire block"),
+    (_sequential([4, 4, 3], _layer("ConvLSTM2D", "clstm")), "ConvLSTM2D 'clstm' has no Deepwire block"),
     (_functional([_input([4], "a"), _call("Lambda", "fn", "a")], ["fn"]), "Lambda 'fn' has no Deepwire block"),
     (_sequential([4], _layer("Sequential", "inner")), "Sequential 'inner' is a nested model"),
     (_sequential([4], _layer("__init__", "odd")), "__init__ 'odd' has no Deepwire block"),

@@ -10,7 +10,7 @@ from ...blocks import TOKENS
 from ..common import GraphBuilder, ImportResult, ModelImportError
 from . import layers as _handlers  # noqa: F401  (importing them registers the handlers)
 from .reading import _brief, _first, _read, _ref, _shape, _shown, _snake, _tensor_refs, _what, keras_paths
-from .registry import LAYERS, LayerHandler, Skip, T, _channels_first, tensor_inputs
+from .registry import CONSTANTS, LAYERS, LayerHandler, Skip, T, _channels_first, tensor_inputs
 from .weights import _load_weights, _own_weights, _placed
 
 MODELS = ("Sequential", "Functional", "Model")
@@ -30,6 +30,8 @@ class Importer:
         self.scrambled: list[str] = []   # layers whose weights-free mapping depends on a Keras flat order
         self.paths: dict[str, str] = {}   # layer name -> where Keras 3 files its weights (under layers/)
         self.without_weights: list[str] = []   # notes that hold when the graph is imported without weights
+        self.names: set[str] = set()   # every layer name of the model (nested models' layers renamed apart)
+        self.depth = 0                 # how deep in nested models the import is
 
     # ---------------------------------------------------------------- tensors
     def kshape(self, t: T) -> tuple[int, ...]:
@@ -97,15 +99,82 @@ class Importer:
     # ---------------------------------------------------------------- layers
     def layer(self, cls: str, name: str, cfg: dict, ins: list[T], kwargs: dict) -> T:
         handler = LAYERS.get(cls)
+        if kwargs.get("mask") is not None:
+            raise Skip("is given a mask, which Deepwire does not carry")
+        if CONSTANTS in kwargs and not getattr(handler, "takes_constants", False):
+            raise Skip(f"is called with the number {_what(kwargs[CONSTANTS][0])} among its inputs, which Deepwire "
+                       "does not carry")
         if handler is None:
             if cls in MODELS:
-                raise Skip("is a nested model; Deepwire imports one flat model (rebuild it without nesting)")
+                return self.nested(cls, name, cfg, ins)
             raise Skip("has no Deepwire block")
         if not handler.many_inputs and len(ins) != 1:
             raise Skip(f"takes {len(ins)} inputs")
-        if kwargs.get("mask") is not None:
-            raise Skip("is given a mask, which Deepwire does not carry")
         return handler.build(self, name, cfg, ins, kwargs)
+
+    # ---------------------------------------------------------------- nested models
+    def inner_name(self, outer: str, name: str) -> str:
+        """The graph's name for a layer of a nested model: its own, unless the model already has one so named."""
+        out = name if name not in self.names else f"{outer}_{name}"
+        while out in self.names:
+            out += "_"
+        self.names.add(out)
+        return out
+
+    def nested(self, cls: str, name: str, cfg: dict, ins: list[T]) -> T:
+        """A Sequential or functional model used as a layer, imported flat: its layers become blocks of this
+        graph (named after their own names; prefixed with the model's where taken), and their weights are
+        found where Keras files them, under the nested model's own `layers/`."""
+        if self.depth >= 8:
+            raise Skip("nests models more than 8 deep")
+        outer_path = self.paths.get(name, name)
+        layers = cfg.get("layers")
+        if not isinstance(layers, list) or not layers:
+            raise Skip("is a nested model without layers")
+        sequential = cls == "Sequential"
+        layers = self.entries(layers, sequential=sequential, nested=True)
+        if sequential and layers[0]["class_name"] == "InputLayer":
+            layers = layers[1:]
+        inner_paths = keras_paths(layers)
+        renamed = {}
+        for layer in layers:
+            if layer["class_name"] == "InputLayer" and not sequential:
+                continue
+            renamed[layer["name"]] = gname = self.inner_name(name, layer["name"])
+            if layer["name"] in inner_paths:
+                self.paths[gname] = f"{outer_path}/layers/{inner_paths[layer['name']]}"
+        self.depth += 1
+        try:
+            if sequential:
+                if len(ins) != 1:
+                    raise Skip(f"takes {len(ins)} inputs")
+                t = ins[0]
+                for layer in layers:
+                    t = self.inner(name, layer, renamed, [t], {})
+                return t
+            inputs = [r[0] for r in self.refs(cfg.get("input_layers"))]
+            outputs = self.refs(cfg.get("output_layers"))
+            if len(inputs) != len(ins):
+                raise Skip(f"takes {len(inputs)} inputs and is given {len(ins)}")
+            if len(outputs) != 1:
+                raise Skip(f"has {len(outputs)} outputs; Deepwire imports nested models of one output")
+            tensors = self.walk(layers, given=dict(zip(inputs, ins)), outer=(name, renamed))
+            if tensors.get(outputs[0][0]) is None:
+                raise Skip(f"names '{_shown(outputs[0][0])}' as its output, which is not one of its layers")
+            return tensors[outputs[0][0]]
+        finally:
+            self.depth -= 1
+
+    def inner(self, outer: str, layer: dict, renamed: dict, ins: list[T], kwargs: dict) -> T:
+        """One layer of a nested model; what it cannot map names the layer and the model it is in."""
+        cls, name = layer["class_name"], layer["name"]
+        try:
+            return self.layer(cls, renamed.get(name, name), layer["config"], ins, kwargs)
+        except Skip as exc:
+            raise ModelImportError(f"{cls} '{_shown(name)}' (in the nested model '{_shown(outer)}') {exc}") from None
+        except CONFIG_ERRORS as exc:
+            raise ModelImportError(f"{cls} '{_shown(name)}' (in the nested model '{_shown(outer)}') has a "
+                                   f"configuration Deepwire cannot read ({_brief(exc)})") from None
 
     def simple(self, cls, name, type_name, params, t: T, keras_params=0) -> T:
         node = self.b.add(type_name, name, params, [t.node], where=f"{cls} '{name}'")
@@ -119,7 +188,7 @@ class Importer:
 
 
     # ---------------------------------------------------------------- models
-    def entries(self, layers: list, sequential: bool) -> list[dict]:
+    def entries(self, layers: list, sequential: bool, nested: bool = False) -> list[dict]:
         """Each layer as {class_name, name, config, build_config, inbound_nodes}, with the types those need, or
         a ModelImportError naming the layer (by name, else by position)."""
         if len(layers) > MAX_LAYERS:
@@ -146,6 +215,8 @@ class Importer:
             elif name in seen and not sequential:
                 raise ModelImportError(f"two layers are named '{_shown(name)}'")
             seen.add(name)
+            if not nested:
+                self.names.add(name)
             build = layer.get("build_config")
             out.append({"class_name": cls, "name": name, "config": config,
                         "build_config": build if isinstance(build, dict) else {},
@@ -199,9 +270,22 @@ class Importer:
             raise ModelImportError("the functional model's configuration has no layers")
         layers = self.entries(layers, sequential=False)
         self.paths = keras_paths(layers)
+        tensors = self.walk(layers)
+        outputs = self.refs(cfg.get("output_layers"))
+        if not outputs:
+            raise ModelImportError("the functional model names no outputs")
+        for i, ref in enumerate(outputs):
+            if tensors.get(ref[0]) is None:
+                raise ModelImportError(f"the model's output '{_shown(ref[0])}' is not one of its layers' results")
+            self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [tensors[ref[0]].node])
+
+    def walk(self, layers: list[dict], given: dict | None = None, outer: tuple | None = None) -> dict:
+        """Map a functional model's layers in an order where each one's inputs are there: every layer's result
+        by its name (None where it failed). `given`: a nested model's inputs (its input layer names -> the
+        tensors it is called with); `outer`: (its name, its layers' graph names)."""
         by_name = {layer["name"]: layer for layer in layers}
         calls = {layer["name"]: self.calls(layer) for layer in layers}
-        for layer in layers:  # inputs that feed an Embedding hold token ids
+        for layer in layers if given is None else ():  # inputs that feed an Embedding hold token ids
             if getattr(LAYERS.get(layer["class_name"]), "takes_tokens", False):
                 for args, _ in calls[layer["name"]]:
                     for ref in args:
@@ -209,14 +293,20 @@ class Importer:
                             self.tokens.add(ref[0])
         tensors: dict[str, T | None] = {}
         problems: list[str] = []
+        renamed = outer[1] if outer else {}
         pending = list(layers)
         while pending:
             progress = False
             for layer in list(pending):
                 name, cls, lcfg = layer["name"], layer["class_name"], layer["config"]
                 if cls == "InputLayer":
-                    shape = _shape(_first(lcfg, "batch_shape", "batch_input_shape"))
-                    tensors[name] = self.input_layer(name, shape, lcfg.get("dtype"))
+                    if given is not None:
+                        if name not in given:
+                            raise Skip(f"has an input '{_shown(name)}' it is not given")
+                        tensors[name] = given[name]
+                    else:
+                        shape = _shape(_first(lcfg, "batch_shape", "batch_input_shape"))
+                        tensors[name] = self.input_layer(name, shape, lcfg.get("dtype"))
                     pending.remove(layer)
                     progress = True
                     continue
@@ -248,7 +338,10 @@ class Importer:
                     handler = LAYERS.get(cls)
                     ins = (handler.inputs if handler else tensor_inputs)(args, kwargs, tensors)
                     plain = {k: v for k, v in kwargs.items() if not isinstance(v, tuple)}
-                    tensors[name] = self.layer(cls, name, lcfg, ins, plain)
+                    if outer:
+                        tensors[name] = self.inner(outer[0], layer, renamed, ins, plain)
+                    else:
+                        tensors[name] = self.layer(cls, name, lcfg, ins, plain)
                 except Skip as exc:
                     problems.append(f"{cls} '{name}' {exc}")
                     tensors[name] = None
@@ -269,14 +362,10 @@ class Importer:
                 names = ", ".join(f"'{_shown(layer['name'])}'" for layer in pending)
                 raise ModelImportError(f"the model's layers take their inputs from each other in a circle "
                                        f"({names[:200]})")
+        if outer and problems:
+            raise ModelImportError("; ".join(problems))
         self.fail(problems)
-        outputs = self.refs(cfg.get("output_layers"))
-        if not outputs:
-            raise ModelImportError("the functional model names no outputs")
-        for i, ref in enumerate(outputs):
-            if tensors.get(ref[0]) is None:
-                raise ModelImportError(f"the model's output '{_shown(ref[0])}' is not one of its layers' results")
-            self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [tensors[ref[0]].node])
+        return tensors
 
     def calls(self, layer: dict) -> list[tuple[list, dict]]:
         """Each call of a layer: (positional tensor refs, keyword args with tensors as refs); a ref is a tuple
@@ -297,6 +386,9 @@ class Importer:
                     if not isinstance(kw, dict):
                         raise ValueError("its call's keyword arguments are not an object")
                     kwargs = {}
+                    numbers = _numbers(node.get("args", []))
+                    if numbers:   # Add()([x, 3.0]): what `x + 3.0` becomes in a functional model
+                        kwargs[CONSTANTS] = numbers
                     for k, v in kw.items():
                         refs = _tensor_refs(v)
                         kwargs[k] = _ref(refs[0]) if refs else v
@@ -330,14 +422,25 @@ class Importer:
     @staticmethod
     def unmapped(cls: str, name: str, problems: list[str]) -> None:
         """After a failed layer (shapes are unknown from there): name a layer only if it has no handler."""
-        if cls not in LAYERS:
-            problems.append(f"{cls} '{name}' " + ("is a nested model" if cls in MODELS else "has no Deepwire block"))
+        if cls not in LAYERS and cls not in MODELS:
+            problems.append(f"{cls} '{name}' has no Deepwire block")
 
     def fail(self, problems: list[str]) -> None:
         if problems:
             n = len(problems)
             raise ModelImportError(f"cannot import the Keras model: {n} layer{'s' * (n != 1)} cannot be imported: "
                                    + "; ".join(problems))
+
+
+def _numbers(args) -> list[float]:
+    """The plain numbers among a call's positional arguments (a list of inputs included)."""
+    out = []
+    for item in args if isinstance(args, list) else []:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            out.append(float(item))
+        elif isinstance(item, list):
+            out.extend(_numbers(item))
+    return out
 
 
 def import_keras(source, weights=None, graph_only: bool = False) -> ImportResult:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...blocks.base import ACTIVATIONS as _BLOCK_ACTIVATIONS
 from ..common import WeightsImportError
 from .reading import _shape, _shown, _what
 
@@ -24,8 +25,15 @@ if TYPE_CHECKING:
     from .importer import Importer
     from .weights_file import _WeightsFile
 
-ACTIVATIONS = {None: "none", "linear": "none", "relu": "relu", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh",
-               "softmax": "softmax", "silu": "silu", "swish": "silu", "elu": "elu"}
+# Keras activation name -> Deepwire's; those whose Deepwire choice this version of the blocks lacks are left out.
+# Keras 3's hard_sigmoid is relu6(x + 3) / 6 (PyTorch's hardsigmoid) and hard_silu / hard_swish x times it;
+# leaky_relu is not here: Keras' slope is 0.2, Deepwire's 0.01.
+_KERAS_ACTIVATIONS = {None: "none", "linear": "none", "relu": "relu", "gelu": "gelu", "sigmoid": "sigmoid",
+                      "tanh": "tanh", "softmax": "softmax", "silu": "silu", "swish": "silu", "elu": "elu",
+                      "relu6": "relu6", "hard_silu": "hardswish", "hard_swish": "hardswish",
+                      "hard_sigmoid": "hardsigmoid", "mish": "mish", "softplus": "softplus", "softsign": "softsign",
+                      "selu": "selu"}
+ACTIVATIONS = {k: v for k, v in _KERAS_ACTIVATIONS.items() if v in _BLOCK_ACTIVATIONS}
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class LayerHandler:
 
     many_inputs = False      # build takes every input the layer is called with (else exactly one)
     takes_tokens = False     # an Input that feeds it directly holds token ids (an Embedding)
+    takes_constants = False  # build reads kw[CONSTANTS]: numbers given with the tensors (Add()([x, 3.0]))
     param_note: str | None = None   # why its parameter count differs from Keras', where it does by design
 
     def __init__(self, keras_class: str, **options):
@@ -121,6 +130,7 @@ class LayerHandler:
 
 
 LAYERS: dict[str, LayerHandler] = {}
+CONSTANTS = "__constants__"   # the call keyword under which the importer passes numbers given among the inputs
 
 
 def register(*classes: str, **options):
@@ -156,8 +166,8 @@ def _act(value, where: str) -> str:
     if isinstance(value, dict):
         value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
     if value not in ACTIVATIONS:
-        raise Skip(f"activation {_what(value)} has no Deepwire equivalent (relu, gelu, sigmoid, tanh, softmax, "
-                   "silu, elu)")
+        known = ", ".join(sorted(k for k in ACTIVATIONS if k and k != "linear"))
+        raise Skip(f"activation {_what(value)} has no Deepwire equivalent ({known})")
     return ACTIVATIONS[value]
 
 

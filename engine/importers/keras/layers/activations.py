@@ -1,4 +1,4 @@
-"""Activation layers: Activation, ReLU, LeakyReLU, ELU, Softmax (each an Activation block)."""
+"""Activation layers: Activation, ReLU (max_value 6: relu6), LeakyReLU, ELU, Softmax (each an Activation block)."""
 from __future__ import annotations
 
 import math
@@ -21,9 +21,13 @@ class Activation(LayerHandler):
 @register("ReLU")
 class ReLU(LayerHandler):
     def build(self, k, name, cfg, ins, kw):
-        if cfg.get("max_value") is not None or cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
-            raise Skip("with max_value, negative_slope or threshold has no Deepwire block")
-        return self.block(k, name, "Activation", {"function": "relu"}, ins[0])
+        top, slope = cfg.get("max_value"), float(cfg.get("negative_slope") or 0.0)
+        if cfg.get("threshold") or (top is not None and float(top) != 6.0) or (top is not None and slope):
+            raise Skip("with a threshold, or a max_value other than 6, has no Deepwire block (ReLU(6.0) is relu6)")
+        if slope and not math.isclose(slope, 0.01):
+            raise Skip(f"with negative_slope {slope} has no Deepwire block (Deepwire's leaky_relu uses 0.01)")
+        function = "relu6" if top is not None else "leaky_relu" if slope else "relu"
+        return self.block(k, name, "Activation", {"function": function}, ins[0])
 
 
 @register("LeakyReLU")

@@ -1,4 +1,5 @@
-"""Normalization layers: BatchNormalization, LayerNormalization, and Normalization (fixed statistics)."""
+"""Normalization layers: BatchNormalization, LayerNormalization, GroupNormalization, and Normalization (fixed
+statistics)."""
 from __future__ import annotations
 
 import math
@@ -34,21 +35,37 @@ class BatchNormalization(PerFeature):
 
     keys = ("weight", "bias", "running_mean", "running_var")
     param_note = ("Keras counts the moving mean and variance as (non-trainable) parameters; PyTorch keeps them "
-                  "as buffers")
+                  "as buffers (and Deepwire's BatchNorm always learns a scale and a shift)")
 
     def build(self, k, name, cfg, ins, kw):
         if not cfg.get("center", True) or not cfg.get("scale", True):
-            raise Skip("without center or scale has no Deepwire block (Deepwire's BatchNorm learns both)")
+            k.notes.append(f"BatchNormalization '{name}': Keras' has no learned " + (
+                "scale or shift" if not cfg.get("center", True) and not cfg.get("scale", True)
+                else "scale" if not cfg.get("scale", True) else "shift") + "; Deepwire's BatchNorm learns both, "
+                "starting from 1 and 0, so the outputs are the same until it is trained")
         t = ins[0]
         t = k.first_axis(t, k.sample_axis(cfg.get("axis", -1), len(t.perm)), name)
         channels = k.b.specs[t.node].shape[0]
         params = {"eps": float(cfg.get("epsilon", 1e-3)), "momentum": round(1.0 - float(cfg.get("momentum", 0.99)), 12)}
-        return self.normalized(k, name, cfg, "BatchNorm", params, t, 4 * channels)
+        learned = bool(cfg.get("center", True)) + bool(cfg.get("scale", True))
+        return self.normalized(k, name, cfg, "BatchNorm", params, t, (2 + learned) * channels)
 
     def weights(self, w: LayerWeights) -> dict:
+        """Keras files [gamma if scale] [beta if center] moving mean, moving variance; a missing gamma is 1, a
+        missing beta 0."""
         import torch
 
-        out = super().weights(w)
+        arrays = w.arrays()
+        scale, center = bool(w.cfg.get("scale", True)), bool(w.cfg.get("center", True))
+        _expect(arrays, 2 + scale + center, w.where)
+        vectors = [_tensor(a).reshape(-1) for a in arrays]
+        mean, var = vectors[-2], vectors[-1]
+        gamma = vectors[0] if scale else torch.ones_like(mean)
+        beta = vectors[int(scale)] if center else torch.zeros_like(mean)
+        order = w.order
+        out = dict(zip(self.keys, [gamma, beta, mean, var]))
+        if order is not None:
+            out = {key: v[order] if len(v) == len(order) else v for key, v in out.items()}
         out["num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
         return out
 
@@ -119,3 +136,26 @@ class Normalization(LayerHandler):
             vectors.append(v.contiguous())
         shape = shapes["mean"]
         return {"mean": vectors[0].reshape(shape), "std": vectors[1].clamp(min=0).sqrt().reshape(shape)}
+
+
+@register("GroupNormalization")
+class GroupNormalization(PerFeature):
+    """gamma, beta -> GroupNorm's weight, bias (groups=-1: one group per channel)."""
+
+    keys = ("weight", "bias")
+
+    def build(self, k, name, cfg, ins, kw):
+        center, scale = bool(cfg.get("center", True)), bool(cfg.get("scale", True))
+        if center != scale:
+            raise Skip("with only one of center and scale has no Deepwire block")
+        t = ins[0]
+        t = k.first_axis(t, k.sample_axis(cfg.get("axis", -1), len(t.perm)), name)
+        channels = k.b.specs[t.node].shape[0]
+        groups = int(cfg.get("groups", 32))
+        groups = channels if groups == -1 else groups
+        if groups < 1 or channels % groups:
+            raise Skip(f"with {groups} groups of {channels} channels has no Deepwire block")
+        params = {"num_groups": groups, "eps": float(cfg.get("epsilon", 1e-3)), "affine": scale}
+        if not scale:
+            return self.block(k, name, "GroupNorm", params, t)
+        return self.normalized(k, name, cfg, "GroupNorm", params, t, 2 * channels)
