@@ -72,6 +72,18 @@ def block_matches(block: Block, text: str) -> bool:
     return not needle or any(needle in s.lower() for s in (block.type, block.keras, block.help))
 
 
+def match_rank(block: Block, needle: str) -> tuple[int, int] | None:
+    """How well `needle` (lower case) names `block`: its type starting with it first, then its Keras
+    name starting with it, then either containing it; shorter names first ("gr": GRU before
+    GroupNorm). None when neither name contains it."""
+    for score, (name, test) in enumerate(((block.type.lower(), str.startswith), (block.keras.lower(), str.startswith),
+                                          (block.type.lower(), str.__contains__),
+                                          (block.keras.lower(), str.__contains__))):
+        if name and test(name, needle):
+            return score, len(block.type)
+    return None
+
+
 class SecondaryTextDelegate(QStyledItemDelegate):
     """Paints a row as usual, then its SECONDARY_ROLE text right-aligned in grey, elided to
     the room the main text leaves."""
@@ -220,14 +232,18 @@ class Palette(QWidget):
             self.tree.scrollToItem(first)
 
     def first_match(self) -> QTreeWidgetItem | None:
-        """The first visible block item, in catalogue order."""
-        for top in self._categories:
-            if top.isHidden():
-                continue
-            for i in range(top.childCount()):
-                if not top.child(i).isHidden():
-                    return top.child(i)
-        return None
+        """The visible block item the search names best (quickadd.match_rank: a type that starts with the
+        text before one that merely mentions it in its help), else the first in catalogue order."""
+        needle = self.search.text().strip().lower()
+        visible = [top.child(i) for top in self._categories if not top.isHidden()
+                   for i in range(top.childCount()) if not top.child(i).isHidden()]
+        best = None, (5, 0)
+        for item in visible:
+            block = get_block(item.data(0, TYPE_ROLE))
+            score = (match_rank(block, needle) if block is not None and needle else None) or (4, 0)
+            if score < best[1]:
+                best = item, score
+        return best[0] if best[0] is not None else (visible[0] if visible else None)
 
     # ------------------------------------------------------------------ events
     def _add_first_match(self) -> None:

@@ -19,20 +19,19 @@ from PySide6.QtWidgets import (
 
 from engine.blocks import CATEGORIES, REGISTRY, Block
 
-from .palette import SECONDARY_ROLE, TYPE_ROLE, SecondaryTextDelegate, block_tooltip, category_icon
+from .palette import SECONDARY_ROLE, TYPE_ROLE, SecondaryTextDelegate, block_tooltip, category_icon, match_rank
 
 VISIBLE_ROWS = 12
 
 
 def rank(blocks: list[Block], text: str) -> list[Block]:
-    """Blocks whose type or Keras name starts with `text`, then those that contain it."""
+    """Blocks whose type or Keras name starts with `text`, then those that contain it (match_rank);
+    ties keep the catalogue's order."""
     needle = text.strip().lower()
     if not needle:
         return list(blocks)
-    names = {b.type: (b.type.lower(), b.keras.lower()) for b in blocks}
-    prefix = [b for b in blocks if any(n.startswith(needle) for n in names[b.type])]
-    inside = [b for b in blocks if b not in prefix and any(needle in n for n in names[b.type])]
-    return prefix + inside
+    scored = [(match_rank(b, needle), i, b) for i, b in enumerate(blocks)]
+    return [b for score, _, b in sorted((t for t in scored if t[0] is not None), key=lambda t: (t[0], t[1]))]
 
 
 class QuickAdd(QFrame):

@@ -70,6 +70,14 @@ def test_palette_enter_adds_first_match(qtbot, palette):
     assert signal.args == ["Conv1d"]
 
 
+def test_palette_enter_prefers_a_name_over_a_mention_in_help(qtbot, palette):
+    """'dense' is Linear's Keras name; other blocks only mention dense layers in their help."""
+    qtbot.keyClicks(palette.search, "dense")
+    with qtbot.waitSignal(palette.addRequested) as signal:
+        qtbot.keyClick(palette.search, Qt.Key_Return)
+    assert signal.args == ["Linear"]
+
+
 def test_palette_mime_data_carries_the_block_type(palette):
     data = palette.tree.mimeData([palette.item_for("Conv2d")])
     assert BLOCK_MIME in data.formats()
