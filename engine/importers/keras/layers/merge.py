@@ -69,7 +69,7 @@ class CustomScale(LayerHandler):
         if not isinstance(scale, (int, float)) or isinstance(scale, bool):
             raise Skip(f"with scale {scale!r} has no Deepwire block")
         a, b = ins
-        b = k.ensure(b, a.perm, f"{name}_permute") if len(b.perm) == len(a.perm) else b
+        b = k.ensure(b, a.perm, name) if len(b.perm) == len(a.perm) else b
         scaled = k.b.add("Rescaling", f"{name}_scale", {"scale": float(scale), "offset": 0.0}, [b.node],
                          where=f"CustomScaleLayer '{name}'")
         node = k.b.add("Add", name, {}, [a.node, scaled], where=f"CustomScaleLayer '{name}'")

@@ -1,0 +1,190 @@
+"""How the layers and patterns of keras.applications map to blocks (issue #16): the real Keras files written by
+tests/fixtures/keras/make_fixtures.py (test_keras_real.py checks each reproduces Keras' outputs), and hand-written
+configurations for what those files cannot show (refusals, name clashes in nested models)."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from engine.analysis import analyse
+from engine.importers import ModelImportError, import_keras
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
+
+
+def _graph(name: str):
+    pytest.importorskip("h5py")
+    result = import_keras(FIXTURES / f"{name}.keras")
+    assert result.weights is not None
+    return result, result.graph
+
+
+def _types(graph) -> dict[str, str]:
+    return {n.name: n.type for n in graph.nodes()}
+
+
+def test_fixtures_stay_small():
+    for path in FIXTURES.glob("*.keras"):
+        assert path.stat().st_size < 100_000, path.name
+
+
+# ----------------------------------------------------------------------------- the real files
+
+def test_mobilenet_downsampling_pads_then_convolves_each_channel():
+    result, graph = _graph("mobile_block")
+    pad = graph.find("pad").params
+    assert (pad["top"], pad["bottom"], pad["left"], pad["right"]) == (0, 1, 0, 1)
+    depthwise = graph.find("depthwise")
+    assert depthwise.type == "DepthwiseConv2d" and depthwise.params["depth_multiplier"] == 2
+    assert list(depthwise.params["stride"]) == [2, 2] and depthwise.params["padding"] == "valid"
+    assert graph.find("relu6").params["function"] == "relu6"
+    assert graph.find("pointwise").params["activation"] == "hardswish"
+    assert graph.find("max").type == "GlobalMaxPool"
+    # the depthwise weight: (3 channels x 2, 1, 3, 3), channel i * 2 + m as Keras orders them
+    assert tuple(result.weights[f"{_attr(graph, 'depthwise')}.weight"].shape) == (6, 1, 3, 3)
+
+
+def _attr(graph, name: str) -> str:
+    from engine.codegen import generate
+
+    return generate(graph, analyse(graph))[1].attrs[graph.find(name).id]
+
+
+def test_strided_same_pads_the_odd_zero_at_the_end():
+    _, graph = _graph("strided_same")
+    types = _types(graph)
+    assert types["conv_pad"] == types["depthwise_pad"] == "ZeroPad2d"
+    for name in ("conv_pad", "depthwise_pad"):
+        p = graph.find(name).params
+        assert (p["top"], p["bottom"], p["left"], p["right"]) == (0, 1, 0, 1)
+    assert graph.find("conv").params["padding"] == "valid"
+    specs = analyse(graph).specs
+    assert specs[graph.find("conv").id].shape == (4, 4, 4)            # ceil(8 / 2), as in Keras
+    assert specs[graph.find("depthwise").id].shape == (4, 2, 2)
+    pool = graph.find("max").params     # padding (0, 1): one on both sides would shift the windows
+    assert list(pool["padding"]) == [0, 0] and pool["ceil_mode"] is True
+    avg = graph.find("avg").params      # Keras averages over the input alone
+    assert list(avg["padding"]) == [1, 1] and avg["count_include_pad"] is False
+
+
+def test_separable_upsampling_and_transpose():
+    _, graph = _graph("separable_upsampling")
+    types = _types(graph)
+    assert types["separable"] == "SeparableConv2d" and graph.find("separable").params["depth_multiplier"] == 2
+    assert graph.find("up").params["mode"] == "nearest" and graph.find("up_bilinear").params["mode"] == "bilinear"
+    assert types["transpose"] == "ConvTranspose2d"
+    assert types["crop"] == types["crop_1"] == "Slice"   # one Slice per cropped dimension
+    specs = analyse(graph).specs
+    assert specs[graph.find("transpose").id].shape == (3, 48, 48)
+    assert specs[graph.find("crop_1").id].shape == (3, 45, 45)
+
+
+def test_squeeze_excite_broadcasts_without_permutes():
+    """EfficientNet's SE block: Reshape (C,) -> (1, 1, C) becomes (C, 1, 1) directly, and Multiply broadcasts it
+    over the feature map; `x + 3.0` and `* (1 / 6)` are Rescalings."""
+    result, graph = _graph("squeeze_excite")
+    types = _types(graph)
+    assert "Permute" not in types.values()
+    assert list(graph.find("se_reshape").params["shape"]) == [8, 1, 1]
+    assert types["excite"] == types["gated"] == "Multiply"
+    assert types["drop_connect"] == "StochasticDepth" and graph.find("drop_connect").params["mode"] == "row"
+    assert types["pool"] == "Reduce" and graph.find("pool").params["keepdims"] is True
+    assert graph.find("add").params == {"scale": 1.0, "offset": 3.0}
+    assert graph.find("multiply").params["scale"] == pytest.approx(1 / 6)
+    assert graph.find("hard_sigmoid").params["function"] == "hardsigmoid"
+    assert graph.find("normalizer").params["axis"] == 0      # over the channels of (C, H, W)
+
+
+def test_nested_models_import_flat_with_their_weights():
+    result, graph = _graph("nested")
+    types = _types(graph)
+    assert types["stem_conv"] == "Conv2d" and types["stem_norm"] == "LayerNorm"
+    assert types["block_dw"] == "DepthwiseConv2d" and types["block_scale"] == "LayerScale"
+    assert "stem" not in types and "block" not in types      # the nested models themselves are no blocks
+    assert graph.find("block_scale").params == {"init_value": 0.5, "layout": "channels_last"}
+    assert types["scaled_add"] == "Add" and graph.find("scaled_add_scale").params["scale"] == pytest.approx(0.17)
+    h5py = pytest.importorskip("h5py")
+    with zipfile.ZipFile(FIXTURES / "nested.keras") as zf:   # Keras files them under the nested model's layers/
+        with h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as f:
+            assert "layers/sequential/layers/conv2d/vars" in f and "layers/functional/layers/dense_1/vars" in f
+    # conv 2*2*3*6 + 6, norm 12, depthwise 9*6 + 6, dense 6*12 + 12 and 12*6 + 6, scale 6, residual 6*6 + 6,
+    # logits 6*2 + 2: all learned here as in Keras
+    assert result.source_params == analyse(graph).total_params == 78 + 12 + 60 + 84 + 78 + 6 + 42 + 14
+
+
+def test_one_dimensional_layers():
+    _, graph = _graph("sequence_layers")
+    types = _types(graph)
+    assert types["pad"] == "ZeroPad1d" and (graph.find("pad").params["left"], graph.find("pad").params["right"]) \
+        == (1, 2)
+    assert graph.find("conv").params["padding"] == [1]          # 13 at stride 2: even padding, written out
+    assert graph.find("prelu").params["per_channel"] is True
+    assert graph.find("groups").params["num_groups"] == 3
+    assert types["up"] == "Upsample1d" and types["transpose"] == "ConvTranspose1d"
+    assert graph.find("transpose").params["activation"] == "mish"
+    assert graph.find("out").params["activation"] == "softplus"
+
+
+# ----------------------------------------------------------------------------- hand-written configurations
+
+def _input(shape, name):
+    return {"class_name": "InputLayer", "name": name, "config": {"batch_shape": [None, *shape], "name": name},
+            "inbound_nodes": []}
+
+
+def _call(cls, name, args, **config):
+    refs = [a if not isinstance(a, str) else {"class_name": "__keras_tensor__", "config": {"keras_history": [a, 0, 0]}}
+            for a in args]
+    return {"class_name": cls, "name": name, "config": {"name": name, **config},
+            "inbound_nodes": [{"args": refs, "kwargs": {}}]}
+
+
+def _functional(layers, inputs, outputs, name="f"):
+    return {"class_name": "Functional", "config": {"name": name, "layers": layers,
+                                                   "input_layers": [[i, 0, 0] for i in inputs],
+                                                   "output_layers": [[o, 0, 0] for o in outputs]}}
+
+
+def test_a_nested_layer_named_like_an_outer_one_is_renamed():
+    inner = _functional([_input([4], "inner_in"), _call("Dense", "dense", ["inner_in"], units=3)],
+                        ["inner_in"], ["dense"], name="inner")
+    model = _functional([_input([4], "x"), _call("Dense", "dense", ["x"], units=4),
+                         dict(_call("Functional", "inner", ["dense"]), config=inner["config"])], ["x"], ["inner"])
+    graph = import_keras(model).graph
+    names = {n.name for n in graph.nodes()}
+    assert {"dense", "inner_dense"} <= names
+    assert analyse(graph).specs[graph.find("inner_dense").id].shape == (3,)
+
+
+def test_what_a_nested_model_cannot_map_names_the_model():
+    inner = {"class_name": "Sequential", "config": {"name": "stem", "layers": [
+        {"class_name": "Lambda", "config": {"name": "fn"}}]}}
+    model = _functional([_input([4], "x"), dict(_call("Sequential", "stem", ["x"]), config=inner["config"])],
+                        ["x"], ["stem"])
+    with pytest.raises(ModelImportError, match="Lambda 'fn' \\(in the nested model 'stem'\\) has no Deepwire block"):
+        import_keras(model)
+
+
+@pytest.mark.parametrize("layer, message", [
+    (_call("ReLU", "r", ["x"], max_value=3.0), "max_value other than 6"),
+    (_call("Dense", "d", ["x", 2.0], units=2), "number 2.0 among its inputs"),
+    (_call("Dropout", "d", ["x"], rate=0.5, noise_shape=[None, 4]), "noise_shape"),
+    (_call("Activation", "a", ["x"], activation="leaky_relu"), "activation 'leaky_relu'"),
+])
+def test_refusals_of_the_new_layers_say_why(layer, message):
+    model = _functional([_input([4], "x"), layer], ["x"], [layer["name"]])
+    with pytest.raises(ModelImportError, match=message):
+        import_keras(model)
+
+
+def test_a_transposed_convolution_keras_backends_disagree_on_is_refused():
+    layer = _call("Conv2DTranspose", "up", ["x"], filters=2, kernel_size=3, strides=2, padding="same")
+    model = _functional([_input([4, 4, 3], "x"), layer], ["x"], ["up"])
+    with pytest.raises(ModelImportError, match="pads differently in Keras' backends"):
+        import_keras(model)
+    layer["config"]["kernel_size"] = 4      # consistent: (4 - 1) * 2 + 4 - 2 * 1 = 8 = 4 * 2
+    graph = import_keras(model).graph
+    assert analyse(graph).specs[graph.find("up").id].shape == (2, 8, 8)
