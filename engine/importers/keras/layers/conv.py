@@ -194,7 +194,7 @@ class ConvTranspose(LayerHandler):
             elif cfg.get("padding") == "same":
                 op = s - size % 2 if op is None else op
                 pad = max(-((size % 2 - size + op) // 2), 0)
-                out_pad = 2 * pad - size + s + op
+                out_pad = 2 * pad + size % 2 - size + op
                 if pad > 0 and out_pad > 0:
                     raise Skip("with padding 'same' here pads differently in Keras' backends (Keras warns); use "
                                "an odd kernel size with stride 1 or a kernel size equal to the stride")
