@@ -23,17 +23,37 @@ SUPPORTED_MODULES = [
     (nn.LeakyReLU, nn.LeakyReLU, (8,), "Activation"),
     (nn.SiLU, nn.SiLU, (8,), "Activation"),
     (nn.ELU, nn.ELU, (8,), "Activation"),
+    (nn.ReLU6, nn.ReLU6, (8,), "Activation"),
+    (nn.Hardtanh, lambda: nn.Hardtanh(0.0, 6.0), (8,), "Activation"),
+    (nn.Hardswish, nn.Hardswish, (8,), "Activation"),
+    (nn.Hardsigmoid, nn.Hardsigmoid, (8,), "Activation"),
+    (nn.Mish, nn.Mish, (8,), "Activation"),
+    (nn.Softplus, nn.Softplus, (8,), "Activation"),
+    (nn.Softsign, nn.Softsign, (8,), "Activation"),
+    (nn.SELU, nn.SELU, (8,), "Activation"),
+    (nn.PReLU, lambda: nn.PReLU(2), (2, 6, 6), "PReLU"),
     (nn.Identity, nn.Identity, (8,), None),
     (nn.Linear, lambda: nn.Linear(8, 3), (8,), "Linear"),
     (nn.Conv1d, lambda: nn.Conv1d(2, 3, 3), (2, 8), "Conv1d"),
     (nn.Conv2d, lambda: nn.Conv2d(2, 3, 3), (2, 6, 6), "Conv2d"),
     (nn.ConvTranspose2d, lambda: nn.ConvTranspose2d(2, 3, 3, stride=2), (2, 4, 4), "ConvTranspose2d"),
+    (nn.ConvTranspose1d, lambda: nn.ConvTranspose1d(2, 3, 3, stride=2), (2, 8), "ConvTranspose1d"),
     (nn.MaxPool1d, lambda: nn.MaxPool1d(2), (2, 8), "MaxPool1d"),
     (nn.MaxPool2d, lambda: nn.MaxPool2d(2), (2, 6, 6), "MaxPool2d"),
     (nn.AvgPool1d, lambda: nn.AvgPool1d(2), (2, 8), "AvgPool1d"),
     (nn.AvgPool2d, lambda: nn.AvgPool2d(2), (2, 6, 6), "AvgPool2d"),
-    (nn.AdaptiveAvgPool1d, lambda: nn.AdaptiveAvgPool1d(1), (2, 8), "GlobalAvgPool"),
-    (nn.AdaptiveAvgPool2d, lambda: nn.AdaptiveAvgPool2d(1), (2, 6, 6), "GlobalAvgPool"),
+    (nn.AdaptiveAvgPool1d, lambda: nn.AdaptiveAvgPool1d(1), (2, 8), "AdaptiveAvgPool1d"),
+    (nn.AdaptiveAvgPool2d, lambda: nn.AdaptiveAvgPool2d(1), (2, 6, 6), "AdaptiveAvgPool2d"),
+    (nn.AdaptiveMaxPool1d, lambda: nn.AdaptiveMaxPool1d(3), (2, 8), "AdaptiveMaxPool1d"),
+    (nn.AdaptiveMaxPool2d, lambda: nn.AdaptiveMaxPool2d(1), (2, 6, 6), "AdaptiveMaxPool2d"),
+    (nn.GroupNorm, lambda: nn.GroupNorm(2, 4), (4, 6, 6), "GroupNorm"),
+    (nn.InstanceNorm1d, lambda: nn.InstanceNorm1d(2, affine=True), (2, 8), "InstanceNorm"),
+    (nn.InstanceNorm2d, lambda: nn.InstanceNorm2d(2), (2, 6, 6), "InstanceNorm"),
+    (nn.Upsample, lambda: nn.Upsample(scale_factor=2, mode="bilinear"), (2, 4, 4), "Upsample2d"),
+    (nn.ZeroPad1d, lambda: nn.ZeroPad1d((1, 2)), (2, 8), "ZeroPad1d"),
+    (nn.ZeroPad2d, lambda: nn.ZeroPad2d((1, 2, 0, 1)), (2, 4, 4), "ZeroPad2d"),
+    (nn.ConstantPad1d, lambda: nn.ConstantPad1d(1, 0.0), (2, 8), "ZeroPad1d"),
+    (nn.ConstantPad2d, lambda: nn.ConstantPad2d(1, 0.0), (2, 4, 4), "ZeroPad2d"),
     (nn.BatchNorm1d, lambda: nn.BatchNorm1d(8), (8,), "BatchNorm"),
     (nn.BatchNorm2d, lambda: nn.BatchNorm2d(2), (2, 6, 6), "BatchNorm"),
     (nn.LayerNorm, lambda: nn.LayerNorm(8), (5, 8), "LayerNorm"),
@@ -55,12 +75,16 @@ SUPPORTED_FUNCTIONS = [F.relu, torch.relu, F.gelu, torch.sigmoid, F.sigmoid, tor
                        torch.softmax, F.leaky_relu, F.silu, F.elu, torch.add, torch.mul, torch.sub, torch.div,
                        torch.cat, torch.concat, torch.concatenate, torch.reshape, torch.flatten, torch.squeeze,
                        torch.unsqueeze, torch.mean, torch.permute, torch.transpose, F.dropout, F.max_pool1d,
-                       F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d]
+                       F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
+                       F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.relu6, F.hardtanh, F.hardswish, F.hardsigmoid,
+                       F.mish, F.softplus, F.softsign, F.selu, torch.selu, F.interpolate, F.pad, torch.sum,
+                       torch.amax, torch.chunk, torch.split, torch.unbind, torch._assert]
 SUPPORTED_METHODS = ["relu", "sigmoid", "tanh", "softmax", "add", "mul", "sub", "div", "add_", "mul_", "view",
                      "reshape", "flatten", "squeeze", "unsqueeze", "mean", "permute", "transpose", "size",
-                     "contiguous", "clone", "detach", "float"]
+                     "contiguous", "clone", "detach", "float", "selu", "sum", "amax", "chunk", "split", "unbind",
+                     "dim", "ndimension", "numel"]
 HELPER_MODULES = ["Normalization", "PositionalEmbedding", "RandomFlip", "RandomRotation", "RandomTranslation",
-                  "RandomCrop", "GaussianNoise"]
+                  "RandomCrop", "GaussianNoise", "LayerNorm2d", "LayerScale", "ClassToken", "StochasticDepth"]
 
 
 class Wrapper(nn.Module):
@@ -197,13 +221,13 @@ def test_an_unsupported_module_is_named():
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(8, 8)
-            self.act = nn.PReLU()
+            self.act = nn.Hardshrink()
 
         def forward(self, x):
             return self.act(self.fc(x))
 
-    with pytest.raises(ModelImportError, match=r"1 operation has no Deepwire block: .*PReLU \(self\.act\) has no "
-                                               r"Deepwire block"):
+    with pytest.raises(ModelImportError, match=r"1 operation has no Deepwire block: .*Hardshrink \(self\.act\) has "
+                                               r"no Deepwire block"):
         import_torch(Net())
 
 

@@ -49,3 +49,25 @@ def weightless(name: str, params):
 
 for _name, _params in WEIGHTLESS.items():
     helper_module(_name)(weightless(_name, _params))
+
+
+@helper_module("LayerNorm2d")
+def layer_norm_2d(t, n, m):
+    return t.layer(n, "LayerNorm2d", {"eps": float(m.eps)}, m.state_dict())
+
+
+@helper_module("LayerScale")
+def layer_scale(t, n, m):
+    shape = t.sample(n.args[0])
+    layout = "channels_last" if m.gamma.dim() == 1 and len(shape) != 1 or len(shape) == 1 else "channels_first"
+    return t.layer(n, "LayerScale", {"layout": layout}, m.state_dict())
+
+
+@helper_module("ClassToken")
+def class_token(t, n, m):
+    return t.layer(n, "ClassToken", {}, m.state_dict())
+
+
+@helper_module("StochasticDepth")
+def stochastic_depth(t, n, m):
+    return t.layer(n, "StochasticDepth", {"p": float(m.p), "mode": m.mode}, {})

@@ -14,17 +14,17 @@ def pool(t, n, kind: str, nd: int, opts: dict, name: str):
     """A `kind` ("Max"/"Avg") pooling over `nd` dimensions with torch's options `opts`."""
     def tup(v):
         return list(v) if isinstance(v, (tuple, list)) else [v] * nd
-    if tup(opts.get("dilation", 1)) != [1] * nd or opts.get("ceil_mode") or opts.get("return_indices"):
-        raise Unsupported("with dilation, ceil_mode or return_indices has no Deepwire block")
+    if tup(opts.get("dilation", 1)) != [1] * nd or opts.get("return_indices"):
+        raise Unsupported("with dilation or return_indices has no Deepwire block")
     if opts.get("divisor_override") is not None:
         raise Unsupported("with divisor_override has no Deepwire block")
     kernel = tup(opts["kernel_size"])
     stride = tup(opts["stride"]) if opts.get("stride") not in (None, (), []) else kernel
     padding = tup(opts.get("padding", 0))
-    if kind == "Avg" and any(padding) and not opts.get("count_include_pad", True):
-        raise Unsupported("with count_include_pad=False has no Deepwire block")
     params = {"kernel_size": compact(kernel), "stride": 0 if stride == kernel else compact(stride),
-              "padding": compact(padding)}
+              "padding": compact(padding), "ceil_mode": bool(opts.get("ceil_mode", False))}
+    if kind == "Avg":
+        params["count_include_pad"] = bool(opts.get("count_include_pad", True))
     return t.add(f"{kind}Pool{nd}d", name, params, [t.value(n.args[0])], None, n)
 
 
@@ -56,15 +56,25 @@ for _kind, _nd, _module, _function in (("Max", 1, nn.MaxPool1d, F.max_pool1d), (
 
 
 class Gap(Pending):
-    """AdaptiveAvgPool(1): a GlobalAvgPool until something needs the trailing 1s."""
+    """AdaptiveAvg/MaxPool(1): a GlobalAvgPool/GlobalMaxPool until something needs the trailing 1s."""
 
-    def __init__(self, src: str, rank: int, fx_node):
-        self.src, self.rank, self.fx_node = src, rank, fx_node
+    def __init__(self, src: str, rank: int, fx_node, kind: str = "Avg"):
+        self.src, self.rank, self.fx_node, self.kind = src, rank, fx_node, kind
         self.node_id: str | None = None
+        self.kept: str | None = None
 
     def node(self, t, keep_dims: bool) -> str:
+        if keep_dims and self.node_id is None:   # used as it is: the adaptive pooling block itself
+            if self.kept is None:
+                nd = self.rank - 1
+                name = t.module_name(self.fx_node.target) if self.fx_node.op == "call_module" else \
+                    f"adaptive_{self.kind.lower()}_pool{nd}d"
+                self.kept = t.add(f"Adaptive{self.kind}Pool{nd}d", name, {"output_size": 1}, [self.src], None,
+                                  self.fx_node)
+            return self.kept
         if self.node_id is None:
-            self.node_id = t.add("GlobalAvgPool", "global_avg_pool", {"layout": "channels_first"}, [self.src])
+            self.node_id = t.add(f"Global{self.kind}Pool", f"global_{self.kind.lower()}_pool",
+                                 {"layout": "channels_first"}, [self.src])
         if not keep_dims:
             return self.node_id
         channels = t.b.specs[self.node_id].shape[0]
@@ -77,19 +87,36 @@ class Gap(Pending):
         return self.node(t, keep_dims=False) if len(shape) == 1 else None
 
 
-def adaptive(t, n, output_size, nd: int) -> Gap:
-    sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * nd
-    if any(s != 1 for s in sizes):
-        raise Unsupported("to a size other than 1 has no Deepwire block (GlobalAvgPool averages to 1)")
-    return Gap(t.value(n.args[0]), nd + 1, n)
+def adaptive(t, n, output_size, nd: int, kind: str = "Avg"):
+    sizes = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * nd
+    shape = t.sample(n.args[0])
+    sizes = [shape[1 + i] if s is None else s for i, s in enumerate(sizes)]
+    if all(s == 1 for s in sizes):
+        return Gap(t.value(n.args[0]), nd + 1, n, kind)
+    if tuple(sizes) == tuple(shape[1:]):
+        return t.value(n.args[0])   # already that size: nothing to do
+    name = t.module_name(n.target) if n.op == "call_module" else f"adaptive_{kind.lower()}_pool{nd}d"
+    return t.add(f"Adaptive{kind}Pool{nd}d", name, {"output_size": compact(sizes)}, [t.value(n.args[0])], None, n)
 
 
-@module(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+ADAPTIVE = {nn.AdaptiveAvgPool1d: ("Avg", 1), nn.AdaptiveAvgPool2d: ("Avg", 2), nn.AdaptiveMaxPool1d: ("Max", 1),
+            nn.AdaptiveMaxPool2d: ("Max", 2)}
+ADAPTIVE_FUNCTIONS = {F.adaptive_avg_pool1d: ("Avg", 1), F.adaptive_avg_pool2d: ("Avg", 2),
+                      F.adaptive_max_pool1d: ("Max", 1), F.adaptive_max_pool2d: ("Max", 2)}
+
+
+@module(*ADAPTIVE)
 def adaptive_module(t, n, m):
-    return adaptive(t, n, m.output_size, 1 if isinstance(m, nn.AdaptiveAvgPool1d) else 2)
+    if getattr(m, "return_indices", False):
+        raise Unsupported("with return_indices has no Deepwire block")
+    kind, nd = ADAPTIVE[type(m)]
+    return adaptive(t, n, m.output_size, nd, kind)
 
 
-@function(F.adaptive_avg_pool1d, F.adaptive_avg_pool2d)
+@function(*ADAPTIVE_FUNCTIONS)
 def adaptive_function(t, n):
-    args = bind(n, ("input", "output_size"))
-    return adaptive(t, n, args["output_size"], 1 if n.target is F.adaptive_avg_pool1d else 2)
+    args = bind(n, ("input", "output_size", "return_indices"))
+    if args.get("return_indices"):
+        raise Unsupported("with return_indices has no Deepwire block")
+    kind, nd = ADAPTIVE_FUNCTIONS[n.target]
+    return adaptive(t, n, args["output_size"], nd, kind)

@@ -13,7 +13,7 @@ import torch
 from ....blocks import TOKENS
 from ..registry import function, method
 from ..translate import bind, size_arithmetic
-from ..values import Meta, Pending, Size, Unsupported
+from ..values import Meta, Param, Pending, Size, Unsupported
 
 ARITH = {operator.add: "add", operator.iadd: "add", torch.add: "add", operator.mul: "mul", operator.imul: "mul",
          torch.mul: "mul", operator.sub: "sub", operator.isub: "sub", torch.sub: "sub",
@@ -36,9 +36,9 @@ def arith(t, n, op, a, b):
     if not ta and not tb:
         return Size()
     if ta and tb:
-        if t.shape(a) != t.shape(b):
-            raise Unsupported(f"combines tensors of different shapes {t.shape(a)[1:]} and "
-                              f"{t.shape(b)[1:]} (broadcasting); Deepwire's merges need equal shapes")
+        for x, w in ((a, b), (b, a)):
+            if isinstance(t.env.get(w), Param) and not isinstance(t.env.get(x), Param):
+                return with_parameter(t, n, op, x, t.env[w])
         if op == "add":
             return t.add("Add", "add", {}, [t.value(a), t.value(b)], None, n)
         if op == "mul":
@@ -70,6 +70,32 @@ def arith(t, n, op, a, b):
     return node_id
 
 
+def with_parameter(t, n, op, x, w: Param):
+    """`x * self.gamma` (a per-channel scale: LayerScale) or `x + self.pos_embed` (a learned position table as
+    long as the sequence: PositionalEmbedding)."""
+    shape = t.sample(x)
+    gamma = w.tensor
+    if op == "mul":
+        rank = len(shape)
+        flat = gamma.reshape(-1)
+        channels_last = tuple(gamma.shape[-1:]) == shape[-1:] and all(d == 1 for d in gamma.shape[:-1]) \
+            and gamma.dim() <= rank + 1
+        channels_first = rank >= 2 and tuple(gamma.shape[-rank:]) == (shape[0],) + (1,) * (rank - 1) \
+            and all(d == 1 for d in gamma.shape[:-rank])
+        if channels_last or channels_first:
+            layout = "channels_last" if channels_last else "channels_first"
+            scale = flat if layout == "channels_last" else flat.reshape((shape[0],) + (1,) * (rank - 1))
+            src = t.value(x)
+            w.take(t)
+            return t.add("LayerScale", t.module_name(w.target), {"init_value": 1e-5, "layout": layout}, [src],
+                         {"gamma": scale.detach()}, n)
+    if op == "add" and len(shape) == 2 and tuple(gamma.shape[-2:]) == tuple(shape) \
+            and all(d == 1 for d in gamma.shape[:-2]):
+        return t.add("PositionalEmbedding", t.module_name(w.target), {"kind": "learned"}, [t.value(x)],
+                     {"weight": w.take(t).reshape(shape)}, n)
+    raise Unsupported(f"uses {w.what}")
+
+
 @function(*ARITH)
 @method(*ARITH_METHODS)
 def arithmetic(t, n):
@@ -84,14 +110,30 @@ function(operator.floordiv, operator.mod, operator.neg)(size_arithmetic)
 def concat(t, n):
     args = bind(n, ("tensors", "dim"))
     tensors, dim = args["tensors"], args.get("dim", 0)
+    if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
+        return t.value(tensors[0])   # DenseNet's first layer joins one tensor: nothing to do
     if not isinstance(tensors, (list, tuple)) or len(tensors) < 2:
         raise Unsupported("of fewer than two tensors has no Deepwire block")
+    token = t.env.get(tensors[0])
+    if isinstance(token, Param):
+        return class_token(t, n, token, tensors[1:], dim)
     rank = len(t.shape(tensors[0]) or ())
     dim = dim % rank if rank else dim
     if dim == 0:
         raise Unsupported("joins along the batch dimension; Deepwire's Concatenate joins within samples")
     sample_dim = -1 if dim == rank - 1 else dim - 1
     return t.add("Concatenate", "concatenate", {"dim": sample_dim}, [t.value(x) for x in tensors], None, n)
+
+
+def class_token(t, n, token: Param, rest, dim):
+    """torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1): a learned token before a (T, D) sequence."""
+    if len(rest) != 1 or not token.expanded or dim % 3 != 1 or token.tensor.dim() != 3 \
+            or tuple(token.tensor.shape[:2]) != (1, 1):
+        raise Unsupported(f"puts {token.what} before a sequence other than as one class token (ClassToken)")
+    shape = t.sample(rest[0])
+    if len(shape) != 2 or shape[1] != token.tensor.shape[2]:
+        raise Unsupported(f"puts a token of {tuple(token.tensor.shape)} before a {shape} input")
+    return t.add("ClassToken", t.module_name(token.target), {}, [t.value(rest[0])], {"token": token.take(t)}, n)
 
 
 def reshape(t, n, src_arg):
@@ -119,6 +161,8 @@ def reshape_function(t, n):
 @method("view", "reshape", "flatten", "squeeze", "unsqueeze")
 def reshape_method(t, n):
     v = t.env.get(n.args[0])
+    if isinstance(v, Param):
+        return v.method(t, n)
     if n.target == "squeeze" and isinstance(v, Pending):
         squeezed = v.squeezed(t)
         if squeezed is not None:
@@ -131,20 +175,42 @@ def reshape_method(t, n):
 def mean(t, n):
     args = bind(n, ("input", "dim", "keepdim"))
     src_arg, dim = args["input"], args.get("dim")
-    if args.get("keepdim", False):
-        raise Unsupported("with keepdim=True has no Deepwire block")
     full = t.shape(src_arg)
     if full is None or dim is None:
         raise Unsupported("over every dimension has no Deepwire block")
     rank = len(full)
     dims = {d % rank for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
-    src = t.value(src_arg)
-    if rank == 3 and dims == {1}:
-        return t.add("GlobalAvgPool", "global_avg_pool", {"layout": "sequence"}, [src], None, n)
-    if rank in (3, 4) and dims == set(range(2, rank)):
-        return t.add("GlobalAvgPool", "global_avg_pool", {"layout": "channels_first"}, [src], None, n)
-    raise Unsupported("over these dimensions has no Deepwire block (GlobalAvgPool averages over time, or over "
-                      "every position of a (C, L) or (C, H, W) input)")
+    if not args.get("keepdim", False):
+        src = t.value(src_arg)
+        if rank == 3 and dims == {1}:
+            return t.add("GlobalAvgPool", "global_avg_pool", {"layout": "sequence"}, [src], None, n)
+        if rank in (3, 4) and dims == set(range(2, rank)):
+            return t.add("GlobalAvgPool", "global_avg_pool", {"layout": "channels_first"}, [src], None, n)
+    return reduce(t, n, "mean", src_arg, dims, args.get("keepdim", False))
+
+
+def reduce(t, n, op: str, src_arg, dims, keepdim: bool):
+    if 0 in dims:
+        raise Unsupported("reduces over the batch dimension; Deepwire's Reduce works within samples")
+    return t.add("Reduce", op, {"op": op, "dims": sorted(d - 1 for d in dims), "keepdims": bool(keepdim)},
+                 [t.value(src_arg)], None, n)
+
+
+def reduce_call(op: str):
+    def handle(t, n):
+        args = bind(n, ("input", "dim", "keepdim"))
+        full, dim = t.shape(args["input"]), args.get("dim")
+        if full is None or dim is None:
+            raise Unsupported("over every dimension has no Deepwire block")
+        dims = {d % len(full) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        return reduce(t, n, op, args["input"], dims, args.get("keepdim", False))
+    return handle
+
+
+function(torch.sum)(reduce_call("sum"))
+method("sum")(reduce_call("sum"))
+function(torch.amax)(reduce_call("max"))
+method("amax")(reduce_call("max"))
 
 
 def permute(t, n, src_arg, dims):
@@ -192,7 +258,108 @@ def getitem(t, n):
         item = v.item(t, index)
         if item is not None:
             return item
-    raise Unsupported("indexes a tensor; Deepwire has no block for that")
+        if not v.counts_as_tensor or isinstance(v, Param):
+            raise Unsupported("indexes a tensor; Deepwire has no block for that")
+    return index_tensor(t, n, base, index)
+
+
+def index_tensor(t, n, base, index):
+    """x[:, 0] (Select), x[:, :k], x[..., a:b:c] (Slice): one block per indexed dimension after the batch."""
+    index = index if isinstance(index, tuple) else (index,)
+    rank = len(t.shape(base) or ())
+    if any(i is Ellipsis for i in index):
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (rank - len(index) + 1) + index[at + 1:]
+    if not index or len(index) > rank or index[0] != slice(None) \
+            or not all(isinstance(i, slice) or (isinstance(i, int) and not isinstance(i, bool)) for i in index):
+        raise Unsupported("indexes a tensor other than by positions and ranges after the batch; Deepwire has no "
+                          "block for that")
+    src, dropped = t.value(base), 0
+    for axis, item in enumerate(index[1:], start=0):
+        if isinstance(item, int):
+            src = t.add("Select", "select", {"dim": axis - dropped, "index": item}, [src], None, n)
+            dropped += 1
+        elif item != slice(None):
+            if any(not isinstance(v, (int, type(None))) for v in (item.start, item.stop, item.step)):
+                raise Unsupported("slices by a tensor's size, which Deepwire cannot express")
+            size = t.b.specs[src].shape[axis - dropped]
+            start, stop, step = item.indices(size)
+            if start == 0 and stop == size and step == 1:
+                continue
+            src = t.add("Slice", "slice", {"dim": axis - dropped, "start": start, "stop": 0 if stop >= size else stop,
+                                           "step": step}, [src], None, n)
+    return src
+
+
+class Pieces(Pending):
+    """The parts of x.chunk()/split()/unbind(): each one a Slice (or a Select) when forward takes it."""
+
+    what = "the parts of a split tensor"
+
+    def __init__(self, fx_node, src: str, dim: int, bounds: list[tuple[int, int]], drop: bool):
+        self.fx_node, self.src, self.dim, self.bounds, self.drop = fx_node, src, dim, bounds, drop
+        self.made: dict[int, str] = {}
+
+    def item(self, t, index):
+        if not isinstance(index, int) or not -len(self.bounds) <= index < len(self.bounds):
+            return None
+        index %= len(self.bounds)
+        if index not in self.made:
+            start, stop = self.bounds[index]
+            size = t.b.specs[self.src].shape[self.dim]
+            if self.drop:
+                params, kind = {"dim": self.dim, "index": start}, "Select"
+            else:
+                params, kind = {"dim": self.dim, "start": start, "stop": 0 if stop >= size else stop, "step": 1}, \
+                    "Slice"
+            self.made[index] = t.add(kind, kind.lower(), params, [self.src], None, self.fx_node)
+        return self.made[index]
+
+
+def pieces(t, n, src_arg, dim, sizes: list[int], drop: bool = False) -> Pieces:
+    rank = len(t.shape(src_arg) or ())
+    dim %= rank
+    if dim == 0:
+        raise Unsupported("splits the batch dimension; Deepwire's Slice works within samples")
+    bounds, at = [], 0
+    for size in sizes:
+        bounds.append((at, at + size))
+        at += size
+    return Pieces(n, t.value(src_arg), dim - 1, bounds, drop)
+
+
+@function(torch.chunk)
+@method("chunk")
+def chunk(t, n):
+    args = bind(n, ("input", "chunks", "dim"))
+    full = t.shape(args["input"])
+    dim = args.get("dim", 0) % len(full)
+    size = -(-full[dim] // args["chunks"])
+    count = -(-full[dim] // size)
+    return pieces(t, n, args["input"], dim, [min(size, full[dim] - i * size) for i in range(count)])
+
+
+@function(torch.split)
+@method("split")
+def split(t, n):
+    args = bind(n, ("input", "split_size_or_sections", "dim"))
+    full = t.shape(args["input"])
+    dim = args.get("dim", 0) % len(full)
+    sizes = args.get("split_size_or_sections", args.get("split_size"))
+    if isinstance(sizes, int):
+        sizes = [min(sizes, full[dim] - i) for i in range(0, full[dim], sizes)]
+    if not isinstance(sizes, (list, tuple)) or not all(isinstance(v, int) for v in sizes):
+        raise Unsupported("splits by sizes Deepwire cannot read")
+    return pieces(t, n, args["input"], dim, list(sizes))
+
+
+@function(torch.unbind)
+@method("unbind")
+def unbind(t, n):
+    args = bind(n, ("input", "dim"))
+    full = t.shape(args["input"])
+    dim = args.get("dim", 0) % len(full)
+    return pieces(t, n, args["input"], dim, [1] * full[dim], drop=True)
 
 
 @function(getattr)
@@ -205,7 +372,7 @@ def attribute(t, n):
     raise Unsupported(f"reads .{attr}, which Deepwire cannot express")
 
 
-@method("size")
+@method("size", "dim", "ndimension", "numel")
 def size(t, n):
     return Size()
 
