@@ -118,6 +118,75 @@ def _digits_cnn():
     ])
 
 
+def _mobilenet():
+    """An inverted-residual block with squeeze-and-excitation (MobileNetV2/V3's), then a downsampling one."""
+    layers = [
+        ("image", "Input", {"shape": [1, 8, 8]}),
+        ("rescaling", "Rescaling", {"scale": 1 / 16}),
+        ("stem", "Conv2d", {"filters": 16, "kernel_size": 3, "padding": "same", "bias": False}),
+        ("stem_bn", "BatchNorm", {}),
+        ("stem_relu6", "Activation", {"function": "relu6"}),
+        ("expand", "Conv2d", {"filters": 64, "kernel_size": 1, "bias": False}),
+        ("expand_bn", "BatchNorm", {}),
+        ("expand_relu6", "Activation", {"function": "relu6"}),
+        ("depthwise", "DepthwiseConv2d", {"kernel_size": 3, "padding": "same", "bias": False}),
+        ("depthwise_bn", "BatchNorm", {}),
+        ("depthwise_relu6", "Activation", {"function": "relu6"}),
+        ("se_pool", "AdaptiveAvgPool2d", {"output_size": 1}),
+        ("se_reduce", "Conv2d", {"filters": 16, "kernel_size": 1, "activation": "relu"}),
+        ("se_gate", "Conv2d", {"filters": 64, "kernel_size": 1, "activation": "hardsigmoid"}),
+        ("se_scale", "Multiply", {}),
+        ("project", "Conv2d", {"filters": 16, "kernel_size": 1, "bias": False}),
+        ("project_bn", "BatchNorm", {}),
+        ("residual", "Add", {}),
+        ("expand_2", "Conv2d", {"filters": 96, "kernel_size": 1, "bias": False}),
+        ("expand_2_bn", "BatchNorm", {}),
+        ("expand_2_relu6", "Activation", {"function": "relu6"}),
+        ("depthwise_2", "DepthwiseConv2d", {"kernel_size": 3, "stride": 2, "padding": 1, "bias": False}),
+        ("depthwise_2_bn", "BatchNorm", {}),
+        ("depthwise_2_relu6", "Activation", {"function": "relu6"}),
+        ("project_2", "Conv2d", {"filters": 32, "kernel_size": 1, "bias": False}),
+        ("project_2_bn", "BatchNorm", {}),
+        ("global_pool", "GlobalAvgPool", {}),
+        ("dropout", "Dropout", {"p": 0.2}),
+        ("classifier", "Linear", {"units": 10}),
+        ("output", "Output", {}),
+    ]
+
+    def chain(*names):
+        return list(zip(names, names[1:]))
+
+    wires = (chain("image", "rescaling", "stem", "stem_bn", "stem_relu6", "expand", "expand_bn", "expand_relu6",
+                   "depthwise", "depthwise_bn", "depthwise_relu6", "se_pool", "se_reduce", "se_gate")
+             + [("depthwise_relu6", "se_scale"), ("se_gate", "se_scale")]       # (64, 8, 8) x (64, 1, 1)
+             + chain("se_scale", "project", "project_bn", "residual") + [("stem_relu6", "residual")]
+             + chain("residual", "expand_2", "expand_2_bn", "expand_2_relu6", "depthwise_2", "depthwise_2_bn",
+                     "depthwise_2_relu6", "project_2", "project_2_bn", "global_pool", "dropout", "classifier",
+                     "output"))
+    return build("MobileNetV2-style CNN (digits)", layers, wires)
+
+
+def _vit():
+    """ViT-tiny's shape: patches as tokens, a class token, learned positions, pre-norm encoder layers."""
+    return build("ViT-tiny image transformer (digits)", [
+        ("image", "Input", {"shape": [1, 8, 8]}),
+        ("rescaling", "Rescaling", {"scale": 1 / 16}),
+        ("patches", "Conv2d", {"filters": 32, "kernel_size": 2, "stride": 2}),
+        ("tokens", "Reshape", {"shape": [32, 16]}),
+        ("sequence", "Permute", {"dims": [1, 0]}),
+        ("class_token", "ClassToken", {}),
+        ("positions", "PositionalEmbedding", {"kind": "learned"}),
+        ("encoder", "TransformerEncoderLayer", {"nhead": 4, "dim_feedforward": 64, "dropout": 0.1,
+                                                "activation": "gelu", "norm_first": True}),
+        ("encoder_1", "TransformerEncoderLayer", {"nhead": 4, "dim_feedforward": 64, "dropout": 0.1,
+                                                  "activation": "gelu", "norm_first": True}),
+        ("norm", "LayerNorm", {}),
+        ("take_class_token", "Select", {"dim": 0, "index": 0}),
+        ("head", "Linear", {"units": 10}),
+        ("output", "Output", {}),
+    ])
+
+
 BUILDERS = {
     "fashion_mnist_mlp": (_mlp, "Keras' first tutorial: 28x28 images -> Flatten -> Dense 128 -> 10 classes",
                           "fashion_mnist"),
@@ -131,6 +200,10 @@ BUILDERS = {
                      "digits_images"),
     "digits_mlp": (_digits_mlp, "Built-in 8x8 digits as 64 features -> Normalization -> 64 -> 10 classes", "digits"),
     "digits_cnn": (_digits_cnn, "Built-in 8x8 digit images -> two small convs -> 10 classes", "digits_images"),
+    "mobilenet_cnn": (_mobilenet, "8x8 digit images -> inverted residual blocks (depthwise conv, "
+                                  "squeeze-and-excitation, ReLU6) -> 10 classes", "digits_images"),
+    "vit_tiny": (_vit, "8x8 digit images as 16 patch tokens -> class token + positions -> 2 encoder layers -> "
+                       "the class token -> 10 classes", "digits_images"),
 }
 
 

@@ -140,3 +140,17 @@ def test_the_tabular_and_image_starters_learn_their_data():
     small = replace(shapes, x=shapes.x[keep], y=shapes.y[keep])
     result = train(load_template("image_cnn"), small, TrainConfig(epochs=3, device="cpu", val_split=0.0))
     assert result.history[-1]["accuracy"] > 0.3
+
+
+@pytest.mark.slow
+def test_the_mobilenet_and_vit_starters_learn_digits():
+    """The modern vocabulary's starters (depthwise conv, squeeze-and-excitation, ReLU6; class token,
+    learned positions, Select) train with the default settings: a few epochs are far above chance."""
+    from engine.runtime.data import load_dataset
+    from engine.training import TrainConfig, train
+
+    digits = load_dataset("digits_images")
+    result = train(load_template("mobilenet_cnn"), digits, TrainConfig(epochs=3, device="cpu"))
+    assert result.test_metrics["accuracy"] > 0.7
+    result = train(load_template("vit_tiny"), digits, TrainConfig(epochs=5, device="cpu"))
+    assert result.test_metrics["accuracy"] > 0.35
