@@ -257,7 +257,8 @@ class Translator:
             return handler(self, n)
         if not any(self.is_tensor(a) for a in n.args):
             return size_arithmetic(self, n)
-        raise Unsupported("has no Deepwire block")
+        params = [v for v in (self.env.get(a) for a in n.all_input_nodes) if isinstance(v, Param)]
+        raise Unsupported(f"uses {params[0].what}" if params else "has no Deepwire block")
 
     def call_method(self, n: fx.Node):
         base = self.env.get(n.args[0])

@@ -2,12 +2,14 @@
 state_dict unchanged (Deepwire's blocks name their tensors as torch.nn does)."""
 from __future__ import annotations
 
+import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
 from ..registry import function, module
 from ..translate import bind, compact
-from ..values import Unsupported
+from ..values import Param, Unsupported
 from .tensors import reshape
 
 
@@ -204,3 +206,45 @@ def pad_function(t, n):
     if args.get("mode", "constant") != "constant" or float(args.get("value") or 0.0) != 0.0:
         raise Unsupported("other than with zeros has no Deepwire block")
     return zero_pad(t, n, args["input"], args["pad"], "zero_pad")
+
+
+def parameters_of(t, n, names: tuple[str, ...]) -> dict:
+    """The arguments `names` of a functional layer call, each a parameter of the module read in forward (a
+    Param, taken as the block's weights) or None."""
+    args = bind(n, ("input",) + names)
+    found = {}
+    for name in names:
+        v = t.env.get(args.get(name)) if isinstance(args.get(name), fx.Node) else args.get(name)
+        if v is not None and not isinstance(v, Param):
+            raise Unsupported(f"is given a computed {name}; only the module's own parameters map to a block")
+        found[name] = v
+    return found
+
+
+@function(F.layer_norm)
+def layer_norm_function(t, n):
+    """F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps) in a LayerNorm subclass."""
+    args = bind(n, ("input", "normalized_shape", "weight", "bias", "eps"))
+    shape = t.sample(args["input"])
+    if tuple(args["normalized_shape"]) != shape[-1:]:
+        raise Unsupported("normalises over more than the last dimension; Deepwire's LayerNorm normalises the last")
+    params = parameters_of(t, n, ("weight", "bias"))
+    src = t.value(args["input"])
+    weight = params["weight"].take(t) if params["weight"] is not None else torch.ones(shape[-1])
+    bias = params["bias"].take(t) if params["bias"] is not None else torch.zeros(shape[-1])
+    return t.add("LayerNorm", "layer_norm", {"eps": float(args.get("eps", 1e-5))}, [src],
+                 {"weight": weight, "bias": bias}, n)
+
+
+@function(F.linear)
+def linear_function(t, n):
+    """F.linear(x, self.weight, self.bias) in a Linear subclass."""
+    params = parameters_of(t, n, ("weight", "bias"))
+    if params["weight"] is None:
+        raise Unsupported("without a weight has no Deepwire block")
+    src = t.value(n.args[0])
+    weights = {"weight": params["weight"].take(t)}
+    if params["bias"] is not None:
+        weights["bias"] = params["bias"].take(t)
+    return t.add("Linear", "linear", {"units": weights["weight"].shape[0], "bias": "bias" in weights}, [src],
+                 weights, n)
