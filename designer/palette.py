@@ -85,8 +85,8 @@ def match_rank(block: Block, needle: str) -> tuple[int, int] | None:
 
 
 class SecondaryTextDelegate(QStyledItemDelegate):
-    """Paints a row as usual, then its SECONDARY_ROLE text right-aligned in grey, elided to
-    the room the main text leaves."""
+    """Paints a row as usual, then its SECONDARY_ROLE text right-aligned in grey when the room the
+    main text leaves holds all of it (a stub such as "MaxPoo…" says nothing; the tooltip has it)."""
 
     def paint(self, painter, option, index) -> None:
         super().paint(painter, option, index)
@@ -101,9 +101,9 @@ class SecondaryTextDelegate(QStyledItemDelegate):
         left = text_rect.left() + opt.fontMetrics.horizontalAdvance(opt.text) + gap
         room = option.rect.adjusted(0, 0, -6, 0)
         room.setLeft(left)
-        text = opt.fontMetrics.elidedText(secondary, Qt.ElideRight, room.width())
-        if room.width() <= gap or not text or text == "…":
+        if room.width() <= gap or opt.fontMetrics.horizontalAdvance(secondary) > room.width():
             return
+        text = secondary
         painter.save()
         selected = option.state & QStyle.State_Selected
         painter.setPen(option.palette.highlightedText().color() if selected else theme.colour("muted"))
