@@ -153,7 +153,8 @@ register(Block(
     type="PositionalEmbedding", category="Attention", default_name="positional_embedding",
     shape_rule="(T, E) -> (T, E)",
     help="Adds a position vector to each step of a (T, E) sequence so attention can tell positions "
-         "apart: learned, or fixed sinusoids.",
+         "apart: learned, or fixed sinusoids. After a ClassToken, the learned table is a ViT's (T+1, E) "
+         "pos_embed (timm, torchvision's encoder.pos_embedding).",
     params=(Param("kind", "choice", "learned", choices=("learned", "sinusoidal"),
                   help="'learned': a trained table of T vectors; 'sinusoidal': fixed sine/cosine waves."),),
     infer=_pos_infer, emit=_pos_emit,
