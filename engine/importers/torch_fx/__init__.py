@@ -39,7 +39,8 @@ def import_torch(source, class_name=None, input_shape=None, weights=None, graph_
     verify(model, compiled, example, title)
     notes = translator.notes
     source_params = sum(p.numel() for p in model.parameters())
-    graph_params = sum(v.numel() for k, v in state.items() if k in dict(compiled.named_parameters()))
+    learned = dict(compiled.named_parameters())
+    graph_params = sum(v.numel() for k, v in state.items() if k in learned)
     if graph_params != source_params:
         notes.append(f"{title} has {source_params:,} parameters; the graph has {graph_params:,} (modules that "
                      "forward never calls are left out)")

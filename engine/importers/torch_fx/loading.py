@@ -7,6 +7,7 @@ file they come from.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -74,6 +75,7 @@ _TORCH = str(Path(torch.__file__).resolve().parent)
 _ENGINE = str(Path(__file__).resolve().parents[2])
 
 
+@functools.lru_cache(maxsize=4096)
 def internal_file(filename: str) -> bool:
     """A file of torch itself or of Deepwire's engine (not a model library such as torchvision or timm)."""
     if filename.startswith("<"):

@@ -127,15 +127,37 @@ def propagate(gm: fx.GraphModule, shapes, dtypes, title: str, path: Path | None)
     """Run the trace on an example (which it returns), recording each node's shape in its tensor_meta."""
     gm.eval()
     example = make_example(shapes, dtypes, gm)
-    from torch.fx.passes.shape_prop import ShapeProp
-
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(*example)
+            Shapes(gm).run(*example)
     except Exception as exc:  # the model refuses inputs of that shape
         raise ModelImportError(f"{title} cannot run on inputs of shape "
                                f"{', '.join(str(s) for s in shapes)}{where(exc, path)}: {exc_text(exc)}") from None
     return example
+
+
+class Shapes(fx.Interpreter):
+    """Runs the trace, recording each node's tensor_meta (torch.fx's ShapeProp, without its copy of the
+    module)."""
+
+    def run_node(self, n: fx.Node):
+        from torch.fx.node import map_aggregate
+        from torch.fx.passes.shape_prop import _extract_tensor_metadata
+
+        result = super().run_node(n)
+        found = []
+
+        def extract(obj):
+            if isinstance(obj, torch.Tensor):
+                found.append(True)
+                return _extract_tensor_metadata(obj)
+            return obj
+
+        meta = map_aggregate(result, extract)
+        if found:
+            n.meta["tensor_meta"] = meta
+        n.meta["type"] = type(result)
+        return result
 
 
 def normalise_shapes(input_shape) -> list[tuple[int, ...]] | None:
