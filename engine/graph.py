@@ -134,7 +134,21 @@ class Graph:
         return set(self._names)
 
     def would_cycle(self, src: str, dst: str) -> bool:
-        return src == dst or (src in self._g and dst in self._g and nx.has_path(self._g, dst, src))
+        """Whether wiring src -> dst closes a cycle: src is reachable from dst. A search forward from
+        dst, so wiring into a block that feeds nothing yet (an importer's newest) costs nothing."""
+        if src == dst:
+            return True
+        if src not in self._g or dst not in self._g:
+            return False
+        stack, seen = [dst], {dst}
+        while stack:
+            for nxt in self._g.successors(stack.pop()):
+                if nxt == src:
+                    return True
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
 
     # -------------------------------------------------------------------- edits
     def new_id(self) -> str:

@@ -13,10 +13,11 @@ from ..graph import Graph, GraphError
 from ..templates import layout
 
 
-def load_fitting(model: torch.nn.Module, weights: dict, what: str, hint: str = "") -> None:
+def load_fitting(model: torch.nn.Module, weights: dict, what: str, hint: str = "", assign: bool = False) -> None:
     """Load `weights` into `model` after checking they fit it: the same names, the same shapes.
     Raises ModelImportError naming the first mismatches; `what` names the weights, `hint` ends
-    the message."""
+    the message. `assign`: the model's tensors become copies of the weights (a model made on
+    the meta device)."""
     state = model.state_dict()
     missing, extra = sorted(set(state) - set(weights)), sorted(set(weights) - set(state))
     if missing or extra:
@@ -25,7 +26,9 @@ def load_fitting(model: torch.nn.Module, weights: dict, what: str, hint: str = "
         if tuple(value.shape) != tuple(state[key].shape):
             raise ModelImportError(f"{what} for {key} have shape {tuple(value.shape)} but the graph needs "
                                    f"{tuple(state[key].shape)}{hint}")
-    model.load_state_dict(weights, strict=True)
+    if assign:
+        weights = {k: v.clone() for k, v in weights.items()}   # the result's weights stay the caller's own
+    model.load_state_dict(weights, strict=True, assign=assign)
 
 
 class ModelImportError(ValueError):
@@ -126,9 +129,11 @@ class GraphBuilder:
             source, info = generate(graph, analysis)
         except CodegenError as exc:
             raise ModelImportError(f"the imported graph cannot be built: {exc}") from None
-        model = load_source(source, info.class_name)()
+        model_class = load_source(source, info.class_name)
         if not with_weights:
-            return graph, None, model.eval()
+            return graph, None, model_class().eval()
+        with torch.device("meta"):   # no memory and no random init for weights about to be replaced
+            model = model_class()
         weights = {}
         for node_id, tensors in self.node_weights.items():
             if node_id not in info.attrs:
@@ -137,5 +142,8 @@ class GraphBuilder:
                 weights[f"{info.attrs[node_id]}.{key}"] = value.detach().to("cpu", torch.float32
                                                                               if value.is_floating_point()
                                                                               else value.dtype).clone()
-        load_fitting(model, weights, "the imported weights", "; this is an importer bug")
+        load_fitting(model, weights, "the imported weights", "; this is an importer bug", assign=True)
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):   # a buffer no state dict holds
+            model = model_class()
+            load_fitting(model, weights, "the imported weights", "; this is an importer bug")
         return graph, weights, model.eval()
