@@ -13,7 +13,7 @@ from .helpers import _helper
 
 _helper("ClassToken", '''
 class ClassToken(nn.Module):
-    """Prepends a learned token to each (B, T, D) sequence, giving (B, T + 1, D) (ViT's cls_token)."""
+    """Prepends a learned token to each (B, T, D) sequence: (B, T + 1, D), ViT's cls_token."""
 
     def __init__(self, dim: int, init: str = "zeros"):
         super().__init__()

@@ -102,12 +102,12 @@ def _no_traceback(*texts: str) -> None:
 # ----------------------------------------------------------------------------- real subprocesses
 
 @pytest.mark.slow
-def test_templates_subprocess_lists_all_eight(procs):
+def test_templates_subprocess_lists_all_ten(procs):
     proc = procs["templates"]
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert len(TEMPLATES) == 8
-    assert len(lines) == 8, proc.stdout
+    assert len(TEMPLATES) == 10
+    assert len(lines) == 10, proc.stdout
     assert [line.split()[0] for line in lines] == TEMPLATES
     assert all(len(line.split(None, 1)) == 2 for line in lines), "each template has a description"
 

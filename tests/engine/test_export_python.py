@@ -380,7 +380,8 @@ MATCH_CONFIG = TrainConfig(epochs=2, batch_size=64, optimizer="adamw", lr=2e-3, 
 def digits_run(tmp_path_factory):
     """digits_mlp trained in the app (2 epochs) and exported with its settings."""
     graph = load_template("digits_mlp")
-    result = train(graph, load_dataset("digits"), MATCH_CONFIG)
+    # with the thread count a fresh process has, as train.py will (the designer's tests set one thread)
+    result = run_with_default_threads(lambda: train(graph, load_dataset("digits"), MATCH_CONFIG))
     project = Project(graph, MATCH_CONFIG, weights=result.state_dict, dataset="digits")
     folder = tmp_path_factory.mktemp("digits_run") / "bundle"
     folder.mkdir()
