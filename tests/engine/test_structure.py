@@ -31,6 +31,7 @@ def loaded_by(module: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_every_engine_module_imports_alone():
     """One interpreter per module would take minutes; one per module, importing it first, is the
     check that matters for a circle (the module that starts the circle sees a half-made partner)."""
@@ -51,6 +52,7 @@ def test_every_engine_module_imports_alone():
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module, never", [
     ("engine.project", "engine.training"),      # the file format stores settings, not the loop
     ("engine.project", "engine.compiler"),
