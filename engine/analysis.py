@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .blocks import REGISTRY, TOKENS, ParamError, ShapeError, TensorSpec, fix_candidates
+from .blocks import REGISTRY, TOKENS, ParamError, Ports, ShapeError, TensorSpec, fix_candidates
+from .blocks.module import MODULE
 from .graph import Graph, GraphError
+from .modules import MAX_DEPTH, concrete, recursive
+from .modules import ports as module_ports
 
 ERROR, WARNING = "error", "warning"
 
@@ -38,6 +41,8 @@ class Analysis:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     live: set[str] = field(default_factory=set)                 # nodes that reach an Output
+    # a Module instance's node id -> the analysis of its definition for each repeat, with the instance's shapes
+    modules: dict[str, list[Analysis]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -69,7 +74,13 @@ def label(graph: Graph, node_id: str) -> str:
     return f"{node.type} '{node.name}'"
 
 
-def analyse(graph: Graph) -> Analysis:
+def analyse(graph: Graph, modules: dict[str, Graph] | None = None, _depth: int = 0,
+            _cache: dict | None = None) -> Analysis:
+    """Check `graph` and infer every block's output shape. `modules`: the module definitions that
+    Module instances name (default: the graph's own, `graph.modules`; a definition being edited is
+    analysed with its project's)."""
+    modules = graph.modules if modules is None else modules
+    cache = {} if _cache is None else _cache
     result = Analysis()
     diag = result.diagnostics
     g = graph.nx
@@ -125,6 +136,13 @@ def analyse(graph: Graph) -> Analysis:
         ports = block.ports_for(result.params.get(node_id) or block.defaults())
         wired = graph.inputs_of(node_id)
         ok = True
+        if node.type == MODULE and node_id in result.params:
+            problem = _module_problem(node, result.params[node_id], modules, cache, _depth)
+            if problem:
+                add(node_id, ERROR, "module", f"{label(graph, node_id)} {problem}")
+                continue
+            count = len(module_ports(modules[result.params[node_id]["module"]])[0])
+            ports = Ports(tuple(f"in {k + 1}" for k in range(count)))
         if ports.variadic:
             if len(wired) < ports.min_count:
                 add(node_id, ERROR, "port-arity",
@@ -170,11 +188,18 @@ def analyse(graph: Graph) -> Analysis:
                 continue
         params = result.params[node_id]
         try:
-            spec = block.infer(params, ins)
+            if node.type == MODULE:
+                inner = _module_analyses(params, ins, modules, _depth, cache)
+                result.modules[node_id] = inner
+                spec = inner[-1].specs[inner[-1].outputs[0]]
+                count = sum(a.total_params for a in inner)
+            else:
+                spec = block.infer(params, ins)
+                count = None
             if any(d < 1 for d in spec.shape):
                 raise ShapeError(f"would output the empty shape {spec}", kind="shape")
             result.specs[node_id] = spec
-            result.param_counts[node_id] = block.count_params(params, ins)
+            result.param_counts[node_id] = block.count_params(params, ins) if count is None else count
         except ShapeError as exc:
             kind = {"rank": "shape", "merge": "merge-shape", "kernel": "kernel-too-large"}.get(exc.kind, exc.kind)
             add(node_id, ERROR, kind, f"{label(graph, node_id)} {exc}")
@@ -199,12 +224,64 @@ def analyse(graph: Graph) -> Analysis:
         sources = result.inputs_of(graph, node_id)
         ins = [result.specs[s] for s in sources] if all(s in result.specs for s in sources) else []
         try:
-            advice = list(block.advice(params, ins))
+            advice = list(block.advice(params, ins)) + _module_advice(result.modules.get(node_id), graph, node_id)
         except Exception as exc:  # a declaration bug must not take the designer down
             advice = [("internal", f"could not be advised on: {exc}")]
         for kind, message in advice:
             add(node_id, WARNING, kind, f"{label(graph, node_id)}: {message}")
     return result
+
+
+# ----------------------------------------------------------------------------- modules
+
+def _module_problem(node, params: dict, modules: dict[str, Graph], cache: dict, depth: int) -> str:
+    """Why an instance cannot be analysed at all (no such module, one that contains itself, ...), or ""."""
+    name = params["module"]
+    if name not in modules:
+        known = f" (this project has {', '.join(sorted(modules)[:6])})" if modules else ""
+        return f"names the module '{name}', which this project does not define{known}: choose another or delete it"
+    if "recursive" not in cache:
+        cache["recursive"] = recursive(modules)
+    if name in cache["recursive"]:
+        return f"uses the module '{name}', which contains itself: a module cannot hold an instance of itself"
+    if depth >= MAX_DEPTH:
+        return f"nests modules more than {MAX_DEPTH} deep"
+    inputs, outputs = module_ports(modules[name])
+    if len(outputs) != 1 or not inputs:
+        return (f"uses the module '{name}', which has {len(inputs)} Input(s) and {len(outputs)} Output(s): a module "
+                "needs at least one Input and exactly one Output")
+    if params["repeat"] > 1 and len(inputs) != 1:
+        return f"repeats the module '{name}', which takes {len(inputs)} inputs: only a one-input module can repeat"
+    return ""
+
+
+def _module_analyses(params: dict, ins: list[TensorSpec], modules: dict[str, Graph], depth: int,
+                     cache: dict) -> list[Analysis]:
+    """The definition analysed with the instance's input shapes, once per repeat (each repeat takes
+    the previous one's output). Raises ShapeError naming the first problem inside."""
+    name = params["module"]
+    out: list[Analysis] = []
+    specs = list(ins)
+    for step in range(params["repeat"]):
+        key = (name, id(modules[name]), tuple(specs))
+        inner = cache.get(key)
+        if inner is None:
+            inner = analyse(concrete(modules[name], specs), modules, depth + 1, cache)
+            cache[key] = inner
+        if inner.errors:
+            first = inner.errors[0]
+            where = f" (repeat {step + 1})" if params["repeat"] > 1 else ""
+            raise ShapeError(f"inside module '{name}'{where}: {first.message}", kind="module")
+        out.append(inner)
+        specs = [inner.specs[inner.outputs[0]]]
+    return out
+
+
+def _module_advice(inner: list[Analysis] | None, graph: Graph, node_id: str) -> list[tuple[str, str]]:
+    """An instance passes on the first warning inside its module (the problems list shows it at the instance)."""
+    if not inner or not inner[0].warnings:
+        return []
+    return [("module", f"inside its module: {inner[0].warnings[0].message}")]
 
 
 def token_bounds(graph: Graph, analysis: Analysis, input_id: str) -> list[tuple[str, int]]:

@@ -57,9 +57,11 @@ def add_probe(graph: Graph, probe: Probe) -> str:
     return node_id
 
 
-def probe_graph(probe: Probe) -> tuple[Graph, str]:
-    """A graph holding the probe alone, and the block's node id in it."""
+def probe_graph(probe: Probe, modules: dict[str, Graph] | None = None) -> tuple[Graph, str]:
+    """A graph holding the probe alone, and the block's node id in it; `modules`: the project's
+    module definitions, which a Module block's probe needs."""
     graph = Graph("probe")
+    graph.modules = dict(modules or {})
     return graph, add_probe(graph, probe)
 
 

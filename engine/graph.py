@@ -18,7 +18,8 @@ import networkx as nx
 
 from .blocks import REGISTRY
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: the graph may carry module definitions ("modules"); written only when it does
+MAX_MODULES = 256
 MAX_NODES = 20_000
 MAX_NAME = 64
 
@@ -67,7 +68,12 @@ Listener = Callable[[str, dict], None]
 
 class Graph:
     """A model graph. Events sent to listeners: node_added, node_removed, node_renamed,
-    params_changed, node_moved, edge_added, edge_removed, reset."""
+    params_changed, node_moved, edge_added, edge_removed, reset, modules_changed.
+
+    `modules`: the project's module definitions by name (issue #17), each a Graph of its own whose
+    Inputs are the module's ports (in node order) and whose one Output is what it returns; a
+    `Module` block instance names one. Only the top-level graph holds definitions (a definition's
+    own `modules` stays empty; modules inside modules name definitions of the top level)."""
 
     def __init__(self, name: str = "model"):
         self.name = name
@@ -77,6 +83,7 @@ class Graph:
         self._next_suffix: dict[str, int] = {}  # stem -> a suffix below which every stem_N is taken
         self._next_id = 1
         self._listeners: list[Listener] = []
+        self.modules: dict[str, Graph] = {}
 
     # -------------------------------------------------------------------- events
     def subscribe(self, listener: Listener) -> None:
@@ -294,7 +301,38 @@ class Graph:
         self._names.clear()
         self._next_suffix.clear()
         self._next_id = 1
+        self.modules = {}
         self._emit("reset")
+
+    # -------------------------------------------------------------------- module definitions
+    def add_module(self, name: str, definition: Graph) -> None:
+        """Add (or replace) the module definition `name`."""
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
+            raise GraphError(f"a module's name is a letter, then letters, digits or _ (at most 64): {_short(name)}")
+        if name not in self.modules and len(self.modules) >= MAX_MODULES:
+            raise GraphError(f"a project may hold at most {MAX_MODULES} modules")
+        definition.name = name
+        definition.modules = {}
+        self.modules[name] = definition
+        self._emit("modules_changed", name=name)
+
+    def remove_module(self, name: str) -> Graph:
+        """Remove the definition `name` and return it (instances that name it then show an error)."""
+        if name not in self.modules:
+            raise GraphError(f"no module named {name!r}")
+        definition = self.modules.pop(name)
+        self._emit("modules_changed", name=name)
+        return definition
+
+    def module_name(self, base: str) -> str:
+        """A module name not yet taken, made from `base` (BasicBlock, BasicBlock_2, ...)."""
+        stem = re.sub(r"[^A-Za-z0-9_]", "", str(base).replace(" ", "_"))[:56] or "Module"
+        stem = stem if stem[0].isalpha() else "M" + stem
+        name, i = stem, 1
+        while name in self.modules or name in REGISTRY:
+            i += 1
+            name = f"{stem}_{i}"
+        return name
 
     # -------------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict:
@@ -307,6 +345,11 @@ class Graph:
         }
         if self.dataset:
             data["dataset"] = self.dataset
+        if self.modules:
+            data["modules"] = {name: {k: v for k, v in d.to_dict().items() if k in ("nodes", "edges")}
+                               for name, d in self.modules.items()}
+        else:
+            data["format_version"] = 1    # no modules: a file Deepwire versions before modules open too
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -345,6 +388,27 @@ class Graph:
             graph._load_edge(i, item)
         numbers = [int(m.group(1)) for nid in graph._g for m in [re.fullmatch(r"n(\d+)", nid)] if m]
         graph._next_id = max(numbers, default=0) + 1
+        modules = data.get("modules", {})
+        if not isinstance(modules, dict):
+            raise FormatError("'modules' must be an object of module definitions by name")
+        if len(modules) > MAX_MODULES:
+            raise FormatError(f"too many modules ({len(modules)}; at most {MAX_MODULES})")
+        total = len(nodes)
+        for name, body in modules.items():
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name):
+                raise FormatError(f"module name {_short(name)} is not a name (a letter, then letters, digits or _)")
+            if not isinstance(body, dict):
+                raise FormatError(f"module {name!r} is not an object")
+            total += len(body.get("nodes", [])) if isinstance(body.get("nodes"), list) else 0
+            if total > MAX_NODES:
+                raise FormatError(f"too many nodes in the graph and its modules (at most {MAX_NODES})")
+            try:
+                definition = cls.from_dict({"format_version": 1, "name": name, "nodes": body.get("nodes", []),
+                                            "edges": body.get("edges", [])})
+            except FormatError as exc:
+                raise FormatError(f"module {name!r}: {exc}") from None
+            definition.name = name
+            graph.modules[name] = definition
         return graph
 
     def _load_node(self, i: int, item: Any) -> None:
@@ -398,6 +462,7 @@ class Graph:
         return cls.from_dict(data)
 
     def copy(self) -> Graph:
+        """A deep copy, module definitions included."""
         return Graph.from_dict(self.to_dict())
 
 

@@ -1,7 +1,19 @@
 """The block catalogue: one declaration per block type (see base.Block)."""
 from __future__ import annotations
 
-from . import attention, augmentation, conv, core, learned, merge, norm, preprocessing, recurrent, tensor_ops  # noqa: F401
+from . import (  # noqa: F401  (each registers its blocks)
+    attention,
+    augmentation,
+    conv,
+    core,
+    learned,
+    merge,
+    module,
+    norm,
+    preprocessing,
+    recurrent,
+    tensor_ops,
+)
 from .base import (
     CATEGORIES,
     FLOAT,

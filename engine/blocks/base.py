@@ -8,6 +8,7 @@ compiler and docs all read the same declaration.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -60,7 +61,7 @@ class Param:
 
     kind is one of: int, float, bool, choice, size (an int or a tuple of `length` ints),
     ints (a tuple of ints, any length >= min_len), padding (an int, a tuple of ints, or one
-    of `choices`).
+    of `choices`), name (an identifier: a letter, then letters, digits or _, at most 64).
     """
 
     name: str
@@ -131,6 +132,11 @@ class Param:
                     raise ParamError(f"{self.name} needs {self.length} values, got {len(value)}")
                 return tuple(self._int(v) for v in value)
             return (self._int(value),) * self.length
+        if kind == "name":
+            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", value):
+                raise ParamError(f"{self.name} must be a name (a letter, then letters, digits or _), "
+                                 f"not {_show(value)}")
+            return value
         raise ParamError(f"unknown parameter kind {kind!r}")  # a bug in a declaration
 
     def _int(self, value: Any) -> int:
@@ -245,7 +251,7 @@ class Block:
 
 REGISTRY: dict[str, Block] = {}
 CATEGORIES = ("Input/Output", "Core", "Convolution", "Normalization", "Recurrent", "Attention", "Merge", "Tensor",
-              "Preprocessing", "Augmentation")
+              "Preprocessing", "Augmentation", "Modules")
 
 
 def register(block: Block) -> Block:

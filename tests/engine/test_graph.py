@@ -19,8 +19,13 @@ def test_json_round_trip_keeps_ids_names_params_positions_and_wires():
 
 
 def test_saved_file_names_its_format_version():
+    """Format 1 without modules (older Deepwire opens it), 2 with them (older Deepwire refuses it
+    and asks for an update, rather than dropping the modules on the next save)."""
     data = json.loads(Graph("m").to_json())
-    assert data["format_version"] == FORMAT_VERSION
+    assert data["format_version"] == 1
+    graph = Graph("m")
+    graph.add_module("Block", Graph("Block"))
+    assert json.loads(graph.to_json())["format_version"] == FORMAT_VERSION == 2
 
 
 def test_newer_format_asks_to_update_and_older_is_refused_clearly():

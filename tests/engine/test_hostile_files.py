@@ -148,7 +148,7 @@ UNREADABLE = [
      "not valid JSON"),
     ("missing-format-version", _write({"name": "m", "nodes": [], "edges": []}), "format_version"),
     ("other-format", _write(fashion(format="keras-model")), "not a Deepwire graph"),
-    ("newer-format-version", _write(fashion(format_version=2)), "update Deepwire"),
+    ("newer-format-version", _write(fashion(format_version=3)), "update Deepwire"),
     ("format-version-string", _write(fashion(format_version="1")), "whole number"),
     ("format-version-bool", _write(fashion(format_version=True)), "whole number"),
     ("format-version-float", _write(fashion(format_version=1.5)), "whole number"),

@@ -1,0 +1,230 @@
+"""Modules: named, reusable sub-graphs (issue #17).
+
+A module definition is a Graph kept in the top-level graph's `modules`. Its Input blocks are the
+module's input ports, in node order; its one Output is what it returns. A `Module` block instance
+(engine/blocks/module.py) names a definition and a `repeat` count. This file holds what the
+analysis, the code generator and the designer need of definitions:
+
+    ports(definition)            the Input ids (ports, in order) and the Output id
+    concrete(definition, specs)  a copy whose Inputs take these shapes (how an instance is analysed)
+    uses(graph, modules)         the module names a graph's instances name, and definitions that
+                                 contain themselves (directly or through others): refused
+    group(graph, ids, ...)       the selected blocks become a new definition and one instance
+    ungroup(graph, node_id)      an instance is replaced by the blocks of its definition
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .blocks import TensorSpec
+from .blocks.module import MODULE
+from .graph import Edge, Graph, GraphError
+
+MAX_DEPTH = 16          # modules inside modules, at most this deep
+
+
+def ports(definition: Graph) -> tuple[list[str], list[str]]:
+    """(the Input node ids in port order, the Output node ids)."""
+    inputs = [n.id for n in definition.nodes() if n.type == "Input"]
+    outputs = [n.id for n in definition.nodes() if n.type == "Output"]
+    return inputs, outputs
+
+
+def concrete(definition: Graph, specs: list[TensorSpec]) -> Graph:
+    """A copy of `definition` whose Inputs declare `specs` (shape and dtype), in port order."""
+    copy = definition.copy()
+    inputs, _ = ports(copy)
+    for node_id, spec in zip(inputs, specs):
+        copy.node(node_id).params.update(shape=list(spec.shape), dtype=spec.dtype)
+    return copy
+
+
+def instances(graph: Graph) -> list[str]:
+    return [n.id for n in graph.nodes() if n.type == MODULE]
+
+
+def used_names(graph: Graph) -> list[str]:
+    """The module names the instances in `graph` name, in node order, each once."""
+    names: list[str] = []
+    for node in graph.nodes():
+        if node.type == MODULE:
+            name = node.params.get("module")
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+    return names
+
+
+def recursive(modules: dict[str, Graph]) -> set[str]:
+    """The definitions that contain themselves, directly or through other modules."""
+    bad: set[str] = set()
+    for start in modules:
+        stack, seen = list(used_names(modules[start])), set()
+        while stack:
+            name = stack.pop()
+            if name == start:
+                bad.add(start)
+                break
+            if name in seen or name not in modules:
+                continue
+            seen.add(name)
+            stack.extend(used_names(modules[name]))
+    return bad
+
+
+# ----------------------------------------------------------------------------- group / ungroup
+
+@dataclass
+class Grouped:
+    """What `group` did, for undo: the new instance, the definition's name, and what it replaced."""
+    node_id: str
+    module: str
+    removed: list[dict]                 # the removed nodes' dicts, in their order, with their index
+    removed_edges: list[Edge]
+    added_edges: list[Edge]
+
+
+def group(graph: Graph, node_ids: list[str], specs: dict[str, TensorSpec], name: str = "Module",
+          node_id: str | None = None) -> Grouped:
+    """Replace the blocks `node_ids` of `graph` by one instance of a new module holding them.
+
+    Each outside tensor that feeds the selection becomes an Input of the module (in the order the
+    selection first uses them); the one block whose output leaves the selection feeds its Output.
+    `specs`: the analysis' output shapes (the Inputs declare the shapes the outside gives).
+    Raises GraphError when the selection cannot be a module, saying why."""
+    chosen = [n for n in graph.node_ids() if n in set(node_ids)]
+    if not chosen:
+        raise GraphError("select the blocks to group into a module")
+    for n in chosen:
+        if graph.node(n).type in ("Input", "Output"):
+            raise GraphError(f"{graph.node(n).type} '{graph.node(n).name}' is the model's own: leave Inputs and "
+                             "Outputs out of the selection")
+    inside = set(chosen)
+    sources: list[str] = []                       # outside tensors the selection reads, in order of use
+    for n in chosen:
+        for port in sorted(graph.inputs_of(n)):
+            src = graph.inputs_of(n)[port]
+            if src not in inside and src not in sources:
+                sources.append(src)
+    leaving = [n for n in chosen if any(dst not in inside for dst, _ in graph.consumers_of(n))]
+    if len(leaving) != 1:
+        what = "nothing leaves it" if not leaving else \
+            f"{len(leaving)} blocks send tensors out of it ({', '.join(graph.node(n).name for n in leaving[:4])})"
+        raise GraphError(f"a module returns one tensor, but {what}: select the blocks up to the one whose output "
+                         "goes on")
+    if not sources:
+        raise GraphError("nothing feeds the selection: a module needs at least one input")
+    missing = [s for s in sources if s not in specs]
+    if missing:
+        raise GraphError(f"the shape of '{graph.node(missing[0]).name}' is not known: fix the graph's errors first")
+    for s in sources:
+        for inner in chosen:
+            if graph.would_cycle(s, inner):       # s is reached from inside: the module would feed itself
+                raise GraphError(f"'{graph.node(s).name}' both reads from and feeds the selection: a module "
+                                 "cannot wrap around a block outside it")
+
+    # the definition: Inputs, copies of the blocks (same ids and names), the Output
+    definition = Graph(name)
+    xs = [graph.node(n).pos[0] for n in chosen]
+    ys = [graph.node(n).pos[1] for n in chosen]
+    left, mid = min(xs), (min(ys) + max(ys)) / 2
+    port_of: dict[str, str] = {}
+    for k, src in enumerate(sources):
+        spec = specs[src]
+        port_of[src] = definition.add_node("Input", f"in_{k}" if len(sources) > 1 else "x",
+                                           {"shape": list(spec.shape), "dtype": spec.dtype},
+                                           (left - 280.0, mid + 140.0 * (k - (len(sources) - 1) / 2)))
+    for n in chosen:
+        node = graph.node(n)
+        definition.add_node(node.type, node.name, dict(node.params), node.pos, node_id=n)
+    for n in chosen:
+        for port, src in sorted(graph.inputs_of(n).items()):
+            definition.connect(port_of.get(src, src), n, port)
+    out = definition.add_node("Output", "out", {}, (max(xs) + 280.0, graph.node(leaving[0]).pos[1]))
+    definition.connect(leaving[0], out)
+    module = graph.module_name(name)
+    graph.add_module(module, definition)
+
+    # the graph: the blocks out, one instance in, rewired
+    removed = [dict(graph.node(n).to_dict(), index=graph.index_of(n)) for n in chosen]
+    removed_edges = [e for e in graph.edges() if e.src in inside or e.dst in inside]
+    consumers = [(dst, port) for dst, port in graph.consumers_of(leaving[0]) if dst not in inside]
+    for n in chosen:
+        graph.remove_node(n)
+    instance = graph.add_node(MODULE, _instance_name(module), {"module": module, "repeat": 1},
+                              ((min(xs) + max(xs)) / 2, mid), node_id=node_id)
+    added = []
+    for k, src in enumerate(sources):
+        added.append(graph.connect(src, instance, k))
+    for dst, port in consumers:
+        added.append(graph.connect(instance, dst, port))
+    return Grouped(instance, module, removed, removed_edges, added)
+
+
+def _instance_name(module: str) -> str:
+    """block_1 for BlockName: an instance's default name (graph.unique_name numbers it)."""
+    snake = "".join(("_" + c.lower()) if c.isupper() else c for c in module).strip("_")
+    return (snake or "module").replace("__", "_")[:48] + "_1"
+
+
+@dataclass
+class Ungrouped:
+    """What `ungroup` did, for undo."""
+    removed: dict                      # the instance's node dict, with its index
+    removed_edges: list[Edge]
+    added: list[str]                   # the blocks put in its place
+    added_edges: list[Edge]
+
+
+def ungroup(graph: Graph, node_id: str) -> Ungrouped:
+    """Replace the instance `node_id` by the blocks of its definition (repeated `repeat` times),
+    wired as the instance was. The definition stays in the project."""
+    node = graph.node(node_id)
+    if node.type != MODULE:
+        raise GraphError(f"'{node.name}' is not a module")
+    name = node.params.get("module")
+    if name not in graph.modules:
+        raise GraphError(f"'{node.name}' names the module {name!r}, which this project does not define")
+    definition = graph.modules[name]
+    inputs, outputs = ports(definition)
+    if len(outputs) != 1:
+        raise GraphError(f"module {name!r} has {len(outputs)} Outputs; it needs one to be ungrouped")
+    repeat = int(node.params.get("repeat", 1) or 1)
+    if repeat > 1 and len(inputs) != 1:
+        raise GraphError(f"module {name!r} takes {len(inputs)} inputs, so it cannot repeat")
+    feeds = graph.inputs_of(node_id)
+    consumers = graph.consumers_of(node_id)
+    removed = dict(node.to_dict(), index=graph.index_of(node_id))
+    removed_edges = [e for e in graph.edges() if node_id in (e.src, e.dst)]
+    x0, y0 = node.pos
+    dx = min((n.pos[0] for n in definition.nodes()), default=0.0)
+    graph.remove_node(node_id)
+    added: list[str] = []
+    added_edges: list[Edge] = []
+    current = [feeds.get(k) for k in range(len(inputs))]
+    width = (max((n.pos[0] for n in definition.nodes()), default=0.0) - dx) + 280.0
+    for step in range(repeat):
+        ids: dict[str, str] = {}
+        for inner in definition.nodes():
+            if inner.type in ("Input", "Output"):
+                continue
+            ids[inner.id] = graph.add_node(inner.type, inner.name, dict(inner.params),
+                                           (x0 + inner.pos[0] - dx + step * width, y0 + inner.pos[1]))
+            added.append(ids[inner.id])
+        for edge in definition.edges():
+            src = edge.src
+            if src in inputs:
+                src = current[inputs.index(src)]
+                if src is None:
+                    continue
+            else:
+                src = ids.get(src)
+            if edge.dst in outputs or src is None:
+                continue
+            added_edges.append(graph.connect(src, ids[edge.dst], edge.port))
+        last = definition.inputs_of(outputs[0]).get(0)
+        result = current[inputs.index(last)] if last in inputs else ids.get(last)
+        current = [result]
+    for dst, port in consumers:
+        if current[0] is not None:
+            added_edges.append(graph.connect(current[0], dst, port))
+    return Ungrouped(removed, removed_edges, added, added_edges)
