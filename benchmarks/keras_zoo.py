@@ -88,7 +88,8 @@ def check(folder: Path, name: str) -> dict:
     except Exception as exc:   # the importer's refusal, named: this is what the report is about
         return {"model": name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     seconds = time.perf_counter() - start
-    out = {"model": name, "import_s": round(seconds, 2), "weights": result.weights is not None}
+    out = {"model": name, "import_s": round(seconds, 2), "weights": result.weights is not None,
+           "modules": len(result.graph.modules)}   # nested models (ConvNeXt's stem, ...) become modules
     if result.weights is None:
         return dict(out, status="no weights", error="imported without weights")
     model = compile_graph(result.graph)
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
     width = max(len(r["model"]) for r in results)
     for r in results:
         detail = f"{r['relative_difference']:.1e}" if "relative_difference" in r else ""
-        print(f"{r['model']:<{width}}  {r['status']:<10}  {detail:>8}  {r.get('error', '')[:300]}")
+        modules = f"{r['modules']} modules" if r.get("modules") else ""
+        print(f"{r['model']:<{width}}  {r['status']:<10}  {detail:>8}  {modules:>10}  {r.get('error', '')[:300]}")
     built = [r for r in results if r["status"] != "not built"]
     imported = sum(1 for r in built if r.get("weights"))
     reproduced = sum(1 for r in built if r["status"] == "reproduced")

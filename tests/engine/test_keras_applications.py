@@ -1,6 +1,6 @@
 """How the layers and patterns of keras.applications map to blocks (issue #16): the real Keras files written by
 tests/fixtures/keras/make_fixtures.py (test_keras_real.py checks each reproduces Keras' outputs), and hand-written
-configurations for what those files cannot show (refusals, name clashes in nested models)."""
+configurations for what those files cannot show (refusals, nested models' names)."""
 from __future__ import annotations
 
 import io
@@ -98,21 +98,38 @@ def test_squeeze_excite_broadcasts_without_permutes():
     assert graph.find("normalizer").params["axis"] == 0      # over the channels of (C, H, W)
 
 
-def test_nested_models_import_flat_with_their_weights():
+def test_nested_models_become_modules_with_their_weights():
     result, graph = _graph("nested")
     types = _types(graph)
-    assert types["stem_conv"] == "Conv2d" and types["stem_norm"] == "LayerNorm"
-    assert types["block_dw"] == "DepthwiseConv2d" and types["block_scale"] == "LayerScale"
-    assert "stem" not in types and "block" not in types      # the nested models themselves are no blocks
-    assert graph.find("block_scale").params == {"init_value": 0.5, "layout": "channels_last"}
+    assert types["stem"] == types["block"] == "Module"        # each nested model: one instance of its definition
+    assert graph.find("stem").params == {"module": "Stem", "repeat": 1}
+    assert list(graph.modules) == ["Stem", "Block"]
+    stem, block = (_types(graph.modules[m]) for m in ("Stem", "Block"))
+    assert stem["stem_conv"] == "Conv2d" and stem["stem_norm"] == "LayerNorm"
+    assert block["block_in"] == "Input" and block["block_dw"] == "DepthwiseConv2d"
+    assert block["block_scale"] == "LayerScale"
+    assert graph.modules["Block"].find("block_scale").params == {"init_value": 0.5, "layout": "channels_last"}
     assert types["scaled_add"] == "Add" and graph.find("scaled_add_scale").params["scale"] == pytest.approx(0.17)
     h5py = pytest.importorskip("h5py")
     with zipfile.ZipFile(FIXTURES / "nested.keras") as zf:   # Keras files them under the nested model's layers/
         with h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r") as f:
             assert "layers/sequential/layers/conv2d/vars" in f and "layers/functional/layers/dense_1/vars" in f
+    # placed under the instances' attributes
+    assert {"stem.stem_conv.weight", "block.block_dw.weight", "block.block_scale.gamma"} <= set(result.weights)
     # conv 2*2*3*6 + 6, norm 12, depthwise 9*6 + 6, dense 6*12 + 12 and 12*6 + 6, scale 6, residual 6*6 + 6,
     # logits 6*2 + 2: all learned here as in Keras
     assert result.source_params == analyse(graph).total_params == 78 + 12 + 60 + 84 + 78 + 6 + 42 + 14
+
+
+def test_nested_models_built_alike_share_one_definition_with_weights_of_their_own():
+    result, graph = _graph("repeated_blocks")
+    assert [(n.name, n.params["module"]) for n in graph.nodes() if n.type == "Module"] == \
+        [("block_a", "BlockA"), ("block_b", "BlockA")]
+    assert list(graph.modules) == ["BlockAMlp", "BlockA"]     # the Sequential inside each: one definition too
+    assert graph.modules["BlockA"].find("block_a_mlp").params["module"] == "BlockAMlp"
+    a, b = result.weights["block_a.block_a_mlp.expand.weight"], result.weights["block_b.block_a_mlp.expand.weight"]
+    assert a.shape == b.shape == (12, 6) and not bool((a == b).all())
+    assert result.source_params == analyse(graph).total_params == 2 * (6 * 12 + 12 + 12 * 6 + 6) + 6 * 3 + 3
 
 
 def test_one_dimensional_layers():
@@ -148,15 +165,36 @@ def _functional(layers, inputs, outputs, name="f"):
                                                    "output_layers": [[o, 0, 0] for o in outputs]}}
 
 
-def test_a_nested_layer_named_like_an_outer_one_is_renamed():
+def _nested_model(inner_name="inner", dead=False):
     inner = _functional([_input([4], "inner_in"), _call("Dense", "dense", ["inner_in"], units=3)],
-                        ["inner_in"], ["dense"], name="inner")
-    model = _functional([_input([4], "x"), _call("Dense", "dense", ["x"], units=4),
-                         dict(_call("Functional", "inner", ["dense"]), config=inner["config"])], ["x"], ["inner"])
-    graph = import_keras(model).graph
-    names = {n.name for n in graph.nodes()}
-    assert {"dense", "inner_dense"} <= names
-    assert analyse(graph).specs[graph.find("inner_dense").id].shape == (3,)
+                        ["inner_in"], ["dense"], name=inner_name)
+    layers = [_input([4], "x"), _call("Dense", "dense", ["x"], units=4),
+              dict(_call("Functional", inner_name, ["dense"]), config=inner["config"])]
+    return _functional(layers, ["x"], ["dense" if dead else inner_name])
+
+
+def test_a_nested_models_layers_keep_their_names_in_its_module():
+    graph = import_keras(_nested_model()).graph
+    assert {n.name for n in graph.nodes()} == {"x", "dense", "inner", "output"}
+    definition = graph.modules["Inner"]
+    assert [(n.name, n.type) for n in definition.nodes()] == [("inner_in", "Input"), ("dense", "Linear"),
+                                                              ("output", "Output")]
+    assert analyse(graph).specs[graph.find("inner").id].shape == (3,)
+
+
+def test_a_nested_model_that_reaches_no_output_is_left_out_with_its_module():
+    result = import_keras(_nested_model(dead=True))
+    assert result.graph.modules == {} and "inner" not in {n.name for n in result.graph.nodes()}
+    assert "Functional 'inner' reaches no output of the model and is left out" in result.notes
+    assert result.source_params == 4 * 4 + 4 + 4 * 3 + 3
+
+
+def test_a_nested_model_called_twice_is_still_refused():
+    model = _nested_model()
+    call = model["config"]["layers"][2]
+    call["inbound_nodes"] = call["inbound_nodes"] * 2
+    with pytest.raises(ModelImportError, match="'inner' is called 2 times: shared layers"):
+        import_keras(model)
 
 
 def test_what_a_nested_model_cannot_map_names_the_model():

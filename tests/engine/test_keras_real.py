@@ -21,7 +21,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "keras"
 NAMES = ["tabular_dnn", "auto_named", "lstm", "normalized_dnn", "bidirectional_gru", "residual_cnn", "residual_mlp",
          "attention", "cross_attention",
          # the layers and patterns of keras.applications (test_keras_applications.py checks how they map)
-         "mobile_block", "strided_same", "separable_upsampling", "squeeze_excite", "nested", "sequence_layers"]
+         "mobile_block", "strided_same", "separable_upsampling", "squeeze_excite", "nested", "sequence_layers",
+         "repeated_blocks"]
 
 
 def _outputs(graph, weights, data) -> np.ndarray:

@@ -2,11 +2,17 @@
 Sequential or functional model's layers, each mapped by its handler (`registry.LAYERS`)."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...analysis import analyse
-from ...blocks import TOKENS
+from ...blocks import TOKENS, TensorSpec
+from ...blocks.module import MODULE
+from ...graph import Graph, GraphError
+from ...naming import to_class_name
+from ...templates import layout
 from ..common import GraphBuilder, ImportResult, ModelImportError
 from . import layers as _handlers  # noqa: F401  (importing them registers the handlers)
 from .reading import _brief, _first, _read, _ref, _shape, _shown, _snake, _tensor_refs, _what, keras_paths
@@ -18,20 +24,51 @@ MAX_LAYERS = 2000
 CONFIG_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError)
 
 
+@dataclass
+class Scope:
+    """The top model or one nested model (a module's instance): what placing its blocks' weights needs."""
+
+    convert: dict[str, tuple[LayerHandler, str, dict, Any]] = field(default_factory=dict)   # node -> (handler,
+    #                                                                           layer name, config, extra)
+    counts: list[tuple[str, str, int, list[str]]] = field(default_factory=list)  # (class, name, keras params, nodes)
+    paths: dict[str, str] = field(default_factory=dict)   # layer name -> where Keras 3 files its weights (under
+    #                                                       layers/)
+    children: dict[str, Scope] = field(default_factory=dict)   # Module instance node -> the nested model's scope
+    model: tuple[str, str] = ("", "")   # a nested model's class and name
+
+    @property
+    def what(self) -> str:
+        return f"{self.model[0]} '{_shown(self.model[1])}'"
+
+    @property
+    def within(self) -> str:
+        return f" (in the nested model '{_shown(self.model[1])}')"
+
+
 class Importer:
-    """A Keras model being imported: the graph built so far and what the weights need to be placed."""
+    """A Keras model being imported: the graph built so far and what the weights need to be placed. While a
+    nested model is built, `b` and `scope` are its definition's."""
 
     def __init__(self, name: str):
-        self.b = GraphBuilder(name)
+        self.b = self.top = GraphBuilder(name)
+        self.scope = self.top_scope = Scope()
         self.notes: list[str] = []
-        self.counts: list[tuple[str, str, int, list[str]]] = []   # (class, name, keras params, node ids)
         self.tokens: set[str] = set()   # input layers that feed an Embedding (a handler that takes_tokens)
-        self.convert: dict[str, tuple[LayerHandler, str, dict, Any]] = {}   # node -> (handler, name, config, extra)
         self.scrambled: list[str] = []   # layers whose weights-free mapping depends on a Keras flat order
-        self.paths: dict[str, str] = {}   # layer name -> where Keras 3 files its weights (under layers/)
         self.without_weights: list[str] = []   # notes that hold when the graph is imported without weights
-        self.names: set[str] = set()   # every layer name of the model (nested models' layers renamed apart)
         self.depth = 0                 # how deep in nested models the import is
+
+    @property
+    def convert(self) -> dict[str, tuple[LayerHandler, str, dict, Any]]:
+        return self.scope.convert
+
+    @property
+    def counts(self) -> list[tuple[str, str, int, list[str]]]:
+        return self.scope.counts
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return self.scope.paths
 
     # ---------------------------------------------------------------- tensors
     def kshape(self, t: T) -> tuple[int, ...]:
@@ -113,18 +150,12 @@ class Importer:
         return handler.build(self, name, cfg, ins, kwargs)
 
     # ---------------------------------------------------------------- nested models
-    def inner_name(self, outer: str, name: str) -> str:
-        """The graph's name for a layer of a nested model: its own, unless the model already has one so named."""
-        out = name if name not in self.names else f"{outer}_{name}"
-        while out in self.names:
-            out += "_"
-        self.names.add(out)
-        return out
-
     def nested(self, cls: str, name: str, cfg: dict, ins: list[T]) -> T:
-        """A Sequential or functional model used as a layer, imported flat: its layers become blocks of this
-        graph (named after their own names; prefixed with the model's where taken), and their weights are
-        found where Keras files them, under the nested model's own `layers/`."""
+        """A Sequential or functional model used as a layer becomes a module: its layers are built into a
+        definition of their own (its inputs the definition's Inputs, its output the Output), which the graph
+        uses through one Module instance named after the model. Two nested models that build the same blocks
+        share one definition. Their weights are found where Keras files them, under the nested model's own
+        `layers/`, and placed under the instance's attribute."""
         if self.depth >= 8:
             raise Skip("nests models more than 8 deep")
         outer_path = self.paths.get(name, name)
@@ -132,44 +163,76 @@ class Importer:
         if not isinstance(layers, list) or not layers:
             raise Skip("is a nested model without layers")
         sequential = cls == "Sequential"
-        layers = self.entries(layers, sequential=sequential, nested=True)
+        layers = self.entries(layers, sequential=sequential)
+        first = layers[0]["name"] if layers[0]["class_name"] == "InputLayer" else "input"
         if sequential and layers[0]["class_name"] == "InputLayer":
             layers = layers[1:]
-        inner_paths = keras_paths(layers)
-        renamed = {}
-        for layer in layers:
-            if layer["class_name"] == "InputLayer" and not sequential:
-                continue
-            renamed[layer["name"]] = gname = self.inner_name(name, layer["name"])
-            if layer["name"] in inner_paths:
-                self.paths[gname] = f"{outer_path}/layers/{inner_paths[layer['name']]}"
-        self.depth += 1
-        try:
-            if sequential:
-                if len(ins) != 1:
-                    raise Skip(f"takes {len(ins)} inputs")
-                t = ins[0]
-                for layer in layers:
-                    t = self.inner(name, layer, renamed, [t], {})
-                return t
+        if sequential:
+            if len(ins) != 1:
+                raise Skip(f"takes {len(ins)} inputs")
+            inputs = [first]
+        else:
             inputs = [r[0] for r in self.refs(cfg.get("input_layers"))]
-            outputs = self.refs(cfg.get("output_layers"))
             if len(inputs) != len(ins):
                 raise Skip(f"takes {len(inputs)} inputs and is given {len(ins)}")
+            outputs = self.refs(cfg.get("output_layers"))
             if len(outputs) != 1:
                 raise Skip(f"has {len(outputs)} outputs; Deepwire imports nested models of one output")
-            tensors = self.walk(layers, given=dict(zip(inputs, ins)), outer=(name, renamed))
-            if tensors.get(outputs[0][0]) is None:
-                raise Skip(f"names '{_shown(outputs[0][0])}' as its output, which is not one of its layers")
-            return tensors[outputs[0][0]]
+        scope = Scope(paths={k: f"{outer_path}/layers/{v}" for k, v in keras_paths(layers).items()},
+                      model=(cls, name))
+        outer_scope, outer_builder = self.scope, self.b
+        self.scope, self.b = scope, GraphBuilder(name)
+        self.depth += 1
+        try:
+            ports = []
+            for port, t in zip(inputs, ins):
+                spec = outer_builder.specs[t.node]
+                node = self.b.add("Input", port, {"shape": list(spec.shape), "dtype": spec.dtype})
+                ports.append(T(node, t.perm, t.order))
+            if sequential:
+                out = ports[0]
+                for layer in layers:
+                    out = self.inner(name, layer, [out], {})
+            else:
+                tensors = self.walk(layers, given=dict(zip(inputs, ports)), outer=name)
+                if tensors.get(outputs[0][0]) is None:
+                    raise Skip(f"names '{_shown(outputs[0][0])}' as its output, which is not one of its layers")
+                out = tensors[outputs[0][0]]
+            self.b.add("Output", "output", {}, [out.node])
+            definition, spec = self.b.graph, self.b.specs[out.node]
         finally:
             self.depth -= 1
+            self.scope, self.b = outer_scope, outer_builder
+        module = self.define(name, definition)
+        node = _instance(self.b, name, module, [t.node for t in ins], spec)
+        outer_scope.children[node] = scope
+        return T(node, out.perm, out.order)
 
-    def inner(self, outer: str, layer: dict, renamed: dict, ins: list[T], kwargs: dict) -> T:
+    def define(self, name: str, definition) -> str:
+        """Add `definition` to the top graph's modules, pruned of what reaches no output and laid out; the name
+        of the definition that already builds the same blocks when there is one."""
+        graph = self.top.graph
+        analysis = analyse(definition, graph.modules)
+        for node_id in [n for n in definition.node_ids() if n not in analysis.live]:
+            if definition.node(node_id).type != "Input":
+                definition.remove_node(node_id)
+        layout(definition)
+        key = _structure(definition)
+        for module, other in graph.modules.items():
+            if _structure(other) == key:
+                return module
+        module = graph.module_name(to_class_name(name, "Module"))
+        try:
+            graph.add_module(module, definition)
+        except GraphError as exc:
+            raise Skip(str(exc)) from None
+        return module
+
+    def inner(self, outer: str, layer: dict, ins: list[T], kwargs: dict) -> T:
         """One layer of a nested model; what it cannot map names the layer and the model it is in."""
         cls, name = layer["class_name"], layer["name"]
         try:
-            return self.layer(cls, renamed.get(name, name), layer["config"], ins, kwargs)
+            return self.layer(cls, name, layer["config"], ins, kwargs)
         except Skip as exc:
             raise ModelImportError(f"{cls} '{_shown(name)}' (in the nested model '{_shown(outer)}') {exc}") from None
         except CONFIG_ERRORS as exc:
@@ -188,7 +251,7 @@ class Importer:
 
 
     # ---------------------------------------------------------------- models
-    def entries(self, layers: list, sequential: bool, nested: bool = False) -> list[dict]:
+    def entries(self, layers: list, sequential: bool) -> list[dict]:
         """Each layer as {class_name, name, config, build_config, inbound_nodes}, with the types those need, or
         a ModelImportError naming the layer (by name, else by position)."""
         if len(layers) > MAX_LAYERS:
@@ -215,8 +278,6 @@ class Importer:
             elif name in seen and not sequential:
                 raise ModelImportError(f"two layers are named '{_shown(name)}'")
             seen.add(name)
-            if not nested:
-                self.names.add(name)
             build = layer.get("build_config")
             out.append({"class_name": cls, "name": name, "config": config,
                         "build_config": build if isinstance(build, dict) else {},
@@ -229,7 +290,7 @@ class Importer:
         if not isinstance(layers, list) or not layers:
             raise ModelImportError("the Sequential model has no layers")
         layers = self.entries(layers, sequential=True)
-        self.paths = keras_paths(layers)
+        self.scope.paths = keras_paths(layers)
         problems = []
         first = layers[0]
         if first["class_name"] == "InputLayer":
@@ -269,7 +330,7 @@ class Importer:
         if not isinstance(layers, list):
             raise ModelImportError("the functional model's configuration has no layers")
         layers = self.entries(layers, sequential=False)
-        self.paths = keras_paths(layers)
+        self.scope.paths = keras_paths(layers)
         tensors = self.walk(layers)
         outputs = self.refs(cfg.get("output_layers"))
         if not outputs:
@@ -279,10 +340,10 @@ class Importer:
                 raise ModelImportError(f"the model's output '{_shown(ref[0])}' is not one of its layers' results")
             self.b.add("Output", "output" if i == 0 else f"output_{i}", {}, [tensors[ref[0]].node])
 
-    def walk(self, layers: list[dict], given: dict | None = None, outer: tuple | None = None) -> dict:
+    def walk(self, layers: list[dict], given: dict | None = None, outer: str | None = None) -> dict:
         """Map a functional model's layers in an order where each one's inputs are there: every layer's result
         by its name (None where it failed). `given`: a nested model's inputs (its input layer names -> the
-        tensors it is called with); `outer`: (its name, its layers' graph names)."""
+        tensors it is called with); `outer`: its name."""
         by_name = {layer["name"]: layer for layer in layers}
         calls = {layer["name"]: self.calls(layer) for layer in layers}
         for layer in layers if given is None else ():  # inputs that feed an Embedding hold token ids
@@ -293,7 +354,6 @@ class Importer:
                             self.tokens.add(ref[0])
         tensors: dict[str, T | None] = {}
         problems: list[str] = []
-        renamed = outer[1] if outer else {}
         pending = list(layers)
         while pending:
             progress = False
@@ -339,7 +399,7 @@ class Importer:
                     ins = (handler.inputs if handler else tensor_inputs)(args, kwargs, tensors)
                     plain = {k: v for k, v in kwargs.items() if not isinstance(v, tuple)}
                     if outer:
-                        tensors[name] = self.inner(outer[0], layer, renamed, ins, plain)
+                        tensors[name] = self.inner(outer, layer, ins, plain)
                     else:
                         tensors[name] = self.layer(cls, name, lcfg, ins, plain)
                 except Skip as exc:
@@ -432,6 +492,55 @@ class Importer:
                                    + "; ".join(problems))
 
 
+def _instance(b: GraphBuilder, name: str, module: str, inputs: list[str], spec: TensorSpec) -> str:
+    """A Module instance in `b`'s graph, whose result has `spec` (its definition's output). GraphBuilder.add
+    infers a block's shape from the block alone, which a Module's cannot be: it is its definition's."""
+    try:
+        node = b.graph.add_node(MODULE, name, {"module": module, "repeat": 1})
+        for port, src in enumerate(inputs):
+            b.graph.connect(src, node, port)
+    except GraphError as exc:   # e.g. more blocks than a graph may hold
+        raise ModelImportError(f"the nested model '{_shown(name)}': {exc}") from None
+    b.specs[node] = spec
+    return node
+
+
+def _structure(definition: Graph) -> str:
+    """What a definition computes, without its blocks' names and places: equal for two nested models built alike."""
+    data = definition.to_dict()
+    return json.dumps([[(n["id"], n["type"], n["params"]) for n in data["nodes"]], data["edges"]], sort_keys=True)
+
+
+def _scopes(scope: Scope, graph: Graph, analysis, what: str = "", modules: dict | None = None):
+    """(scope, its graph, its analysis, " (in the nested model 'name')" or "") for the top model and each nested
+    model, depth first; the analysis is None for a nested model left out (it reaches no output)."""
+    yield scope, graph, analysis, what
+    modules = graph.modules if modules is None else modules
+    for node, child in scope.children.items():
+        if analysis is None or node not in graph or not analysis.modules.get(node):
+            yield child, graph, None, what
+            continue
+        definition = modules.get(graph.node(node).params["module"])
+        yield from _scopes(child, definition, analysis.modules[node][0], child.within, modules)
+
+
+def _keras_params(scope: Scope) -> int:
+    return sum(c[2] for c in scope.counts) + sum(_keras_params(c) for c in scope.children.values())
+
+
+def _drop_unused_modules(graph: Graph) -> None:
+    """Remove the definitions no instance left in the graph uses (a nested model that reaches no output)."""
+    used, stack = set(), [graph]
+    while stack:
+        for node in stack.pop().nodes():
+            name = node.params.get("module") if node.type == MODULE else None
+            if name in graph.modules and name not in used:
+                used.add(name)
+                stack.append(graph.modules[name])
+    for name in [m for m in graph.modules if m not in used]:
+        graph.remove_module(name)
+
+
 def _numbers(args) -> list[float]:
     """The plain numbers among a call's positional arguments (a list of inputs included)."""
     out = []
@@ -465,19 +574,26 @@ def import_keras(source, weights=None, graph_only: bool = False) -> ImportResult
         graph, _, torch_model = importer.b.finish(with_weights=False)
     except RecursionError:
         raise ModelImportError("the Keras model configuration nests too deeply") from None
+    _drop_unused_modules(graph)
     analysis = analyse(graph)
     notes = importer.notes
     keras_total = 0
-    for cls_name, name, keras_params, nodes in importer.counts:
-        keras_total += keras_params
-        if not any(n in graph for n in nodes):
-            notes.append(f"{cls_name} '{name}' reaches no output of the model and is left out")
+    for scope, where, counted, what in _scopes(importer.top_scope, graph, analysis):
+        if counted is None:   # a nested model that reaches no output
+            keras_total += _keras_params(scope)
+            notes.append(f"{scope.what} reaches no output of the model and is left out")
             continue
-        ours = sum(analysis.param_counts.get(n, 0) for n in nodes if n in graph)
-        if ours == keras_params:
-            continue
-        why = getattr(LAYERS.get(cls_name), "param_note", None) or "the layers are parameterised differently"
-        notes.append(f"{cls_name} '{name}' has {ours:,} parameters here and {keras_params:,} in Keras: {why}")
+        for cls_name, name, keras_params, nodes in scope.counts:
+            keras_total += keras_params
+            if not any(n in where for n in nodes):
+                notes.append(f"{cls_name} '{name}'{what} reaches no output of the model and is left out")
+                continue
+            ours = sum(counted.param_counts.get(n, 0) for n in nodes if n in where)
+            if ours == keras_params:
+                continue
+            why = getattr(LAYERS.get(cls_name), "param_note", None) or "the layers are parameterised differently"
+            notes.append(f"{cls_name} '{name}'{what} has {ours:,} parameters here and {keras_params:,} in Keras: "
+                         f"{why}")
     state = None
     if graph_only:
         pass

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...analysis import analyse
+from ...naming import Namespace
 from ..common import ModelImportError, WeightsImportError, first_nonfinite, load_fitting, nonfinite_note
 from .reading import _shown
 from .registry import LayerWeights
 from .weights_file import WEIGHTS_MEMBER, _member_to_file, _opened, _WeightsFile
 
 if TYPE_CHECKING:
-    from .importer import Importer
+    from .importer import Importer, Scope
 
 GRAPH_ALONE = "; import the graph alone (without weights) to start from fresh ones"
 
@@ -25,44 +26,20 @@ def _load_weights(importer: Importer, graph, model, h5file, label: str) -> dict:
     placed WeightsImportError, naming the first layer."""
     from ...codegen import generate
 
-    _, info = generate(graph, analyse(graph))
+    analysis = analyse(graph)
+    _, info = generate(graph, analysis)
     state = model.state_dict()
-    layer_of = {node: f"{cls} '{name}'" for cls, name, _, nodes in importer.counts for node in nodes}
     with _opened(h5file, label) as (h5py, f, size):
         try:
-            store = _WeightsFile(h5py, f, size, importer.paths)
+            store = _WeightsFile(h5py, f, size, importer.top_scope.paths)
         except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ModelImportError):
                 raise
             raise ModelImportError(f"{label} cannot be read ({_shown(str(exc))})") from None
         weights: dict = {}
-        for node_id in analyse(graph).order:
-            attr = info.attrs.get(node_id)
-            keys = [k for k in state if attr and k.startswith(f"{attr}.")]
-            if not keys:
-                continue
-            where = layer_of.get(node_id, f"'{graph.node(node_id).name}'")
-            if node_id not in importer.convert:
-                raise WeightsImportError(f"cannot import the Keras weights: {where} has no weight conversion")
-            handler, name, cfg, extra = importer.convert[node_id]
-            shapes = {k[len(attr) + 1:]: tuple(state[k].shape) for k in keys}
-            try:
-                tensors = handler.weights(LayerWeights(handler, name, cfg, extra, store, shapes))
-            except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OSError, AttributeError) as exc:
-                if isinstance(exc, ModelImportError):
-                    raise
-                raise WeightsImportError(f"{where}: its weights cannot be read ({_shown(str(exc))})") from None
-            for key, value in tensors.items():
-                full = f"{attr}.{key}"
-                if full not in state:
-                    raise WeightsImportError(f"{where}: the weights file's {key} has no place in the graph")
-                if tuple(value.shape) != tuple(state[full].shape):
-                    raise WeightsImportError(f"{where}: the weights file's arrays give {key} shape "
-                                             f"{tuple(value.shape)} but the graph needs {tuple(state[full].shape)}")
-                weights[full] = value
-            for key in keys:
-                if key not in weights:
-                    raise WeightsImportError(f"{where}: the weights file has nothing for {key[len(attr) + 1:]}")
+        places = _Places(store, state, graph.modules, weights)
+        places.scope(importer.top_scope, graph, analysis, info.attrs, "")
+        store.paths = importer.top_scope.paths
         left = store.unplaced()
         if left:
             raise WeightsImportError(f"the weights file holds weights for {left} that no layer of the graph takes")
@@ -72,10 +49,67 @@ def _load_weights(importer: Importer, graph, model, h5file, label: str) -> dict:
     load_fitting(model, weights, "the converted Keras weights", "; this is an importer bug")
     bad = first_nonfinite(weights)
     if bad is not None:
-        attr = bad.split(".", 1)[0]
-        node = next((n for n, a in info.attrs.items() if a == attr), None)
-        importer.notes.append(nonfinite_note(bad, layer_of.get(node, f"'{attr}'")))
+        importer.notes.append(nonfinite_note(bad, places.layer_of.get(bad, f"'{bad.split('.', 1)[0]}'")))
     return weights
+
+
+class _Places:
+    """Each layer's arrays converted into the generated module's state (`weights`, by state key), the layers of a
+    nested model (a Module instance) under the instance's attribute."""
+
+    def __init__(self, store, state: dict, modules: dict, weights: dict):
+        self.store, self.state, self.modules, self.weights = store, state, modules, weights
+        self.layer_of: dict[str, str] = {}   # state key -> the layer, as messages name it
+
+    def scope(self, scope: Scope, graph, analysis, attrs: dict[str, str], prefix: str) -> None:
+        within = scope.within if prefix else ""
+        layer_of = {node: f"{cls} '{name}'{within}" for cls, name, _, nodes in scope.counts for node in nodes}
+        for node_id in analysis.order:
+            attr = attrs.get(node_id)
+            keys = [k for k in self.state if attr and k.startswith(f"{prefix}{attr}.")]
+            if not keys:
+                continue
+            child = scope.children.get(node_id)
+            if child is not None:   # a nested model: its definition's blocks, each application's under its own
+                definition = self.modules[graph.node(node_id).params["module"]]
+                inner = analysis.modules[node_id]
+                for i, applied in enumerate(inner):
+                    at = f"{prefix}{attr}." + (f"{i}." if len(inner) > 1 else "")
+                    self.scope(child, definition, applied, module_attrs(definition, applied), at)
+                continue
+            where = layer_of.get(node_id, f"'{graph.node(node_id).name}'{within}")
+            if node_id not in scope.convert:
+                raise WeightsImportError(f"cannot import the Keras weights: {where} has no weight conversion")
+            handler, name, cfg, extra = scope.convert[node_id]
+            full = f"{prefix}{attr}."
+            shapes = {k[len(full):]: tuple(self.state[k].shape) for k in keys}
+            self.store.paths = scope.paths
+            try:
+                tensors = handler.weights(LayerWeights(handler, name, cfg, extra, self.store, shapes))
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OSError, AttributeError) as exc:
+                if isinstance(exc, ModelImportError):
+                    raise
+                raise WeightsImportError(f"{where}: its weights cannot be read ({_shown(str(exc))})") from None
+            for key, value in tensors.items():
+                if full + key not in self.state:
+                    raise WeightsImportError(f"{where}: the weights file's {key} has no place in the graph")
+                if tuple(value.shape) != tuple(self.state[full + key].shape):
+                    raise WeightsImportError(f"{where}: the weights file's arrays give {key} shape "
+                                             f"{tuple(value.shape)} but the graph needs "
+                                             f"{tuple(self.state[full + key].shape)}")
+                self.weights[full + key] = value
+                self.layer_of[full + key] = where
+            for key in keys:
+                if key not in self.weights:
+                    raise WeightsImportError(f"{where}: the weights file has nothing for {key[len(full):]}")
+
+
+def module_attrs(definition, analysis) -> dict[str, str]:
+    """node id -> the attribute name the generated class of a module gives each block: as engine.codegen names
+    a module class's attributes (a Namespace that reserves the class's placeholder name, the live nodes in
+    order). A mismatch would show as weights that do not fit, refused as an importer bug."""
+    names = Namespace({"{name}"})
+    return {n: names.create(definition.node(n).name) for n in analysis.order if n in analysis.live}
 
 
 def _placed(load):
