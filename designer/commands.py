@@ -216,3 +216,136 @@ def fragment(graph: Graph, node_ids) -> dict:
     return {"format": "deepwire-fragment",
             "nodes": [graph.node(n).to_dict() for n in graph.node_ids() if n in ids],
             "edges": [e.to_dict() for e in graph.edges() if e.src in ids and e.dst in ids]}
+
+
+# ----------------------------------------------------------------------------- modules
+
+def _restore_nodes(graph: Graph, nodes: list[dict], edges) -> None:
+    """Put removed nodes back at their places in the node order (`index`), then their wires."""
+    for data in sorted(nodes, key=lambda d: d["index"]):
+        graph.add_node(data["type"], data["name"], copy.deepcopy(data["params"]), tuple(data["pos"]),
+                       node_id=data["id"], index=data["index"])
+    for edge in edges:
+        graph.connect(edge.src, edge.dst, edge.port)
+
+
+class GroupNodes(QUndoCommand):
+    """Group a selection into a new module definition and one instance of it (engine.modules.group).
+
+    Call `first()` before pushing: it groups (raising GraphError, with nothing changed, for a selection
+    that cannot be a module); the push then keeps that result. Undo puts back the exact blocks (ids,
+    names, parameters, positions, order, wires) and removes the definition; redo puts the same
+    definition object back, so later edits inside it stay valid. `graph` is the graph shown (the
+    model, or a definition: the new module is kept by the model, `top`, either way)."""
+
+    def __init__(self, top: Graph, graph: Graph, node_ids, specs: dict, name: str,
+                 parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.top, self.graph = top, graph
+        self.node_ids, self.specs, self.wanted = list(node_ids), specs, name
+        self.result = None
+        self.definition: Graph | None = None
+        self.instance: dict | None = None
+        self._fresh = False
+
+    def first(self) -> str:
+        """Group now; returns the module's name. GraphError when the selection cannot be a module."""
+        from engine.modules import group
+
+        name = self.top.module_name(self.wanted)
+        self.result = group(self.graph, self.node_ids, self.specs, name)
+        if self.graph is not self.top:   # a definition holds no modules of its own: the model keeps it
+            self.top.add_module(self.result.module, self.graph.modules.pop(self.result.module))
+        self.definition = self.top.modules[self.result.module]
+        self.instance = self.graph.node(self.result.node_id).to_dict()
+        self._fresh = True
+        n = len(self.result.removed)
+        self.setText(f"group {n} block{'s' * (n != 1)} into {self.result.module}")
+        return self.result.module
+
+    @property
+    def module(self) -> str:
+        return self.result.module
+
+    @property
+    def node_id(self) -> str:
+        return self.result.node_id
+
+    def redo(self):
+        if self._fresh:
+            self._fresh = False
+            return
+        self.top.add_module(self.result.module, self.definition)
+        for data in self.result.removed:
+            self.graph.remove_node(data["id"])
+        node = self.instance
+        self.graph.add_node(node["type"], node["name"], copy.deepcopy(node["params"]), tuple(node["pos"]),
+                            node_id=node["id"])
+        for edge in self.result.added_edges:
+            self.graph.connect(edge.src, edge.dst, edge.port)
+
+    def undo(self):
+        self.graph.remove_node(self.result.node_id)
+        self.top.remove_module(self.result.module)
+        _restore_nodes(self.graph, self.result.removed, self.result.removed_edges)
+
+
+class UngroupNode(QUndoCommand):
+    """Replace a module instance by the blocks of its definition (engine.modules.ungroup); the
+    definition stays. Call `first()` before pushing (GraphError when it cannot be ungrouped)."""
+
+    def __init__(self, top: Graph, graph: Graph, node_id: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.top, self.graph, self.node_id = top, graph, node_id
+        self.result = None
+        self.added: list[dict] = []
+        self._fresh = False
+
+    def first(self) -> list[str]:
+        """Ungroup now; returns the ids of the blocks put in the instance's place."""
+        from engine.modules import ungroup
+
+        name = self.graph.node(self.node_id).name
+        own = self.graph.modules
+        if self.graph is not self.top:   # inside a definition: the model's definitions are the ones named
+            self.graph.modules = self.top.modules
+        try:
+            self.result = ungroup(self.graph, self.node_id)
+        finally:
+            self.graph.modules = own
+        self.added = [self.graph.node(n).to_dict() for n in self.result.added]
+        self._fresh = True
+        self.setText(f"ungroup {name}")
+        return list(self.result.added)
+
+    def redo(self):
+        if self._fresh:
+            self._fresh = False
+            return
+        self.graph.remove_node(self.node_id)
+        for data in self.added:
+            self.graph.add_node(data["type"], data["name"], copy.deepcopy(data["params"]), tuple(data["pos"]),
+                                node_id=data["id"])
+        for edge in self.result.added_edges:
+            self.graph.connect(edge.src, edge.dst, edge.port)
+
+    def undo(self):
+        for data in reversed(self.added):
+            self.graph.remove_node(data["id"])
+        _restore_nodes(self.graph, [self.result.removed], self.result.removed_edges)
+
+
+class RemoveModule(QUndoCommand):
+    """Delete a module definition (the caller checks that no instance uses it); undo puts it back."""
+
+    def __init__(self, top: Graph, name: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.top, self.name = top, name
+        self.definition = top.modules[name]
+        self.setText(f"delete module {name}")
+
+    def redo(self):
+        self.definition = self.top.remove_module(self.name)
+
+    def undo(self):
+        self.top.add_module(self.name, self.definition)

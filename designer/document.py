@@ -11,6 +11,7 @@ from PySide6.QtGui import QUndoStack
 from engine.analysis import Analysis, analyse
 from engine.fileio import atomic_write_text
 from engine.graph import Graph
+from engine.modules import used_names
 from engine.project import SUFFIX, Project, is_project_file, load_project, read_graph, save_project
 from engine.templates import STARTER, describe, load_template
 from engine.training import TrainConfig
@@ -24,6 +25,8 @@ class Document(QObject):
     pathChanged = Signal(object)   # Path | None
     graphReplaced = Signal()       # a new graph object (new/open)
     projectChanged = Signal()      # settings, dataset, weights or runs changed (each time; not undoable)
+    shownChanged = Signal()        # the canvas shows another graph: a module entered or left
+    shownAnalysed = Signal(object)  # Analysis of the shown graph (the model's, or the module's being edited)
 
     def __init__(self, graph: Graph | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -33,16 +36,28 @@ class Document(QObject):
         self.project = Project(graph or Graph("untitled"))
         self._changed_outside_graph = False   # settings, runs, weights: not undoable, but unsaved work
         self.analysis: Analysis = analyse(self.graph)
+        self.shown_analysis: Analysis = self.analysis
+        # the modules entered, outermost first, and their definitions (a definition replaced or
+        # removed underneath, e.g. by undo, takes the canvas back out of it)
+        self.module_path: list[str] = []
+        self._entered: list[Graph] = []
+        self._watched: list[Graph] = []   # the model and every module definition: edits in any re-analyse
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(ANALYSIS_DELAY_MS)
         self._timer.timeout.connect(self.refresh)
-        self.graph.subscribe(self._on_graph_event)
+        self._watch()
 
     # ------------------------------------------------------------------ state
     @property
     def graph(self) -> Graph:
         return self.project.graph
+
+    @property
+    def shown(self) -> Graph:
+        """The graph the canvas shows and edits: the model, or the module definition entered.
+        Saving, training, export and the code always use `graph`, the model."""
+        return self._entered[-1] if self._entered else self.graph
 
     @property
     def modified(self) -> bool:
@@ -99,30 +114,123 @@ class Document(QObject):
         self.modifiedChanged.emit(self.modified)
 
     def _on_graph_event(self, event: str, payload: dict) -> None:
+        if event == "modules_changed":
+            self._watch()
+            self._check_path()
         if event != "node_moved":
             self._timer.start()
+
+    def _watch(self) -> None:
+        """Listen to the model and to every module definition (an edit inside one changes every instance)."""
+        wanted = [self.graph, *(d for d in self.graph.modules.values() if d is not self.graph)]
+        for graph in self._watched:
+            if not any(graph is w for w in wanted):
+                graph.unsubscribe(self._on_graph_event)
+        for graph in wanted:
+            if not any(graph is w for w in self._watched):
+                graph.subscribe(self._on_graph_event)
+        self._watched = wanted
+
+    def _unwatch(self) -> None:
+        for graph in self._watched:
+            graph.unsubscribe(self._on_graph_event)
+        self._watched = []
 
     def refresh(self) -> Analysis:
         self._timer.stop()
         self.analysis = analyse(self.graph)
+        self._analyse_shown()
         self.analysed.emit(self.analysis)
+        self.shownAnalysed.emit(self.shown_analysis)
         return self.analysis
+
+    def _analyse_shown(self) -> None:
+        self.shown_analysis = analyse(self.shown, modules=self.graph.modules) if self._entered else self.analysis
+
+    # ------------------------------------------------------------------ modules: which graph is shown
+    def enter_module(self, name: str) -> bool:
+        """Show (and edit) the definition of module `name`, one level deeper. False when the project
+        has no such module, or it is already entered (a module that contains itself)."""
+        definition = self.graph.modules.get(name)
+        if definition is None or name in self.module_path:
+            return False
+        self.module_path.append(name)
+        self._entered.append(definition)
+        self._shown_changed()
+        return True
+
+    def leave_module(self, depth: int = 0) -> None:
+        """Go back out to `depth` modules deep (0: the model)."""
+        depth = max(0, depth)
+        if depth >= len(self.module_path):
+            return
+        del self.module_path[depth:]
+        del self._entered[depth:]
+        self._shown_changed()
+
+    def _shown_changed(self) -> None:
+        self._analyse_shown()
+        self.shownChanged.emit()
+        self.shownAnalysed.emit(self.shown_analysis)
+
+    def _check_path(self) -> None:
+        """A module entered that the project no longer holds (undo of its grouping, a deleted module):
+        the canvas goes back out to the last level that still exists."""
+        for depth, (name, definition) in enumerate(zip(self.module_path, self._entered)):
+            if self.graph.modules.get(name) is not definition:
+                self.leave_module(depth)
+                return
+
+    def module_uses(self) -> dict[str, int]:
+        """How many instances name each module, in the model and in every definition."""
+        counts = dict.fromkeys(self.graph.modules, 0)
+        for graph in (self.graph, *self.graph.modules.values()):
+            for node in graph.nodes():
+                if node.type == "Module" and node.params.get("module") in counts:
+                    counts[node.params["module"]] += 1
+        return counts
+
+    def addable_modules(self) -> list[str]:
+        """The modules an instance of which may be added to the shown graph: inside a module, not that
+        module, nor one that contains it (a module cannot contain itself)."""
+        names = list(self.graph.modules)
+        if not self.module_path:
+            return names
+        inside = set(self.module_path)
+        out = []
+        for name in names:
+            seen, stack, bad = set(), [name], False
+            while stack:
+                current = stack.pop()
+                if current in inside:
+                    bad = True
+                    break
+                if current in seen or current not in self.graph.modules:
+                    continue
+                seen.add(current)
+                stack.extend(used_names(self.graph.modules[current]))
+            if not bad:
+                out.append(name)
+        return out
 
     # ------------------------------------------------------------------ files
     def replace(self, project: Project, path: Path | None) -> None:
-        self.graph.unsubscribe(self._on_graph_event)
+        self._unwatch()
         self.project = project
-        self.graph.subscribe(self._on_graph_event)
+        self.module_path, self._entered = [], []
+        self._watch()
         self.path = path
         self._changed_outside_graph = False
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self._timer.stop()
         self.analysis = analyse(self.graph)  # before the views rebuild, so they build once
+        self.shown_analysis = self.analysis
         self.graphReplaced.emit()
         self.pathChanged.emit(path)
         self.modifiedChanged.emit(False)
         self.analysed.emit(self.analysis)
+        self.shownAnalysed.emit(self.shown_analysis)
 
     def new_empty(self) -> None:
         self.replace(Project(Graph("untitled")), None)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QScrollArea,
     QSizePolicy,
     QSpinBox,
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from engine.analysis import WARNING, Analysis
 from engine.blocks import TOKENS, Block, Param, ParamError, get_block
+from engine.blocks.module import MODULE
 from engine.flops import Probe, add_probe, count_flops, probe_of
 from engine.graph import MAX_NAME, Graph, clean_name
 
@@ -389,9 +391,11 @@ class Field:
             changed = getattr(check, "checkStateChanged", None) or check.stateChanged
             changed.connect(lambda _state: self.inspector._commit(self))
             return check
-        if kind == "choice":
+        if kind == "choice" or (kind == "name" and p.name == "module"):
             combo = ChoiceCombo()
-            for choice in p.choices:
+            # a module instance picks one of the project's modules
+            choices = p.choices if kind == "choice" else self.inspector.document.addable_modules()
+            for choice in choices:
                 combo.addItem(choice, choice)
             combo.setPlaceholderText(MIXED)
             combo.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -580,6 +584,7 @@ class Inspector(QWidget):
         self.shape_label: QLabel | None = None
         self.params_label: QLabel | None = None
         self.flops_label: QLabel | None = None
+        self.open_button: QPushButton | None = None
         self._diag_box: QVBoxLayout | None = None
         self._flops_job: FlopJob | None = None  # what the FLOP figure shown is (to be) counted for
 
@@ -607,20 +612,21 @@ class Inspector(QWidget):
         # The graph is plain Python: it holds a listener that only weakly refers to this widget,
         # and the listener is removed when the widget goes.
         self._listener = _GraphListener(self)
-        self._subscription = {"listener": self._listener, "graph": weakref.ref(document.graph)}
-        document.graph.subscribe(self._listener)
+        self._subscription = {"listener": self._listener, "graph": weakref.ref(document.shown)}
+        document.shown.subscribe(self._listener)
         subscription = self._subscription
         self.destroyed.connect(lambda *_: _unsubscribe(subscription))
 
-        document.analysed.connect(self._on_analysed)
+        document.shownAnalysed.connect(self._on_analysed)
         document.graphReplaced.connect(self._on_graph_replaced)
+        document.shownChanged.connect(self._on_graph_replaced)   # a module entered or left
         flop_counter().ready.connect(self._on_flops_ready)
         self._rebuild()
 
     # ------------------------------------------------------------------ public API
     def set_selection(self, node_ids: list[str]) -> None:
         """Show the given nodes (the canvas selection). Unknown ids are ignored."""
-        graph = self.document.graph
+        graph = self.document.shown
         ids = list(dict.fromkeys(n for n in node_ids if n in graph))
         if ids == self._ids:
             self.refresh()
@@ -645,7 +651,7 @@ class Inspector(QWidget):
     def refresh(self) -> None:
         """Show the graph's current values (never pushes a command, never moves focus)."""
         self._refresh_timer.stop()
-        graph = self.document.graph
+        graph = self.document.shown
         if any(n not in graph for n in self._ids):
             self._ids = [n for n in self._ids if n in graph]
             self._rebuild()
@@ -681,8 +687,8 @@ class Inspector(QWidget):
 
     def _on_graph_replaced(self) -> None:
         _unsubscribe(self._subscription)
-        self._subscription["graph"] = weakref.ref(self.document.graph)
-        self.document.graph.subscribe(self._listener)
+        self._subscription["graph"] = weakref.ref(self.document.shown)
+        self.document.shown.subscribe(self._listener)
         self._ids = []
         self._rebuild()
 
@@ -705,7 +711,7 @@ class Inspector(QWidget):
     def _commit(self, field: Field) -> None:
         if self._updating:
             return
-        graph = self.document.graph
+        graph = self.document.shown
         ids = [n for n in field.node_ids if n in graph]
         if not ids:
             return
@@ -728,7 +734,7 @@ class Inspector(QWidget):
     def _commit_name(self) -> None:
         if self._updating or self.name_edit is None or len(self._ids) != 1:
             return
-        graph = self.document.graph
+        graph = self.document.shown
         node_id = self._ids[0]
         if node_id not in graph:
             return
@@ -766,7 +772,7 @@ class Inspector(QWidget):
         self._updating = True
         try:
             self._fields = {}
-            self.name_edit = self.name_message = self.title_label = None
+            self.name_edit = self.name_message = self.title_label = self.open_button = None
             self.shape_label = self.params_label = self.flops_label = None
             self._diag_box = None
             old = self._scroll.takeWidget()
@@ -778,7 +784,7 @@ class Inspector(QWidget):
             layout = QVBoxLayout(content)
             layout.setContentsMargins(12, 12, 12, 12)
             layout.setSpacing(12)
-            graph = self.document.graph
+            graph = self.document.shown
             nodes = [graph.node(n) for n in self._ids]
             types = {n.type for n in nodes}
             if not nodes:
@@ -840,6 +846,15 @@ class Inspector(QWidget):
                 field = Field(self, param, [n.id for n in nodes])
                 self._fields[param.name] = field
                 form.addRow(_row_label(readable(param), param.help), field.container)
+            if block.type == MODULE and single:
+                name = str(nodes[0].params.get("module"))
+                self.open_button = QPushButton(f"Open {name}")
+                self.open_button.setObjectName("open_module")
+                self.open_button.setToolTip("Show the module's blocks to edit them (or double-click the block). "
+                                            "Every instance follows; Escape comes back.")
+                self.open_button.setEnabled(name in self.document.graph.modules)
+                self.open_button.clicked.connect(lambda _=False, m=name: self.document.enter_module(m))
+                form.addRow("", self.open_button)
             if not block.params:
                 none = QLabel("This block has no parameters.")
                 none.setStyleSheet(f"color: {theme.colours()['muted']};")
@@ -909,7 +924,7 @@ class Inspector(QWidget):
     def _update_analysis(self) -> None:
         if not self._ids or self.params_label is None:
             return
-        analysis = self.document.analysis
+        analysis = self.document.shown_analysis
         if len(self._ids) > 1:
             counts = [analysis.param_counts.get(n) for n in self._ids]
             known = [n for n in counts if n is not None]
@@ -948,9 +963,14 @@ class Inspector(QWidget):
         label = self.flops_label
         if label is None or len(self._ids) != 1:
             return
-        analysis = self.document.analysis
+        analysis = self.document.shown_analysis
         node_id = self._ids[0]
-        job = flops_job(analysis, self.document.graph, node_id)
+        if node_id in self.document.shown and self.document.shown.node(node_id).type == MODULE:
+            self._flops_job = None
+            label.setText("—")
+            label.setToolTip("FLOPs are counted block by block: open the module to see its blocks'.")
+            return
+        job = flops_job(analysis, self.document.shown, node_id)
         self._flops_job = job
         if job is None:
             label.setText("—")
@@ -976,13 +996,13 @@ class Inspector(QWidget):
         """Count the shown block, then the blocks wired to it (likely the next ones looked at)."""
         if len(self._ids) != 1 or self.flops_label is None:
             return
-        analysis, graph = self.document.analysis, self.document.graph
+        analysis, graph = self.document.shown_analysis, self.document.shown
         node_id = self._ids[0]
         job = flops_job(analysis, graph, node_id)
         if job is None or node_id not in analysis.live:
             return
         near = [n for n in (*graph.nx.predecessors(node_id), *graph.nx.successors(node_id))
-                if n != node_id and n in analysis.live]
+                if n != node_id and n in analysis.live and graph.node(n).type != MODULE]
         jobs = [j for j in (flops_job(analysis, graph, n) for n in dict.fromkeys(near)) if j is not None]
         flop_counter().request([job, *jobs[:FLOPS_PREFETCH]])  # one small model for all of them
 

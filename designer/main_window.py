@@ -2,6 +2,7 @@
 below; menus, toolbar, status bar; New / Open / Save / Save As / Recent / Export."""
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -27,18 +29,23 @@ from PySide6.QtWidgets import (
     QRadioButton,
     QTabWidget,
     QVBoxLayout,
+    QWidget,
 )
 
 from engine.analysis import analyse
+from engine.blocks.module import MODULE
 from engine.codegen import CodegenError, generate
-from engine.graph import FormatError
+from engine.graph import FormatError, GraphError
+from engine.modules import group
+from engine.modules import ports as module_ports
+from engine.naming import to_class_name
 from engine.templates import STARTER, describe, template_names
 
 from . import theme
 from .canvas import GraphScene, GraphView
 from .canvas.items import NODE_WIDTH
 from .code_view import CodeView
-from .commands import fragment, paste_nodes
+from .commands import GroupNodes, RemoveModule, UngroupNode, fragment, paste_nodes
 from .curves import CurvesView
 from .document import Document
 from .import_dialog import (
@@ -49,6 +56,7 @@ from .import_dialog import (
 )
 from .inspector import Inspector
 from .mime import FRAGMENT_MIME
+from .module_bar import ModuleBar
 from .palette import Palette
 from .problems import ProblemsView
 from .quickadd import QuickAdd
@@ -75,6 +83,8 @@ SHORTCUTS = [
     ("Copy / cut / paste / duplicate", "Ctrl+C / Ctrl+X / Ctrl+V / Ctrl+D"),
     ("Undo / redo", "Ctrl+Z / Ctrl+Shift+Z or Ctrl+Y"),
     ("Arrange", "Ctrl+L"),
+    ("Group into a module / ungroup", "Ctrl+G / Ctrl+Shift+G"),
+    ("Open a module / back out", "double-click its block / Escape"),
     ("Train / pause / stop", "F5 / F6 / Shift+F5"),
     ("Training panel", "Ctrl+T"),
 ]
@@ -87,7 +97,15 @@ class MainWindow(QMainWindow):
         self.document = document or Document()
         self.scene = GraphScene(self.document, self)
         self.view = GraphView(self.scene, self)
-        self.setCentralWidget(self.view)
+        self.module_bar = ModuleBar(self.document, self)
+        centre = QWidget(self)
+        centre_layout = QVBoxLayout(centre)
+        centre_layout.setContentsMargins(0, 0, 0, 0)
+        centre_layout.setSpacing(0)
+        centre_layout.addWidget(self.module_bar)
+        centre_layout.addWidget(self.view, 1)
+        self.setCentralWidget(centre)
+        self._view_states: list[tuple] = []   # per module level entered: the view and selection to come back to
         self.palette_widget = Palette(self)
         self.inspector = Inspector(self.document, self)
         self.problems = ProblemsView(self)
@@ -115,6 +133,11 @@ class MainWindow(QMainWindow):
         self.view.quickAddRequested.connect(self._quick_add_at)
         self.quick_add.chosen.connect(self._quick_add_chosen)
         self.palette_widget.addRequested.connect(self._add_from_palette)
+        self.palette_widget.moduleOpenRequested.connect(self.open_module)
+        self.palette_widget.moduleDeleteRequested.connect(self.delete_module)
+        self.scene.moduleOpenRequested.connect(self.open_module)
+        self.view.escapeUnused.connect(self._escape)
+        self.document.shownChanged.connect(self._shown_changed)
         self.problems.nodeActivated.connect(self.select_and_centre)
         self.document.analysed.connect(self._analysed)
         self.document.modifiedChanged.connect(lambda _: self._update_title())
@@ -237,7 +260,19 @@ class MainWindow(QMainWindow):
         self.act_fit_sel = self._action("Fit &Selection", self._fit_selection_or_type, "F")
         self.act_zoom_in = self._action("Zoom &In", lambda: self.view.zoom_by(1.25), QKeySequence.ZoomIn)
         self.act_zoom_out = self._action("Zoom &Out", lambda: self.view.zoom_by(0.8), QKeySequence.ZoomOut)
-        self.act_snap = self._action("Snap to &Grid", self._toggle_snap, "Ctrl+G")
+        self.act_snap = self._action("Snap to &Grid", self._toggle_snap, "Ctrl+'")
+        self.act_group = self._action("&Group into Module…", lambda: self.group_selection(), "Ctrl+G",
+                                      "Make the selected blocks a module of their own: one block, reusable, "
+                                      "one class in the code")
+        self.act_ungroup = self._action("&Ungroup Module", self.ungroup_selection, "Ctrl+Shift+G",
+                                        "Put the module's blocks in place of the selected module block")
+        self.act_open_module = self._action("&Open Module", self._open_selected_module, None,
+                                            "Show the selected module block's blocks to edit them (double-click)")
+        self.act_leave_module = self._action("&Back Out of Module", self._escape, None,
+                                             "Back to the graph the module is used in (Escape)")
+        self.act_ungroup.setEnabled(False)
+        self.act_open_module.setEnabled(False)
+        self.act_leave_module.setEnabled(False)
         self.act_snap.setCheckable(True)
         self.act_theme = self._action("&Light Theme", self._toggle_theme)
         self.act_theme.setCheckable(True)
@@ -281,6 +316,10 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_cut, self.act_copy, self.act_paste, self.act_duplicate, self.act_delete])
         m.addSeparator()
         m.addAction(self.act_select_all)
+        m.addSeparator()
+        m.addActions([self.act_group, self.act_ungroup, self.act_open_module, self.act_leave_module])
+        self.scene.node_menu_actions = [self.act_open_module, self.act_group, self.act_ungroup, None,
+                                        self.act_copy, self.act_duplicate, self.act_delete]
         m = bar.addMenu("&View")
         m.addActions([self.act_fit, self.act_fit_sel, self.act_zoom_in, self.act_zoom_out])
         m.addSeparator()
@@ -358,6 +397,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{self.document.title}{' •' if self.document.modified else ''} — Deepwire")
 
     def _analysed(self, analysis) -> None:
+        self._refresh_modules()
         self.problems.set_analysis(self.document.graph, analysis)
         n = len(self.document.graph)
         self.status_nodes.setText(f"{n} block{'s' * (n != 1)}")
@@ -413,6 +453,8 @@ class MainWindow(QMainWindow):
 
     def _graph_replaced(self) -> None:
         self._last_code = ""  # another graph: the old one's code is nothing to show
+        self._view_states = []
+        self.act_leave_module.setEnabled(False)
         QTimer.singleShot(0, self.view.show_graph)
 
     def _selection_changed(self) -> None:
@@ -420,6 +462,11 @@ class MainWindow(QMainWindow):
             ids = self.scene.selected_node_ids()
         except RuntimeError:  # the scene is going away
             return
+        graph = self.document.shown
+        instances = [n for n in ids if n in graph and graph.node(n).type == MODULE]
+        self.act_group.setEnabled(bool(ids))
+        self.act_ungroup.setEnabled(len(instances) == 1 and len(ids) == 1)
+        self.act_open_module.setEnabled(len(instances) == 1 and len(ids) == 1)
         self.inspector.set_selection(ids)
         if ids and not self.inspector_dock.isHidden() and self.inspector_dock.visibleRegion().isEmpty():
             self.inspector_dock.raise_()  # behind the Training panel: a selected block brings it to the front
@@ -430,6 +477,8 @@ class MainWindow(QMainWindow):
             self.view.show_graph()
 
     def select_and_centre(self, node_id: str) -> None:
+        if node_id not in self.document.shown and node_id in self.document.graph:
+            self.document.leave_module(0)  # a problem of the model's, shown while a module is open
         self.scene.select_nodes([node_id])
         self.view.centre_on_node(node_id)
 
@@ -453,6 +502,146 @@ class MainWindow(QMainWindow):
         self.scene.rebuild()
 
     # ------------------------------------------------------------------ quick add
+    # ------------------------------------------------------------------ modules
+    def group_selection(self, name: str | None = None) -> str | None:
+        """Group the selected blocks into a new module (one undo step), asking its name unless given.
+        A selection that cannot be a module is explained in the status bar and nothing changes.
+        Returns the new module's name."""
+        ids = self.scene.selected_node_ids()
+        if not ids:
+            self._say("Select the blocks to group into a module first.")
+            return None
+        top, graph = self.document.graph, self.document.shown
+        self.document.refresh()            # the shapes as they are now, not as of the last pause in editing
+        analysis = self.document.shown_analysis
+        try:  # tried on a copy first, so a selection that cannot be a module is told before a name is asked
+            group(graph.copy(), ids, analysis.specs, "Probe")
+        except GraphError as exc:
+            self._say(f"Cannot group into a module: {exc}.")
+            return None
+        if name is None:
+            name = self.ask_module_name(self.suggest_module_name(ids))
+            if name is None:
+                return None
+        wanted = name if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) else to_class_name(name, "Module")
+        command = GroupNodes(top, graph, ids, analysis.specs, wanted)
+        try:
+            module = command.first()
+        except GraphError as exc:
+            self._say(f"Cannot group into a module: {exc}.")
+            return None
+        self.document.undo_stack.push(command)
+        self.scene.select_nodes([command.node_id])
+        renamed = f" (“{name}” was taken or is not a name)" if module != name else ""
+        self._say(f"Grouped {len(ids)} block{'s' * (len(ids) != 1)} into the module {module}{renamed}: "
+                  "double-click it to edit the module.")
+        return module
+
+    def suggest_module_name(self, node_ids) -> str:
+        """A class name for a new module made of these blocks: ResidualBlock when it adds a skip, else
+        after its first block's type (Conv2dBlock)."""
+        graph = self.document.shown
+        types = [graph.node(n).type for n in graph.node_ids() if n in set(node_ids)]
+        base = "ResidualBlock" if "Add" in types else (types[0] + "Block") if types else "Module"
+        return self.document.graph.module_name(base)
+
+    def ask_module_name(self, suggested: str) -> str | None:
+        """The new module's name, or None when cancelled."""
+        text, ok = QInputDialog.getText(self, "Group into Module", "Name of the new module (it becomes a class "
+                                        "in the generated code, e.g. ResidualBlock):", QLineEdit.Normal, suggested)
+        text = text.strip()
+        return text if ok and text else None
+
+    def ungroup_selection(self) -> list[str]:
+        """Put the selected module block's blocks in its place (one undo step); returns their ids."""
+        graph = self.document.shown
+        ids = self.scene.selected_node_ids()
+        if len(ids) != 1 or graph.node(ids[0]).type != MODULE:
+            self._say("Select one module block to ungroup.")
+            return []
+        command = UngroupNode(self.document.graph, graph, ids[0])
+        try:
+            added = command.first()
+        except GraphError as exc:
+            self._say(f"Cannot ungroup: {exc}.")
+            return []
+        self.document.undo_stack.push(command)
+        self.scene.select_nodes(added)
+        return added
+
+    def open_module(self, name: str) -> bool:
+        """Show the module's own graph on the canvas (edits there change every instance)."""
+        if name not in self.document.graph.modules:
+            self._say(f"This project has no module named {name}.")
+            return False
+        if name in self.document.module_path:
+            self._say(f"{name} is open already (a module cannot contain itself).")
+            return False
+        state = (self.view.transform(), self.view.centre_scene_pos(), self.scene.selected_node_ids(),
+                 self.view.keep_fitted)
+        self._view_states.append(state)
+        if not self.document.enter_module(name):
+            self._view_states.pop()
+            return False
+        return True
+
+    def _open_selected_module(self) -> None:
+        ids = self.scene.selected_node_ids()
+        graph = self.document.shown
+        if len(ids) == 1 and graph.node(ids[0]).type == MODULE:
+            self.open_module(str(graph.node(ids[0]).params.get("module")))
+
+    def _escape(self) -> None:
+        """Escape on the canvas with nothing else to cancel: one level out of the module shown."""
+        if self.document.module_path:
+            self.document.leave_module(len(self.document.module_path) - 1)
+
+    def delete_module(self, name: str) -> bool:
+        """Delete an unused module definition (one undo step)."""
+        uses = self.document.module_uses().get(name)
+        if uses is None:
+            return False
+        if uses:
+            self._say(f"{name} is used by {uses} block{'s' * (uses != 1)}: delete or ungroup them first.")
+            return False
+        self.document.undo_stack.push(RemoveModule(self.document.graph, name))
+        self._say(f"Deleted the module {name} (Ctrl+Z brings it back).")
+        return True
+
+    def _shown_changed(self) -> None:
+        """A module entered or left: back out, the view and selection are as they were before entering."""
+        depth = len(self.document.module_path)
+        self.act_leave_module.setEnabled(depth > 0)
+        if depth < len(self._view_states):
+            transform, centre, selected, fitted = self._view_states[depth]
+            del self._view_states[depth:]
+            self.view.setTransform(transform)
+            self.view.set_zoom(transform.m11())
+            self.view.centerOn(centre)
+            self.view.keep_fitted = fitted
+            self.scene.select_nodes(selected)
+        else:
+            del self._view_states[depth:]
+            self.view.show_graph()
+        self.view.setFocus()
+
+    def _refresh_modules(self) -> None:
+        """The palette's Modules section: the project's modules, how much each is used, what each takes."""
+        graph = self.document.graph
+        uses = self.document.module_uses()
+        tips = {}
+        for name, definition in graph.modules.items():
+            inputs = [definition.node(n).name for n in module_ports(definition)[0]]
+            blocks = sum(1 for n in definition.nodes() if n.type not in ("Input", "Output"))
+            tips[name] = (f"<p><b>{html.escape(name)}</b> (module)</p><p>{blocks} block{'s' * (blocks != 1)}; "
+                          f"input{'s' * (len(inputs) != 1)}: {html.escape(', '.join(inputs) or 'none')}; "
+                          f"used by {uses[name]}.</p><p>Drag it onto the canvas or double-click it to add an "
+                          "instance; right-click to open or delete it.</p>")
+        self.palette_widget.set_modules(uses, tips)
+
+    def _say(self, text: str) -> None:
+        self.statusBar().showMessage(text, 10000)
+
     def _quick_add_at(self, scene_pos, text: str) -> None:
         """Tab, typing or a double-click on the canvas. With one block selected (only the keyboard
         can leave one: a click on the canvas clears it), the new block goes beside it."""
@@ -464,12 +653,13 @@ class MainWindow(QMainWindow):
             if not self.view.viewport().rect().contains(self.view.mapFromScene(scene_pos)):
                 scene_pos = self.view.centre_scene_pos()
         self._quick_pos, self._quick_port = scene_pos, None
-        self.quick_add.popup(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)), text)
+        self.quick_add.popup(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)), text,
+                             modules=self.document.addable_modules())
 
     def _quick_add_from_port(self, scene_pos, port) -> None:
         self._quick_pos, self._quick_port, self._quick_after = scene_pos, port, None
         self.quick_add.popup(self.view.mapToGlobal(self.view.mapFromScene(scene_pos)), "",
-                             self.scene.blocks_that_fit(port))
+                             self.scene.blocks_that_fit(port), modules=self.document.addable_modules())
 
     def _quick_add_chosen(self, type_name: str) -> None:
         pos = self._quick_pos if self._quick_pos is not None else self.view.centre_scene_pos()
@@ -477,7 +667,7 @@ class MainWindow(QMainWindow):
         after, self._quick_after = self._quick_after, None
         if port is not None and port.scene() is None:
             port = None
-        if after is not None and after in self.document.graph:
+        if after is not None and after in self.document.shown:
             new = self.scene.add_block_after(type_name, after)
         elif port is not None:
             new = self.scene.add_block(type_name, pos, port)  # where the wire was dropped
@@ -517,7 +707,7 @@ class MainWindow(QMainWindow):
             return
         from PySide6.QtCore import QMimeData
         data = QMimeData()
-        payload = json.dumps(fragment(self.document.graph, ids))
+        payload = json.dumps(fragment(self.document.shown, ids))
         data.setData(FRAGMENT_MIME, payload.encode("utf-8"))
         data.setText(payload)
         QApplication.clipboard().setMimeData(data)
@@ -539,12 +729,12 @@ class MainWindow(QMainWindow):
     def duplicate(self) -> None:
         ids = self.scene.selected_node_ids()
         if ids:
-            self._paste(fragment(self.document.graph, ids))
+            self._paste(fragment(self.document.shown, ids))
 
     def _paste(self, data: dict) -> None:
         """The copies land clear of every block (below the originals), selected and in view."""
         offset = self.scene.paste_offset(data.get("nodes", []))
-        ids = paste_nodes(self.document.undo_stack, self.document.graph, data, offset)
+        ids = paste_nodes(self.document.undo_stack, self.document.shown, data, offset)
         self.scene.select_nodes(ids)
         self._reveal(ids)
 

@@ -1,7 +1,9 @@
 """The block library: a search box over the block catalogue, grouped by category.
 
 Blocks are dragged onto the canvas (the drag carries designer.mime.BLOCK_MIME), or added
-with a double-click or Enter. The helpers here (swatch icons, tooltips, matching) are
+with a double-click or Enter. The project's own modules are listed first, under "Modules", while
+it has any (an instance of one is added the same way; its drag carries "module:" + its name); the
+generic Module block type is not listed itself. The helpers here (swatch icons, tooltips, matching) are
 shared with the quick-add popup so both describe a block the same way.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QLineEdit,
+    QMenu,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -24,9 +27,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.blocks import Block, blocks_by_category, get_block
+from engine.blocks.module import MODULE
 
 from . import theme
-from .mime import BLOCK_MIME
+from .mime import BLOCK_MIME, MODULE_PREFIX
 
 TYPE_ROLE = Qt.UserRole
 SECONDARY_ROLE = Qt.UserRole + 1  # grey text drawn at the right of a row (Keras name, category)
@@ -151,9 +155,12 @@ class _BlockTree(QTreeWidget):
 
 
 class Palette(QWidget):
-    """Search box over the block tree. Emits addRequested(type) on double-click or Enter."""
+    """Search box over the block tree. Emits addRequested(type) on double-click or Enter ("module:Name"
+    for one of the project's modules)."""
 
     addRequested = Signal(str)
+    moduleOpenRequested = Signal(str)     # a module's context menu: Open Module
+    moduleDeleteRequested = Signal(str)   # a module's context menu: Delete Module (offered when it is unused)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -161,6 +168,10 @@ class Palette(QWidget):
         self.tree = _BlockTree()
         self._items: dict[str, QTreeWidgetItem] = {}
         self._categories: list[QTreeWidgetItem] = []
+        self._modules: dict[str, QTreeWidgetItem] = {}
+        self._module_uses: dict[str, int] = {}
+        self._module_state: tuple | None = None
+        self.modules_top = QTreeWidgetItem(["Modules"])
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -175,6 +186,8 @@ class Palette(QWidget):
         self.search.installEventFilter(self)
         self.tree.itemDoubleClicked.connect(self._on_double_click)
         self.tree.activatedType.connect(self.addRequested)
+        self.tree.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
 
     def _setup_tree(self) -> None:
         tree = self.tree
@@ -188,7 +201,14 @@ class Palette(QWidget):
         tree.setItemDelegate(SecondaryTextDelegate(tree))
 
     def _fill(self) -> None:
+        font = self.modules_top.font(0)
+        font.setBold(True)
+        self.modules_top.setFont(0, font)
+        self.modules_top.setFlags(Qt.ItemIsEnabled)
+        self.modules_top.setToolTip(0, "This project's modules: groups of blocks made with Edit → Group into Module "
+                                       "(Ctrl+G). Drag one onto the canvas or double-click it to add an instance.")
         for category, blocks in blocks_by_category().items():
+            blocks = [b for b in blocks if b.type != MODULE]  # instances come from the project's modules
             if not blocks:
                 continue
             top = QTreeWidgetItem(self.tree, [category])
@@ -214,8 +234,52 @@ class Palette(QWidget):
         """The tree item of a block type (KeyError for an unknown type)."""
         return self._items[type_name]
 
+    def module_item(self, name: str) -> QTreeWidgetItem:
+        """The tree item of one of the project's modules (KeyError when it has none of that name)."""
+        return self._modules[name]
+
+    def set_modules(self, uses: dict[str, int], tips: dict[str, str] | None = None) -> None:
+        """List the project's modules (name -> how many instances use it), first in the tree; the
+        section is shown only while there are any."""
+        tips = tips or {}
+        state = (tuple(uses.items()), tuple(sorted(tips.items())))
+        if state == self._module_state:
+            return
+        self._module_state = state
+        self._module_uses = dict(uses)
+        top = self.modules_top
+        current = self.tree.currentItem()
+        current_name = current.data(0, TYPE_ROLE) if current is not None and current.parent() is top else None
+        top.takeChildren()
+        self._modules = {}
+        icon = category_icon("Modules")
+        for name, count in uses.items():
+            item = QTreeWidgetItem(top, [name])
+            item.setIcon(0, icon)
+            item.setData(0, TYPE_ROLE, MODULE_PREFIX + name)
+            item.setData(0, SECONDARY_ROLE, f"{count} in use" if count else "unused")
+            item.setToolTip(0, tips.get(name) or f"<p><b>{html.escape(name)}</b> (module)</p>")
+            item.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsDragEnabled)
+            self._modules[name] = item
+        index = self.tree.indexOfTopLevelItem(top)
+        if uses and index < 0:
+            self.tree.insertTopLevelItem(0, top)
+            top.setExpanded(True)
+        elif not uses and index >= 0:
+            self.tree.takeTopLevelItem(index)
+        if current_name is not None and current_name[len(MODULE_PREFIX):] in self._modules:
+            self.tree.setCurrentItem(self._modules[current_name[len(MODULE_PREFIX):]])
+        if self.search.text().strip():
+            self.set_filter(self.search.text())
+
     def set_filter(self, text: str) -> None:
         """Show only blocks whose type, Keras name or help contains `text`; hide empty categories."""
+        needle = text.strip().lower()
+        shown = 0
+        for name, item in self._modules.items():
+            item.setHidden(bool(needle) and needle not in name.lower())
+            shown += not item.isHidden()
+        self.modules_top.setHidden(not shown)
         for top in self._categories:
             visible = 0
             for i in range(top.childCount()):
@@ -235,11 +299,19 @@ class Palette(QWidget):
         """The visible block item the search names best (quickadd.match_rank: a type that starts with the
         text before one that merely mentions it in its help), else the first in catalogue order."""
         needle = self.search.text().strip().lower()
-        visible = [top.child(i) for top in self._categories if not top.isHidden()
+        tops = ([self.modules_top] if self._modules else []) + self._categories
+        visible = [top.child(i) for top in tops if not top.isHidden()
                    for i in range(top.childCount()) if not top.child(i).isHidden()]
         best = None, (5, 0)
         for item in visible:
-            block = get_block(item.data(0, TYPE_ROLE))
+            kind = item.data(0, TYPE_ROLE)
+            if kind.startswith(MODULE_PREFIX):
+                name = kind[len(MODULE_PREFIX):].lower()
+                score = ((0 if name.startswith(needle) else 2, len(name)) if needle else None) or (4, 0)
+                if score < best[1]:
+                    best = item, score
+                continue
+            block = get_block(kind)
             score = (match_rank(block, needle) if block is not None and needle else None) or (4, 0)
             if score < best[1]:
                 best = item, score
@@ -254,6 +326,23 @@ class Palette(QWidget):
     def _on_double_click(self, item: QTreeWidgetItem, _column: int) -> None:
         if item.data(0, TYPE_ROLE):
             self.addRequested.emit(item.data(0, TYPE_ROLE))
+
+    def _context_menu(self, pos) -> None:
+        item = self.tree.itemAt(pos)
+        kind = item.data(0, TYPE_ROLE) if item is not None else None
+        if not kind or not kind.startswith(MODULE_PREFIX):
+            return
+        name = kind[len(MODULE_PREFIX):]
+        uses = self._module_uses.get(name, 0)
+        menu = QMenu(self)
+        menu.addAction("Add to Canvas", lambda: self.addRequested.emit(kind))
+        menu.addAction("Open Module", lambda: self.moduleOpenRequested.emit(name))
+        menu.addSeparator()
+        delete = menu.addAction("Delete Module", lambda: self.moduleDeleteRequested.emit(name))
+        if uses:
+            delete.setEnabled(False)
+            delete.setText(f"Delete Module (used by {uses} instance{'s' * (uses != 1)})")
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
 
     def eventFilter(self, watched, event) -> bool:
         # Down in the search box moves into the tree, so the keyboard alone can pick a block.

@@ -6,6 +6,8 @@ space, listing only the blocks that fit the dragged port.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from PySide6.QtCore import QEvent, QPoint, QRect, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
@@ -18,10 +20,25 @@ from PySide6.QtWidgets import (
 )
 
 from engine.blocks import CATEGORIES, REGISTRY, Block
+from engine.blocks.module import MODULE
 
+from .mime import MODULE_PREFIX
 from .palette import SECONDARY_ROLE, TYPE_ROLE, SecondaryTextDelegate, block_tooltip, category_icon, match_rank
 
 VISIBLE_ROWS = 12
+
+
+@dataclass(frozen=True)
+class ModuleEntry:
+    """One of the project's modules, offered by name beside the blocks (it ranks like a block type)."""
+    type: str                 # the module's name
+    category: str = "Modules"
+    keras: str = ""
+    help: str = ""
+
+    @property
+    def add_as(self) -> str:
+        return MODULE_PREFIX + self.type
 
 
 def rank(blocks: list[Block], text: str) -> list[Block]:
@@ -65,17 +82,20 @@ class QuickAdd(QFrame):
     @staticmethod
     def _catalogue(allowed: list[str] | None = None) -> list[Block]:
         order = {c: i for i, c in enumerate(CATEGORIES)}
-        blocks = sorted(REGISTRY.values(), key=lambda b: order.get(b.category, len(order)))
+        blocks = sorted((b for b in REGISTRY.values() if b.type != MODULE),  # modules are offered by name
+                        key=lambda b: order.get(b.category, len(order)))
         if allowed is not None:
             wanted = set(allowed)
             blocks = [b for b in blocks if b.type in wanted]
         return blocks
 
     # ------------------------------------------------------------------ API
-    def popup(self, global_pos: QPoint, text: str = "", allowed: list[str] | None = None) -> None:
+    def popup(self, global_pos: QPoint, text: str = "", allowed: list[str] | None = None,
+              modules: list[str] = ()) -> None:
         """Show at `global_pos` (kept on screen), searching for `text` among `allowed` types
-        (all blocks when None). Returns at once."""
-        self._blocks = self._catalogue(allowed)
+        (all blocks when None) and the project's `modules` (chosen as "module:" + name). Returns at once."""
+        self._blocks = [ModuleEntry(name, help=f"An instance of this project's module {name}.")
+                        for name in modules] + self._catalogue(allowed)
         self._finished = False
         if self.edit.text() == text:
             self._refilter(text)  # the catalogue may have changed; textChanged will not fire
@@ -96,7 +116,7 @@ class QuickAdd(QFrame):
         self.list.clear()
         for block in rank(self._blocks, text):
             item = QListWidgetItem(self._icons.get(block.category) or category_icon(block.category), block.type)
-            item.setData(TYPE_ROLE, block.type)
+            item.setData(TYPE_ROLE, getattr(block, "add_as", block.type))
             item.setData(SECONDARY_ROLE, block.category)
             item.setToolTip(block_tooltip(block))
             self.list.addItem(item)

@@ -15,6 +15,7 @@ CATEGORY_COLOURS = {
     "Tensor": "#a0785a",
     "Preprocessing": "#45b5c4",
     "Augmentation": "#8a9bb0",
+    "Modules": "#9b8cff",
 }
 
 DARK = {"window": "#1f2126", "base": "#17191d", "alt": "#23262c", "text": "#e6e6e6", "muted": "#9aa0a6",

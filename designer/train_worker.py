@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.runtime.data import Dataset
 from engine.graph import Graph
+from engine.runtime.data import Dataset
 from engine.threads import default_threads
 from engine.train_process import TrainProcess, weights_from_bytes
 from engine.training import TrainConfig, TrainResult

@@ -31,10 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.blocks import format_shape
-from engine.runtime.data import Dataset, describe_builtins
-from engine.runtime.data.catalog import builtin_for_shape
 from engine.graph import Graph
 from engine.project import CHECKPOINT_BUDGET
+from engine.runtime.data import Dataset, describe_builtins
+from engine.runtime.data.catalog import builtin_for_shape
 from engine.runtime.settings import SETTING, SETTINGS, Setting, setting_bounds
 from engine.training import ConfigError, TrainConfig, available_devices, check_data
 
@@ -82,10 +82,11 @@ def format_metric(value, spec: str = ".4g") -> str:
 
 def graph_signature(graph: Graph) -> str:
     """What a run's weights depend on: the blocks (ids, names, types, parameters) and the wires, not
-    where the blocks sit on the canvas."""
+    where the blocks sit on the canvas; the modules' definitions too."""
     nodes = sorted((n.id, n.name, n.type, json.dumps(n.params, sort_keys=True, default=str)) for n in graph.nodes())
     edges = sorted((e.src, e.dst, e.port) for e in graph.edges())
-    return json.dumps([nodes, edges])
+    modules = {name: graph_signature(definition) for name, definition in sorted(graph.modules.items())}
+    return json.dumps([nodes, edges, modules] if modules else [nodes, edges])
 
 
 def describe_input(shape, dtype: str) -> str:
@@ -155,6 +156,8 @@ class TrainingPanel(QWidget):
         self.curves.epochClicked.connect(self.restore_epoch)
         document.graphReplaced.connect(self.load_from_project)
         document.analysed.connect(lambda _: self._update_fit())
+        # an edit inside a module changes the model but sends no event of the model's own graph
+        document.analysed.connect(lambda _: self.session.running and self._graph_event("analysed", {}))
         self.load_from_project()
 
     # ------------------------------------------------------------------ layout

@@ -13,6 +13,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPainterPathStrok
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem, QStyleOptionGraphicsItem
 
 from engine.blocks import REGISTRY
+from engine.blocks.module import MODULE
 
 from .. import theme
 
@@ -29,6 +30,7 @@ DETAIL_TEXT_MIN_LOD = 0.6  # and its type and shape lines (a smaller font) below
 BADGE_RADIUS = 8.0
 STRIPE = 4.0
 CORNER = 7.0
+STACK_OFFSET = 5.0       # a module instance is drawn as a stack of cards: each card behind is this far off
 
 
 # Qt enum values, looked up once: each `Qt.Something.Value` costs tens of microseconds in PySide6,
@@ -290,13 +292,15 @@ class NodeItem(QGraphicsPathItem):
         self.height = HEADER + 44
         self.detail = True
         self._brushes = ("", "")  # the body's brush colours: with detail, and far out
+        self._cards: list[QGraphicsPathItem] = []  # a module instance: the cards drawn behind it
 
     # ---------------------------------------------------------------- content
     def refresh(self, node, analysis=None, force: bool = False) -> bool:
         """Show the node's name, type, key parameters, output shape, params and diagnostics.
         Returns whether anything changed (nothing is redrawn when the inputs are the same)."""
-        wired = len(self.scene_ref.document.graph.inputs_of(node.id))
-        key = (node.name, node.type, repr(node.params), wired,
+        wired = len(self.scene_ref.graph.inputs_of(node.id))
+        module_ports = self.scene_ref.module_ports(node) if node.type == MODULE else None
+        key = (node.name, node.type, repr(node.params), wired, module_ports,
                analysis.specs.get(node.id) if analysis else None,
                # the face shows the analysed parameters: after an edit they arrive with the next analysis
                repr(analysis.params.get(node.id)) if analysis else None,
@@ -305,10 +309,10 @@ class NodeItem(QGraphicsPathItem):
         if key == getattr(self, "_face_key", None) and not force:
             return False
         self._face_key = key
-        self._draw(node, analysis, wired)
+        self._draw(node, analysis, wired, module_ports)
         return True
 
-    def _draw(self, node, analysis, wired: int) -> None:
+    def _draw(self, node, analysis, wired: int, module_ports: tuple[str, ...] | None = None) -> None:
         c = theme.colours()
         face = self.face
         block = REGISTRY.get(node.type)
@@ -333,7 +337,9 @@ class NodeItem(QGraphicsPathItem):
         # ports: inputs from the declaration (merges show one more than they have wired)
         n_in = 0
         names: tuple[str, ...] = ()
-        if block:
+        if node.type == MODULE:  # the module's Inputs, named as they are (one per wire while it is unknown)
+            n_in, names = (len(module_ports), module_ports) if module_ports is not None else (max(1, wired), ())
+        elif block:
             ports = block.ports_for(params if isinstance(params, dict) else block.defaults())
             if ports.variadic:
                 n_in = max(ports.min_count, wired + 1)
@@ -348,11 +354,14 @@ class NodeItem(QGraphicsPathItem):
             self.height = body_h
             self.setPath(_body_path(body_h))
             face.set_height(body_h)
+            for card in self._cards:
+                card.setPath(_body_path(body_h))
         stripe = theme.CATEGORY_COLOURS.get(category, c["highlight"])
         face.stripe_colour = stripe
         self._brushes = (c["node"], _tint(stripe, c["node"]))
         self.setBrush(_brush(self._brushes[0 if self.detail else 1]))
         self._set_border(self.isSelected())
+        self._set_cards(0 if node.type != MODULE else 2 if _repeat(node.params) > 1 else 1, c)
         diags = analysis.for_node(node.id) if analysis else []
         if diags:
             worst = "error" if any(d.severity == "error" for d in diags) else "warning"
@@ -360,8 +369,30 @@ class NodeItem(QGraphicsPathItem):
             self.setToolTip("\n".join(d.message for d in diags))
         else:
             face.badge_colour = None
-            self.setToolTip(block.help if block else f"unknown block type {node.type!r}")
+            if node.type == MODULE:
+                self.setToolTip(f"An instance of the module {node.params.get('module')}: double-click to open it. "
+                                "Every instance follows the module's definition, each with weights of its own.")
+            else:
+                self.setToolTip(block.help if block else f"unknown block type {node.type!r}")
         face.update()
+
+    def _set_cards(self, count: int, c: dict) -> None:
+        """A module instance looks like a stack of cards (two when it repeats)."""
+        while len(self._cards) > count:
+            card = self._cards.pop()
+            card.setParentItem(None)
+            if card.scene() is not None:
+                card.scene().removeItem(card)
+        while len(self._cards) < count:
+            card = QGraphicsPathItem(self)
+            card.setFlag(QGraphicsItem.GraphicsItemFlag.ItemStacksBehindParent)
+            card.setAcceptedMouseButtons(_NO_BUTTON)
+            card.setPos(STACK_OFFSET * (len(self._cards) + 1), STACK_OFFSET * (len(self._cards) + 1))
+            self._cards.append(card)
+        for card in self._cards:
+            card.setPath(_body_path(self.height))
+            card.setBrush(_brush(c["node"]))
+            card.setPen(_pen(c["node_border"], 1.2))
 
     def set_detail(self, on: bool) -> None:
         """Far out a block is a plain box tinted with its category colour; close in it has its face."""
@@ -562,6 +593,11 @@ def _cubic(t: float, x0, y0, x1, y1, x2, y2, x3, y3) -> tuple[float, float]:
     u = 1 - t
     a, b, c, d = u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t
     return a * x0 + b * x1 + c * x2 + d * x3, a * y0 + b * y1 + c * y2 + d * y3
+
+
+def _repeat(params: dict) -> int:
+    value = params.get("repeat", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 def _elide(text: str, limit: int) -> str:

@@ -14,11 +14,13 @@ from PySide6.QtWidgets import QGraphicsScene, QMenu, QToolTip
 
 from engine.analysis import wire_fixes
 from engine.blocks import REGISTRY, blocks_feeding, blocks_taking
+from engine.blocks.module import MODULE
 from engine.graph import Edge, GraphError, layered_layout
+from engine.modules import ports as module_inputs
 
 from .. import theme
 from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes
-from ..mime import BLOCK_MIME
+from ..mime import BLOCK_MIME, MODULE_PREFIX
 from .interactions import Interaction, MoveBlocks, WireDrag
 from .items import HEADER, NODE_WIDTH, PORT_HIT, SKIP_MIN_DX, EdgeItem, NodeItem, PortItem
 
@@ -34,8 +36,20 @@ BLOCK_HEIGHT = HEADER + 44  # the height of a block with up to two inputs
 _BY_BOUNDING_RECT = Qt.ItemSelectionMode.IntersectsItemBoundingRect  # looked up once: PySide enums are slow
 
 
+
+def block_spec(type_name: str) -> tuple[str, dict | None, str | None]:
+    """(block type, parameters, name) for what the palette carries: a block type, or "module:Name"
+    for an instance of the project's module Name (named after it: residual_block_1)."""
+    if type_name.startswith(MODULE_PREFIX):
+        module = type_name[len(MODULE_PREFIX):]
+        snake = "".join(("_" + c.lower()) if c.isupper() else c for c in module).strip("_").replace("__", "_")
+        return MODULE, {"module": module, "repeat": 1}, (snake or "module")[:48] + "_1"
+    return type_name, None, None
+
+
 class GraphScene(QGraphicsScene):
     message = Signal(str)                       # a reason for the status bar
+    moduleOpenRequested = Signal(str)           # a module instance was double-clicked: its module's name
     quickAddRequested = Signal(QPointF, object)  # scene position, the port a wire was dragged from (or None)
     contentChanged = Signal()  # blocks or wires added, removed, moved or re-analysed (for the minimap); batched
 
@@ -48,6 +62,7 @@ class GraphScene(QGraphicsScene):
         self._edges_of: dict[str, set] = {}
         self._columns: dict[int, set[NodeItem]] = {}  # blocks by the CELL-wide column their left edge is in
         self.interaction: Interaction | None = None  # the gesture under way (interactions.py)
+        self.node_menu_actions: list = []  # what a right-click on a block offers (the main window's actions)
         self.detail = True  # texts, ports and wire labels; hidden when zoomed far out
         self._building = False
         # contentChanged is sent once per pass of the event loop, however many blocks changed
@@ -65,14 +80,16 @@ class GraphScene(QGraphicsScene):
         self.setSceneRect(-5000, -5000, 10000, 10000)
         self.setBackgroundBrush(theme.colour("canvas"))
         document.graphReplaced.connect(self.rebuild)
-        document.analysed.connect(self.apply_analysis)
+        document.shownChanged.connect(self.rebuild)
+        document.shownAnalysed.connect(self.apply_analysis)
         self._graph = None
         self.rebuild()
 
     # ------------------------------------------------------------------ mirroring
     @property
     def graph(self):
-        return self.document.graph
+        """The graph shown: the model, or the module definition entered (Document.shown)."""
+        return self.document.shown
 
     def rebuild(self) -> None:
         if self._graph is not None:
@@ -97,7 +114,7 @@ class GraphScene(QGraphicsScene):
                 self._add_edge_item(edge)
         finally:
             self._building = False
-        self._apply(self.document.analysis, rewire=False)
+        self._apply(self.document.shown_analysis, rewire=False)
         for item in self.edge_items.values():
             self._update_edge(item)
         self._content_changed()
@@ -139,7 +156,7 @@ class GraphScene(QGraphicsScene):
             item = self.node_items.get(payload["node_id"])
             if item is not None:
                 ports_before = len(item.inputs)
-                item.refresh(self.graph.node(payload["node_id"]), self.document.analysis)
+                item.refresh(self.graph.node(payload["node_id"]), self.document.shown_analysis)
                 if len(item.inputs) != ports_before:  # e.g. attention switched to query/key/value
                     self.node_item_moved(item)
         elif event == "reset":
@@ -156,7 +173,7 @@ class GraphScene(QGraphicsScene):
         self._file(item)
         item.settled_rect = None
         if not self._building:
-            item.refresh(node, self.document.analysis)
+            item.refresh(node, self.document.shown_analysis)
             self._include(item)
             self._content_changed()
 
@@ -181,7 +198,7 @@ class GraphScene(QGraphicsScene):
         dst = self.node_items.get(edge.dst)
         block = REGISTRY.get(self.graph.node(edge.dst).type)
         if dst is not None and block is not None and block.ports_for(block.defaults()).variadic:
-            dst.refresh(self.graph.node(edge.dst), self.document.analysis)  # merges grow a port as wires arrive
+            dst.refresh(self.graph.node(edge.dst), self.document.shown_analysis)  # merges grow a port as wires arrive
 
     def set_detail(self, on: bool) -> None:
         """Level of detail: far out, blocks are drawn as plain boxes and wires without labels."""
@@ -304,6 +321,14 @@ class GraphScene(QGraphicsScene):
         if not self.sceneRect().contains(wanted):
             self.setSceneRect(self.sceneRect().united(wanted))
 
+    def module_ports(self, node) -> tuple[str, ...] | None:
+        """The input port names of a module instance: its definition's Inputs, in order (None when the
+        project has no such module)."""
+        definition = self.document.graph.modules.get(node.params.get("module"))
+        if definition is None:
+            return None
+        return tuple(definition.node(i).name for i in module_inputs(definition)[0])
+
     # ------------------------------------------------------------------ selection helpers
     def selected_node_ids(self) -> list[str]:
         return [i.node_id for i in self.selectedItems() if isinstance(i, NodeItem)]
@@ -327,18 +352,23 @@ class GraphScene(QGraphicsScene):
                   top_left: tuple[float, float] | None = None) -> str | None:
         """Place a block centred on `pos` (or with its corner at `top_left`); wired to
         `connect_from` when a wire was dragged out."""
+        type_name, params, name = block_spec(type_name)
         if type_name not in REGISTRY:
             return None
+        if params is not None and not self._may_add_module(params["module"]):
+            return None
+        what = params["module"] if params is not None else type_name
         if top_left is None:
             top_left = (round(pos.x() - NODE_WIDTH / 2), round(pos.y() - 20))
         if connect_from is None:
-            cmd = AddNode(self.graph, type_name, top_left)
+            cmd = AddNode(self.graph, type_name, top_left, params, name)
+            cmd.setText(f"add {what}")
             self.stack.push(cmd)
             self.select_nodes([cmd.node_id])
             return cmd.node_id
-        self.stack.beginMacro(f"add {type_name}")
+        self.stack.beginMacro(f"add {what}")
         try:
-            cmd = AddNode(self.graph, type_name, top_left)
+            cmd = AddNode(self.graph, type_name, top_left, params, name)
             self.stack.push(cmd)
             if connect_from.kind == "out":
                 self._connect_ports(connect_from.node_id, cmd.node_id, 0)
@@ -349,11 +379,23 @@ class GraphScene(QGraphicsScene):
         self.select_nodes([cmd.node_id])
         return cmd.node_id
 
+    def _may_add_module(self, module: str) -> bool:
+        """An instance of `module` may go into the shown graph: it exists, and it is not the module
+        being edited nor one that contains it."""
+        if module not in self.document.graph.modules:
+            self.message.emit(f"This project has no module named {module}.")
+            return False
+        if module not in self.document.addable_modules():
+            self.message.emit(f"{module} cannot go inside {self.document.module_path[-1]}: "
+                              "a module cannot contain itself.")
+            return False
+        return True
+
     def add_block_after(self, type_name: str, node_id: str) -> str | None:
         """Quick add with a block selected: the new block lands beside it, downstream, in the first
         free spot, and is wired from it when its shape rule takes that block's output."""
         item = self.node_items.get(node_id)
-        block = REGISTRY.get(type_name)
+        block = REGISTRY.get(block_spec(type_name)[0])
         if item is None or block is None:
             return None
         x, y = item.pos().x() + COLUMN, item.pos().y()
@@ -362,11 +404,12 @@ class GraphScene(QGraphicsScene):
         spot = self.free_spot(x, y)
         ports = block.ports_for(block.defaults())
         takes_input = ports.fixed > 0 or ports.variadic
-        if item.output is not None and takes_input and type_name in self.blocks_that_fit(item.output):
+        if item.output is not None and takes_input and (type_name.startswith(MODULE_PREFIX)
+                                                        or type_name in self.blocks_that_fit(item.output)):
             return self.add_block(type_name, QPointF(), item.output, top_left=spot)
         new = self.add_block(type_name, QPointF(), top_left=spot)
         if item.output is not None and takes_input:
-            spec = self.document.analysis.specs.get(node_id)
+            spec = self.document.shown_analysis.specs.get(node_id)
             name = self.graph.node(node_id).name
             self.message.emit(f"{type_name} cannot take {name}'s output {spec}, so it is not wired to it.")
         return new
@@ -407,15 +450,20 @@ class GraphScene(QGraphicsScene):
         return (COLUMN, step)
 
     def insert_on_wire(self, type_name: str, edge: Edge, pos: QPointF) -> str | None:
-        block = REGISTRY.get(type_name)
+        kind, params, name = block_spec(type_name)
+        block = REGISTRY.get(kind)
         ports = block.ports_for(block.defaults()) if block is not None else None
         if ports is None or ports.fixed == 0 and not ports.variadic:
             return self.add_block(type_name, pos)
-        node_id = self._insert_between(edge, type_name, {}, pos, f"insert {type_name}")
+        if params is not None and not self._may_add_module(params["module"]):
+            return None
+        node_id = self._insert_between(edge, kind, params or {}, pos,
+                                       f"insert {params['module'] if params else kind}", name)
         self.select_nodes([node_id])
         return node_id
 
-    def _insert_between(self, edge: Edge, type_name: str, params: dict, pos: QPointF, text: str) -> str:
+    def _insert_between(self, edge: Edge, type_name: str, params: dict, pos: QPointF, text: str,
+                        name: str | None = None) -> str:
         """One undo step: a new block takes the wire's place between its ends. It goes between
         them; when they are too close for it, every block from the wire's end rightwards moves
         right to make room (a column inserted)."""
@@ -424,7 +472,7 @@ class GraphScene(QGraphicsScene):
             moves, spot = self._room_on_wire(edge, pos)
             if moves:
                 self.stack.push(MoveNodes(self.graph, moves, "make room"))
-            cmd = AddNode(self.graph, type_name, self.free_spot(*spot), params)
+            cmd = AddNode(self.graph, type_name, self.free_spot(*spot), params, name)
             self.stack.push(cmd)
             self.stack.push(Disconnect(self.graph, edge))
             self.stack.push(Connect(self.graph, edge.src, cmd.node_id, 0))
@@ -606,7 +654,7 @@ class GraphScene(QGraphicsScene):
             return list(REGISTRY)
         if port.kind == "in":
             return blocks_feeding()
-        return blocks_taking(self.document.analysis.specs.get(port.node_id))
+        return blocks_taking(self.document.shown_analysis.specs.get(port.node_id))
 
     # ------------------------------------------------------------------ drops from the palette
     def dragEnterEvent(self, event):
@@ -634,8 +682,35 @@ class GraphScene(QGraphicsScene):
         event.acceptProposedAction()
 
     # ------------------------------------------------------------------ quick fixes on wires
+    def node_at(self, pos: QPointF) -> NodeItem | None:
+        for item in self.items(pos):
+            node = item if isinstance(item, NodeItem) else item.parentItem()
+            if isinstance(node, NodeItem):
+                return node
+        return None
+
+    def mouseDoubleClickEvent(self, event):  # noqa: N802
+        node = self.node_at(event.scenePos()) if event.button() == Qt.LeftButton else None
+        if node is not None and node.node_id in self.graph and self.graph.node(node.node_id).type == MODULE:
+            self.moduleOpenRequested.emit(str(self.graph.node(node.node_id).params.get("module")))
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
+
     def contextMenuEvent(self, event):
         edge = self._edge_at(event.scenePos())
+        node = self.node_at(event.scenePos())
+        if node is not None and self.node_menu_actions:
+            if not node.isSelected():
+                self.select_nodes([node.node_id])
+            menu = QMenu()
+            for action in self.node_menu_actions:
+                if action is None:
+                    menu.addSeparator()
+                elif action.isEnabled():
+                    menu.addAction(action)
+            menu.exec(event.screenPos())
+            return
         if edge is None:
             super().contextMenuEvent(event)
             return
@@ -655,7 +730,7 @@ class GraphScene(QGraphicsScene):
         """Blocks that could sit on this wire, each labelled with the shapes it would give (the engine
         tries them: engine.analysis.wire_fixes)."""
         return [(fix.label, fix.type_name, copy.deepcopy(fix.params))
-                for fix in wire_fixes(self.graph, self.document.analysis, edge.src, edge.dst, edge.port)]
+                for fix in wire_fixes(self.graph, self.document.shown_analysis, edge.src, edge.dst, edge.port)]
 
     def apply_fix(self, edge: Edge, type_name: str, params: dict, pos: QPointF) -> None:
         self._insert_between(edge, type_name, params, pos, f"quick fix: insert {type_name}")

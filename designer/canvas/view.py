@@ -23,6 +23,7 @@ class GraphView(QGraphicsView):
 
     quickAddRequested = Signal(QPointF, str)  # scene position, text typed so far
     message = Signal(str)                     # a hint for the status bar
+    escapeUnused = Signal()                   # Escape that nothing on the canvas took (leaves a module)
 
     def __init__(self, scene, parent=None):
         super().__init__(scene, parent)
@@ -214,6 +215,13 @@ class GraphView(QGraphicsView):
             dx, dy = arrows[key]
             self.scene().nudge(dx * step, dy * step)
             event.accept()
+            return
+        if key == Qt.Key_Escape:
+            event.ignore()
+            super().keyPressEvent(event)  # the gesture under way, if any, takes it (GraphScene)
+            if not event.isAccepted():
+                event.accept()
+                self.escapeUnused.emit()
             return
         if key == Qt.Key_Tab:
             self.quickAddRequested.emit(self._cursor_scene_pos(), "")

@@ -7,6 +7,7 @@ from designer import theme
 from designer.document import Document
 from designer.gc_guard import GuiThreadCollector
 from designer.main_window import MainWindow
+from engine.graph import Graph, build, layered_layout
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,3 +36,19 @@ def window(qtbot, tmp_path):
     yield win
     win.training.session.shutdown()    # never leave a training process behind
     QApplication.clipboard().clear()  # offscreen Qt crashes at exit if the clipboard still holds our data
+
+
+@pytest.fixture
+def residual_cnn() -> Graph:
+    """A small residual CNN laid out left to right, its residual block (conv_a, conv_b, residual: a
+    skip wire from stem) made of plain blocks, not a module."""
+    conv = {"filters": 16, "kernel_size": 3, "padding": "same"}
+    layers = [("image", "Input", {"shape": [1, 8, 8]}), ("stem", "Conv2d", dict(conv, activation="relu")),
+              ("conv_a", "Conv2d", dict(conv, activation="relu")), ("conv_b", "Conv2d", conv),
+              ("residual", "Add", {}), ("relu", "Activation", {"function": "relu"}),
+              ("pool", "GlobalAvgPool", {}), ("dense", "Linear", {"units": 10}), ("output", "Output", {})]
+    names = [row[0] for row in layers]
+    graph = build("residual_cnn", layers, list(zip(names, names[1:])) + [("stem", "residual")])
+    for node, pos in layered_layout(graph, 280.0, 140.0).items():
+        graph.move(node, pos)
+    return graph

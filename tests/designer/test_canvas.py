@@ -468,8 +468,9 @@ def test_the_face_shows_name_type_and_shape(window, qtbot):
     assert bright > 40  # the texts are painted
 
 
-def test_a_skip_wire_arcs_around_the_blocks_it_skips(window, qtbot):
-    window.document.new_from_template("residual_cnn")
+def test_a_skip_wire_arcs_around_the_blocks_it_skips(window, qtbot, residual_cnn):
+    from engine.project import Project
+    window.document.replace(Project(residual_cnn), None)
     graph, scene = window.document.graph, window.scene
     stem, residual = graph.find("stem").id, graph.find("residual").id
     skip = next(w for k, w in scene.edge_items.items() if k[0] == stem and k[1] == residual)
