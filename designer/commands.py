@@ -349,3 +349,28 @@ class RemoveModule(QUndoCommand):
 
     def undo(self):
         self.top.add_module(self.name, self.definition)
+
+
+class RenameModule(QUndoCommand):
+    """Rename a module definition and every instance that names it (in the model and in other
+    definitions); the modules keep their order. Undo renames them back."""
+
+    def __init__(self, top: Graph, old: str, new: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.top, self.old, self.new = top, old, new
+        self.setText(f"rename module {old} to {new}")
+
+    def _rename(self, old: str, new: str) -> None:
+        order = list(self.top.modules)
+        self.top.add_module(new, self.top.modules.pop(old))
+        self.top.modules = {(new if k == old else k): self.top.modules[new if k == old else k] for k in order}
+        for graph in (self.top, *self.top.modules.values()):
+            for node in graph.nodes():
+                if node.type == "Module" and node.params.get("module") == old:
+                    graph.set_params(node.id, {"module": new})
+
+    def redo(self):
+        self._rename(self.old, self.new)
+
+    def undo(self):
+        self._rename(self.new, self.old)

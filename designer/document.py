@@ -175,11 +175,16 @@ class Document(QObject):
 
     def _check_path(self) -> None:
         """A module entered that the project no longer holds (undo of its grouping, a deleted module):
-        the canvas goes back out to the last level that still exists."""
+        the canvas goes back out to the last level that still exists. A renamed one stays shown."""
         for depth, (name, definition) in enumerate(zip(self.module_path, self._entered)):
-            if self.graph.modules.get(name) is not definition:
-                self.leave_module(depth)
-                return
+            if self.graph.modules.get(name) is definition:
+                continue
+            renamed = next((n for n, d in self.graph.modules.items() if d is definition), None)
+            if renamed is not None:      # renamed: still shown, under its new name
+                self.module_path[depth] = renamed
+                continue
+            self.leave_module(depth)
+            return
 
     def module_uses(self) -> dict[str, int]:
         """How many instances name each module, in the model and in every definition."""

@@ -897,13 +897,15 @@ class Inspector(QWidget):
         text = QVBoxLayout()
         text.setSpacing(3)
         single = len(nodes) == 1
-        self.title_label = _title(nodes[0].type if single else f"{len(nodes)} blocks selected")
+        module = single and nodes[0].type == MODULE
+        title = str(nodes[0].params.get("module")) if module else nodes[0].type
+        self.title_label = _title(title if single else f"{len(nodes)} blocks selected")
         self.title_label.setObjectName("inspector_title")
         text.addWidget(self.title_label)
         if block is None:
             sub = "Unknown block type: not in this version of Deepwire"
         else:
-            sub = block.category
+            sub = "Module: an instance of this project's module" if module else block.category
             if not single:
                 sub = f"{nodes[0].type}  ·  " + sub
         subtitle = QLabel(sub)

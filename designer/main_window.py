@@ -45,7 +45,7 @@ from . import theme
 from .canvas import GraphScene, GraphView
 from .canvas.items import NODE_WIDTH
 from .code_view import CodeView
-from .commands import GroupNodes, RemoveModule, UngroupNode, fragment, paste_nodes
+from .commands import GroupNodes, RemoveModule, RenameModule, UngroupNode, fragment, paste_nodes
 from .curves import CurvesView
 from .document import Document
 from .import_dialog import (
@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self.palette_widget.addRequested.connect(self._add_from_palette)
         self.palette_widget.moduleOpenRequested.connect(self.open_module)
         self.palette_widget.moduleDeleteRequested.connect(self.delete_module)
+        self.palette_widget.moduleRenameRequested.connect(lambda name: self.rename_module(name))
         self.scene.moduleOpenRequested.connect(self.open_module)
         self.view.escapeUnused.connect(self._escape)
         self.document.shownChanged.connect(self._shown_changed)
@@ -607,6 +608,27 @@ class MainWindow(QMainWindow):
         self.document.undo_stack.push(RemoveModule(self.document.graph, name))
         self._say(f"Deleted the module {name} (Ctrl+Z brings it back).")
         return True
+
+    def rename_module(self, name: str, new: str | None = None) -> str | None:
+        """Rename a module and every instance's reference to it (one undo step); asks the name unless
+        given. Returns the name it got."""
+        graph = self.document.graph
+        if name not in graph.modules:
+            return None
+        if new is None:
+            text, ok = QInputDialog.getText(self, "Rename Module", "New name of the module (a class in the code):",
+                                            QLineEdit.Normal, name)
+            new = text.strip() if ok else ""
+            if not new:
+                return None
+        wanted = new if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", new) else to_class_name(new, "Module")
+        if wanted == name:
+            return name
+        final = graph.module_name(wanted)
+        self.document.undo_stack.push(RenameModule(graph, name, final))
+        if final != new:
+            self._say(f"The module is named {final} (“{new}” was taken or is not a name).")
+        return final
 
     def _shown_changed(self) -> None:
         """A module entered or left: back out, the view and selection are as they were before entering."""

@@ -50,7 +50,7 @@ class ModuleBar(QFrame):
         self.crumbs: list[QWidget] = []   # the path's buttons (levels to go back to) and the current level's label
         document.shownChanged.connect(self.refresh)
         document.graphReplaced.connect(self.refresh)
-        document.analysed.connect(lambda _analysis: self._update_note())
+        document.analysed.connect(lambda _analysis: self.refresh())   # counts, and a module renamed
         self.refresh()
 
     def back(self) -> None:

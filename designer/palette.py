@@ -161,6 +161,7 @@ class Palette(QWidget):
     addRequested = Signal(str)
     moduleOpenRequested = Signal(str)     # a module's context menu: Open Module
     moduleDeleteRequested = Signal(str)   # a module's context menu: Delete Module (offered when it is unused)
+    moduleRenameRequested = Signal(str)   # a module's context menu: Rename Module…
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -338,6 +339,7 @@ class Palette(QWidget):
         menu.addAction("Add to Canvas", lambda: self.addRequested.emit(kind))
         menu.addAction("Open Module", lambda: self.moduleOpenRequested.emit(name))
         menu.addSeparator()
+        menu.addAction("Rename Module…", lambda: self.moduleRenameRequested.emit(name))
         delete = menu.addAction("Delete Module", lambda: self.moduleDeleteRequested.emit(name))
         if uses:
             delete.setEnabled(False)

@@ -287,3 +287,17 @@ def test_autosave_copies_the_modules(window, monkeypatch, residual_cnn):
     text = _snapshot(window.document.project).graph.to_json()
     assert '"modules"' in text and "ResidualBlock" in text
     assert text == graph.to_json()
+
+
+def test_rename_a_module_renames_its_instances_and_undoes(window, monkeypatch, residual_cnn):
+    graph = grouped(window, monkeypatch, residual_cnn)
+    before = graph.to_dict()
+    window.open_module("ResidualBlock")
+    assert window.rename_module("ResidualBlock", "Block") == "Block"
+    assert list(graph.modules) == ["Block"]
+    assert [n.params["module"] for n in graph.nodes() if n.type == "Module"] == ["Block"]
+    assert window.document.module_path == ["Block"]          # still shown, under its new name
+    assert window.document.refresh().ok
+    assert window.module_bar.texts()[-1] == "Block"
+    window.act_undo.trigger()
+    assert graph.to_dict() == before and window.document.module_path == ["ResidualBlock"]
