@@ -19,6 +19,26 @@ def test_every_template_file_is_written_from_its_builder():
         built = builder()
         assert [(n.name, n.type, n.params) for n in graph.nodes()] == [
             (n.name, n.type, {**n.params}) for n in built.nodes()], f"run `python -m engine.templates` ({name})"
+        assert {m: [(n.name, n.type, n.params) for n in d.nodes()] for m, d in graph.modules.items()} == \
+            {m: [(n.name, n.type, n.params) for n in d.nodes()] for m, d in built.modules.items()}, name
+
+
+def test_templates_show_modules_with_their_repeats():
+    """The residual, MobileNet and transformer starters keep their repeated block as a module (issue #17): one
+    definition, an instance that applies it `repeat` times, and the description says so."""
+    from engine.templates import describe
+
+    expected = {"residual_cnn": ("ResidualBlock", 1), "mobilenet_cnn": ("InvertedResidual", 2),
+                "transformer_classifier": ("EncoderBlock", 2), "vit_tiny": ("EncoderBlock", 2)}
+    for name, (module, repeat) in expected.items():
+        graph = load_template(name)
+        assert list(graph.modules) == [module]
+        (instance,) = [n for n in graph.nodes() if n.type == "Module"]
+        assert instance.params == {"module": module, "repeat": repeat}
+        assert (f"×{repeat}" in describe(name)["description"]) == (repeat > 1)
+        definition = graph.modules[module]
+        xs = [n.pos[0] for n in definition.nodes()]
+        assert min(xs) == 0 and len(set(xs)) > 2, "each definition is laid out too"
 
 
 @pytest.mark.parametrize("name,count", sorted(KERAS_COUNTS.items()))
