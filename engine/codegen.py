@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from . import __version__
 from .analysis import Analysis, analyse
 from .blocks import REGISTRY, TOKENS, Emit, TensorSpec
+from .blocks.base import activation_call
 from .blocks.helpers import HELPERS, helper_sources
 from .blocks.module import MODULE
 from .graph import Graph
@@ -45,6 +46,9 @@ class CodeInfo:
     output_ids: list[str] = field(default_factory=list)      # returned, in order
     input_specs: list[TensorSpec] = field(default_factory=list)
     output_specs: list[TensorSpec] = field(default_factory=list)
+    # a block inside a module instance: the node ids from the instance down to it (a repeat's index,
+    # an int, after an instance repeated more than once) -> its dotted attribute path ("layer1.0.conv1")
+    paths: dict[tuple, str] = field(default_factory=dict)
 
 
 def safe_text(text: str, limit: int = 60) -> str:
@@ -164,31 +168,113 @@ def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | N
     return source, info
 
 
+# an activation applied as a function, as the nn module a Sequential holds (the same computation)
+MODULE_FORMS = {
+    "F.relu({0})": "nn.ReLU()", "F.gelu({0})": "nn.GELU()", "torch.sigmoid({0})": "nn.Sigmoid()",
+    "torch.tanh({0})": "nn.Tanh()", "F.silu({0})": "nn.SiLU()", "F.elu({0})": "nn.ELU()",
+    "F.relu6({0})": "nn.ReLU6()", "F.hardswish({0})": "nn.Hardswish()", "F.hardsigmoid({0})": "nn.Hardsigmoid()",
+    "F.mish({0})": "nn.Mish()", "F.softplus({0})": "nn.Softplus()", "F.softsign({0})": "nn.Softsign()",
+    "F.selu({0})": "nn.SELU()", "F.leaky_relu({0}, 0.01)": "nn.LeakyReLU(0.01)",
+    'F.gelu({0}, approximate="tanh")': 'nn.GELU(approximate="tanh")', "F.softmax({0}, dim=-1)": "nn.Softmax(dim=-1)",
+    "{0}.flatten(1)": "nn.Flatten()",
+}
+PLAIN = ("{self}({0})", "{self}({args})")
+INDEX = re.compile(r"0|[1-9][0-9]{0,3}")
+
+
 def _module_class(node_params: dict, specs: list[TensorSpec], inner: Analysis, modules: dict[str, Graph],
-                  classes: _Classes) -> str:
-    """The class of one application of a module (its definition with these input shapes)."""
+                  classes: _Classes) -> tuple[str, dict[tuple, str]]:
+    """(the init expression of one application of a module (its definition with these input shapes),
+    the attribute paths inside it): an instance of its class, or an nn.Sequential (see _sequential)."""
     name = node_params["module"]
     graph = concrete(modules[name], specs)
+    sequential = _sequential(graph, inner, modules, classes)
+    if sequential is not None:
+        return sequential
     info = CodeInfo(class_name="{name}")
     info.input_ids = [n for n in inner.inputs if n in inner.live]
     info.output_ids = list(inner.outputs)
     doc = f'    """The module {safe_text(name)}, as designed in Deepwire."""'
     lines = _class_lines(graph, inner, info, modules, classes, doc, comments=False)
-    return classes.add(name, "\n".join(lines))
+    paths = {(n,): attr for n, attr in info.attrs.items()}
+    paths.update(info.paths)
+    return classes.add(name, "\n".join(lines)) + "()", paths
+
+
+def _sequential(graph: Graph, analysis: Analysis, modules: dict[str, Graph],
+                classes: _Classes) -> tuple[str, dict[tuple, str]] | None:
+    """A definition that is one chain of blocks named 0, 1, 2, ... (in increasing order, gaps allowed), each a
+    submodule applied to the one before (a module instance, a layer, an activation), is written as
+    nn.Sequential, the blocks at their indices (gaps filled with nn.Identity): the attribute paths of its
+    weights are then those of the PyTorch Sequential it was imported from (layer1.0.conv1.weight).
+    None for any other definition."""
+    order = [n for n in analysis.order if n in analysis.live]
+    inputs = [n for n in order if graph.node(n).type == "Input"]
+    compute = [n for n in order if graph.node(n).type not in ("Input", "Output")]
+    if len(inputs) != 1 or len(analysis.outputs) != 1 or not compute:
+        return None
+    chain = inputs + compute + analysis.outputs
+    for src, dst in zip(chain, chain[1:]):
+        if graph.inputs_of(dst) != {0: src} or len(graph.consumers_of(src)) != 1:
+            return None
+    indices = [graph.node(n).name for n in compute]
+    if not all(INDEX.fullmatch(i) for i in indices) or [int(i) for i in indices] != sorted({int(i) for i in indices}):
+        return None
+    exprs: list[str] = []
+    paths: dict[tuple, str] = {}
+    helpers: set[str] = set()
+    for k, node_id in enumerate(compute):
+        node = graph.node(node_id)
+        params = analysis.params[node_id]
+        ins = [analysis.specs[s] for s in analysis.inputs_of(graph, node_id)]
+        index = int(node.name)
+        if index < len(exprs):           # an activation folded into the block before took this place
+            return None
+        exprs += ["nn.Identity()"] * (index - len(exprs))
+        after = None                     # a folded activation, as the module after it (where the gap allows)
+        if node.type == MODULE:
+            init, _, inner = _module_emit(params, ins, analysis.modules[node_id], modules, classes)
+            paths.update({(node_id,) + path: f"{index}.{attr}" for path, attr in inner.items()})
+        else:
+            emit = REGISTRY[node.type].emit(params, ins)
+            act = params.get("activation", "none")
+            gap = k == len(compute) - 1 or int(graph.node(compute[k + 1]).name) > index + 1
+            if emit.call not in PLAIN and isinstance(act, str) and act != "none" and gap:
+                after = MODULE_FORMS.get(activation_call(act, "{0}"))
+                emit = REGISTRY[node.type].emit(dict(params, activation="none"), ins)
+                if after is None:
+                    return None
+            init = emit.init if emit.call in PLAIN else MODULE_FORMS.get(emit.call)
+            if init is None or emit.extra_init:
+                return None
+            helpers.update(emit.helpers)
+            if emit.init is not None:
+                paths[(node_id,)] = str(index)
+        exprs.append(init)
+        if after is not None:
+            exprs.append(after)
+    classes.helpers.update(helpers)
+    return "nn.Sequential(" + ", ".join(exprs) + ")", paths
 
 
 def _module_emit(params: dict, ins: list[TensorSpec], inner: list[Analysis], modules: dict[str, Graph],
-                 classes: _Classes) -> tuple[str, str]:
-    """(the init expression, the call) of a Module instance: one class per distinct application."""
-    names, specs = [], list(ins)
-    for analysis in inner:
-        names.append(_module_class(params, specs, analysis, modules, classes))
+                 classes: _Classes) -> tuple[str, str, dict[tuple, str]]:
+    """(the init expression, the call, the attribute paths inside) of a Module instance: one class per
+    distinct application; a repeated instance is an nn.Sequential of its applications."""
+    exprs, specs, paths = [], list(ins), {}
+    for k, analysis in enumerate(inner):
+        init, inside = _module_class(params, specs, analysis, modules, classes)
+        exprs.append(init)
+        if len(inner) == 1:
+            paths = inside
+        else:
+            paths.update({(k,) + path: f"{k}.{attr}" for path, attr in inside.items()})
         specs = [analysis.specs[analysis.outputs[0]]]
-    if len(names) == 1:
-        return f"{names[0]}()", "{self}({args})"
-    if len(set(names)) == 1:
-        return f"nn.Sequential(*[{names[0]}() for _ in range({len(names)})])", "{self}({0})"
-    return "nn.Sequential(" + ", ".join(f"{n}()" for n in names) + ")", "{self}({0})"
+    if len(exprs) == 1:
+        return exprs[0], "{self}({args})", paths
+    if len(set(exprs)) == 1:
+        return f"nn.Sequential(*[{exprs[0]} for _ in range({len(exprs)})])", "{self}({0})", paths
+    return "nn.Sequential(" + ", ".join(exprs) + ")", "{self}({0})", paths
 
 
 def _class_lines(graph: Graph, analysis: Analysis, info: CodeInfo, modules: dict[str, Graph], classes: _Classes,
@@ -232,8 +318,9 @@ def _class_lines(graph: Graph, analysis: Analysis, info: CodeInfo, modules: dict
         params = analysis.params[node_id]
         ins = [analysis.specs[s] for s in sources]
         if node.type == MODULE:
-            init, call = _module_emit(params, ins, analysis.modules[node_id], modules, classes)
+            init, call, inside = _module_emit(params, ins, analysis.modules[node_id], modules, classes)
             emit = Emit(init=init, call=call)
+            info.paths.update({(node_id,) + path: f"{idents[node_id]}.{attr}" for path, attr in inside.items()})
         else:
             emit = block.emit(params, ins)
         classes.helpers.update(emit.helpers)

@@ -128,18 +128,26 @@ def group(graph: Graph, node_ids: list[str], specs: dict[str, TensorSpec], name:
     ys = [graph.node(n).pos[1] for n in chosen]
     left, mid = min(xs), (min(ys) + max(ys)) / 2
     port_of: dict[str, str] = {}
+
+    def fresh() -> str:                           # an id none of the selected blocks has (they keep theirs)
+        found = definition.new_id()
+        while found in inside:
+            found = definition.new_id()
+        return found
+
     for k, src in enumerate(sources):
         spec = specs[src]
         port_of[src] = definition.add_node("Input", f"in_{k}" if len(sources) > 1 else "x",
                                            {"shape": list(spec.shape), "dtype": spec.dtype},
-                                           (left - 280.0, mid + 140.0 * (k - (len(sources) - 1) / 2)))
+                                           (left - 280.0, mid + 140.0 * (k - (len(sources) - 1) / 2)),
+                                           node_id=fresh())
     for n in chosen:
         node = graph.node(n)
         definition.add_node(node.type, node.name, dict(node.params), node.pos, node_id=n)
     for n in chosen:
         for port, src in sorted(graph.inputs_of(n).items()):
             definition.connect(port_of.get(src, src), n, port)
-    out = definition.add_node("Output", "out", {}, (max(xs) + 280.0, graph.node(leaving[0]).pos[1]))
+    out = definition.add_node("Output", "out", {}, (max(xs) + 280.0, graph.node(leaving[0]).pos[1]), node_id=fresh())
     definition.connect(leaving[0], out)
     module = graph.module_name(name)
     graph.add_module(module, definition)

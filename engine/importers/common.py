@@ -77,6 +77,9 @@ class GraphBuilder:
         self.graph = Graph(name or "model")
         self.specs: dict[str, TensorSpec] = {}
         self.node_weights: dict[str, dict[str, torch.Tensor]] = {}
+        self.requested: dict[str, str] = {}     # node id -> the name it was added under (before made unique)
+        self.origins: dict[str, object] = {}    # node id -> what the importer was translating (`origin`)
+        self.origin: object = None
 
     def add(self, type_name: str, name: str, params: dict | None = None, inputs: list[str] = (),
             weights: dict[str, torch.Tensor] | None = None, where: str = "") -> str:
@@ -96,6 +99,9 @@ class GraphBuilder:
         except GraphError as exc:   # e.g. more blocks than a graph may hold
             raise ModelImportError(f"{where}: {exc}") from None
         self.specs[node_id] = spec
+        self.requested[node_id] = name
+        if self.origin is not None:
+            self.origins[node_id] = self.origin
         if weights is not None:
             self.node_weights[node_id] = weights
         return node_id
@@ -113,13 +119,23 @@ class GraphBuilder:
     def params_of(self, node_id: str) -> dict:
         return self.graph.node(node_id).params
 
-    def finish(self, with_weights: bool) -> tuple[Graph, dict[str, torch.Tensor] | None, torch.nn.Module]:
+    def prune(self) -> None:
+        """Remove the blocks that reach no Output (e.g. a Keras branch that reaches no output)."""
+        analysis = analyse(self.graph)
+        for node_id in [n for n in self.graph.node_ids() if n not in analysis.live]:
+            self.graph.remove_node(node_id)
+
+    def finish(self, with_weights: bool, graph: Graph | None = None,
+               places: dict[str, tuple] | None = None) -> tuple[Graph, dict[str, torch.Tensor] | None, torch.nn.Module]:
         """Lay the graph out, check it has no diagnostics, and map the collected weights onto
-        the generated module's state_dict. Returns (graph, weights or None, model)."""
-        graph = self.graph
-        analysis = analyse(graph)
-        for node_id in [n for n in graph.node_ids() if n not in analysis.live]:
-            graph.remove_node(node_id)   # e.g. a Keras branch that reaches no output
+        the generated module's state_dict. Returns (graph, weights or None, model).
+
+        `graph`: another graph holding the same blocks (the built one grouped into modules), where
+        `places` gives each block's node ids from the top-level graph down to it (codegen's
+        CodeInfo.paths); the built graph itself by default."""
+        if graph is None:
+            self.prune()
+            graph = self.graph
         layout(graph)
         analysis = analyse(graph)
         if analysis.diagnostics:
@@ -136,12 +152,13 @@ class GraphBuilder:
             model = model_class()
         weights = {}
         for node_id, tensors in self.node_weights.items():
-            if node_id not in info.attrs:
+            path = (places or {}).get(node_id, (node_id,))
+            attr = info.attrs.get(path[0]) if len(path) == 1 else info.paths.get(path)
+            if attr is None:
                 continue
             for key, value in tensors.items():
-                weights[f"{info.attrs[node_id]}.{key}"] = value.detach().to("cpu", torch.float32
-                                                                              if value.is_floating_point()
-                                                                              else value.dtype).clone()
+                weights[f"{attr}.{key}"] = value.detach().to("cpu", torch.float32 if value.is_floating_point()
+                                                             else value.dtype).clone()
         load_fitting(model, weights, "the imported weights", "; this is an importer bug", assign=True)
         if any(t.is_meta for t in (*model.parameters(), *model.buffers())):   # a buffer no state dict holds
             model = model_class()

@@ -98,9 +98,9 @@ def test_round_trip_keeps_module_names(tmp_path):
     original = load_template("residual_cnn")
     export(Project(graph=original), "python", tmp_path / "b")
     result = import_torch(tmp_path / "b" / "model.py")
-    names = {n.name for n in result.graph.nodes()}
-    assert {"stem", "conv_a", "conv_b", "pool", "dense", "relu"} <= names
-    assert [n.type for n in result.graph.nodes()].count("Add") == 1
+    nodes = [n for g in (result.graph, *result.graph.modules.values()) for n in g.nodes()]   # modules kept
+    assert {"stem", "conv_a", "conv_b", "pool", "dense", "relu"} <= {n.name for n in nodes}
+    assert [n.type for n in nodes].count("Add") == 1
 
 
 # ----------------------------------------------------------------------------- modules as people write them
@@ -130,15 +130,22 @@ def test_sequential_mlp(tmp_path):
     path = _write(tmp_path, SEQUENTIAL)
     result = import_torch(path, "Net", input_shape=(1, 28, 28))
     graph = result.graph
-    assert [n.type for n in graph.nodes()] == ["Input", "Flatten", "Linear", "Dropout", "Linear", "Output"]
-    linear = graph.find("net_1")
+    assert [n.type for n in graph.nodes()] == ["Input", "Output", "Module"]     # self.net: a module (issue #17)
+    net = graph.modules[graph.find("net").params["module"]]
+    assert [n.type for n in net.nodes()] == ["Input", "Flatten", "Linear", "Dropout", "Linear", "Output"]
+    linear = net.find("1")
     assert linear.params["units"] == 128 and linear.params["activation"] == "relu"
-    assert graph.find("net_3").params["p"] == 0.2
+    assert net.find("3").params["p"] == 0.2
     assert analyse(graph).total_params == 784 * 128 + 128 + 128 * 10 + 10 == 101_770
-    assert set(result.weights) == {"net_1.weight", "net_1.bias", "net_4.weight", "net_4.bias"}
+    assert set(result.weights) == {"net.1.weight", "net.1.bias", "net.4.weight", "net.4.bias"}   # the source's keys
     torch.manual_seed(3)
     reference = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 10))
-    reference.load_state_dict({k.replace("net_", ""): v for k, v in result.weights.items()})
+    reference.load_state_dict({k.removeprefix("net."): v for k, v in result.weights.items()})
+    from engine.importers.torch_fx import import_torch as import_torch_fx
+
+    flat = import_torch_fx(path, "Net", input_shape=(1, 28, 28), keep_modules=False)
+    assert [n.type for n in flat.graph.nodes()] == ["Input", "Flatten", "Linear", "Dropout", "Linear", "Output"]
+    assert set(flat.weights) == {"net_1.weight", "net_1.bias", "net_4.weight", "net_4.bias"}
     x = torch.randn(5, 1, 28, 28)
     assert torch.allclose(_outputs(graph, result.weights, [x]), _module_output(reference, x), atol=1e-6)
 
@@ -271,7 +278,7 @@ def test_weights_from_a_state_dict_file(tmp_path):
     state = {f"net.{k}": v for k, v in trained.state_dict().items()}
     torch.save(state, tmp_path / "trained.pt")
     result = import_torch(path, "Net", input_shape=(1, 28, 28), weights=tmp_path / "trained.pt")
-    assert torch.equal(result.weights["net_4.weight"], trained[4].weight)
+    assert torch.equal(result.weights["net.4.weight"], trained[4].weight)
     x = torch.randn(2, 1, 28, 28)
     assert torch.allclose(_outputs(result.graph, result.weights, [x]), _module_output(trained, x), atol=1e-6)
     with pytest.raises(ModelImportError, match="do not fit Net"):
@@ -386,7 +393,7 @@ def test_cli_import_writes_a_project_that_check_accepts(tmp_path, capsys):
     assert cli.main(["import", str(path), "--class", "Net", "--input-shape", "1,28,28", "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     project = load_project(out)
-    assert project.trained and set(project.weights) == {"net_1.weight", "net_1.bias", "net_4.weight", "net_4.bias"}
+    assert project.trained and set(project.weights) == {"net.1.weight", "net.1.bias", "net.4.weight", "net.4.bias"}
     assert cli.main(["check", str(out)]) == 0
     assert cli.main(["import", str(path), "--input-shape", "1,28,28", "-o", str(out)]) == 1   # exists
     assert "--force" in capsys.readouterr().err

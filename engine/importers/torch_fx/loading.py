@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import inspect
 import itertools
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -112,10 +113,25 @@ def pick_class(module, class_name: str | None, filename: str) -> type:
              and not is_helper(v, v.__name__)]
     if len(found) == 1:
         return found[0]
+    roots = outermost(found)
+    if len(roots) == 1:     # the model and the module classes it builds on (an exported model.py)
+        return roots[0]
     if not found:
         raise ModelImportError(f"{filename} defines no nn.Module class")
     names = ", ".join(c.__name__ for c in found)
     raise ModelImportError(f"{filename} defines several modules ({names}): choose one with --class")
+
+
+def outermost(classes: list[type]) -> list[type]:
+    """The classes whose name no other of them calls (`Block()` in the model's __init__)."""
+    sources = {}
+    for cls in classes:
+        try:
+            sources[cls] = inspect.getsource(cls)
+        except (OSError, TypeError):
+            return classes
+    return [c for c in classes
+            if not any(re.search(rf"\b{re.escape(c.__name__)}\(", sources[o]) for o in classes if o is not c)]
 
 
 def instantiate(cls: type) -> nn.Module:

@@ -139,6 +139,8 @@ class Translator:
         for n in self.gm.graph.nodes:
             if n.op == "placeholder":
                 continue
+            # the blocks this operation adds come from it (hierarchy.py groups them by its module)
+            self.b.origin = n if n.op != "output" else None
             if n.op == "output":
                 self.outputs(n)
                 continue
@@ -155,6 +157,7 @@ class Translator:
             except ModelImportError as exc:
                 self.report(None, str(exc))
                 self.env[n] = self.stand_in(n)
+        self.b.origin = None
         for v in set(self.env.values()):
             problem = v.unused(self) if isinstance(v, Pending) else None
             if problem:

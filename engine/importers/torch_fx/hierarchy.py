@@ -1,0 +1,244 @@
+"""Keeping the source model's module hierarchy (issue #17): the flat translation's blocks grouped into modules.
+
+Every fx node carries the module path and class of each call it runs in (`nn_module_stack`); every block
+remembers the fx node it came from (GraphBuilder.origins). Each submodule's blocks are grouped, innermost first,
+into a module definition named after its class (a Sequential or ModuleList after its attribute: `layer1` ->
+Layer1) and an instance named after its attribute (`conv1`, or `0` inside a Sequential); structurally identical
+definitions (the same blocks, names, parameters and wiring) are one. The blocks inside a definition take their
+attribute paths relative to it as names, so the generated code's attribute paths, and with them the state-dict
+keys, are the source's (`layer1.0.downsample.0.weight`: codegen writes a chain of blocks named 0, 1, ... as
+nn.Sequential).
+
+A submodule that cannot be a module (two tensors leave it, nothing enters it, it interleaves with others) is left
+open: its blocks (and its grouped children) join the module around it. The caller keeps the flat graph as the
+fallback when the grouped one fails in any way (its output check included).
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import torch.fx as fx
+from torch import nn
+
+from ...blocks.module import MODULE
+from ...graph import Graph, GraphError, layered_layout
+from ...modules import group
+from ...naming import to_class_name
+from ..common import GraphBuilder
+
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+Scope = tuple[str, ...]        # the keys of the module calls from the root down to one
+
+
+class Node:
+    """One module call (or container) of the tree: its path, class, and what lies directly in it."""
+
+    def __init__(self, key: Scope, path: str, cls: str):
+        self.key, self.path, self.cls = key, path, cls
+        self.members: list[str] = []     # graph node ids: blocks, and the instances of grouped children
+
+
+def _class_name(cls: Any) -> str:
+    if isinstance(cls, type):
+        return cls.__name__
+    return str(cls).rsplit(".", 1)[-1].strip("'>")
+
+
+def scope_of(n: Any, root: nn.Module) -> list[tuple[str, str, str]]:
+    """(key, path, class name) of each module call the fx node `n` runs in, outermost first; a container that
+    is never called itself (a ModuleList iterated in forward) is added where its children are."""
+    if not isinstance(n, fx.Node):
+        return []
+    stack = list((n.meta.get("nn_module_stack") or {}).items())
+    if n.op == "call_module" and stack and stack[-1][1][0] == n.target:
+        stack = stack[:-1]                      # the called module is the block itself
+    chain: list[tuple[str, str, str]] = []
+    previous = ""
+    for key, value in stack:
+        path, cls = value[0], value[1]
+        if not isinstance(path, str) or not path:
+            return []
+        if previous and not path.startswith(previous + "."):
+            return []
+        parts, done = path.split("."), len(previous.split(".")) if previous else 0
+        for j in range(done + 1, len(parts)):
+            between = ".".join(parts[:j])
+            try:
+                chain.append((between, between, type(root.get_submodule(between)).__name__))
+            except AttributeError:
+                return []
+        chain.append((key, path, _class_name(cls)))
+        previous = path
+    return chain
+
+
+def relative(path: str, base: str) -> str:
+    """`path` below `base`, as a block's name (layer1.0.conv1 under layer1 -> 0_conv1)."""
+    if base and path.startswith(base + "."):
+        path = path[len(base) + 1:]
+    return path.replace(".", "_")
+
+
+def group_modules(b: GraphBuilder, root: nn.Module) -> tuple[Graph, dict[str, tuple]] | None:
+    """(a copy of the builder's graph with its submodules grouped into modules, each weighted block's node
+    ids from the top-level graph down to it), or None when no submodule becomes a module."""
+    graph = b.graph.copy()
+    tree: dict[Scope, Node] = {(): Node((), "", "")}
+    home: dict[str, Scope] = {}
+    for node in graph.nodes():
+        chain = scope_of(b.origins.get(node.id), root)
+        key: Scope = ()
+        for k, path, cls in chain:
+            key = key + (k,)
+            tree.setdefault(key, Node(key, path, cls))
+        home[node.id] = key
+        tree[key].members.append(node.id)
+    if len(tree) == 1:
+        return None
+
+    specs = dict(b.specs)
+    places: dict[str, tuple] = {n: (n,) for n in b.node_weights}
+    paths: dict[str, str] = {}           # an instance's node id -> the module path it stands for
+    canonical: dict[str, str] = {}       # a definition's structure -> its name
+    grouped = 0
+    top = to_class_name(graph.name)
+    single: dict[str, str] = {}          # a block that is all one module call made: that module's path
+    made: dict[Any, list[str]] = {}
+    for node_id, origin in b.origins.items():
+        made.setdefault(origin, []).append(node_id)
+    for origin, blocks in made.items():
+        if len(blocks) == 1 and isinstance(origin, fx.Node) and origin.op == "call_module":
+            single[blocks[0]] = str(origin.target)
+    order = sorted(tree, key=lambda k: -len(k))     # innermost first; siblings in the order they run
+    for key in order:
+        if not key:
+            break
+        node = tree[key]
+        parent = tree[key[:-1]]
+        members = [n for n in graph.node_ids() if n in set(node.members)]
+        if not members:
+            continue
+        base = to_class_name(node.path.rsplit(".", 1)[-1], "Module") if node.cls in CONTAINERS else node.cls
+        name = graph.module_name(base)
+        if name == top:                             # the model's own class keeps its name
+            name = graph.module_name(base + "_2")
+        try:
+            done = group(graph, members, specs, name)
+        except GraphError:
+            parent.members.extend(members)          # left open: its blocks join the module around it
+            continue
+        grouped += 1
+        instance, definition = done.node_id, graph.modules[done.module]
+        inside = set(members)
+        for block, place in places.items():
+            if place[0] in inside:
+                places[block] = (instance,) + place
+        _name_blocks(definition, node.path, b, paths, single)
+        last = definition.inputs_of([n.id for n in definition.nodes() if n.type == "Output"][0])[0]
+        specs[instance] = specs[last]               # what leaves the module
+        name = _deduplicate(graph, done.module, base, canonical, instance, places)
+        _repeat(graph, name, instance, places, canonical)
+        paths[instance] = node.path
+        parent.members.append(instance)
+    if not grouped:
+        return None
+    _name_top(graph, b, paths)
+    for definition in graph.modules.values():
+        for node_id, pos in layered_layout(definition).items():
+            definition.move(node_id, pos)
+    return graph, places
+
+
+def _name_blocks(definition: Graph, path: str, b: GraphBuilder, paths: dict[str, str],
+                 single: dict[str, str]) -> None:
+    """Name each block of a new definition as its attribute is named in the source module `path`: the blocks
+    with weights (and module instances) first, so that a free name is theirs."""
+    prefix = path.replace(".", "_") + "_"
+    wanted: dict[str, str] = {}
+    for node in definition.nodes():
+        if node.id in paths:
+            wanted[node.id] = relative(paths[node.id], path)
+        elif node.id in single:
+            wanted[node.id] = relative(single[node.id], path)
+        elif node.type not in ("Input", "Output"):
+            name = b.requested.get(node.id, node.name)
+            wanted[node.id] = name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else name
+    for i, node in enumerate(definition.nodes()):
+        definition.rename(node.id, f"tmp {i}")
+    first = [n.id for n in definition.nodes() if n.id in wanted and (n.id in paths or n.id in b.node_weights)]
+    rest = [n.id for n in definition.nodes() if n.id in wanted and n.id not in first]
+    for node_id in first + rest:
+        definition.rename(node_id, wanted[node_id])
+    inputs = [n.id for n in definition.nodes() if n.type == "Input"]
+    for k, node_id in enumerate(inputs):
+        definition.rename(node_id, "inputs" if len(inputs) == 1 else f"in_{k}")
+    for node in definition.nodes():
+        if node.type == "Output":
+            definition.rename(node.id, "out")
+
+
+def _structure(definition: Graph, base: str) -> str:
+    """What makes two definitions one: their class, blocks (type, name, parameters, not an Input's shape) and
+    wiring, by position."""
+    nodes = definition.nodes()
+    index = {n.id: i for i, n in enumerate(nodes)}
+    blocks = [[n.type, n.name, {k: v for k, v in n.params.items() if not (n.type == "Input" and k == "shape")}]
+              for n in nodes]
+    wires = sorted((index[e.src], index[e.dst], e.port) for e in definition.edges())
+    return json.dumps([base, blocks, wires], sort_keys=True, default=str)
+
+
+def _deduplicate(graph: Graph, name: str, base: str, canonical: dict[str, str], instance: str,
+                 places: dict[str, tuple]) -> str:
+    """The definition's name, or that of an identical one found before (this one is then dropped and the
+    instance names that one; the blocks' places follow, position for position)."""
+    definition = graph.modules[name]
+    key = _structure(definition, base)
+    same = canonical.get(key)
+    if same is None:
+        canonical[key] = name
+        return name
+    mine, theirs = definition.node_ids(), graph.modules[same].node_ids()
+    moved = dict(zip(mine, theirs))
+    for block, place in places.items():
+        if place[0] == instance and len(place) > 1:
+            places[block] = (instance, moved[place[1]]) + place[2:]
+    graph.remove_module(name)
+    graph.set_params(instance, {"module": same})
+    return same
+
+
+def _repeat(graph: Graph, name: str, instance: str, places: dict[str, tuple], canonical: dict[str, str]) -> None:
+    """A Sequential of n instances of one module (named 0 .. n-1, in a chain) is that module repeated n times
+    (codegen writes it as the same nn.Sequential)."""
+    definition = graph.modules[name]
+    inner = [n for n in definition.nodes() if n.type not in ("Input", "Output")]
+    kinds = {(n.type, n.params.get("module"), n.params.get("repeat")) for n in inner}
+    if not 2 <= len(inner) <= 256 or len(kinds) != 1 or next(iter(kinds))[0] != MODULE or next(iter(kinds))[2] != 1 \
+            or [n.name for n in inner] != [str(k) for k in range(len(inner))]:
+        return
+    chain = [n.id for n in definition.nodes() if n.type == "Input"] + [n.id for n in inner] \
+        + [n.id for n in definition.nodes() if n.type == "Output"]
+    if any(definition.inputs_of(b) != {0: a} or len(definition.consumers_of(a)) != 1 for a, b in zip(chain, chain[1:])):
+        return
+    if sum(1 for g in [graph, *graph.modules.values()] for n in g.nodes()
+           if n.type == MODULE and n.params.get("module") == name) != 1:
+        return                                     # another instance uses the Sequential as it is
+    step = {n.id: k for k, n in enumerate(inner)}
+    for block, place in places.items():
+        if place[0] == instance and len(place) > 2:
+            places[block] = (instance, step[place[1]]) + place[2:]
+    graph.set_params(instance, {"module": inner[0].params["module"], "repeat": len(inner)})
+    graph.remove_module(name)
+    for key in [k for k, v in canonical.items() if v == name]:
+        del canonical[key]
+
+
+def _name_top(graph: Graph, b: GraphBuilder, paths: dict[str, str]) -> None:
+    """The instances left in the top-level graph take their module's attribute path as name."""
+    for node_id in [n for n in graph.node_ids() if n in paths]:
+        graph.rename(node_id, f"tmp {node_id}")
+    for node_id in [n for n in graph.node_ids() if n in paths]:
+        graph.rename(node_id, re.sub(r"\W", "_", paths[node_id]) or "module")
