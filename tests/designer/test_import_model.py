@@ -41,6 +41,11 @@ class Net(nn.Module):
 '''
 
 
+def block_types(graph) -> list[str]:
+    """The types of the blocks in the graph and in its modules (an imported submodule may become one)."""
+    return [n.type for g in (graph, *graph.modules.values()) for n in g.nodes()]
+
+
 def test_classes_are_listed_without_running_the_file(tmp_path):
     path = tmp_path / "model.py"
     path.write_text(MODEL + "\nraise SystemExit('this line must not run')\n")
@@ -166,7 +171,7 @@ def test_import_a_pytorch_module_with_its_weights(qtbot, window, tmp_path, monke
     assert seen["class"] == "Net"                    # the module, not the Helper class defined before it
     assert not seen["enabled before trust"]          # nothing runs until the user says the file is trusted
     graph = window.document.graph
-    assert [n.type for n in graph.nodes()].count("Linear") == 2
+    assert block_types(graph).count("Linear") == 2
     assert window.document.modified and window.document.path is None
     model = compile_graph(graph)
     model.load_state_dict(window.document.project.weights)
@@ -322,7 +327,7 @@ def test_a_wrong_class_is_explained_and_another_can_be_chosen(qtbot, window, tmp
     window.act_import_model.trigger()
     assert seen["classes"] == ["Helper", "Net"]
     assert "Helper" in seen["error"] and "not an nn.Module" in seen["error"] and seen["kept"] == ("20", True)
-    assert [n.type for n in window.document.graph.nodes()].count("Linear") == 2 and not boxes["warning"]
+    assert block_types(window.document.graph).count("Linear") == 2 and not boxes["warning"]
 
 
 def test_graph_only_imports_the_module_without_its_weights(qtbot, window, tmp_path, monkeypatch, boxes):
@@ -337,7 +342,7 @@ def test_graph_only_imports_the_module_without_its_weights(qtbot, window, tmp_pa
 
     in_import_dialog(steps)
     window.act_import_model.trigger()
-    assert [n.type for n in window.document.graph.nodes()].count("Linear") == 2
+    assert block_types(window.document.graph).count("Linear") == 2
     assert window.document.project.weights is None
     assert boxes["information"] and "without weights" in boxes["information"][0]
 
