@@ -12,7 +12,12 @@ mode. For each:
    would, against the model on the same input.
 
 Also the import time of ResNet-50 against the time torch.fx alone takes to trace it (goal: at
-most 2x), measured in the same run.
+most 2x), measured in the same run. Each row says how the module hierarchy came through (issue
+#17): the top-level blocks, the module definitions, and whether the weights' keys are the source
+model's own (`keys`: its state_dict loads them). `--modules` reports ResNet-50 in full: its
+top-level blocks imported flat and with modules, the lines of the exported model.py against
+torchvision's resnet.py, and whether torchvision.models.resnet50().load_state_dict() takes the
+exported weights.
 
 torchvision and timm are test-time helpers, never dependencies of Deepwire: install them apart,
 
@@ -254,6 +259,10 @@ def run_one(name: str, library: str, make, shape: tuple[int, ...]) -> dict:
         return dict(row, status="crashed", message=f"{type(exc).__name__}: {first_line(exc)}")
     row["seconds"] = round(time.perf_counter() - started, 2)
     row["blocks"] = len(result.graph.node_ids())
+    row["modules"] = len(result.graph.modules)
+    source = model.state_dict()
+    row["keys"] = set(result.weights) == set(source) and all(
+        tuple(result.weights[k].shape) == tuple(v.shape) for k, v in source.items())
     x = torch.randn((2, *shape), generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         want = model(x)
@@ -289,6 +298,43 @@ def trace_ratio() -> dict:
     return {"trace_s": round(trace_s, 2), "import_s": round(import_s, 2), "ratio": round(import_s / trace_s, 1)}
 
 
+def modules_report() -> dict:
+    """ResNet-50 with its module hierarchy kept (issue #17) against the flat import and torchvision's source."""
+    try:
+        import torchvision
+        from torchvision.models import resnet
+    except ImportError:
+        return {}
+    import inspect
+
+    from engine.export.python_bundle import export_python
+    from engine.importers.torch_fx import import_torch
+    from engine.project import Project
+
+    model = randomise(torchvision.models.resnet50(), 1)
+    flat = import_torch(model, input_shape=list(IMAGE), keep_modules=False)
+    kept = import_torch(model, input_shape=list(IMAGE))
+    report = {"flat_top_blocks": len(flat.graph.node_ids()), "top_blocks": len(kept.graph.node_ids()),
+              "modules": len(kept.graph.modules), "blocks_in_modules": sum(len(d) for d in kept.graph.modules.values()),
+              "torchvision_resnet_py_lines": len(Path(inspect.getsourcefile(resnet)).read_text().splitlines())}
+    with tempfile.TemporaryDirectory() as folder:
+        export_python(Project(kept.graph, weights=kept.weights), Path(folder))
+        report["model_py_lines"] = len((Path(folder) / "model.py").read_text().splitlines())
+        from safetensors.torch import load_file
+
+        exported = load_file(str(Path(folder) / "weights.safetensors"))
+    target = torchvision.models.resnet50()
+    try:
+        target.load_state_dict(exported, strict=True)
+        report["load_state_dict"] = "ok (strict, every key and shape)"
+        x = torch.randn((2, *IMAGE), generator=torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            report["gap_after_loading"] = relative_gap(target.eval()(x), model(x))
+    except RuntimeError as exc:
+        report["load_state_dict"] = f"refused: {first_line(exc, 200)}"
+    return report
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--libs", default=os.environ.get("DEEPWIRE_ZOO_LIBS"),
@@ -296,10 +342,18 @@ def main(argv=None) -> None:
     parser.add_argument("--only", help="comma-separated parts of model names")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--no-timing", action="store_true", help="skip the ResNet-50 trace timing")
+    parser.add_argument("--modules", action="store_true", help="only the ResNet-50 module hierarchy report")
     args = parser.parse_args(argv)
     add_libraries(args.libs)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     wanted = [w.strip() for w in args.only.split(",")] if args.only else None
+    if args.modules:
+        report = modules_report()
+        for key, value in report.items():
+            print(f"ResNet-50 {key}: {value}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1), encoding="utf-8")
+        return
     rows = []
     for name, (library, make, shape) in ZOO.items():
         if wanted and not any(w in name for w in wanted):
@@ -307,12 +361,16 @@ def main(argv=None) -> None:
         row = run_one(name, library, make, shape)
         rows.append(row)
         gap = f"{row['gap']:.1e}" if "gap" in row else ""
-        print(f"{name:30} {row['status']:9} {gap:8} {row.get('seconds', ''):>6}  {row.get('message', '')[:150]}",
-              flush=True)
+        shape = f"{row['blocks']:>4} top, {row['modules']:>3} modules, keys {'=' if row['keys'] else '≠'}" \
+            if "blocks" in row else ""
+        print(f"{name:30} {row['status']:9} {gap:8} {row.get('seconds', ''):>6} {shape:32} "
+              f"{row.get('message', '')[:150]}", flush=True)
     tried = [r for r in rows if r["status"] != "skipped"]
     imported = [r for r in tried if r["status"] == "imported"]
     print(f"\nimported with weights and reproduced (relative gap <= {TOLERANCE:g}), export too: "
           f"{len(imported)} of {len(tried)}" + (f" ({100 * len(imported) / len(tried):.0f}%)" if tried else ""))
+    same = [r for r in imported if r.get("keys")]
+    print(f"module hierarchy kept, weights under the source's own state-dict keys: {len(same)} of {len(imported)}")
     timing = {} if args.no_timing or wanted else trace_ratio()
     if timing:
         print(f"ResNet-50: torch.fx trace {timing.get('trace_s')} s, import {timing.get('import_s', 'refused')} s"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from engine.analysis import analyse
 from engine.codegen import generate
@@ -203,3 +204,41 @@ def test_ungrouping_a_repeated_instance_unrolls_it():
         _, k, layer, rest = key.split(".", 3)
         return f"{layer}{'' if k == '0' else '_' + k}.{rest}"
     same_outputs(before, graph, rename)
+
+
+def test_a_chain_of_blocks_named_0_1_2_is_written_as_an_nn_sequential():
+    """How the PyTorch importer keeps a Sequential's state-dict keys (layer1.0.conv1.weight): a definition that is
+    one chain of blocks named by their indices (gaps allowed) is an nn.Sequential, a folded activation takes the
+    gap after its layer, and any other definition stays a class."""
+    chain = build("Seq", [("x", "Input", {"shape": [8]}), ("0", "Linear", {"units": 16, "activation": "relu"}),
+                          ("3", "Linear", {"units": 8}), ("4", "Activation", {"function": "gelu"}),
+                          ("y", "Output", {})])
+    graph = model_with(chain, repeat=1)
+    source, info = generate(graph)
+    assert "self.stage = nn.Sequential(" in source
+    assert "nn.Linear(8, 16), nn.ReLU(), nn.Identity(), nn.Linear(16, 8), nn.GELU()" in source
+    assert "class Seq" not in source
+    model = compile_graph(graph)
+    assert {"stage.0.weight", "stage.3.bias"} <= set(model.state_dict())
+    stage = graph.find("stage").id
+    assert info.paths[(stage, chain.find("3").id)] == "stage.3"
+    reference = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Identity(), nn.Linear(16, 8), nn.GELU())
+    reference.load_state_dict({k.removeprefix("stage."): v for k, v in model.state_dict().items() if "stage" in k})
+    x = torch.randn(3, 8)
+    assert torch.equal(model.stage(x), reference(x))
+
+    named = build("Seq", [("x", "Input", {"shape": [8]}), ("first", "Linear", {"units": 8}), ("y", "Output", {})])
+    assert "class Seq(nn.Module):" in generate(model_with(named, repeat=1))[0]
+
+
+def test_code_info_maps_each_block_inside_modules_to_its_attribute_path():
+    inner = residual()
+    outer = build("Stage", [("x", "Input", {"shape": [8]}), ("r", "Module", {"module": "Residual", "repeat": 2}),
+                            ("norm", "LayerNorm", {}), ("y", "Output", {})])
+    graph = model_with(outer, repeat=2)
+    graph.add_module("Residual", inner)
+    _, info = generate(graph)
+    stage, r, fc2 = graph.find("stage").id, outer.find("r").id, inner.find("fc2").id
+    assert info.paths[(stage, 1, r, 0, fc2)] == "stage.1.r.0.fc2"
+    keys = set(compile_graph(graph).state_dict())
+    assert all(f"{path}.weight" in keys for path in info.paths.values() if path.endswith(("fc1", "fc2")))
