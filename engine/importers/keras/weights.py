@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...analysis import analyse
-from ...naming import Namespace
 from ..common import ModelImportError, WeightsImportError, first_nonfinite, load_fitting, nonfinite_note
 from .reading import _shown
 from .registry import LayerWeights
@@ -37,8 +36,8 @@ def _load_weights(importer: Importer, graph, model, h5file, label: str) -> dict:
                 raise
             raise ModelImportError(f"{label} cannot be read ({_shown(str(exc))})") from None
         weights: dict = {}
-        places = _Places(store, state, graph.modules, weights)
-        places.scope(importer.top_scope, graph, analysis, info.attrs, "")
+        places = _Places(store, state, graph.modules, weights, info)
+        places.scope(importer.top_scope, graph, analysis, ())
         store.paths = importer.top_scope.paths
         left = store.unplaced()
         if left:
@@ -55,33 +54,36 @@ def _load_weights(importer: Importer, graph, model, h5file, label: str) -> dict:
 
 class _Places:
     """Each layer's arrays converted into the generated module's state (`weights`, by state key), the layers of a
-    nested model (a Module instance) under the instance's attribute."""
+    nested model (a Module instance) under the instance's attribute (codegen's attribute paths)."""
 
-    def __init__(self, store, state: dict, modules: dict, weights: dict):
-        self.store, self.state, self.modules, self.weights = store, state, modules, weights
+    def __init__(self, store, state: dict, modules: dict, weights: dict, info):
+        self.store, self.state, self.modules, self.weights, self.info = store, state, modules, weights, info
         self.layer_of: dict[str, str] = {}   # state key -> the layer, as messages name it
 
-    def scope(self, scope: Scope, graph, analysis, attrs: dict[str, str], prefix: str) -> None:
-        within = scope.within if prefix else ""
+    def attr(self, path: tuple) -> str | None:
+        """The attribute path of the block at `path` (node ids from the top graph down to it)."""
+        return self.info.attrs.get(path[0]) if len(path) == 1 else self.info.paths.get(path)
+
+    def scope(self, scope: Scope, graph, analysis, path: tuple) -> None:
+        within = scope.within if path else ""
         layer_of = {node: f"{cls} '{name}'{within}" for cls, name, _, nodes in scope.counts for node in nodes}
         for node_id in analysis.order:
-            attr = attrs.get(node_id)
-            keys = [k for k in self.state if attr and k.startswith(f"{prefix}{attr}.")]
+            attr = self.attr(path + (node_id,))
+            keys = [k for k in self.state if attr and k.startswith(f"{attr}.")]
             if not keys:
                 continue
             child = scope.children.get(node_id)
             if child is not None:   # a nested model: its definition's blocks, each application's under its own
                 definition = self.modules[graph.node(node_id).params["module"]]
                 inner = analysis.modules[node_id]
-                for i, applied in enumerate(inner):
-                    at = f"{prefix}{attr}." + (f"{i}." if len(inner) > 1 else "")
-                    self.scope(child, definition, applied, module_attrs(definition, applied), at)
+                for k, applied in enumerate(inner):
+                    self.scope(child, definition, applied, path + ((node_id, k) if len(inner) > 1 else (node_id,)))
                 continue
             where = layer_of.get(node_id, f"'{graph.node(node_id).name}'{within}")
             if node_id not in scope.convert:
                 raise WeightsImportError(f"cannot import the Keras weights: {where} has no weight conversion")
             handler, name, cfg, extra = scope.convert[node_id]
-            full = f"{prefix}{attr}."
+            full = f"{attr}."
             shapes = {k[len(full):]: tuple(self.state[k].shape) for k in keys}
             self.store.paths = scope.paths
             try:
@@ -102,14 +104,6 @@ class _Places:
             for key in keys:
                 if key not in self.weights:
                     raise WeightsImportError(f"{where}: the weights file has nothing for {key[len(full):]}")
-
-
-def module_attrs(definition, analysis) -> dict[str, str]:
-    """node id -> the attribute name the generated class of a module gives each block: as engine.codegen names
-    a module class's attributes (a Namespace that reserves the class's placeholder name, the live nodes in
-    order). A mismatch would show as weights that do not fit, refused as an importer bug."""
-    names = Namespace({"{name}"})
-    return {n: names.create(definition.node(n).name) for n in analysis.order if n in analysis.live}
 
 
 def _placed(load):
