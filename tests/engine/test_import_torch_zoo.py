@@ -21,7 +21,8 @@ def library_class(cls: type, module: str, name: str) -> type:
 
 
 def imported(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
-    """Import `model`, check the graph reproduces it within 1e-5 (relative) and return its block types."""
+    """Import `model`, check the graph reproduces it within 1e-5 (relative) and return its block types (the
+    top level's, then those inside its modules: the source's submodules are kept as modules)."""
     torch.manual_seed(0)
     model.eval()
     result = import_torch(model, input_shape=shape)
@@ -32,7 +33,7 @@ def imported(model: nn.Module, shape: tuple[int, ...]) -> list[str]:
         want, got = model(x), compiled.eval()(x)
     assert got.shape == want.shape
     assert float((got - want).abs().max()) <= 1e-5 * max(1.0, float(want.abs().max()))
-    return [n.type for n in result.graph.nodes()]
+    return [n.type for g in (result.graph, *result.graph.modules.values()) for n in g.nodes()]
 
 
 # ----------------------------------------------------------------------------- normalisation layers
