@@ -186,8 +186,8 @@ def _samples(result, splits, graph) -> dict | None:
 
 def run_request(request: dict, emit, control) -> None:
     """Load the data, train, and emit ("finished", outcome) or ("failed", message). Never raises."""
-    from engine.runtime.data import DataError, Dataset, load_dataset, split_dataset
     from engine.graph import Graph
+    from engine.runtime.data import DataError, Dataset, load_dataset, split_dataset
     from engine.training import Callbacks, TrainConfig, TrainingError, train
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -238,8 +238,8 @@ def _warm_up() -> None:
     """Import and run once what every run needs (the first run of a process spent ~2 s here)."""
     import numpy as np
 
-    from engine.runtime.data import Dataset
     from engine.graph import build
+    from engine.runtime.data import Dataset
     from engine.training import TrainConfig, train
 
     graph = build("warm-up", [("in", "Input", {"shape": [4]}), ("fc", "Linear", {"units": 2}),

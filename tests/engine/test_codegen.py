@@ -30,7 +30,12 @@ def test_the_module_that_runs_is_built_from_exactly_that_source():
 
 
 def test_chains_reuse_x_and_branches_get_named_variables():
-    source, _ = generate(load_template("residual_cnn"))
+    from engine.modules import ungroup
+
+    graph = load_template("residual_cnn")          # its residual block inline, as it was drawn flat
+    ungroup(graph, graph.find("residual_block").id)
+    graph.remove_module("ResidualBlock")
+    source, _ = generate(graph)
     forward = source[source.index("def forward"):]
     assert "def forward(self, x: torch.Tensor) -> torch.Tensor:" in forward
     assert "stem = F.relu(self.stem(x))  # (B, 32, 8, 8)" in forward

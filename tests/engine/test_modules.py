@@ -151,6 +151,14 @@ def test_a_file_with_a_broken_module_is_refused_in_one_line():
         Graph.from_dict(data)
 
 
+def flat_residual_cnn() -> Graph:
+    """The residual CNN template with its residual block inline (the template keeps it as a module)."""
+    graph = load_template("residual_cnn")
+    ungroup(graph, graph.find("residual_block").id)
+    graph.remove_module("ResidualBlock")
+    return graph
+
+
 def same_outputs(before: Graph, after: Graph, rename) -> None:
     """The two graphs compute the same function when `after`'s weights are `before`'s, renamed."""
     torch.manual_seed(0)
@@ -163,7 +171,7 @@ def same_outputs(before: Graph, after: Graph, rename) -> None:
 
 
 def test_grouping_a_residual_block_keeps_the_model_and_ungrouping_gives_it_back():
-    graph = load_template("residual_cnn")
+    graph = flat_residual_cnn()
     before = graph.copy()
     ids = [graph.find(n).id for n in ("conv_a", "conv_b", "residual")]
     done = group(graph, ids, analyse(graph).specs, "ResidualBlock")
@@ -183,7 +191,7 @@ def test_grouping_a_residual_block_keeps_the_model_and_ungrouping_gives_it_back(
 
 
 def test_a_selection_that_sends_two_tensors_out_cannot_be_a_module():
-    graph = load_template("residual_cnn")
+    graph = flat_residual_cnn()
     ids = [graph.find(n).id for n in ("stem", "conv_a")]     # stem also feeds the residual Add
     with pytest.raises(GraphError, match="a module returns one tensor"):
         group(graph, ids, analyse(graph).specs)
