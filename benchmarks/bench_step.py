@@ -98,18 +98,36 @@ class LearnedPositions(nn.Module):
         return x + self.weight[: x.size(1)]
 
 
+class EncoderBlock(nn.Module):
+    """A post-norm encoder block, as written by hand (the template's EncoderBlock module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(64, 4, dropout=0.1, batch_first=True)
+        self.attention_dropout = nn.Dropout(0.1)
+        self.norm = nn.LayerNorm(64)
+        self.mlp = nn.Linear(64, 128)
+        self.mlp_dropout = nn.Dropout(0.1)
+        self.mlp_out = nn.Linear(128, 64)
+        self.mlp_out_dropout = nn.Dropout(0.1)
+        self.norm_1 = nn.LayerNorm(64)
+
+    def forward(self, x):
+        x = self.norm(x + self.attention_dropout(self.attention(x, x, x, need_weights=False)[0]))
+        h = self.mlp_out(self.mlp_dropout(F.relu(self.mlp(x))))
+        return self.norm_1(x + self.mlp_out_dropout(h))
+
+
 class HandTransformer(nn.Module):
     def __init__(self):
         super().__init__()
         self.embedding = nn.Embedding(1000, 64)
         self.positions = LearnedPositions(64, 64)
-        self.encoder = nn.TransformerEncoderLayer(64, 4, dim_feedforward=128, dropout=0.1, batch_first=True)
-        self.encoder_1 = nn.TransformerEncoderLayer(64, 4, dim_feedforward=128, dropout=0.1, batch_first=True)
+        self.encoder = nn.Sequential(EncoderBlock(), EncoderBlock())
         self.dense = nn.Linear(64, 2)
 
     def forward(self, x):
-        x = self.positions(self.embedding(x))
-        x = self.encoder_1(self.encoder(x))
+        x = self.encoder(self.positions(self.embedding(x)))
         return self.dense(x.mean(dim=1))
 
 
