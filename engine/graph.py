@@ -525,22 +525,40 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def layered_layout(graph: Graph, dx: float = 280.0, dy: float = 140.0) -> dict[str, tuple[float, float]]:
+WRAP_AFTER = 6       # a graph of more layers than this is laid out in rows of at most ROW_LAYERS layers
+ROW_LAYERS = 4       # (four blocks side by side fit a canvas at a readable zoom)
+
+
+def layered_layout(graph: Graph, dx: float = 280.0, dy: float = 140.0,
+                   wrap: bool = True) -> dict[str, tuple[float, float]]:
     """The one layout (templates, imports, the designer's Arrange): where each node goes, left to
     right by layer (its longest path from a node without inputs: networkx's topological
-    generations), `dx` apart, each layer centred on y = 0 with its nodes `dy` apart in the order
-    of their y (ties: the node order). Moves nothing. Raises GraphError on a cycle."""
+    generations), `dx` apart, each layer centred on its row's middle with its nodes `dy` apart in the
+    order of their y (ties: the node order). A long graph (more than WRAP_AFTER layers) is wrapped
+    like text into rows of at most ROW_LAYERS layers, one under another, so it fits a canvas at a
+    readable zoom instead of one long line. Moves nothing. Raises GraphError on a cycle."""
     g = graph.nx
     try:
         generations = list(nx.topological_generations(g))
     except nx.NetworkXUnfeasible:
         raise GraphError("Cannot arrange a graph with a cycle: remove the cycle first.") from None
     index = {node_id: i for i, node_id in enumerate(g)}
+    per_row = len(generations)
+    if wrap and len(generations) > WRAP_AFTER:
+        rows = -(-len(generations) // ROW_LAYERS)
+        per_row = -(-len(generations) // rows)          # balanced: 7 layers -> 4 + 3, 9 -> 3 + 3 + 3
     positions: dict[str, tuple[float, float]] = {}
-    for col, layer in enumerate(generations):
-        layer = sorted(layer, key=lambda n: (graph.node(n).pos[1], index[n]))
-        for row, node_id in enumerate(layer):
-            positions[node_id] = (col * dx, (row - (len(layer) - 1) / 2) * dy)
+    middle, previous_half = 0.0, None
+    for start in range(0, len(generations), max(per_row, 1)):
+        band = generations[start:start + per_row]
+        half = (max(len(layer) for layer in band) - 1) / 2 * dy
+        if previous_half is not None:
+            middle += previous_half + half + 1.5 * dy      # rows apart by a block and a half
+        previous_half = half
+        for col, layer in enumerate(band):
+            layer = sorted(layer, key=lambda n: (graph.node(n).pos[1], index[n]))
+            for row, node_id in enumerate(layer):
+                positions[node_id] = (col * dx, middle + (row - (len(layer) - 1) / 2) * dy)
     return positions
 
 

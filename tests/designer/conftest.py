@@ -49,6 +49,6 @@ def residual_cnn() -> Graph:
               ("pool", "GlobalAvgPool", {}), ("dense", "Linear", {"units": 10}), ("output", "Output", {})]
     names = [row[0] for row in layers]
     graph = build("residual_cnn", layers, list(zip(names, names[1:])) + [("stem", "residual")])
-    for node, pos in layered_layout(graph, 280.0, 140.0).items():
+    for node, pos in layered_layout(graph, 280.0, 140.0, wrap=False).items():   # one row: the skip wire's lane
         graph.move(node, pos)
     return graph

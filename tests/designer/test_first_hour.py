@@ -144,8 +144,20 @@ def test_the_starter_opens_whole_and_readable_in_the_default_window(window, qtbo
     assert all_in_view(window)                            # Input and Output both in view
 
 
+def chain(blocks: int):
+    """Input -> `blocks` Linear layers -> Output, laid out as the designer lays graphs out."""
+    from engine.graph import build
+    from engine.project import Project
+    from engine.templates import layout
+
+    graph = build("chain", [("input", "Input", {"shape": [8]}), *[(f"dense_{i}", "Linear", {"units": 8})
+                                                                   for i in range(blocks)], ("output", "Output", {})])
+    layout(graph)
+    return Project(graph)
+
+
 def test_a_graph_too_long_for_the_view_opens_readable_from_its_input(window, qtbot):
-    window.document.new_from_template("image_cnn")       # ten blocks in a row
+    window.document.replace(chain(40), None)             # even in rows of four, far taller than the view
     settle(qtbot, window)
     assert window.view.zoom() == pytest.approx(READABLE_ZOOM)
     assert window.scene.node_items[node(window, "input").id].face.isVisible()
@@ -154,7 +166,7 @@ def test_a_graph_too_long_for_the_view_opens_readable_from_its_input(window, qtb
 
 
 def test_fit_all_keeps_names_readable_then_home_again_shows_everything(window, qtbot):
-    window.document.new_from_template("image_cnn")
+    window.document.replace(chain(40), None)
     settle(qtbot, window)
     window.view.zoom_by(3.0)
     messages = []
@@ -184,7 +196,7 @@ def test_side_panels_collapse_to_give_the_canvas_room_and_stay_so_next_time(qtbo
     win = MainWindow(Document(), settings)
     qtbot.addWidget(win)
     win.maybe_save = lambda: True
-    win.document.new_from_template("transformer_classifier")   # eight blocks
+    win.document.replace(chain(4), None)                        # six blocks in one row
     win.resize(1440, 900)
     win.show()
     qtbot.waitExposed(win)

@@ -63,9 +63,15 @@ def _module_output(module, x):
 
 
 def _laid_out_left_to_right(graph) -> bool:
-    xs = {n.id: n.pos[0] for n in graph.nodes()}
-    return (all(xs[e.src] < xs[e.dst] for e in graph.edges())
-            and all(x % 280 == 0 for x in xs.values()) and min(xs.values()) == 0)
+    """Placed by the one layout: left to right by layer, a long graph wrapped into rows (reading
+    order: every wire goes right in its row, or on to a later row)."""
+    from engine.graph import layered_layout
+
+    pos = {n.id: n.pos for n in graph.nodes()}
+    expected = layered_layout(graph)
+    reading = all(pos[e.src][0] < pos[e.dst][0] or pos[e.src][1] < pos[e.dst][1] for e in graph.edges())
+    return pos == expected and reading and all(x % 280 == 0 for x, _ in pos.values()) and min(
+        x for x, _ in pos.values()) == 0
 
 
 # ----------------------------------------------------------------------------- templates round trip
