@@ -137,10 +137,10 @@ _FLOPS_CACHE_SIZE = 4096
 FlopJob = tuple[tuple, Probe]  # (the probe's key, the probe)
 
 
-def flops_job(analysis: Analysis, graph: Graph, node_id: str) -> FlopJob | None:
+def flops_job(analysis: Analysis, graph: Graph, node_id: str, modules: dict | None = None) -> FlopJob | None:
     """What a block's FLOPs depend on, as a cache key plus the block's probe; None while its
     parameters or an input's shape are unknown. Cheap: it looks at the block only."""
-    probe = probe_of(graph, analysis, node_id)
+    probe = probe_of(graph, analysis, node_id, modules)
     return None if probe is None else (probe.key(), probe)
 
 
@@ -967,12 +967,7 @@ class Inspector(QWidget):
             return
         analysis = self.document.shown_analysis
         node_id = self._ids[0]
-        if node_id in self.document.shown and self.document.shown.node(node_id).type == MODULE:
-            self._flops_job = None
-            label.setText("—")
-            label.setToolTip("FLOPs are counted block by block: open the module to see its blocks'.")
-            return
-        job = flops_job(analysis, self.document.shown, node_id)
+        job = flops_job(analysis, self.document.shown, node_id, self.document.graph.modules)
         self._flops_job = job
         if job is None:
             label.setText("—")
@@ -1000,12 +995,13 @@ class Inspector(QWidget):
             return
         analysis, graph = self.document.shown_analysis, self.document.shown
         node_id = self._ids[0]
-        job = flops_job(analysis, graph, node_id)
+        modules = self.document.graph.modules
+        job = flops_job(analysis, graph, node_id, modules)
         if job is None or node_id not in analysis.live:
             return
         near = [n for n in (*graph.nx.predecessors(node_id), *graph.nx.successors(node_id))
                 if n != node_id and n in analysis.live and graph.node(n).type != MODULE]
-        jobs = [j for j in (flops_job(analysis, graph, n) for n in dict.fromkeys(near)) if j is not None]
+        jobs = [j for j in (flops_job(analysis, graph, n, modules) for n in dict.fromkeys(near)) if j is not None]
         flop_counter().request([job, *jobs[:FLOPS_PREFETCH]])  # one small model for all of them
 
     def _on_flops_ready(self) -> None:

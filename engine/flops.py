@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from .analysis import Analysis, analyse
 from .blocks import TOKENS, TensorSpec
+from .blocks.module import MODULE
 from .compiler import compile_graph
 from .graph import Graph
+from .modules import used_names
 
 
 @dataclass(frozen=True)
@@ -22,16 +24,19 @@ class Probe:
     type: str
     params: dict
     inputs: tuple[tuple[int, TensorSpec], ...]
+    modules: tuple[tuple[str, str], ...] = ()   # a Module's definitions it needs: (name, the definition's JSON)
 
     def key(self) -> tuple:
-        """What the block's behaviour depends on, hashable: blocks that are alike share it."""
+        """What the block's behaviour depends on, hashable: blocks that are alike share it (for a
+        Module, its definitions as they are now: an edit inside gives a new key)."""
         return (self.type, repr(sorted(self.params.items())),
-                tuple((port, tuple(spec.shape), spec.dtype) for port, spec in self.inputs))
+                tuple((port, tuple(spec.shape), spec.dtype) for port, spec in self.inputs), self.modules)
 
 
-def probe_of(graph: Graph, analysis: Analysis, node_id: str) -> Probe | None:
+def probe_of(graph: Graph, analysis: Analysis, node_id: str, modules: dict[str, Graph] | None = None) -> Probe | None:
     """The probe of a block of `graph`; None while its parameters or an input's shape are unknown.
-    Cheap: it looks at the block and its wires only."""
+    Cheap: it looks at the block and its wires only (and, for a Module instance, at the definitions
+    it uses, from `modules`, default the graph's own)."""
     params = analysis.params.get(node_id)
     if params is None or node_id not in analysis.specs or node_id not in graph:
         return None
@@ -41,12 +46,25 @@ def probe_of(graph: Graph, analysis: Analysis, node_id: str) -> Probe | None:
         if spec is None:
             return None
         inputs.append((port, spec))
-    return Probe(graph.node(node_id).type, dict(params), tuple(inputs))
+    used: tuple[tuple[str, str], ...] = ()
+    if graph.node(node_id).type == MODULE:
+        modules = graph.modules if modules is None else modules
+        names, stack = [], [graph.node(node_id).params.get("module")]   # the node's own (analysis may lag)
+        while stack:                                   # the module and those inside it
+            name = stack.pop()
+            if name in modules and name not in names:
+                names.append(name)
+                stack.extend(used_names(modules[name]))
+        used = tuple((name, modules[name].to_json(indent=None)) for name in sorted(names))
+    return Probe(graph.node(node_id).type, dict(params), tuple(inputs), used)
 
 
 def add_probe(graph: Graph, probe: Probe) -> str:
     """Add the probe to `graph` (several may share one): Inputs of its shapes, the block, and an
     Output after it (an Output block is its own end). Returns the block's node id."""
+    for name, text in probe.modules:
+        if name not in graph.modules:
+            graph.modules[name] = Graph.from_json(text)
     feeds = [(port, graph.add_node("Input", params={"shape": list(spec.shape), "dtype": spec.dtype}))
              for port, spec in probe.inputs]
     node_id = graph.add_node(probe.type, params=dict(probe.params))

@@ -250,3 +250,17 @@ def test_code_info_maps_each_block_inside_modules_to_its_attribute_path():
     assert info.paths[(stage, 1, r, 0, fc2)] == "stage.1.r.0.fc2"
     keys = set(compile_graph(graph).state_dict())
     assert all(f"{path}.weight" in keys for path in info.paths.values() if path.endswith(("fc1", "fc2")))
+
+
+def test_an_instance_counts_the_flops_of_every_repeat_and_its_probe_agrees():
+    from engine.flops import count_flops, probe_graph, probe_of
+
+    graph = model_with(residual(), repeat=3)
+    stage = graph.find("stage").id
+    once = sum(count_flops(residual()).values())
+    assert once > 0 and count_flops(graph)[stage] == 3 * once
+    probe = probe_of(graph, analyse(graph), stage)          # the inspector counts a block alone
+    alone, node_id = probe_graph(probe)
+    assert count_flops(alone)[node_id] == 3 * once
+    graph.modules["Residual"].set_params(graph.modules["Residual"].find("fc1").id, {"units": 32})
+    assert probe_of(graph, analyse(graph), stage).key() != probe.key(), "an edit inside is a new count"
