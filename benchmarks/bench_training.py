@@ -32,7 +32,7 @@
 
     .venv/bin/python benchmarks/bench_training.py --quick      # ~30 s
     .venv/bin/python benchmarks/bench_training.py              # ~1-2 min
-    .venv/bin/python benchmarks/bench_training.py --keras-python /tmp/kvenv/bin/python
+    .venv/bin/python benchmarks/bench_training.py --keras-python ~/kvenv/bin/python
     .venv/bin/python benchmarks/bench_training.py --device cuda   # on a machine with a GPU
     .venv/bin/python benchmarks/bench_training.py --profile    # + cProfile, and train()'s per-batch costs in place
 

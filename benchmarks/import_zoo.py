@@ -21,8 +21,8 @@ exported weights.
 
 torchvision and timm are test-time helpers, never dependencies of Deepwire: install them apart,
 
-    .venv/bin/python -m pip install --target /tmp/zoo-libs --no-deps timm torchvision pyyaml
-    .venv/bin/python benchmarks/import_zoo.py --libs /tmp/zoo-libs [--only resnet18,vit] [--json out.json]
+    .venv/bin/python -m pip install --target ~/zoo-libs --no-deps timm torchvision pyyaml
+    .venv/bin/python benchmarks/import_zoo.py --libs ~/zoo-libs [--only resnet18,vit] [--json out.json]
 
 The torchvision wheel may be linked to a CUDA build of torch; its meta registrations fail to load
 on the CPU build, so this script (and only this script) skips them. A model whose library is

@@ -8,8 +8,8 @@ folder (the files are large; nothing is kept). Then, in Deepwire's own interpret
 imported with its weights and the imported graph, compiled, is run on the same input: it
 reproduces Keras when the largest difference relative to the outputs' scale is at most 1e-5.
 
-    python3 -m venv /tmp/kenv && /tmp/kenv/bin/pip install torch && /tmp/kenv/bin/pip install keras h5py
-    .venv/bin/python benchmarks/keras_zoo.py --keras-python /tmp/kenv/bin/python [--only ResNet50,VGG16]
+    python3 -m venv ~/kenv && ~/kenv/bin/pip install torch && ~/kenv/bin/pip install keras h5py
+    .venv/bin/python benchmarks/keras_zoo.py --keras-python ~/kenv/bin/python [--only ResNet50,VGG16]
         [--json out.json] [--folder kept_models]
 
 Always exits 0: it is a report, not a test.
