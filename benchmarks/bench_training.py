@@ -65,8 +65,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from engine.compiler import compile_graph  # noqa: E402
 from engine.runtime.data import Dataset, load_dataset, split_dataset  # noqa: E402
-from engine.templates import load_template  # noqa: E402
 from engine.runtime.loop import fit_normalizers, seed_everything  # noqa: E402
+from engine.templates import load_template  # noqa: E402
 from engine.training import Callbacks, TrainConfig, TrainControl, train  # noqa: E402
 
 TARGET = 0.95
