@@ -631,10 +631,11 @@ def cmd_import(args) -> int:
             if source.is_file():   # said before the code runs, not only in --help
                 print(f"deepwire: importing {_printable(args.source)} runs the Python code in it, as "
                       "`python FILE` would; import only files you trust", file=sys.stderr, flush=True)
-            result = import_torch(source, args.class_name, args.input_shape, args.weights, graph_only=graph_only)
+            result = import_torch(source, args.class_name, args.input_shape, args.weights, graph_only=graph_only,
+                                  flat=args.flat)
         else:
-            if args.class_name or args.input_shape:
-                raise ModelImportError("--class and --input-shape are for PyTorch .py files")
+            if args.class_name or args.input_shape or args.flat:
+                raise ModelImportError("--class, --input-shape and --flat are for PyTorch .py files")
             result = import_keras(source, args.weights, graph_only=graph_only)
     except WeightsImportError as exc:
         print(f"deepwire: cannot import {_printable(args.source)}: {_printable(str(exc))} (--no-weights imports "
@@ -765,6 +766,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "without pickle); Keras: a .weights.h5 file to import (needs h5py)")
     weights.add_argument("--no-weights", action="store_true", dest="no_weights",
                          help="import the graph alone, without the model's weights (they are not read)")
+    p.add_argument("--flat", action="store_true",
+                   help="PyTorch: every block loose in one graph (default: the model's submodules become modules)")
     p.add_argument("-o", "--output", required=True, help="a graph .json, or a .deepwire project (keeps weights)")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_import)

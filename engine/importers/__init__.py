@@ -15,14 +15,15 @@ from .common import ImportResult, ModelImportError, WeightsImportError
 
 
 def import_torch(source, class_name: str | None = None, input_shape=None, weights=None,
-                 graph_only: bool = False) -> ImportResult:
+                 graph_only: bool = False, flat: bool = False) -> ImportResult:
     """A PyTorch module as a graph: `source` is a .py file (its code runs!), an nn.Module class or
     an instance. `input_shape` is one sample's shape without the batch (a list of shapes for
     several inputs); `weights` an optional state dict (or .safetensors / .pt file) to load first.
-    `graph_only`: leave the module's weights out of the result."""
+    `graph_only`: leave the module's weights out of the result. Its submodules become module
+    definitions (a ResNet's Bottleneck, its stages) unless `flat` asks for every block loose."""
     from .torch_fx import import_torch as run
 
-    return run(source, class_name, input_shape, weights, graph_only=graph_only)
+    return run(source, class_name, input_shape, weights, graph_only=graph_only, keep_modules=not flat)
 
 
 def import_keras(source, weights=None, graph_only: bool = False) -> ImportResult:

@@ -59,3 +59,43 @@ def test_nan_weights_in_a_pytorch_module_are_noted(tmp_path, capsys):
     assert "note: Broken's 'fc' holds NaN or infinite weights (fc.weight)" in capsys.readouterr().err
     assert cli.main(["import", str(path), "--class", "Net", "-o", str(tmp_path / "n.deepwire")]) == 0
     assert "NaN" not in capsys.readouterr().err
+
+
+BLOCKS = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x)) + x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(Block(), Block(), Block())
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.blocks(x))
+'''
+
+
+def test_submodules_become_modules_unless_flat_is_asked(tmp_path, capsys):
+    path = tmp_path / "model.py"
+    path.write_text(BLOCKS)
+    grouped, flat = tmp_path / "grouped.deepwire", tmp_path / "flat.deepwire"
+    assert cli.main(["import", str(path), "--input-shape", "8", "-o", str(grouped)]) == 0
+    assert cli.main(["import", str(path), "--input-shape", "8", "--flat", "-o", str(flat)]) == 0
+    grouped_graph, flat_graph = load_project(grouped).graph, load_project(flat).graph
+    assert grouped_graph.modules and any(n.type == "Module" for n in grouped_graph.nodes())
+    assert not flat_graph.modules and sum(n.type == "Linear" for n in flat_graph.nodes()) == 4
+    keras = tmp_path / "model.json"
+    keras.write_text("{}")
+    assert cli.main(["import", str(keras), "--flat", "-o", str(tmp_path / "k.json")]) == 2
+    assert "--flat are for PyTorch .py files" in capsys.readouterr().err
