@@ -44,7 +44,12 @@ _ROUND_CAP = Qt.PenCapStyle.RoundCap
 _NODE_FLAGS = (QGraphicsItem.GraphicsItemFlag.ItemIsMovable | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
                | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
 _EDGE_FLAGS = QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
-_lod = QStyleOptionGraphicsItem.levelOfDetailFromTransform
+def _lod(transform) -> float:
+    """The painter's scale, rounded: Qt computes it from the transform with the item's translation
+    in it, so at exactly a threshold (the fit's READABLE_ZOOM is DETAIL_TEXT_MIN_LOD) blocks at
+    some places came out a hair below it and lost their detail lines while their neighbours kept
+    them."""
+    return round(QStyleOptionGraphicsItem.levelOfDetailFromTransform(transform), 6)
 
 
 # ----------------------------------------------------------------------------- shared drawing objects

@@ -537,3 +537,31 @@ def test_toolbar_undo_keeps_its_label_and_names_the_step_in_its_tooltip(window, 
     assert window.document.undo_stack.undoText() in window.tool_undo.toolTip()
     window.tool_undo.trigger()
     assert not window.tool_undo.isEnabled() and window.tool_redo.isEnabled()
+
+
+def test_at_the_readable_zoom_every_block_shows_its_type_and_shape_lines(window, qtbot):
+    """A fit stops at READABLE_ZOOM, which is the scale the detail lines need: Qt's level of detail
+    came out a hair below it for blocks at some places (translations), which then showed their
+    titles alone. Rendered here as the screen paints, at exactly that zoom."""
+    from PySide6.QtGui import QImage, QPainter, QTransform
+
+    from designer.canvas.items import DETAIL_TEXT_MIN_LOD, _lod
+    from designer.canvas.view import READABLE_ZOOM
+
+    assert READABLE_ZOOM == DETAIL_TEXT_MIN_LOD
+    for x in (0, 35, 280, 1260):           # places where the raw level of detail is 0.5999999999999979
+        assert _lod(QTransform(0.6, 0, 0, 0.6, x * 0.6 + 18, -150 * 0.6 + 242)) == DETAIL_TEXT_MIN_LOD
+    graph = build("m", [("x", "Input", {"shape": [8]}), ("dense", "Linear", {"units": 4}), ("y", "Output", {})])
+    from engine.project import Project
+    window.document.replace(Project(graph), None)
+    face = window.scene.node_items[graph.find("dense").id].face
+    image = QImage(400, 200, QImage.Format_ARGB32)
+    image.fill(0)
+    painter = QPainter(image)
+    painter.setTransform(QTransform(0.6, 0, 0, 0.6, 18, -150 * 0.6 + 242 - 100))
+    drawn = []
+    original = painter.drawStaticText
+    painter.drawStaticText = lambda point, text: (drawn.append(text.text()), original(point, text))
+    face.paint(painter, None)
+    painter.end()
+    assert face.subtitle.text() in drawn and face.info.text() in drawn, drawn
