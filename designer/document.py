@@ -11,7 +11,7 @@ from PySide6.QtGui import QUndoStack
 from engine.analysis import Analysis, analyse
 from engine.fileio import atomic_write_text
 from engine.graph import Graph
-from engine.modules import used_names
+from engine.modules import concrete, used_names
 from engine.project import SUFFIX, Project, is_project_file, load_project, read_graph, save_project
 from engine.templates import STARTER, describe, load_template
 from engine.training import TrainConfig
@@ -41,6 +41,7 @@ class Document(QObject):
         # removed underneath, e.g. by undo, takes the canvas back out of it)
         self.module_path: list[str] = []
         self._entered: list[Graph] = []
+        self._entered_specs: list[list | None] = []   # the shapes the instance opened from gave its inputs
         self._watched: list[Graph] = []   # the model and every module definition: edits in any re-analyse
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -145,19 +146,36 @@ class Document(QObject):
         return self.analysis
 
     def _analyse_shown(self) -> None:
-        self.shown_analysis = analyse(self.shown, modules=self.graph.modules) if self._entered else self.analysis
+        if not self._entered:
+            self.shown_analysis = self.analysis
+            return
+        specs = self._entered_specs[-1] if len(self._entered_specs) == len(self._entered) else None
+        # opened from an instance: the shapes that instance gives (the node ids are the definition's own)
+        shown = concrete(self.shown, specs) if specs else self.shown
+        self.shown_analysis = analyse(shown, modules=self.graph.modules)
 
     # ------------------------------------------------------------------ modules: which graph is shown
-    def enter_module(self, name: str) -> bool:
+    def enter_module(self, name: str, specs: list | None = None) -> bool:
         """Show (and edit) the definition of module `name`, one level deeper. False when the project
-        has no such module, or it is already entered (a module that contains itself)."""
+        has no such module, or it is already entered (a module that contains itself). `specs`: the
+        input shapes of the instance it is opened from (instance_specs), shown inside instead of the
+        shapes the definition's Inputs were saved with."""
         definition = self.graph.modules.get(name)
         if definition is None or name in self.module_path:
             return False
         self.module_path.append(name)
         self._entered.append(definition)
+        self._entered_specs.append(list(specs) if specs else None)
         self._shown_changed()
         return True
+
+    def instance_specs(self, node_id: str) -> list | None:
+        """The input shapes of the Module instance `node_id` of the graph shown, or None if unknown."""
+        graph, analysis = self.shown, self.shown_analysis
+        if node_id not in graph:
+            return None
+        sources = analysis.inputs_of(graph, node_id)
+        return [analysis.specs[s] for s in sources] if sources and all(s in analysis.specs for s in sources) else None
 
     def leave_module(self, depth: int = 0) -> None:
         """Go back out to `depth` modules deep (0: the model)."""
@@ -166,6 +184,7 @@ class Document(QObject):
             return
         del self.module_path[depth:]
         del self._entered[depth:]
+        del self._entered_specs[depth:]
         self._shown_changed()
 
     def _shown_changed(self) -> None:
@@ -222,7 +241,7 @@ class Document(QObject):
     def replace(self, project: Project, path: Path | None) -> None:
         self._unwatch()
         self.project = project
-        self.module_path, self._entered = [], []
+        self.module_path, self._entered, self._entered_specs = [], [], []
         self._watch()
         self.path = path
         self._changed_outside_graph = False

@@ -853,7 +853,9 @@ class Inspector(QWidget):
                 self.open_button.setToolTip("Show the module's blocks to edit them (or double-click the block). "
                                             "Every instance follows; Escape comes back.")
                 self.open_button.setEnabled(name in self.document.graph.modules)
-                self.open_button.clicked.connect(lambda _=False, m=name: self.document.enter_module(m))
+                document = self.document
+                self.open_button.clicked.connect(
+                    lambda _=False, m=name, n=nodes[0].id: document.enter_module(m, document.instance_specs(n)))
                 form.addRow("", self.open_button)
             if not block.params:
                 none = QLabel("This block has no parameters.")

@@ -581,7 +581,11 @@ class MainWindow(QMainWindow):
         state = (self.view.transform(), self.view.centre_scene_pos(), self.scene.selected_node_ids(),
                  self.view.keep_fitted)
         self._view_states.append(state)
-        if not self.document.enter_module(name):
+        ids = self.scene.selected_node_ids()        # opened from its instance (a double-click selects it first)
+        one = ids[0] if len(ids) == 1 and ids[0] in self.document.shown else None
+        specs = (self.document.instance_specs(one) if one is not None
+                 and self.document.shown.node(one).params.get("module") == name else None)
+        if not self.document.enter_module(name, specs):
             self._view_states.pop()
             return False
         return True

@@ -301,3 +301,35 @@ def test_rename_a_module_renames_its_instances_and_undoes(window, monkeypatch, r
     assert window.module_bar.texts()[-1] == "Block"
     window.act_undo.trigger()
     assert graph.to_dict() == before and window.document.module_path == ["ResidualBlock"]
+
+
+def test_a_module_opened_from_an_instance_shows_that_instances_shapes(window, monkeypatch, residual_cnn):
+    """Inside, the blocks show the shapes the instance opened from gives them, not the shapes the
+    module's Inputs were saved with; opened from the palette (no instance), the saved ones."""
+    from engine.graph import build
+
+    graph = grouped(window, monkeypatch, residual_cnn)
+    definition = graph.modules["ResidualBlock"]
+    x = next(n.id for n in definition.nodes() if n.type == "Input")
+    saved = definition.node(x).params["shape"]
+    wide = build("wide", [("image", "Input", {"shape": [1, 12, 12]}),
+                          ("stem", "Conv2d", {"filters": 16, "kernel_size": 3, "padding": "same"}),
+                          ("block", "Module", {"module": "ResidualBlock"}), ("out", "Output", {})])
+    graph.add_module("ResidualBlock", definition)
+    doc = window.document
+    for node in wide.nodes():       # a second model around the same module: (16, 12, 12) goes in
+        graph.add_node(node.type, "w_" + node.name, node.params, (0.0, 900.0), node_id="w" + node.id)
+    for edge in wide.edges():
+        graph.connect("w" + edge.src, "w" + edge.dst, edge.port)
+    doc.refresh()
+    window.scene.select_nodes(["w" + wide.find("block").id])
+    window.act_open_module.trigger()
+    conv_b = definition.find("conv_b").id
+    assert doc.module_path == ["ResidualBlock"]
+    assert doc.shown_analysis.specs[x].shape == (16, 12, 12)
+    assert doc.shown_analysis.specs[conv_b].shape == (16, 12, 12)            # (saved: 8x8 images)
+    assert definition.node(x).params["shape"] == saved, "the definition itself is left as it was"
+    doc.leave_module()
+    window.scene.select_nodes([])
+    window.open_module("ResidualBlock")                  # from the palette: no instance, the saved shapes
+    assert list(doc.shown_analysis.specs[x].shape) == list(saved)
