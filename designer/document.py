@@ -11,7 +11,7 @@ from PySide6.QtGui import QUndoStack
 from engine.analysis import Analysis, analyse
 from engine.fileio import atomic_write_text
 from engine.graph import Graph
-from engine.modules import concrete, used_names
+from engine.modules import concrete, reachable
 from engine.project import SUFFIX, Project, is_project_file, load_project, read_graph, save_project
 from engine.templates import STARTER, describe, load_template
 from engine.training import TrainConfig
@@ -221,21 +221,7 @@ class Document(QObject):
         if not self.module_path:
             return names
         inside = set(self.module_path)
-        out = []
-        for name in names:
-            seen, stack, bad = set(), [name], False
-            while stack:
-                current = stack.pop()
-                if current in inside:
-                    bad = True
-                    break
-                if current in seen or current not in self.graph.modules:
-                    continue
-                seen.add(current)
-                stack.extend(used_names(self.graph.modules[current]))
-            if not bad:
-                out.append(name)
-        return out
+        return [name for name in names if not inside & set(reachable([name], self.graph.modules))]
 
     # ------------------------------------------------------------------ files
     def replace(self, project: Project, path: Path | None) -> None:

@@ -224,7 +224,7 @@ def analyse(graph: Graph, modules: dict[str, Graph] | None = None, _depth: int =
         sources = result.inputs_of(graph, node_id)
         ins = [result.specs[s] for s in sources] if all(s in result.specs for s in sources) else []
         try:
-            advice = list(block.advice(params, ins)) + _module_advice(result.modules.get(node_id), graph, node_id)
+            advice = list(block.advice(params, ins)) + _module_advice(result.modules.get(node_id))
         except Exception as exc:  # a declaration bug must not take the designer down
             advice = [("internal", f"could not be advised on: {exc}")]
         for kind, message in advice:
@@ -277,7 +277,7 @@ def _module_analyses(params: dict, ins: list[TensorSpec], modules: dict[str, Gra
     return out
 
 
-def _module_advice(inner: list[Analysis] | None, graph: Graph, node_id: str) -> list[tuple[str, str]]:
+def _module_advice(inner: list[Analysis] | None) -> list[tuple[str, str]]:
     """An instance passes on the first warning inside its module (the problems list shows it at the instance)."""
     if not inner or not inner[0].warnings:
         return []

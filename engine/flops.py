@@ -15,7 +15,7 @@ from .blocks import TOKENS, TensorSpec
 from .blocks.module import MODULE
 from .compiler import compile_graph
 from .graph import Graph
-from .modules import used_names
+from .modules import reachable
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,7 @@ def probe_of(graph: Graph, analysis: Analysis, node_id: str, modules: dict[str, 
     used: tuple[tuple[str, str], ...] = ()
     if graph.node(node_id).type == MODULE:
         modules = graph.modules if modules is None else modules
-        names, stack = [], [graph.node(node_id).params.get("module")]   # the node's own (analysis may lag)
-        while stack:                                   # the module and those inside it
-            name = stack.pop()
-            if name in modules and name not in names:
-                names.append(name)
-                stack.extend(used_names(modules[name]))
+        names = reachable([graph.node(node_id).params.get("module")], modules)   # the node's own: analysis may lag
         used = tuple((name, modules[name].to_json(indent=None)) for name in sorted(names))
     return Probe(graph.node(node_id).type, dict(params), tuple(inputs), used)
 

@@ -7,8 +7,8 @@ analysis, the code generator and the designer need of definitions:
 
     ports(definition)            the Input ids (ports, in order) and the Output id
     concrete(definition, specs)  a copy whose Inputs take these shapes (how an instance is analysed)
-    uses(graph, modules)         the module names a graph's instances name, and definitions that
-                                 contain themselves (directly or through others): refused
+    used_names, reachable        the module names a graph's instances name; those and every module
+                                 inside them; recursive: definitions that contain themselves
     group(graph, ids, ...)       the selected blocks become a new definition and one instance
     ungroup(graph, node_id)      an instance is replaced by the blocks of its definition
 """
@@ -39,10 +39,6 @@ def concrete(definition: Graph, specs: list[TensorSpec]) -> Graph:
     return copy
 
 
-def instances(graph: Graph) -> list[str]:
-    return [n.id for n in graph.nodes() if n.type == MODULE]
-
-
 def used_names(graph: Graph) -> list[str]:
     """The module names the instances in `graph` name, in node order, each once."""
     names: list[str] = []
@@ -54,21 +50,22 @@ def used_names(graph: Graph) -> list[str]:
     return names
 
 
+def reachable(names: list[str], modules: dict[str, Graph]) -> list[str]:
+    """The modules `names` and every module inside them, at any depth (each once; names the
+    project does not define are left out)."""
+    found: list[str] = []
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name in modules and name not in found:
+            found.append(name)
+            stack.extend(used_names(modules[name]))
+    return found
+
+
 def recursive(modules: dict[str, Graph]) -> set[str]:
     """The definitions that contain themselves, directly or through other modules."""
-    bad: set[str] = set()
-    for start in modules:
-        stack, seen = list(used_names(modules[start])), set()
-        while stack:
-            name = stack.pop()
-            if name == start:
-                bad.add(start)
-                break
-            if name in seen or name not in modules:
-                continue
-            seen.add(name)
-            stack.extend(used_names(modules[name]))
-    return bad
+    return {name for name in modules if name in reachable(used_names(modules[name]), modules)}
 
 
 # ----------------------------------------------------------------------------- group / ungroup
