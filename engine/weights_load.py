@@ -598,7 +598,7 @@ def _keras_match(ms: ModelState, wf: WeightsFile, report: WeightsReport) -> dict
             plan.append((attr, shown, node, graph, layer, "name"))
         else:
             plan.append((attr, shown, node, graph, None, ""))
-    for i, (attr, shown, node, graph, layer, how) in enumerate(plan):   # then by order, class by class
+    for i, (attr, shown, node, graph, layer, _how) in enumerate(plan):   # then by order, class by class
         if layer is not None:
             continue
         wanted = KERAS_CLASSES.get(node.type, ())
@@ -675,7 +675,8 @@ def _keras_conversion(node, graph, layer: KerasLayer, shapes: dict, ms: ModelSta
         width = shapes.get("out_proj.weight", (0,))[0]
         cfg.update(num_heads=heads, key_dim=width // max(heads, 1))
     elif node.type == "BatchNorm":
-        count = len(store.arrays(layer.path if not store.legacy else layer.name) or ())   # gamma if scale, beta if center, mean, variance
+        # Keras files [gamma if scale] [beta if center] mean, variance
+        count = len(store.arrays(layer.path if not store.legacy else layer.name) or ())
         cfg.update(scale=count != 2, center=count >= 3)
     elif node.type == "Linear":
         extra = _flatten_order(node, graph, ms)
@@ -746,7 +747,7 @@ def match_weights(model: Graph | ModelState, wf: WeightsFile, current: dict | No
     if wf.kind == "keras":
         found = _keras_match(ms, wf, report)
     else:
-        found = _tensor_match(ms, wf.tensors, report)
+        found = _tensor_match(ms, wf.tensors, report, sorted_names=wf.kind in ("safetensors", "project"))
     # dtypes: a floating one converted, any other difference listed and not applied
     applied: dict[str, torch.Tensor] = {}
     kept: list[Matched] = []
@@ -779,10 +780,60 @@ def _dtype(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
-def _tensor_match(ms: ModelState, source: dict[str, torch.Tensor], report: WeightsReport) -> dict:
+def _natural(name: str):
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name)]
+
+
+def _modules(keys: list[str]) -> dict[str, list[str]]:
+    """Tensor names grouped by their module (the name without its last part), in the order given."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        out.setdefault(key.rsplit(".", 1)[0] if "." in key else "", []).append(key)
+    return out
+
+
+def _pair_modules(left: list[str], rest: list[str], state: dict, source: dict,
+                  aligned: bool = True) -> list[tuple[str, str]]:
+    """(model name, file name) pairs by structure, module by module: the model's modules and the file's in
+    order, aligned where their tensors agree in role (weight, bias, ...) and shape; then the same kind of
+    module left on both sides, first to first; then modules with the same roles but other shapes (a changed
+    block: listed as a mismatch). `aligned=False`: the file's order is not the model's (a safetensors file
+    sorts its names), so only the kinds of module are paired, first to first in the names' order."""
+    mine, theirs = _modules(left), _modules(rest)
+
+    def roles(keys, shapes, with_shape=True):
+        return tuple(sorted((_leaf(k), tuple(shapes[k].shape) if with_shape else ()) for k in keys))
+
+    a = [roles(v, state) for v in mine.values()]
+    b = [roles(v, source) for v in theirs.values()]
+    m_names, t_names = list(mine), list(theirs)
+    pairs: dict[str, str] = {}
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if aligned else ():
+        if op == "equal":
+            pairs.update(zip(m_names[i1:i2], t_names[j1:j2]))
+    for strict in (True, False):
+        for i, m in enumerate(m_names):
+            if m in pairs:
+                continue
+            taken = set(pairs.values())
+            want = a[i] if strict else roles(mine[m], state, False)
+            for j, t in enumerate(t_names):
+                if t not in taken and (b[j] if strict else roles(theirs[t], source, False)) == want:
+                    pairs[m] = t
+                    break
+    out = []
+    for m, t in pairs.items():
+        by_role = {_leaf(k): k for k in theirs[t]}
+        out.extend((k, by_role[_leaf(k)]) for k in mine[m] if _leaf(k) in by_role)
+    return out
+
+
+def _tensor_match(ms: ModelState, source: dict[str, torch.Tensor], report: WeightsReport,
+                  sorted_names: bool = False) -> dict:
     """By name (after the best prefix change), then the rest by order and shape."""
     state, blocks = ms.state, ms.blocks
-    strip, add = _best_prefix(list(state), list(source))
+    strip, add = _best_prefix({k: tuple(v.shape) for k, v in state.items()},
+                              {k: tuple(v.shape) for k, v in source.items()})
     if strip or add:
         report.notes.append(f"the file's names carry {strip!r} where the model's carry {add!r}" if strip and add
                             else f"the file's names start with {strip!r}, stripped" if strip
@@ -803,29 +854,20 @@ def _tensor_match(ms: ModelState, source: dict[str, torch.Tensor], report: Weigh
         else:
             left.append(key)
     rest = [k for k in source if k not in used]
+    if sorted_names:   # a safetensors file keeps its names sorted, not in the model's order: numbers in order
+        rest.sort(key=_natural)
     if left and rest:
-        a = [(_leaf(k), tuple(state[k].shape)) for k in left]
-        b = [(_leaf(k), tuple(source[k].shape)) for k in rest]
-        matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-        paired_t, paired_s = set(), set()
-        for op, i1, i2, j1, j2 in matcher.get_opcodes():
-            if op == "equal":
-                for i, j in zip(range(i1, i2), range(j1, j2)):
-                    key, name = left[i], rest[j]
-                    found[key] = source[name]
-                    report.matched.append(Matched(key, name, blocks[key], "order", tuple(state[key].shape)))
-                    paired_t.add(key)
-                    paired_s.add(name)
-            elif op == "replace" and i2 - i1 == j2 - j1 and all(a[i][0] == b[j][0] for i, j in
-                                                                zip(range(i1, i2), range(j1, j2))):
-                for i, j in zip(range(i1, i2), range(j1, j2)):   # the same roles, other shapes: a changed block
-                    key, name = left[i], rest[j]
-                    report.mismatched.append(Mismatched(key, name, blocks[key], tuple(state[key].shape),
-                                                        tuple(source[name].shape)))
-                    paired_t.add(key)
-                    paired_s.add(name)
-        left = [k for k in left if k not in paired_t]
-        rest = [k for k in rest if k not in paired_s]
+        paired = _pair_modules(left, rest, state, source, aligned=not sorted_names)
+        for key, name in paired:
+            if tuple(source[name].shape) == tuple(state[key].shape):
+                found[key] = source[name]
+                report.matched.append(Matched(key, name, blocks[key], "order", tuple(state[key].shape)))
+            else:
+                report.mismatched.append(Mismatched(key, name, blocks[key], tuple(state[key].shape),
+                                                    tuple(source[name].shape)))
+        done_t, done_s = {k for k, _ in paired}, {n for _, n in paired}
+        left = [k for k in left if k not in done_t]
+        rest = [k for k in rest if k not in done_s]
     report.missing.extend((k, blocks[k]) for k in left)
     report.unexpected.extend(rest)
     order = {k: i for i, k in enumerate(state)}
@@ -834,10 +876,9 @@ def _tensor_match(ms: ModelState, source: dict[str, torch.Tensor], report: Weigh
     return found
 
 
-def _best_prefix(targets: list[str], sources: list[str]) -> tuple[str, str]:
-    """(a prefix to put before the model's names, minus `add`) that makes the most names agree: the file's
-    names may carry a prefix the model's lack ("module.", "model."), or lack one they carry."""
-    source_set = set(sources)
+def _best_prefix(targets: dict[str, tuple], sources: dict[str, tuple]) -> tuple[str, str]:
+    """(strip, add): the prefix the file's names carry where the model's carry `add` ("module.", "model."),
+    chosen so that the most names agree with the same shapes (then the most names)."""
 
     def prefixes(names: list[str]) -> list[str]:
         counts: dict[str, int] = {}
@@ -850,15 +891,17 @@ def _best_prefix(targets: list[str], sources: list[str]) -> tuple[str, str]:
         common = sorted(counts, key=lambda p: (-counts[p], p))[:16]
         return list(dict.fromkeys([p for p in COMMON_PREFIXES if p in counts] + common))
 
-    def score(strip: str, add: str) -> int:
-        return sum(1 for k in targets if k.startswith(add) and strip + k[len(add):] in source_set)
+    def score(strip: str, add: str) -> tuple[int, int]:
+        names = [(k, strip + k[len(add):]) for k in targets if k.startswith(add)]
+        agree = [(k, n) for k, n in names if n in sources]
+        return sum(targets[k] == sources[n] for k, n in agree), len(agree)
 
     best, best_score = ("", ""), score("", "")
-    for strip in prefixes(sources):
+    for strip in prefixes(list(sources)):
         s = score(strip, "")
         if s > best_score:
             best, best_score = (strip, ""), s
-    for add in prefixes(targets):
+    for add in prefixes(list(targets)):
         s = score("", add)
         if s > best_score:
             best, best_score = ("", add), s
