@@ -374,3 +374,20 @@ class RenameModule(QUndoCommand):
 
     def undo(self):
         self._rename(self.new, self.old)
+
+
+class SetWeights(QUndoCommand):
+    """Replace the model's weights (File > Load Weights…); undo puts back the very weights it had (the same
+    tensors, or none)."""
+
+    def __init__(self, document, weights: dict | None, text: str = "load weights", parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.old, self.new = document.project.weights, weights
+        self.setText(text)
+
+    def redo(self):
+        self.document.set_weights(self.new)
+
+    def undo(self):
+        self.document.set_weights(self.old)

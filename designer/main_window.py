@@ -238,6 +238,9 @@ class MainWindow(QMainWindow):
                                        "Export PyTorch code, TorchScript or ONNX")
         self.act_import_model = self._action("&Import Model…", self.import_model_dialog, "Ctrl+I",
                                              "Open a PyTorch module (.py) or a Keras model (.keras, .json) as a graph")
+        self.act_load_weights = self._action("Load &Weights…", self.load_weights_dialog, None,
+                                             "Load weights you already have (.safetensors, .pt, Keras .weights.h5, "
+                                             "a project) into the model, with a report before anything changes")
         self.act_reopen_last = self._action("Reopen &Last File at Start", self._toggle_reopen_last, None,
                                             "Start with the file that was open last; off: start with a new model")
         self.act_reopen_last.setCheckable(True)
@@ -308,7 +311,7 @@ class MainWindow(QMainWindow):
         m.addSeparator()
         m.addActions([self.act_save, self.act_save_as])
         m.addSeparator()
-        m.addActions([self.act_import_model, self.act_export])
+        m.addActions([self.act_import_model, self.act_load_weights, self.act_export])
         m.addSeparator()
         m.addAction(self.act_quit)
         m = bar.addMenu("&Edit")
@@ -899,6 +902,45 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Imported {path.name}: {n} blocks", 8000)
         if notes and confirm:
             QMessageBox.information(self, "Imported", f"Imported {path.name} as {n} blocks.{notes}")
+        return True
+
+    def load_weights_dialog(self) -> None:
+        from engine.weights_load import FILE_FILTER
+
+        path, _ = QFileDialog.getOpenFileName(self, "Load weights into the model", self._last_dir(), FILE_FILTER)
+        if path:
+            self.load_weights(path)
+
+    def load_weights(self, path) -> bool:
+        """Match a weights file to the model (engine.weights_load), show the report, and on Apply set the
+        project's weights through an undoable command. False when nothing was applied."""
+        from engine.weights_load import WeightsLoadError, load_weights
+
+        from .commands import SetWeights
+        from .weights_dialog import LoadWeightsDialog
+
+        path = Path(path)
+        QApplication.setOverrideCursor(Qt.WaitCursor)
+        try:
+            report = load_weights(self.document.graph, path, current=self.document.project.weights)
+        except WeightsLoadError as exc:
+            failure = str(exc)
+        else:
+            failure = None
+        finally:
+            QApplication.restoreOverrideCursor()
+        if failure is not None:
+            QMessageBox.warning(self, "Cannot load weights", failure)
+            self.statusBar().showMessage(f"Weights not loaded: {failure}", 10000)
+            return False
+        dialog = LoadWeightsDialog(self, report)
+        accepted = dialog.exec() == QDialog.Accepted and report.ok
+        dialog.deleteLater()
+        if not accepted:
+            self.statusBar().showMessage(f"Weights from {path.name} not loaded", 6000)
+            return False
+        self.document.undo_stack.push(SetWeights(self.document, report.applied_state, f"load weights from {path.name}"))
+        self.statusBar().showMessage(f"Loaded weights: {report.headline()}", 10000)
         return True
 
     def export_dialog(self) -> None:
