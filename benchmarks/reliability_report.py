@@ -153,8 +153,9 @@ def measure_hostile() -> None:
                     "config.json over 1 MiB and weights over 4 GiB by the declared size, and bytes read past "
                     "the declared size (a zip bomb with a lying header); safetensors headers whose layout "
                     "does not add up; .npy headers claiming more than the file holds; images whose header "
-                    "claims far more pixels than the chosen image size needs; pipes and devices; CSV over "
-                    "512 MiB; Keras weights with external storage, external or soft links, virtual datasets, "
+                    "claims far more pixels than the chosen image size needs; pipes and devices; CSV "
+                    "files whose float32 table would not fit in the memory available (estimated before "
+                    "reading); Keras weights with external storage, external or soft links, virtual datasets, "
                     "unknown filters or declared sizes the file cannot hold, and .keras weights members "
                     "that would expand past their limit"],
         ["kept and reported", "unknown zip members (Project.notes; never read beyond a pickle check), a GPU "

@@ -14,7 +14,8 @@ from pathlib import Path
 from . import idx
 from .catalog import builtin_names, describe_builtins, is_builtin, load_builtin
 from .core import DataError, Dataset, Splits, split_dataset
-from .files import is_image_folder, load_csv, load_image_folder, load_npz
+from .files import is_image_folder, load_image_folder
+from .tables import load_csv, load_npy, load_npz
 
 __all__ = ["DataError", "Dataset", "Splits", "builtin_names", "cache_dir", "clear_cache", "describe_builtins",
            "load_dataset", "split_dataset"]
@@ -71,7 +72,9 @@ def load_dataset(spec: str, *, target: str | None = None, image_size: tuple[int,
         return load_csv(path, target)
     if suffix == ".npz":
         return load_npz(path)
-    raise DataError(f"{path.name}: unsupported file type '{suffix or 'none'}'; use a .csv or .npz file, "
+    if suffix == ".npy":
+        return load_npy(path)
+    raise DataError(f"{path.name}: unsupported file type '{suffix or 'none'}'; use a .csv, .npz or .npy file, "
                     "or a folder")
 
 
