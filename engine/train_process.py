@@ -11,8 +11,12 @@ The protocol is pickles, one after another, on the child's stdin and on a copy o
 (the child points its own stdout at stderr, so a stray print cannot break the stream):
 
     parent -> child:  ("run", request)  then any of ("stop",) ("pause",) ("resume",); the next run…
-    child -> parent:  ("ready",) once, then for each run: ("status", text) ("batch", info)
-                      ("epoch", record) …, and one of ("finished", outcome) ("failed", message)
+    child -> parent:  ("ready",) once, then for each run: ("status", text) ("loading", info)
+                      ("batch", info) ("epoch", record) …, and one of ("finished", outcome) ("failed", message)
+
+("loading", info) reports an image folder's decoding (at most ~10 a second): {"dataset", "phase":
+"scan" | "decode" | "ready" | "notice", "done", "total", "cache_hit", "skipped", "message"}; a stop
+while loading cancels it between chunks of files. ("batch", info) carries "peak_rss" (bytes).
 
 `request` is plain data: {"graph": Graph.to_dict(), "dataset": a name or path or a Dataset,
 "config": TrainConfig.to_dict(), "load_options": {...}}. `outcome` carries the weights as
@@ -168,7 +172,9 @@ def _samples(result, splits, graph) -> dict | None:
     x, y = splits.x_test, splits.y_test
     if len(x) == 0:
         return None
-    x, y = x[:MAX_SAMPLES], y[:MAX_SAMPLES]
+    x, y = np.asarray(x[:MAX_SAMPLES]), np.asarray(y[:MAX_SAMPLES])
+    if x.dtype == np.uint8:          # image pixels: float, as the model takes them
+        x = x.astype(np.float32)
     model = result.model
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with torch.no_grad():
@@ -187,7 +193,17 @@ def _samples(result, splits, graph) -> dict | None:
 def run_request(request: dict, emit, control) -> None:
     """Load the data, train, and emit ("finished", outcome) or ("failed", message). Never raises."""
     from engine.graph import Graph
-    from engine.runtime.data import DataError, Dataset, load_dataset, split_dataset
+    from engine.runtime.data import (
+        DataError,
+        Dataset,
+        LoadCancelled,
+        Splits,
+        load_dataset,
+        split_dataset,
+        split_indices,
+    )
+    from engine.runtime.data.stream import memory_budget, streams
+    from engine.runtime.settings import resolve_device
     from engine.training import Callbacks, TrainConfig, TrainingError, train
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -199,16 +215,33 @@ def run_request(request: dict, emit, control) -> None:
             dataset = spec
         else:
             emit("status", f"Loading {spec}…")
-            dataset = load_dataset(spec, **(request.get("load_options") or {}))
+            options = dict(request.get("load_options") or {})
+            options.setdefault("bad_images", config.bad_images)
+            options.setdefault("memory_budget", memory_budget(config, resolve_device(config.device)))
+            dataset = load_dataset(spec, progress=_loading_reporter(emit, spec),
+                                   cancel=lambda: control.stopped, **options)
+            for note in getattr(dataset.images, "notes", None) or ():
+                emit("status", note)
         if control.stopped:
             emit("failed", "stopped before the first batch: nothing was trained")
             return
-        splits = split_dataset(dataset, config.val_split, config.test_split, config.seed)
+        if streams(dataset, config, resolve_device(config.device)):
+            # larger than the memory budget: train() reads it batch by batch; the results view's
+            # samples are the first test samples
+            _, _, test_rows = split_indices(dataset, config.val_split, config.test_split, config.seed)
+            test_x = dataset.x_test if dataset.x_test is not None else dataset.x[test_rows[:MAX_SAMPLES]]
+            test_y = dataset.y_test if dataset.y_test is not None else dataset.y[test_rows[:MAX_SAMPLES]]
+            shown, splits = Splits(test_x[:0], test_y[:0], test_x[:0], test_y[:0], test_x, test_y), None
+        else:
+            splits = shown = split_dataset(dataset, config.val_split, config.test_split, config.seed)
         emit("status", "Compiling and checking the data against the model…")
         callbacks = Callbacks(batch_end=lambda info: emit("batch", info), epoch_end=lambda rec: emit("epoch", rec))
         result = train(graph, dataset, config, callbacks, control, splits=splits)
-        samples = _samples(result, splits, graph)
+        samples = _samples(result, shown, graph)
         weights = weights_to_bytes(result.state_dict, result.checkpoints)
+    except LoadCancelled:
+        emit("failed", "stopped before the first batch: nothing was trained")
+        return
     except (DataError, TrainingError) as exc:
         emit("failed", str(exc))
         return
@@ -221,6 +254,20 @@ def run_request(request: dict, emit, control) -> None:
               "class_names": result.class_names, "seconds": result.seconds, "note": result.note}
     emit("finished", {"result": fields, "weights": weights, "dataset_name": dataset.name,
                       "samples": samples, "started_at": started})
+
+
+def _loading_reporter(emit, spec):
+    """load_dataset's progress as ("loading", info) messages, at most ~10 a second:
+    info = {"phase", "done", "total", "cache_hit", "skipped"[, "message"]}."""
+    last = [0.0]
+
+    def report(info: dict) -> None:
+        now = time.perf_counter()
+        if info.get("phase") in ("decode",) and now - last[0] < 0.1 and info.get("done") != info.get("total"):
+            return
+        last[0] = now
+        emit("loading", dict(info, dataset=str(spec)))
+    return report
 
 
 def training_threads() -> int:

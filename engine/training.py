@@ -25,6 +25,7 @@ from .graph import Graph
 from .runtime.loop import (
     Monitor,
     cpu_state,
+    epoch_batches,
     evaluate,
     fit_normalizers,
     resolve_task,
@@ -212,7 +213,8 @@ def train(graph: Graph, dataset, config: TrainConfig | None = None, callbacks: C
 
 def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, control: TrainControl,
            splits) -> TrainResult:
-    from .runtime.data import split_dataset
+    from .runtime.data import split_dataset, split_indices
+    from .runtime.data.stream import peak_rss, streamed_splits, streams, targets
 
     started = time.perf_counter()
     analysis = analyse(graph)
@@ -233,12 +235,34 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         model = compile_graph(graph, analysis)
     except CodegenError as exc:
         raise TrainingError(str(exc)) from None
-    splits = splits or split_dataset(dataset, config.val_split, config.test_split, config.seed)
-    x_train, y_train = to_tensors(splits.x_train, splits.y_train, task, device)
-    x_val, y_val = to_tensors(splits.x_val, splits.y_val, task, device)
-    x_test, y_test = to_tensors(splits.x_test, splits.y_test, task, device)
-    if len(x_train) == 0:
-        raise TrainingError(f"dataset '{dataset.name}' leaves no samples to train on")
+    streams_open: list = []
+    try:
+        if splits is None and streams(dataset, config, device):   # larger than the memory budget: read per batch
+            parts = split_indices(dataset, config.val_split, config.test_split, config.seed)
+            (x_train, x_val, x_test), stream = streamed_splits(dataset.x, parts, device, config.data_workers)
+            y_train, y_val, y_test = (targets(dataset.y[p], task, device) for p in parts)
+            if dataset.x_test is not None and dataset.y_test is not None:
+                (x_test,), test_stream = streamed_splits(dataset.x_test, (np.arange(len(dataset.x_test)),), device,
+                                                         config.data_workers)
+                streams_open.append(test_stream)
+                y_test = targets(dataset.y_test, task, device)
+            streams_open.append(stream)
+        else:
+            splits = splits or split_dataset(dataset, config.val_split, config.test_split, config.seed)
+            x_train, y_train = to_tensors(splits.x_train, splits.y_train, task, device)
+            x_val, y_val = to_tensors(splits.x_val, splits.y_val, task, device)
+            x_test, y_test = to_tensors(splits.x_test, splits.y_test, task, device)
+        if len(x_train) == 0:
+            raise TrainingError(f"dataset '{dataset.name}' leaves no samples to train on")
+        return _loop(graph, dataset, config, callbacks, control, started, analysis, device, task, final, loss_fn,
+                     num_classes, model, x_train, y_train, x_val, y_val, x_test, y_test, peak_rss)
+    finally:
+        for stream in streams_open:
+            stream.close()
+
+
+def _loop(graph, dataset, config, callbacks, control, started, analysis, device, task, final, loss_fn, num_classes,
+          model, x_train, y_train, x_val, y_val, x_test, y_test, peak_rss) -> TrainResult:
     model.to(device)
     fit_normalizers(model, x_train)
 
@@ -268,9 +292,11 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         epoch_start = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=generator).to(device)
+        batches = epoch_batches(x_train, y_train, order, bs)
         totals = {"loss": 0.0, "correct": 0}
         pending: list[torch.Tensor] = []       # this report's batch losses, still on the device
         predicted: list[torch.Tensor] = []     # and the outputs, for training accuracy (multiclass)
+        expected: list[torch.Tensor] = []      # and their targets
         first_pending = 0                      # the batch index the pending lists start at
         last_report, seen = time.perf_counter(), 0
 
@@ -278,7 +304,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
             """Read the pending losses back (one sync), add them to the epoch's totals. A loss
             that is not a number ends the epoch there (`diverged`); the finite ones before it
             are returned."""
-            nonlocal pending, predicted, first_pending, diverged
+            nonlocal pending, predicted, expected, first_pending, diverged
             if not pending:
                 return []
             values = torch.stack(pending).float().cpu().tolist()
@@ -286,13 +312,12 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
             bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
             if bad is not None:
                 diverged = f"the loss became {values[bad]} at epoch {epoch}, batch {first_pending + bad + 1}"
-                pending, predicted, first_pending = [], [], upto
+                pending, predicted, expected, first_pending = [], [], [], upto
                 return values[:bad]
             totals["loss"] += sum(v * k for v, k in zip(values, sizes))
             if predicted:  # one argmax for the whole report, not a kernel launch per batch
-                targets = y_train[order[first_pending * bs:upto * bs]]
-                totals["correct"] += int((torch.cat(predicted).argmax(dim=-1) == targets).sum().item())
-            pending, predicted, first_pending = [], [], upto
+                totals["correct"] += int((torch.cat(predicted).argmax(dim=-1) == torch.cat(expected)).sum().item())
+            pending, predicted, expected, first_pending = [], [], [], upto
             return values
 
         for b in range(steps_per_epoch):
@@ -304,15 +329,16 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                 if control.stopped:
                     stopped = "user"
                     break
-            idx = order[b * bs:(b + 1) * bs]
-            loss, out = train_step(model, x_train[idx], y_train[idx], loss_fn, optimizer, params=params,
+            xb, yb = next(batches)
+            loss, out = train_step(model, xb, yb, loss_fn, optimizer, params=params,
                                    grad_clip=config.grad_clip, scaler=scaler, amp=use_amp)
             if when == "batch":
                 scheduler.step()
             pending.append(loss.detach())
             if task == "multiclass":
                 predicted.append(out.detach())
-            seen += len(idx)
+                expected.append(yb)
+            seen += len(yb)
             step += 1
             now = time.perf_counter()
             if now - last_report >= REPORT_INTERVAL or b == steps_per_epoch - 1:
@@ -325,6 +351,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
                     "lr": optimizer.param_groups[0]["lr"],
                     "eta_s": (elapsed / (b + 1)) * (total_steps - step),
                     "gpu_memory": torch.cuda.memory_allocated(device) if device.type == "cuda" else None,
+                    "peak_rss": peak_rss(),
                 })
                 last_report = now
                 if diverged:

@@ -3,7 +3,9 @@ exported train.py: seeding, tensors, one optimisation step, normalizer fitting, 
 and the best epoch with early stopping.
 
 Data that fits in memory lives as whole tensors on the device and is indexed in whole
-batches: no per-sample DataLoader cost, and no host synchronisation per batch.
+batches: no per-sample DataLoader cost, and no host synchronisation per batch. Larger data is
+read batch by batch (data/stream.py's `StreamedInputs`, which stands in for the input tensor
+here: `epoch_batches`, `evaluate` and `fit_normalizers` take either).
 """
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ def resolve_task(task: str, out_shape: tuple[int, ...]) -> str:
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device):
-    """(inputs, targets) on `device`: token ids int64, numbers float32; class ids int64, other
-    targets float32 of shape (N, k)."""
-    xt = torch.as_tensor(np.ascontiguousarray(x))
+    """(inputs, targets) on `device`: token ids int64, numbers float32 (uint8 pixels are copied as
+    bytes and become float32 there); class ids int64, other targets float32 of shape (N, k)."""
+    xt = torch.as_tensor(np.ascontiguousarray(x)).to(device)
     xt = xt.long() if xt.dtype in (torch.int32, torch.int64) else xt.float()
     yt = torch.as_tensor(np.ascontiguousarray(y))
     if task == "multiclass":
@@ -43,7 +45,28 @@ def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device):
         yt = yt.float()
         if yt.dim() == 1:
             yt = yt.unsqueeze(1)
-    return xt.to(device), yt.to(device)
+    return xt, yt.to(device)
+
+
+def epoch_batches(x, y: torch.Tensor, order: torch.Tensor, batch_size: int):
+    """(inputs, targets) of each batch of an epoch: `order` holds positions in the split, on y's
+    device. x: a whole tensor (indexed on the device) or StreamedInputs (read batch by batch)."""
+    if isinstance(x, torch.Tensor):
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+        return
+    for start, xb in zip(range(0, len(order), batch_size), x.epoch(order, batch_size)):
+        yield xb, y[order[start:start + batch_size]]
+
+
+def _in_order(x, batch_size: int):
+    """(start, inputs) of consecutive batches of a whole tensor or of StreamedInputs."""
+    if isinstance(x, torch.Tensor):
+        for start in range(0, len(x), batch_size):
+            yield start, x[start:start + batch_size]
+        return
+    yield from zip(range(0, len(x), batch_size), x.in_order(batch_size))
 
 
 def train_step(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor, loss_fn, optimizer, *, params=(),
@@ -75,9 +98,11 @@ def train_step(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor, loss_fn, opti
 def fit_normalizers(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, limit: int = 100_000) -> int:
     """Fit every Normalization block on the training data that reaches it, in order."""
     norms = [m for m in model.modules() if type(m).__name__ == "Normalization" and hasattr(m, "fit")]
+    if not norms:
+        return 0
     was_training = model.training
     model.eval()
-    sample = x[:limit]
+    sample = x[:limit] if isinstance(x, torch.Tensor) else x.normalizer_sample(limit)
     for norm in norms:
         seen: list[torch.Tensor] = []
         hook = norm.register_forward_pre_hook(lambda mod, args, out=seen: out.append(args[0].detach()))
@@ -106,10 +131,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss
     if world > 1:
         x, y = x[rank::world], y[rank::world]
     n = len(x)
-    loss_sum = torch.zeros((), device=x.device)
+    loss_sum = torch.zeros((), device=y.device)
     preds, outs = [], []
-    for start in range(0, n, batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+    for start, xb in _in_order(x, batch_size):
+        yb = y[start:start + len(xb)]
         out = model(xb).float()
         loss_sum += loss_fn(out, yb) * len(xb)
         if task == "multiclass":
@@ -126,7 +151,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss
             score = (torch.cat(preds) == y.view(-1).long()).sum() if n else 0
         else:
             score = (torch.cat(outs) - y.view(n, -1)).abs().sum() if n else 0
-        loss_total, count, score = all_sum([loss_sum, n, score], x.device)
+        loss_total, count, score = all_sum([loss_sum, n, score], y.device)
         if count == 0:
             return {}
         return {"loss": loss_total / count, "accuracy" if classify else "mae": score / count}

@@ -137,6 +137,14 @@ SETTINGS: tuple[Setting, ...] = (
             flag="--seed", label="Seed", message=f"seed must be a whole number from 0 to {MAX_SEED}"),
     Setting("device", "str", "auto", help="auto, cpu, cuda, cuda:N or mps", flag="--device", label="Device"),
     Setting("amp", "bool", False, help="mixed precision (CUDA only)", flag="--amp"),
+    Setting("memory_budget", "float", 0.0, 0, 1_000_000, help="GiB the data may take as whole tensors on the "
+            "device; larger data is streamed batch by batch (0: auto, a quarter of the memory)",
+            flag="--memory-budget", decimals=1, step=0.5, message="memory budget must be 0 (auto) or a number of GiB"),
+    Setting("data_workers", "int", -1, -1, 64, help="processes reading streamed data (-1: auto, 0: none)",
+            flag="--data-workers", message="data workers must be -1 (auto) or from 0 to 64"),
+    Setting("bad_images", "choice", "stop", choices=("stop", "skip"),
+            help="an unreadable image in an image folder: stop, naming it, or skip it and count it",
+            flag="--bad-images"),
     # the CLI's --checkpoint-dir is its own (a project file never chooses where files are written)
     Setting("checkpoint_dir", "path", None, help="also write each epoch's weights to this folder", export=False),
 )
@@ -181,6 +189,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False              # mixed precision (CUDA only)
+    memory_budget: float = 0.0     # GiB of data kept as whole tensors; 0: auto; beyond it the data streams
+    data_workers: int = -1         # streamed data: reading processes; -1: auto
+    bad_images: str = "stop"       # image folders: "stop" at an unreadable image, or "skip" it
     checkpoint_dir: str | None = None
 
     def validate(self) -> TrainConfig:

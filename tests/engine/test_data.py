@@ -478,7 +478,8 @@ def test_image_folder_with_one_subfolder_per_class(tmp_path):
     (root / "circle" / "notes.txt").write_text("not an image")
     ds = load_dataset(str(root))
     assert ds.class_names == ["circle", "square", "triangle"] and ds.task == "multiclass"
-    assert ds.x.shape == (6, 3, 4, 6) and ds.x.dtype == np.float32   # first image: 6 wide, 4 high
+    assert ds.x.shape == (6, 3, 4, 6) and ds.x.dtype == np.uint8     # first image: 6 wide, 4 high
+    assert ds.dtype == "float32"                                     # pixels, not token ids
     assert ds.y.tolist() == [0, 0, 1, 1, 2, 2]
     assert ds.x[2, 0].max() == 100 and ds.x[2, 1].max() == 10         # RGB channels, raw 0..255
     gray = load_dataset(str(root), image_size=(8, 5), grayscale=True)

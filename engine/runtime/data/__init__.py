@@ -13,18 +13,19 @@ from pathlib import Path
 
 from . import idx
 from .catalog import builtin_names, describe_builtins, is_builtin, load_builtin
-from .core import DataError, Dataset, Splits, split_dataset
-from .files import is_image_folder, load_image_folder
+from .core import DataError, Dataset, Splits, split_dataset, split_indices
+from .images import LoadCancelled, cache_info, clear_image_cache, is_image_folder, load_image_folder, sample_images
 from .tables import load_csv, load_npy, load_npz
 
-__all__ = ["DataError", "Dataset", "Splits", "builtin_names", "cache_dir", "clear_cache", "describe_builtins",
-           "load_dataset", "split_dataset"]
+__all__ = ["DataError", "Dataset", "LoadCancelled", "Splits", "builtin_names", "cache_dir", "cache_info", "clear_cache",
+           "clear_image_cache", "describe_builtins", "load_dataset", "sample_images", "split_dataset", "split_indices"]
 
 cache_dir = idx.cache_dir
 
 
 def load_dataset(spec: str, *, target: str | None = None, image_size: tuple[int, int] | None = None,
-                 grayscale: bool = False, data_dir: str | None = None) -> Dataset:
+                 grayscale: bool = False, data_dir: str | None = None, progress=None, cancel=None,
+                 bad_images: str = "stop", memory_budget: int | None = None) -> Dataset:
     """A built-in dataset by name, or a dataset read from a path.
 
     spec: a built-in name (see builtin_names()), or a path to a *.csv file (`target`: the
@@ -33,7 +34,9 @@ def load_dataset(spec: str, *, target: str | None = None, image_size: tuple[int,
     y_train[, x_test, y_test]), a folder with the four MNIST-style IDX files, or a folder with
     one subfolder of images per class (`image_size` (height, width) up to 4096, default the
     first image's; `grayscale`; an image far larger than the image size needs is refused from
-    its header, a large JPEG decoded at a reduced scale: see files.MAX_DECODE_PIXELS).
+    its header, a large JPEG decoded at a reduced scale: see images.MAX_DECODE_PIXELS). An image
+    folder is decoded once into a per-user cache file and its x is uint8 pixels (see images.py:
+    `progress`, `cancel`, `bad_images` "stop" or "skip", `memory_budget` in bytes).
     data_dir: where to look first for the IDX files of fashion_mnist / mnist.
     """
     if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
@@ -59,7 +62,8 @@ def load_dataset(spec: str, *, target: str | None = None, image_size: tuple[int,
         except OSError as e:
             raise DataError(f"cannot read folder {path}: {e.strerror or e}") from None
         if has_classes:
-            return load_image_folder(path, image_size=image_size, grayscale=grayscale)
+            return load_image_folder(path, image_size=image_size, grayscale=grayscale, progress=progress,
+                                     cancel=cancel, bad_images=bad_images, memory_budget=memory_budget)
         raise DataError(f"{path.name} holds neither the four IDX files nor one subfolder of images per class")
     try:
         regular = stat.S_ISREG(path.stat().st_mode)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,8 @@ class DataError(ValueError):
 class Dataset:
     """Samples in PyTorch layout (batch first): x is (N, *input_shape), y is (N,) or (N, k).
 
-    x is float32, or int64 for token ids. y holds int64 class ids for "multiclass" and
+    x is float32, or int64 for token ids, or uint8 pixels 0..255 (an image folder: read-only, maybe
+    the cache file mapped into memory; they become float32 batch by batch). y holds int64 class ids for "multiclass" and
     "binary", float32 values for "regression". x_test / y_test are a predefined test split
     (IDX, NPZ), else None. Arrays of built-in datasets are read-only (they are cached).
     """
@@ -32,6 +34,7 @@ class Dataset:
     y_test: np.ndarray | None = None
     description: str = ""
     feature_names: list[str] | None = None
+    images: Any = None    # an image folder: how it was read (images.ImageFolderInfo); x is then uint8 pixels
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -39,7 +42,7 @@ class Dataset:
 
     @property
     def dtype(self) -> str:
-        return "int64" if np.issubdtype(self.x.dtype, np.integer) else "float32"
+        return "int64" if np.issubdtype(self.x.dtype, np.integer) and self.x.dtype != np.uint8 else "float32"
 
     @property
     def num_classes(self) -> int | None:
@@ -137,6 +140,24 @@ def split_dataset(ds: Dataset, val_split: float = 0.1, test_split: float = 0.2, 
     (`ds.x_test`), that is the test split and only validation is carved from `ds.x`.
     A class too small to stratify falls back to an unstratified (still seeded) split.
     """
+    train_idx, val_idx, test_idx = split_indices(ds, val_split, test_split, seed)
+
+    def take(a: np.ndarray, i: np.ndarray) -> np.ndarray:
+        return np.array(a[i], copy=True)
+
+    if ds.x_test is not None and ds.y_test is not None:
+        x_test = np.array(ds.x_test, copy=True)
+        y_test = np.array(ds.y_test, copy=True)
+    else:
+        x_test, y_test = take(ds.x, test_idx), take(ds.y, test_idx)
+    return Splits(take(ds.x, train_idx), take(ds.y, train_idx), take(ds.x, val_idx), take(ds.y, val_idx),
+                  x_test, y_test)
+
+
+def split_indices(ds: Dataset, val_split: float = 0.1, test_split: float = 0.2,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """split_dataset's split as positions in ds.x: (train, validation, test); test is empty when
+    the dataset has its own test split. Needs only the labels (streamed data is not read)."""
     for label, frac in (("validation split", val_split), ("test split", test_split)):
         if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0.0 <= frac < 1.0:
             raise DataError(f"the {label} must be a fraction from 0 up to (not including) 1; got {frac!r}")
@@ -162,17 +183,7 @@ def split_dataset(ds: Dataset, val_split: float = 0.1, test_split: float = 0.2, 
         raise DataError(f"dataset '{ds.name}' has only {n} samples: too few to split off validation and test "
                         "data; lower the splits or use more data")
     train_idx, val_idx = _carve(rest, ds.y, n_val, stratify, seed + 1)
-
-    def take(a: np.ndarray, i: np.ndarray) -> np.ndarray:
-        return np.array(a[i], copy=True)
-
-    if has_test:
-        x_test = np.array(ds.x_test, copy=True)
-        y_test = np.array(ds.y_test, copy=True)
-    else:
-        x_test, y_test = take(ds.x, test_idx), take(ds.y, test_idx)
-    return Splits(take(ds.x, train_idx), take(ds.y, train_idx), take(ds.x, val_idx), take(ds.y, val_idx),
-                  x_test, y_test)
+    return train_idx, val_idx, test_idx
 
 
 def _carve(idx: np.ndarray, y: np.ndarray, count: int, stratify: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Datasets imported from disk: CSV tables, NPZ arrays (Keras' layout), image folders."""
+"""Datasets imported from disk: CSV tables, NPZ arrays (Keras' layout). Image folders: images.py."""
 from __future__ import annotations
 
 import csv
@@ -23,13 +23,6 @@ MISSING = frozenset({"", "na", "n/a", "nan", "null"})
 MAX_CATEGORIES = 100
 MAX_CSV_BYTES = 512 * 2**20       # parsed in Python: larger tables belong in an NPZ file
 MAX_NPZ_BYTES = 4 * 2**30         # the arrays' total size, as their headers declare it
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-MAX_IMAGE_SIDE = 4096             # an image size (height, width), chosen or taken from the first image
-# An image is decoded whole before it is resized, so one far larger than the image size needs is
-# refused from its header (JPEGs are first decoded at 1/2, 1/4 or 1/8 scale where that suffices):
-# at most MAX_DECODE_PIXELS, or IMAGE_MARGIN times the image size's pixels where that is more.
-MAX_DECODE_PIXELS = 4096 * 4096   # 16.8 megapixels: any phone photo; 64 MiB as RGBA
-IMAGE_MARGIN = 16                 # 4 times the image size in each direction
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -315,88 +308,3 @@ def _npz_targets(a: np.ndarray, fname: str, key: str) -> np.ndarray:
     if a.dtype.kind == "b":
         a = a.astype(np.int64)
     return a
-
-
-# ----------------------------------------------------------------------------- image folders
-
-def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None,
-                      grayscale: bool = False) -> Dataset:
-    """One subfolder per class; images resized to image_size (height, width), default the
-    first image's size. RGB gives (3, H, W), grayscale (1, H, W); float32 pixels 0..255."""
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise DataError("reading image folders needs Pillow; install it with: pip install pillow") from None
-
-    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(classes) < 2:
-        raise DataError(f"{folder.name} needs one subfolder per class (at least two) holding the images; "
-                        f"found {len(classes)}")
-    files: list[tuple[Path, int]] = []
-    for k, sub in enumerate(classes):
-        images = sorted(p for p in sub.rglob("*")
-                        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-        if not images:
-            raise DataError(f"class folder '{sub.name}' has no images (png, jpg, bmp, gif, webp, tif); "
-                            "add some or remove the folder")
-        files.extend((p, k) for p in images)
-
-    if image_size is not None:
-        if len(image_size) != 2 or not all(isinstance(v, int) and 1 <= v <= MAX_IMAGE_SIDE for v in image_size):
-            raise DataError(f"image size must be two whole numbers (height, width) from 1 to {MAX_IMAGE_SIDE}; "
-                            f"got {image_size!r}")
-        height, width = image_size
-    else:
-        height = width = None
-    mode = "L" if grayscale else "RGB"
-    channels = 1 if grayscale else 3
-    x = None
-    y = np.array([k for _, k in files], dtype=np.int64)
-    for i, (p, _k) in enumerate(files):
-        try:
-            with Image.open(p) as im:
-                if height is None:
-                    width, height = im.size
-                    if max(width, height) > MAX_IMAGE_SIDE:
-                        raise DataError(f"image {p.relative_to(folder)} is {width}x{height} pixels, larger than "
-                                        f"{MAX_IMAGE_SIDE} on a side; choose an image size (height, width) to "
-                                        "resize the images to, for example 224x224")
-                if x is None and width * height * channels * len(files) * 4 > 8 * 1024 ** 3:
-                    raise DataError(f"{len(files)} images of {height}x{width} need more than 8 GiB of memory; "
-                                    "choose a smaller image size")
-                _decode_within(im, width, height, mode, p.relative_to(folder))
-                im = im.convert(mode)
-                if im.size != (width, height):
-                    im = im.resize((width, height), Image.Resampling.BILINEAR)
-                arr = np.asarray(im, dtype=np.float32)
-        except DataError:
-            raise
-        except Image.DecompressionBombError:
-            raise DataError(f"image {p.relative_to(folder)} claims to be larger than {Image.MAX_IMAGE_PIXELS:,} "
-                            "pixels (a decompression bomb?); remove or replace it") from None
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError) as e:
-            raise DataError(f"cannot read image {p.relative_to(folder)} ({e}); remove or replace it") from None
-        if x is None:
-            x = np.empty((len(files), channels, height, width), dtype=np.float32)
-        x[i] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    names = [c.name for c in classes]
-    return Dataset(name=folder.name, x=x, y=y, task=classification_task(len(names)), class_names=names,
-                   description=f"{folder.name}: {len(files)} images of {height}x{width}, {len(names)} classes.")
-
-
-def _decode_within(im, width: int, height: int, mode: str, name: Path) -> None:
-    """Before `im` is decoded: a JPEG far larger than width x height is set to decode at a
-    reduced scale (still at least that size); an image that would still take more pixels than
-    the image size needs by a wide margin is refused, naming it, before any pixel is decoded."""
-    full_w, full_h = im.size
-    if im.format == "JPEG" and full_w >= 2 * width and full_h >= 2 * height:
-        im.draft(mode, (width, height))
-    allowed = max(MAX_DECODE_PIXELS, IMAGE_MARGIN * width * height)
-    if im.size[0] * im.size[1] > allowed:
-        raise DataError(f"image {name} is {full_w}x{full_h} pixels ({full_w * full_h / 1e6:.0f} megapixels), far "
-                        f"more than {height}x{width} images need (at most {allowed / 1e6:.1f} megapixels are "
-                        "decoded); shrink it first, or choose a larger image size")
-
-
-def is_image_folder(folder: Path) -> bool:
-    return any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
