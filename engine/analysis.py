@@ -262,11 +262,12 @@ def _module_analyses(params: dict, ins: list[TensorSpec], modules: dict[str, Gra
     name = params["module"]
     out: list[Analysis] = []
     specs = list(ins)
+    args = params.get("args") or {}
     for step in range(params["repeat"]):
-        key = (name, id(modules[name]), tuple(specs))
+        key = (name, id(modules[name]), tuple(specs), tuple(sorted(args.items())))
         inner = cache.get(key)
         if inner is None:
-            inner = analyse(concrete(modules[name], specs), modules, depth + 1, cache)
+            inner = analyse(concrete(modules[name], specs, args), modules, depth + 1, cache)
             cache[key] = inner
         if inner.errors:
             first = inner.errors[0]

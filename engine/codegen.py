@@ -7,18 +7,20 @@ trains is what exports.
 """
 from __future__ import annotations
 
+import io
 import keyword
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 from . import __version__
 from .analysis import Analysis, analyse
 from .blocks import REGISTRY, TOKENS, Emit, TensorSpec
-from .blocks.base import activation_call
+from .blocks.base import activation_call, lit
 from .blocks.helpers import HELPERS, helper_sources
 from .blocks.module import MODULE
 from .graph import Graph
-from .modules import concrete
+from .modules import concrete, declared
 from .naming import Namespace, to_class_name
 
 # the names the helpers define (a module's class must not take one)
@@ -104,27 +106,205 @@ def wrap_call(indent: str, head: str, call: str) -> list[str]:
     return [f"{indent}{head}{fn}("] + lines + [f"{indent}){tail}"]
 
 
+class _Variant:
+    """One distinct class source of a module (its name left as {name}, its declared parameters'
+    signature as @@SIG@@) and the input shapes of the applications that use it."""
+
+    def __init__(self, module: str, body: str, signature: list[str]):
+        self.module, self.body, self.signature = module, body, signature
+        self.uses: list[tuple[list[TensorSpec], dict[str, int]]] = []
+
+
+CALL = re.compile("\x00([0-9]+)\x00\\(")
+
+
 class _Classes:
-    """The module classes a file needs, each written once: the same source is the same class."""
+    """The module classes a file needs, each written once: the same source is the same class.
+
+    An application is written as a token naming its variant (`add`); `finish` then gives the
+    variants their class names, merging the variants of one module that differ only in numbers the
+    input shapes or the module's parameters explain (in_channels, channels) into one class that
+    takes them as arguments, as a hand-written ResNet's BasicBlock(inplanes, planes) does."""
 
     def __init__(self, taken: set[str]):
         self.taken = set(taken)
-        self.by_source: dict[str, str] = {}     # class source with the name left as {name} -> its name
-        self.sources: list[str] = []            # in the order written (a class before its users)
+        self.variants: list[_Variant] = []
+        self.by_body: dict[tuple[str, str, tuple], int] = {}
         self.helpers: set[str] = set()
+        self.sources: list[str] = []
 
-    def add(self, module: str, body: str) -> str:
-        if body not in self.by_source:
-            base = module if module.isidentifier() and module[:1].isupper() and not keyword.iskeyword(module) \
-                else to_class_name(module, "Module")        # a definition's name is already a class name
-            name, i = base, 1
-            while name in self.taken:               # another use of the module with other shapes
-                i += 1
-                name = f"{base}{i}"
-            self.taken.add(name)
-            self.by_source[body] = name
-            self.sources.append(body.replace("{name}", name))
-        return self.by_source[body]
+    def add(self, module: str, body: str, signature: list[str], kwargs: list[str],
+            specs: list[TensorSpec], values: dict[str, int] | None = None) -> str:
+        """An application of `module`'s class `body`: `kwargs` its arguments; `values` the whole
+        numbers its declared parameters take here (a number equal to one is that parameter)."""
+        key = (module, body, tuple(signature))
+        if key not in self.by_body:
+            self.by_body[key] = len(self.variants)
+            self.variants.append(_Variant(module, body, signature))
+        k = self.by_body[key]
+        self.variants[k].uses.append((list(specs), dict(values or {})))
+        return f"\x00{k}\x00(" + ", ".join(kwargs) + ")"
+
+    def finish(self, main: str) -> str:
+        """Write the classes (self.sources, a class before its users) and return `main` with every
+        application token replaced by its class and arguments."""
+        calls: dict[int, str] = {}           # variant -> "Name(" + the arguments finish adds
+
+        def resolve(text: str) -> str:
+            def sub(m: re.Match) -> str:
+                head = calls[int(m.group(1))]
+                rest = text[m.end():m.end() + 1]
+                return head + (", " if head[-1] != "(" and rest != ")" else "")
+            return CALL.sub(sub, text)
+
+        order: list[str] = []
+        for v in self.variants:
+            if v.module not in order:
+                order.append(v.module)
+        for module in order:
+            ks = [k for k, v in enumerate(self.variants) if v.module == module]
+            for k in ks:
+                self.variants[k].body = resolve(self.variants[k].body)
+            same: dict[tuple, int] = {}       # variants that became equal once their inner classes merged
+            alias: dict[int, int] = {}
+            for k in ks:
+                v = self.variants[k]
+                first = same.setdefault((v.body, tuple(v.signature)), k)
+                if first != k:
+                    self.variants[first].uses += v.uses
+                alias[k] = first
+            groups: list[list[int]] = []
+            for k in dict.fromkeys(alias.values()):
+                shape = _structure(self.variants[k].body)
+                for g in groups:
+                    if _structure(self.variants[g[0]].body) == shape and \
+                            self.variants[g[0]].signature == self.variants[k].signature:
+                        g.append(k)
+                        break
+                else:
+                    groups.append([k])
+            for g in groups:
+                merged = _merge([self.variants[k] for k in g]) if len(g) > 1 else None
+                parts = [(g, merged)] if merged is not None or len(g) == 1 else [([k], None) for k in g]
+                for members, plan in parts:
+                    name = self._name(module)
+                    lead = self.variants[members[0]]
+                    body, extra = (plan[0], plan[1]) if plan else (lead.body, [])
+                    signature = "".join(f", {a}: int" for a in extra) + "".join(lead.signature)
+                    self.sources.append(body.replace("{name}", name).replace("@@SIG@@", signature))
+                    for i, k in enumerate(members):
+                        values = plan[2][i] if plan else []
+                        calls[k] = f"{name}(" + ", ".join(f"{a}={v}" for a, v in zip(extra, values))
+            for k, first in alias.items():
+                calls[k] = calls[first]
+        self.sources = ["\n".join(_rewrap(resolve(s).splitlines())) for s in self.sources]
+        return resolve(main)
+
+    def _name(self, module: str) -> str:
+        base = module if module.isidentifier() and module[:1].isupper() and not keyword.iskeyword(module) \
+            else to_class_name(module, "Module")        # a definition's name is already a class name
+        name, i = base, 1
+        while name in self.taken:               # another class of the same module
+            i += 1
+            name = f"{base}{i}"
+        self.taken.add(name)
+        return name
+
+
+def _tokens(text: str) -> list[tuple[int, str, int, int]]:
+    """(type, text, line, column) of a class source's tokens, line breaks inside brackets left out."""
+    out = []
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type in (tokenize.NL, tokenize.COMMENT):
+            continue
+        out.append((tok.type, tok.string, tok.start[0], tok.start[1]))
+    return out
+
+
+def _structure(text: str) -> tuple:
+    """A class source with its whole numbers abstracted: two variants with the same structure differ
+    in numbers only."""
+    return tuple((t, "#" if t == tokenize.NUMBER and INTEGER.fullmatch(s) else s) for t, s, _, _ in _tokens(text))
+
+
+INTEGER = re.compile(r"[1-9][0-9]*")
+
+
+def _candidates(uses: list[tuple[list[TensorSpec], dict[str, int]]]) -> dict[str, int]:
+    """The numbers a class's applications all share, by the argument name they would take: the
+    module's own parameters, then in_channels / in_features (and the other dimensions) of each
+    input (a name whose number differs between applications of the same class is left out)."""
+    found: dict[str, int] | None = None
+    for specs, values in uses:
+        here: dict[str, int] = dict(values)
+        for port, spec in enumerate(specs):
+            suffix = "" if port == 0 else f"_{port + 1}"
+            rank = len(spec.shape)
+            for dim, size in enumerate(spec.shape):
+                if rank == 1 or (rank == 2 and dim == 1):
+                    label = "in_features"
+                elif dim == 0:
+                    label = "in_channels" if rank >= 3 else "in_length"
+                else:
+                    label = f"in_size{dim}"
+                here.setdefault(label + suffix, size)
+        found = here if found is None else {k: v for k, v in found.items() if here.get(k) == v}
+    return found or {}
+
+
+def _merge(variants: list[_Variant]) -> tuple[str, list[str], list[list[str]]] | None:
+    """One class for variants that differ only in whole numbers of their __init__, each number
+    named by an input dimension it equals in every application (in_channels, ...): (the class
+    source, the arguments it takes, each variant's values), or None where a number is not explained
+    (or appears in forward)."""
+    streams = [_tokens(v.body) for v in variants]
+    shared = [_candidates(v.uses) for v in variants]
+    own = set(re.findall(r", (\w+)", "".join(variants[0].signature)))     # already arguments
+    forward_line = next((i + 1 for i, line in enumerate(variants[0].body.splitlines())
+                         if line.startswith("    def forward")), 10**9)
+    names: dict[int, str] = {}                     # token index -> argument name
+    for i, tok in enumerate(streams[0]):
+        values = [s[i][1] for s in streams]
+        if len(set(values)) == 1:
+            continue
+        if tok[2] >= forward_line:
+            return None
+        numbers = [int(v) for v in values]
+        label = next((a for a in shared[0] if all(c.get(a) == n for c, n in zip(shared, numbers))), None)
+        if label is None:
+            return None
+        names[i] = label
+    args = [a for a in dict.fromkeys(names.values()) if a not in own]
+    lines = variants[0].body.splitlines()
+    for i in sorted(names, key=lambda j: (-streams[0][j][2], -streams[0][j][3])):
+        _, text, row, col = streams[0][i]
+        line = lines[row - 1]
+        lines[row - 1] = line[:col] + names[i] + line[col + len(text):]
+    values = [[str(shared[k][a]) for a in args] for k in range(len(variants))]
+    return "\n".join(_rewrap(lines)), args, values
+
+
+def _rewrap(lines: list[str]) -> list[str]:
+    """`self.x = call(...)` statements of __init__ put back within the line length after names
+    replaced numbers."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("        self.") and " = " in line:
+            j, text = i, line
+            while text.count("(") > text.count(")") and j + 1 < len(lines):
+                j += 1
+                text += " " + lines[j].strip()
+            joined = re.sub(r"\(\s+", "(", re.sub(r",?\s+\)", ")", text))
+            if j > i or len(line) > MAX_LINE:
+                head, call = joined.strip().split(" = ", 1)
+                out += wrap_call("        ", head + " = ", call)
+                i = j + 1
+                continue
+        out.append(line)
+        i += 1
+    return out
 
 
 def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | None = None,
@@ -146,7 +326,8 @@ def generate(graph: Graph, analysis: Analysis | None = None, class_name: str | N
     ins = ", ".join(str(s) for s in info.input_specs)
     outs = ", ".join(str(s) for s in info.output_specs)
     doc = f'    """Inputs {ins or "none"} -> outputs {outs or "none"}, without the batch dimension."""'
-    main = _class_lines(graph, analysis, info, modules, classes, doc, comments=True)
+    main = _rewrap(classes.finish("\n".join(_class_lines(graph, analysis, info, modules, classes, doc,
+                                                         comments=True))).splitlines())
 
     helper_code, needs_math = helper_sources(classes.helpers)
     out: list[str] = [
@@ -184,21 +365,107 @@ INDEX = re.compile(r"0|[1-9][0-9]{0,3}")
 
 def _module_class(node_params: dict, specs: list[TensorSpec], inner: Analysis, modules: dict[str, Graph],
                   classes: _Classes) -> tuple[str, dict[tuple, str]]:
-    """(the init expression of one application of a module (its definition with these input shapes),
-    the attribute paths inside it): an instance of its class, or an nn.Sequential (see _sequential)."""
+    """(the init expression of one application of a module (its definition with these input shapes
+    and parameter values), the attribute paths inside it): an instance of its class, or an
+    nn.Sequential (see _sequential). The parameters the module declares become its class's
+    arguments where the blocks they set write them as they are (see _template)."""
     name = node_params["module"]
-    graph = concrete(modules[name], specs)
-    sequential = _sequential(graph, inner, modules, classes)
-    if sequential is not None:
-        return sequential
+    definition = modules[name]
+    args = node_params.get("args") or {}
+    graph = concrete(definition, specs, args)
+    decl = declared(definition)
+    if not decl:
+        sequential = _sequential(graph, inner, modules, classes)
+        if sequential is not None:
+            return sequential
     info = CodeInfo(class_name="{name}")
     info.input_ids = [n for n in inner.inputs if n in inner.live]
     info.output_ids = list(inner.outputs)
     doc = f'    """The module {safe_text(name)}, as designed in Deepwire."""'
-    lines = _class_lines(graph, inner, info, modules, classes, doc, comments=False)
+    found = _template(graph, inner, info, modules, classes, doc, decl) if decl else None
+    signature: list[str] = []
+    kwargs: list[str] = []
+    if found is not None:
+        lines, symbolic = found
+        for d in symbolic:
+            default = _arg_literal(d.default)
+            annotation = ANNOTATIONS.get(d.param.kind)
+            signature.append(f", {d.name}{annotation} = {default}" if annotation else f", {d.name}={default}")
+            value = _arg_literal(inner_value(graph, d))
+            if value != default:
+                kwargs.append(f"{d.name}={value}")
+    else:
+        lines = _class_lines(graph, inner, info, modules, classes, doc, comments=False)
+    lines = ["    def __init__(self@@SIG@@):" if line == "    def __init__(self):" else line for line in lines]
     paths = {(n,): attr for n, attr in info.attrs.items()}
     paths.update(info.paths)
-    return classes.add(name, "\n".join(lines)) + "()", paths
+    values = {}
+    for d in (found[1] if found else []):
+        v = inner_value(graph, d)
+        if isinstance(v, tuple) and len(set(v)) == 1:
+            v = v[0]
+        if isinstance(v, int) and not isinstance(v, bool):
+            values[d.name] = v
+    return classes.add(name, "\n".join(lines), signature, kwargs, specs, values), paths
+
+
+ANNOTATIONS = {"int": ": int", "float": ": float"}
+# names a class argument must not take: what the generated __init__ itself uses
+RESERVED_ARGS = frozenset({"nn", "torch", "F", "math", "self", "super", "range", "int", "float", "tuple", "len"})
+SENTINELS = (7_000_001, 7_000_003)   # two sets of marker values: a parameter written as it is shows as its marker
+
+
+def inner_value(graph: Graph, d) -> object:
+    """The value parameter `d` has in this application (its first target block's, validated)."""
+    node_id, param = d.targets[0]
+    return d.param.validate(graph.node(node_id).params[param])
+
+
+def _arg_literal(value) -> str:
+    if isinstance(value, tuple) and len(set(value)) == 1:
+        return lit(value[0])
+    return lit(value)
+
+
+def _template(graph: Graph, inner: Analysis, info: CodeInfo, modules: dict[str, Graph], classes: _Classes,
+              doc: str, decl: list) -> tuple[list[str], list] | None:
+    """The class lines with the module's number parameters as names (`nn.Conv2d(16, channels, 3,
+    stride=stride)`), and those parameters; None when no parameter can be written so (each then
+    keeps the value of this application, one class per set of values). A parameter is written as a
+    name only where the block writes its value as it is: the class is written twice with two sets of
+    marker values, and a marker that does not come back unchanged in both (a value the block
+    computes with) leaves that parameter out."""
+    symbolic = [d for d in decl if d.param.kind in ANNOTATIONS or d.param.kind == "size"]
+    symbolic = [d for d in symbolic if d.name not in RESERVED_ARGS and d.name not in HELPER_CLASSES
+                and all(graph.node(n).type != MODULE for n, _ in d.targets)]
+    while symbolic:
+        texts = []
+        for base in SENTINELS:
+            overrides: dict[str, dict] = {}
+            marks: dict[str, str] = {}
+            for k, d in enumerate(symbolic):
+                mark = base + 100 * k
+                value = float(mark) + 0.25 if d.param.kind == "float" else mark
+                marks[d.name] = lit(value)
+                for node_id, param in d.targets:
+                    overrides.setdefault(node_id, {})[param] = \
+                        (mark,) * d.param.length if d.param.kind == "size" else value
+            try:
+                text = "\n".join(_class_lines(graph, inner, info, modules, classes, doc, comments=False,
+                                              overrides=overrides))
+            except Exception:        # a block that refuses the marker values computes with them
+                return None
+            for name, literal in marks.items():
+                text = re.sub(rf"(?<![\w.]){re.escape(literal)}(?![\w.])", name, text)
+            texts.append(text)
+        forward = texts[0].split("    def forward", 1)[-1]
+        leaked = [d for d in symbolic if re.search(rf"\b{d.name}\b", forward)]
+        if texts[0] == texts[1] and not leaked:
+            return texts[0].splitlines(), symbolic
+        if not leaked:
+            return None
+        symbolic = [d for d in symbolic if d not in leaked]     # those the forward uses keep their values
+    return None
 
 
 def _sequential(graph: Graph, analysis: Analysis, modules: dict[str, Graph],
@@ -278,8 +545,9 @@ def _module_emit(params: dict, ins: list[TensorSpec], inner: list[Analysis], mod
 
 
 def _class_lines(graph: Graph, analysis: Analysis, info: CodeInfo, modules: dict[str, Graph], classes: _Classes,
-                 doc: str, comments: bool) -> list[str]:
-    """The lines of one nn.Module class for `graph` (its name is info.class_name); fills info's maps."""
+                 doc: str, comments: bool, overrides: dict[str, dict] | None = None) -> list[str]:
+    """The lines of one nn.Module class for `graph` (its name is info.class_name); fills info's maps.
+    `overrides`: parameter values written in place of a block's own (see _template)."""
     order = [n for n in analysis.order if n in analysis.live]
     names = Namespace({info.class_name})
     idents = {n: names.create(graph.node(n).name) for n in order}
@@ -322,7 +590,7 @@ def _class_lines(graph: Graph, analysis: Analysis, info: CodeInfo, modules: dict
             emit = Emit(init=init, call=call)
             info.paths.update({(node_id,) + path: f"{idents[node_id]}.{attr}" for path, attr in inside.items()})
         else:
-            emit = block.emit(params, ins)
+            emit = block.emit({**params, **overrides[node_id]} if overrides and node_id in overrides else params, ins)
         classes.helpers.update(emit.helpers)
         attr = idents[node_id]
         if emit.init is not None:

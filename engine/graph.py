@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import keyword
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ FORMAT_VERSION = 2        # 2: the graph may carry module definitions ("modules"
 MAX_MODULES = 256
 MAX_NODES = 20_000
 MAX_NAME = 64
+MAX_ARGUMENTS = 16        # parameters one module definition may declare
+ARGUMENT = re.compile(r"[a-z][A-Za-z0-9_]{0,31}")
 
 
 def clean_dataset(value: Any) -> str | None:
@@ -84,6 +87,9 @@ class Graph:
         self._next_id = 1
         self._listeners: list[Listener] = []
         self.modules: dict[str, Graph] = {}
+        # a module definition's declared parameters: name -> the (node id, parameter) pairs it sets;
+        # an instance gives their values (its `args`), the blocks' own values are the defaults
+        self.arguments: dict[str, list[tuple[str, str]]] = {}
 
     # -------------------------------------------------------------------- events
     def subscribe(self, listener: Listener) -> None:
@@ -324,6 +330,24 @@ class Graph:
         self._emit("modules_changed", name=name)
         return definition
 
+    def set_argument(self, name: str, targets: list[tuple[str, str]] | None) -> None:
+        """Declare (or, with targets None or empty, drop) this definition's parameter `name`: the
+        block parameters it sets, as (node id, parameter name) pairs."""
+        if not isinstance(name, str) or not ARGUMENT.fullmatch(name) or keyword.iskeyword(name) or name == "self":
+            raise GraphError(f"a module parameter's name is a lowercase letter, then letters, digits or _ "
+                             f"(and not a Python word): {_short(name)}")
+        if targets:
+            for node_id, param in targets:
+                node = self.node(node_id)
+                if param not in node.params:
+                    raise GraphError(f"'{node.name}' has no parameter {param!r}")
+            if name not in self.arguments and len(self.arguments) >= MAX_ARGUMENTS:
+                raise GraphError(f"a module may declare at most {MAX_ARGUMENTS} parameters")
+            self.arguments[name] = [(str(n), str(p)) for n, p in targets]
+        else:
+            self.arguments.pop(name, None)
+        self._emit("arguments_changed", name=name)
+
     def module_name(self, base: str) -> str:
         """A module name not yet taken, made from `base` (BasicBlock, BasicBlock_2, ...)."""
         stem = re.sub(r"[^A-Za-z0-9_]", "", str(base).replace(" ", "_"))[:56] or "Module"
@@ -345,8 +369,10 @@ class Graph:
         }
         if self.dataset:
             data["dataset"] = self.dataset
+        if self.arguments:
+            data["arguments"] = {name: [[n, p] for n, p in targets] for name, targets in self.arguments.items()}
         if self.modules:
-            data["modules"] = {name: {k: v for k, v in d.to_dict().items() if k in ("nodes", "edges")}
+            data["modules"] = {name: {k: v for k, v in d.to_dict().items() if k in ("nodes", "edges", "arguments")}
                                for name, d in self.modules.items()}
         else:
             data["format_version"] = 1    # no modules: a file Deepwire versions before modules open too
@@ -388,6 +414,7 @@ class Graph:
             graph._load_edge(i, item)
         numbers = [int(m.group(1)) for nid in graph._g for m in [re.fullmatch(r"n(\d+)", nid)] if m]
         graph._next_id = max(numbers, default=0) + 1
+        graph.arguments = _load_arguments(data.get("arguments", {}))
         modules = data.get("modules", {})
         if not isinstance(modules, dict):
             raise FormatError("'modules' must be an object of module definitions by name")
@@ -404,7 +431,8 @@ class Graph:
                 raise FormatError(f"too many nodes in the graph and its modules (at most {MAX_NODES})")
             try:
                 definition = cls.from_dict({"format_version": 1, "name": name, "nodes": body.get("nodes", []),
-                                            "edges": body.get("edges", [])})
+                                            "edges": body.get("edges", []),
+                                            "arguments": body.get("arguments", {})})
             except FormatError as exc:
                 raise FormatError(f"module {name!r}: {exc}") from None
             definition.name = name
@@ -464,6 +492,23 @@ class Graph:
     def copy(self) -> Graph:
         """A deep copy, module definitions included."""
         return Graph.from_dict(self.to_dict())
+
+
+def _load_arguments(data: Any) -> dict[str, list[tuple[str, str]]]:
+    """A definition's declared parameters from a file (targets naming no block are kept: the
+    analysis skips them, as it does after a block is deleted)."""
+    if not isinstance(data, dict) or len(data) > MAX_ARGUMENTS:
+        raise FormatError(f"'arguments' must be an object of at most {MAX_ARGUMENTS} parameters")
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, targets in data.items():
+        if not isinstance(name, str) or not ARGUMENT.fullmatch(name) or keyword.iskeyword(name) or name == "self":
+            raise FormatError(f"module parameter {_short(name)} is not a name")
+        if (not isinstance(targets, list) or len(targets) > 64
+                or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(v, str) for v in t)
+                           for t in targets)):
+            raise FormatError(f"module parameter {name!r}: its targets must be [node id, parameter] pairs")
+        out[name] = [(t[0], t[1]) for t in targets]
+    return out
 
 
 _SUFFIX = re.compile(r"_\d+$")             # what a base name's own suffix is (unique_name drops it)

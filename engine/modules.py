@@ -6,7 +6,10 @@ module's input ports, in node order; its one Output is what it returns. A `Modul
 analysis, the code generator and the designer need of definitions:
 
     ports(definition)            the Input ids (ports, in order) and the Output id
-    concrete(definition, specs)  a copy whose Inputs take these shapes (how an instance is analysed)
+    concrete(definition, specs, args)  a copy whose Inputs take these shapes and whose blocks take the
+                                 instance's parameter values (how an instance is analysed)
+    declared(definition)         the parameters it declares: name, the blocks they set, kind, default
+    bind(definition, args)       an instance's values, checked, as the block parameters they set
     used_names, reachable        the module names a graph's instances name; those and every module
                                  inside them; recursive: definitions that contain themselves
     group(graph, ids, ...)       the selected blocks become a new definition and one instance
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .blocks import TensorSpec
+from .blocks import REGISTRY, TensorSpec
+from .blocks.base import Param, ParamError, ShapeError
 from .blocks.module import MODULE
 from .graph import Edge, Graph, GraphError
 
@@ -30,13 +34,64 @@ def ports(definition: Graph) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
-def concrete(definition: Graph, specs: list[TensorSpec]) -> Graph:
-    """A copy of `definition` whose Inputs declare `specs` (shape and dtype), in port order."""
+def concrete(definition: Graph, specs: list[TensorSpec], args: dict | None = None) -> Graph:
+    """A copy of `definition` whose Inputs declare `specs` (shape and dtype), in port order, and
+    whose blocks take the values `args` gives the module's parameters (see bind)."""
     copy = definition.copy()
     inputs, _ = ports(copy)
     for node_id, spec in zip(inputs, specs):
         copy.node(node_id).params.update(shape=list(spec.shape), dtype=spec.dtype)
+    for node_id, values in bind(definition, args or {}).items():
+        copy.node(node_id).params.update(values)
     return copy
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One parameter a module declares: the block parameters it sets (blocks still in the module),
+    how its values are checked (the first target's declaration) and its default (that block's value)."""
+    name: str
+    targets: tuple[tuple[str, str], ...]
+    param: Param
+    default: object
+
+
+def declared(definition: Graph) -> list[Declared]:
+    """The parameters `definition` declares that still set something, in declaration order."""
+    out = []
+    for name, targets in definition.arguments.items():
+        live = tuple((n, p) for n, p in targets
+                     if n in definition and definition.node(n).type in REGISTRY
+                     and p in REGISTRY[definition.node(n).type].param_index)
+        if live:
+            node_id, param = live[0]
+            spec = REGISTRY[definition.node(node_id).type].param_index[param]
+            try:
+                default = spec.validate(definition.node(node_id).params.get(param, spec.default))
+            except ParamError:
+                default = spec.default
+            out.append(Declared(name, live, spec, default))
+    return out
+
+
+def bind(definition: Graph, args: dict) -> dict[str, dict]:
+    """node id -> {parameter: value} for an instance's `args`. Raises ShapeError (kind "module")
+    naming a parameter the module does not declare, or a value its block would refuse."""
+    known = {d.name: d for d in declared(definition)}
+    out: dict[str, dict] = {}
+    for key, value in args.items():
+        if key not in known:
+            have = f"it declares {', '.join(known)}" if known else "it declares none"
+            raise ShapeError(f"module '{definition.name}' has no parameter '{key}' ({have})", kind="module")
+        d = known[key]
+        for node_id, param in d.targets:
+            spec = REGISTRY[definition.node(node_id).type].param_index[param]
+            try:
+                clean = spec.validate(list(value) if isinstance(value, tuple) else value)
+            except ParamError as exc:
+                raise ShapeError(f"module parameter '{key}': {exc}", kind="module") from None
+            out.setdefault(node_id, {})[param] = clean
+    return out
 
 
 def used_names(graph: Graph) -> list[str]:
@@ -182,7 +237,8 @@ class Ungrouped:
 
 def ungroup(graph: Graph, node_id: str) -> Ungrouped:
     """Replace the instance `node_id` by the blocks of its definition (repeated `repeat` times),
-    wired as the instance was. The definition stays in the project."""
+    wired as the instance was, with the values the instance gives the module's parameters. The
+    definition stays in the project."""
     node = graph.node(node_id)
     if node.type != MODULE:
         raise GraphError(f"'{node.name}' is not a module")
@@ -190,6 +246,10 @@ def ungroup(graph: Graph, node_id: str) -> Ungrouped:
     if name not in graph.modules:
         raise GraphError(f"'{node.name}' names the module {name!r}, which this project does not define")
     definition = graph.modules[name]
+    try:
+        bound = bind(definition, node.params.get("args") or {})
+    except ShapeError as exc:
+        raise GraphError(f"'{node.name}': {exc}") from None
     inputs, outputs = ports(definition)
     if len(outputs) != 1:
         raise GraphError(f"module {name!r} has {len(outputs)} Outputs; it needs one to be ungrouped")
@@ -212,7 +272,7 @@ def ungroup(graph: Graph, node_id: str) -> Ungrouped:
         for inner in definition.nodes():
             if inner.type in ("Input", "Output"):
                 continue
-            ids[inner.id] = graph.add_node(inner.type, inner.name, dict(inner.params),
+            ids[inner.id] = graph.add_node(inner.type, inner.name, {**inner.params, **bound.get(inner.id, {})},
                                            (x0 + inner.pos[0] - dx + step * width, y0 + inner.pos[1]))
             added.append(ids[inner.id])
         for edge in definition.edges():

@@ -61,7 +61,8 @@ class Param:
 
     kind is one of: int, float, bool, choice, size (an int or a tuple of `length` ints),
     ints (a tuple of ints, any length >= min_len), padding (an int, a tuple of ints, or one
-    of `choices`), name (an identifier: a letter, then letters, digits or _, at most 64).
+    of `choices`), name (an identifier: a letter, then letters, digits or _, at most 64), args (a
+    module instance's parameter values by name).
     """
 
     name: str
@@ -137,6 +138,8 @@ class Param:
                 raise ParamError(f"{self.name} must be a name (a letter, then letters, digits or _), "
                                  f"not {_show(value)}")
             return value
+        if kind == "args":
+            return _arguments(self.name, value)
         raise ParamError(f"unknown parameter kind {kind!r}")  # a bug in a declaration
 
     def _int(self, value: Any) -> int:
@@ -233,7 +236,7 @@ class Block:
         return self.ports(params) if callable(self.ports) else self.ports
 
     def defaults(self) -> dict:
-        return {p.name: p.default for p in self.params}
+        return {p.name: dict(p.default) if isinstance(p.default, dict) else p.default for p in self.params}
 
     def validate_params(self, raw: dict) -> dict:
         """Defaults filled in, every value validated. Raises ParamError naming the parameter."""
@@ -247,6 +250,27 @@ class Block:
             clean[p.name] = p.validate(raw.get(p.name, p.default))
         self.check(clean)
         return clean
+
+
+def _arguments(name: str, value: Any) -> dict:
+    """A module instance's parameter values: names to numbers, true/false, words or lists of numbers
+    (each checked against the parameter it sets when the module is analysed)."""
+    if not isinstance(value, dict):
+        raise ParamError(f"{name} must map parameter names to values, not {_show(value)}")
+    if len(value) > 16:
+        raise ParamError(f"{name} may give at most 16 values")
+    clean = {}
+    for key, v in value.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[a-z][A-Za-z0-9_]{0,31}", key):
+            raise ParamError(f"{name}: {_show(key)} is not a parameter name")
+        if isinstance(v, (list, tuple)):
+            if not 1 <= len(v) <= 8 or not all(isinstance(e, int) and not isinstance(e, bool) for e in v):
+                raise ParamError(f"{name}: {key} must be a number, a word or a list of whole numbers")
+            v = tuple(v)
+        elif not isinstance(v, (bool, int, float, str)) or (isinstance(v, float) and not math.isfinite(v)):
+            raise ParamError(f"{name}: {key} must be a number, a word or a list of whole numbers")
+        clean[key] = v
+    return clean
 
 
 REGISTRY: dict[str, Block] = {}

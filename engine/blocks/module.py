@@ -17,6 +17,12 @@ def _no_definitions(p, ins):
     raise ShapeError(f"module '{p['module']}' is analysed with the project's module definitions", kind="internal")
 
 
+def _value(v) -> str:
+    if isinstance(v, tuple):
+        return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
+    return str(v)
+
+
 register(Block(
     type=MODULE, category="Modules", default_name="module",
     shape_rule="as the module's own graph computes, applied `repeat` times",
@@ -27,8 +33,12 @@ register(Block(
     params=(
         Param("module", "name", "Module", help="The module's name (its definition in this project)."),
         Param("repeat", "int", 1, min=1, max=256, help="How many times it is applied, one after another."),
+        Param("args", "args", {}, label="Parameters",
+              help="Values for the parameters the module declares (channels, stride, ...); a parameter left "
+                   "out takes the value its block has in the module."),
     ),
     ports=Ports(("in",), variadic=True, min_count=1, max_count=32),
     infer=_no_definitions,
-    short=lambda p: p["module"] + (f" ×{p['repeat']}" if p["repeat"] > 1 else ""),
+    short=lambda p: p["module"] + (f" ×{p['repeat']}" if p["repeat"] > 1 else "")
+    + (" (" + ", ".join(f"{k}={_value(v)}" for k, v in p["args"].items()) + ")" if p["args"] else ""),
 ))

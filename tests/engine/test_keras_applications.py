@@ -102,7 +102,7 @@ def test_nested_models_become_modules_with_their_weights():
     result, graph = _graph("nested")
     types = _types(graph)
     assert types["stem"] == types["block"] == "Module"        # each nested model: one instance of its definition
-    assert graph.find("stem").params == {"module": "Stem", "repeat": 1}
+    assert graph.find("stem").params == {"module": "Stem", "repeat": 1, "args": {}}
     assert list(graph.modules) == ["Stem", "Block"]
     stem, block = (_types(graph.modules[m]) for m in ("Stem", "Block"))
     assert stem["stem_conv"] == "Conv2d" and stem["stem_norm"] == "LayerNorm"

@@ -69,7 +69,7 @@ def test_the_code_has_one_class_per_module_and_repeats_as_a_sequential():
     assert torch.equal(a(x), b(x)), "what trains is what exports"
 
 
-def test_a_module_used_with_other_shapes_gets_a_class_for_each():
+def test_a_module_used_with_other_shapes_is_one_class_taking_its_input_size():
     graph = build("net", [("x", "Input", {"shape": [8]}), ("a", "Module", {"module": "Block"}),
                           ("wide", "Linear", {"units": 12}), ("b", "Module", {"module": "Block"}),
                           ("y", "Output", {})])
@@ -78,9 +78,13 @@ def test_a_module_used_with_other_shapes_gets_a_class_for_each():
     assert analysis.ok, [d.message for d in analysis.diagnostics]
     assert analysis.specs[graph.find("b").id].shape == (8,)     # Block's Linear has 8 units: (12,) -> (8,)
     source, _ = generate(graph, analysis)
-    assert "class Block(nn.Module):" in source and "class Block2(nn.Module):" in source
-    assert "nn.Linear(8, 8)" in source and "nn.Linear(12, 8)" in source
-    assert compile_graph(graph)(torch.randn(3, 8)).shape == (3, 8)
+    # as a hand-written block takes its input size: one class, the size an argument
+    assert source.count("class Block") == 1 and "def __init__(self, in_features: int):" in source
+    assert "nn.Linear(in_features, 8)" in source, source
+    assert "self.a = Block(in_features=8)" in source and "self.b = Block(in_features=12)" in source
+    model = compile_graph(graph)
+    assert model(torch.randn(3, 8)).shape == (3, 8)
+    assert model.state_dict()["b.dense.weight"].shape == (8, 12)
 
 
 def test_a_module_inside_a_module():
