@@ -220,7 +220,8 @@ def _read_arrow(path: Path, probe: _Probe, exact: bool, pa_csv):
 
     n = len(probe.header_raw)
     names = [f"c{j}" for j in range(n)]
-    as_numbers = {j for j in range(n) if _number_sample([r[j] for r in probe.sample if len(r) == n])}
+    sample = [r for r in probe.sample[:2000] if len(r) == n]      # a guess: a wrong one costs a second parse
+    as_numbers = {j for j in range(n) if _number_sample([r[j] for r in sample])}
     delimiter = probe.delimiter
     while True:
         invalid: list[str] = []
@@ -401,12 +402,10 @@ def _load_csv_arrow(path: Path, target: str | None, size: int, exact: bool, pa_c
 def _fill(x: np.ndarray, plan, plan_names: list[str], feature_names: list[str], nrows: int) -> None:
     """Write the features into x, column by column (numbers, or one-hot categories)."""
     at = 0
+    numeric = []          # (x column, chunks): written block of rows by block of rows, in cache
     for (c, numbers, cats), name in zip(plan, plan_names):
         if c.numeric:
-            row = 0
-            for chunk in c.chunks:
-                x[row:row + len(chunk), at] = chunk
-                row += len(chunk)
+            numeric.append((at, c.chunks))
             feature_names.append(name)
             at += 1
         elif numbers is not None:
@@ -420,6 +419,20 @@ def _fill(x: np.ndarray, plan, plan_names: list[str], feature_names: list[str], 
             x[np.arange(nrows), at + rank[c.codes]] = 1.0
             feature_names.extend(f"{name}={v}" for v in cats)
             at += len(cats)
+    lengths = {tuple(len(chunk) for chunk in chunks) for _, chunks in numeric}
+    if len(lengths) == 1:           # the columns of one table: the same blocks
+        row = 0
+        for k, n in enumerate(next(iter(lengths))):
+            block = x[row:row + n]
+            for col, chunks in numeric:
+                block[:, col] = chunks[k]
+            row += n
+    else:
+        for col, chunks in numeric:
+            row = 0
+            for chunk in chunks:
+                x[row:row + len(chunk), col] = chunk
+                row += len(chunk)
 
 def _target(numbers: np.ndarray | None, text: _Column | None, path: Path, name: str):
     """(y, class_names, task) from the target's numbers, or from its text values when not numbers."""
