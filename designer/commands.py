@@ -376,6 +376,24 @@ class RenameModule(QUndoCommand):
         self._rename(self.new, self.old)
 
 
+class SetArgument(QUndoCommand):
+    """Declare, extend or drop a parameter of the module shown (Graph.set_argument): `targets` the
+    (node id, parameter) pairs it sets, none to drop it."""
+
+    def __init__(self, graph: Graph, name: str, targets: list[tuple[str, str]] | None,
+                 parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.graph, self.name, self.targets = graph, name, list(targets or [])
+        self.old = {k: list(v) for k, v in graph.arguments.items()}
+        self.setText(f"module parameter {name}" if targets else f"drop module parameter {name}")
+
+    def redo(self):
+        self.graph.set_argument(self.name, self.targets or None)
+
+    def undo(self):
+        self.graph.restore_arguments(self.old)
+
+
 class SetWeights(QUndoCommand):
     """Replace the model's weights (File > Load Weights…); undo puts back the very weights it had (the same
     tensors, or none)."""

@@ -10,6 +10,8 @@ pushing anything while it refreshes.
 """
 from __future__ import annotations
 
+import dataclasses
+import keyword
 import math
 import threading
 import weakref
@@ -21,6 +23,8 @@ from PySide6.QtGui import QFont, QValidator
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
@@ -38,11 +42,12 @@ from PySide6.QtWidgets import (
 from engine.analysis import WARNING, Analysis
 from engine.blocks import TOKENS, Block, Param, ParamError, get_block
 from engine.blocks.module import MODULE
+from engine.modules import declared
 from engine.flops import Probe, add_probe, count_flops, probe_of
-from engine.graph import MAX_NAME, Graph, clean_name
+from engine.graph import ARGUMENT, MAX_NAME, Graph, clean_name
 
 from . import theme
-from .commands import Rename, SetParams
+from .commands import Rename, SetArgument, SetParams
 from .document import Document
 
 HINT = "Select a block to edit it. Drag blocks from the palette onto the canvas."
@@ -354,6 +359,7 @@ class Field:
         self.placeholder = ""
         self.dirty = False      # the person has typed something not yet committed
         self.typed = ""         # spin boxes: what was typed, before the box clamps or reverts it
+        self.arg: str | None = None   # a module instance's parameter this field edits (in its `args`)
         self.shown: Any = None  # spin boxes: the value last shown, after the box's rounding
         self.container = QWidget()
         box = QVBoxLayout(self.container)
@@ -669,6 +675,10 @@ class Inspector(QWidget):
             for name, field in self._fields.items():
                 if field.busy():
                     continue
+                if field.arg is not None:
+                    field.show([(graph.node(n).params.get("args") or {}).get(field.arg, field.param.default)
+                                for n in field.node_ids])
+                    continue
                 field.show([graph.node(n).params.get(name, field.param.default) for n in field.node_ids])
         finally:
             self._updating = False
@@ -677,6 +687,9 @@ class Inspector(QWidget):
     # ------------------------------------------------------------------ events
     def _on_graph_event(self, event: str, payload: dict) -> None:
         if not self._ids or event == "node_moved":
+            return
+        if event == "arguments_changed":      # a module parameter declared or dropped (undo too)
+            QTimer.singleShot(0, self, self._rebuild)
             return
         if event in ("reset", "node_removed") or payload.get("node_id") in self._id_set:
             self._refresh_timer.start()
@@ -725,6 +738,20 @@ class Inspector(QWidget):
             field.set_error(None)
             return
         name = field.param.name
+        if field.arg is not None:         # a module instance's parameter: one entry of its `args`
+            field.set_error(None)
+            for n in ids:
+                args = dict(graph.node(n).params.get("args") or {})
+                if _same(field.param, args.get(field.arg, field.param.default), value) and field.arg not in args:
+                    continue
+                if _same(field.param, field.param.default, value):
+                    args.pop(field.arg, None)     # the module's own value: nothing to give
+                else:
+                    args[field.arg] = list(value) if isinstance(value, tuple) else value
+                if args != (graph.node(n).params.get("args") or {}):
+                    self.document.undo_stack.push(SetParams(graph, [n], {"args": args}))
+            self.refresh()
+            return
         changed = [n for n in ids if not _same(field.param, graph.node(n).params.get(name, _MISSING), value)]
         field.set_error(None)
         if changed:  # one step for all of them; quick repeats (spin box arrows) merge into it
@@ -841,11 +868,18 @@ class Inspector(QWidget):
             self.name_message.hide()
             form.addRow(_row_label("Name", self.name_edit.toolTip()),
                         _stack(_framed(self.name_edit), self.name_message))
+        inside = single and bool(self.document.module_path)
+        bound = self._bindings(nodes[0].id) if inside else {}
         if block is not None:
             for param in block.params:
+                if block.type == MODULE and param.name == "args":
+                    continue                  # shown as the module's own parameters below
                 field = Field(self, param, [n.id for n in nodes])
                 self._fields[param.name] = field
-                form.addRow(_row_label(readable(param), param.help), field.container)
+                label = readable(param) + (f" = {bound[param.name]}" if param.name in bound else "")
+                tip = param.help + (f"\n\nThe module parameter '{bound[param.name]}' sets it: each instance gives "
+                                    "its own value." if param.name in bound else "")
+                form.addRow(_row_label(label, tip), field.container)
             if block.type == MODULE and single:
                 name = str(nodes[0].params.get("module"))
                 self.open_button = QPushButton(f"Open {name}")
@@ -857,6 +891,9 @@ class Inspector(QWidget):
                 self.open_button.clicked.connect(
                     lambda _=False, m=name, n=nodes[0].id: document.enter_module(m, document.instance_specs(n)))
                 form.addRow("", self.open_button)
+                self._build_arguments(form, name, nodes[0].id)
+            if inside and block.type not in ("Input", "Output", MODULE) and _exposable(block):
+                self._build_expose(form, nodes[0].id, bound)
             if not block.params:
                 none = QLabel("This block has no parameters.")
                 none.setStyleSheet(f"color: {theme.colours()['muted']};")
@@ -883,6 +920,80 @@ class Inspector(QWidget):
         else:
             form.addRow(_row_label("Parameters", "Trainable weights of the selected blocks together."),
                         self.params_label)
+
+    # ------------------------------------------------------------------ module parameters
+    def _build_arguments(self, form: QFormLayout, module: str, node_id: str) -> None:
+        """An instance's values for the parameters its module declares, one field each."""
+        definition = self.document.graph.modules.get(module)
+        decl = declared(definition) if definition is not None else []
+        if not decl:
+            return
+        form.addRow(_section("Module parameters"))
+        for d in decl:
+            sets = ", ".join(f"{definition.node(n).name}.{p}" for n, p in d.targets)
+            param = dataclasses.replace(d.param, name=d.name, default=d.default, label=d.name,
+                                        help=f"Sets {sets} in this instance (the module's own value: "
+                                             f"{format_value(d.param, d.default)}).")
+            field = Field(self, param, [node_id])
+            field.arg = d.name
+            self._fields["args." + d.name] = field
+            form.addRow(_row_label(d.name, param.help), field.container)
+
+    def _bindings(self, node_id: str) -> dict[str, str]:
+        """Inside a module: the selected block's parameters that a module parameter sets -> its name."""
+        return {p: name for name, targets in self.document.shown.arguments.items() for n, p in targets if n == node_id}
+
+    def _build_expose(self, form: QFormLayout, node_id: str, bound: dict[str, str]) -> None:
+        form.addRow(_section("Module parameters"))
+        for param, name in bound.items():
+            unlink = QPushButton(f"Stop setting {param} from '{name}'")
+            unlink.setObjectName(f"unlink_{param}")
+            unlink.setToolTip("Every instance then uses the value this block has in the module.")
+            unlink.clicked.connect(lambda _=False, p=param: self.unexpose(node_id, p))
+            form.addRow("", unlink)
+        expose = QPushButton("Make a module parameter…")
+        expose.setObjectName("expose_param")
+        expose.setToolTip("Let each instance of this module give its own value for one of this block's "
+                          "parameters (channels, stride, …); several blocks can share one parameter.")
+        expose.clicked.connect(lambda _=False: self._expose_dialog(node_id))
+        form.addRow("", expose)
+
+    def expose(self, node_id: str, param: str, name: str) -> str | None:
+        """Make `param` of block `node_id` (in the module shown) set by the module parameter `name`
+        (declared if new, shared if it exists). Returns why not, or None when done."""
+        graph = self.document.shown
+        node = graph.node(node_id)
+        if not ARGUMENT.fullmatch(name) or keyword.iskeyword(name) or name == "self":
+            return f"“{name}” cannot name a parameter: a lowercase letter, then letters, digits or _"
+        block = get_block(node.type)
+        spec = block.param_index.get(param) if block else None
+        if spec is None:
+            return f"'{node.name}' has no parameter {param!r}"
+        targets = [t for t in graph.arguments.get(name, []) if t != (node_id, param)]
+        for other, targets_other in graph.arguments.items():
+            if other != name and (node_id, param) in targets_other:
+                return f"{param} of '{node.name}' is already set by '{other}'"
+        if targets:
+            first_node, first_param = targets[0]
+            first = get_block(graph.node(first_node).type).param_index[first_param] if first_node in graph else None
+            if first is not None and first.kind != spec.kind:
+                return f"'{name}' sets a {first.kind} parameter; {param} is a {spec.kind}"
+        self.document.undo_stack.push(SetArgument(graph, name, targets + [(node_id, param)]))
+        self._rebuild()
+        return None
+
+    def unexpose(self, node_id: str, param: str) -> None:
+        graph = self.document.shown
+        for name, targets in graph.arguments.items():
+            if (node_id, param) in targets:
+                self.document.undo_stack.push(SetArgument(graph, name, [t for t in targets if t != (node_id, param)]))
+                break
+        self._rebuild()
+
+    def _expose_dialog(self, node_id: str) -> None:
+        dialog = ExposeDialog(self, self.document.shown, node_id)
+        self._expose = dialog            # kept for tests
+        dialog.open()
 
     def _header(self, block: Block | None, nodes) -> QWidget:
         c = theme.colours()
@@ -1096,3 +1207,60 @@ def _show_message(label: QLabel | None, text: str | None, kind: str) -> None:
     label.setText(text or "")
     label.setStyleSheet(f"color: {theme.colours()[kind]};")
     label.setVisible(bool(text))
+
+
+EXPOSABLE = ("int", "float", "size", "bool", "choice")
+
+
+def _exposable(block: Block) -> list[Param]:
+    return [p for p in block.params if p.kind in EXPOSABLE]
+
+
+class ExposeDialog(QDialog):
+    """Which parameter of a block inside a module each instance sets, and under what name."""
+
+    def __init__(self, inspector: Inspector, graph: Graph, node_id: str):
+        super().__init__(inspector)
+        self.inspector, self.node_id = inspector, node_id
+        node = graph.node(node_id)
+        self.setWindowTitle("Make a module parameter")
+        layout = QFormLayout(self)
+        self.param = QComboBox()
+        self.param.setObjectName("expose_which")
+        for p in _exposable(get_block(node.type)):
+            self.param.addItem(readable(p), p.name)
+        self.name = QComboBox()
+        self.name.setObjectName("expose_name")
+        self.name.setEditable(True)
+        self.name.addItems(list(graph.arguments))
+        self.param.currentIndexChanged.connect(self._suggest)
+        self._suggest()
+        note = QLabel(f"Each instance of this module then gives its own value for this parameter of "
+                      f"'{node.name}'. Give another block's parameter the same name to set both.")
+        note.setWordWrap(True)
+        self.message = _message_label("error")
+        self.message.hide()
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addRow(note)
+        layout.addRow("Parameter", self.param)
+        layout.addRow("Name", self.name)
+        layout.addRow(self.message)
+        layout.addRow(buttons)
+
+    def _suggest(self) -> None:
+        param = self.param.currentData() or ""
+        suggestion = {"filters": "channels", "units": "features"}.get(param, param)
+        if self.name.findText(suggestion) < 0 and not self.name.currentText().strip() or \
+                self.name.currentText() in ("channels", "features") or self.name.currentText() in \
+                [self.param.itemData(i) for i in range(self.param.count())]:
+            self.name.setCurrentText(suggestion)
+
+    def accept(self) -> None:
+        problem = self.inspector.expose(self.node_id, self.param.currentData(), self.name.currentText().strip())
+        if problem:
+            self.message.setText(problem)
+            self.message.show()
+            return
+        super().accept()

@@ -71,7 +71,7 @@ Listener = Callable[[str, dict], None]
 
 class Graph:
     """A model graph. Events sent to listeners: node_added, node_removed, node_renamed,
-    params_changed, node_moved, edge_added, edge_removed, reset, modules_changed.
+    params_changed, node_moved, edge_added, edge_removed, reset, modules_changed, arguments_changed.
 
     `modules`: the project's module definitions by name (issue #17), each a Graph of its own whose
     Inputs are the module's ports (in node order) and whose one Output is what it returns; a
@@ -347,6 +347,11 @@ class Graph:
         else:
             self.arguments.pop(name, None)
         self._emit("arguments_changed", name=name)
+
+    def restore_arguments(self, arguments: dict[str, list[tuple[str, str]]]) -> None:
+        """Put back every declared parameter as `arguments` lists them (undo)."""
+        self.arguments = {name: list(targets) for name, targets in arguments.items()}
+        self._emit("arguments_changed", name=None)
 
     def module_name(self, base: str) -> str:
         """A module name not yet taken, made from `base` (BasicBlock, BasicBlock_2, ...)."""
