@@ -178,10 +178,11 @@ def in_designer_words(message: str, fields: list[str] | None = None) -> str:
 
 
 def run_import(parent: QWidget | None, path: Path, class_name: str | None = None, input_shape=None,
-               graph_only: bool = False):
+               graph_only: bool = False, flat: bool = False):
     """Import `path` (a .py module or a Keras file). Returns (ImportResult, graph_only), or None when the
     weights cannot all be placed and the user declined "Import the graph without weights?". Raises
-    ModelImportError for anything else that fails."""
+    ModelImportError for anything else that fails. `flat`: a PyTorch module's submodules become loose
+    blocks instead of modules."""
     from engine.importers import WeightsImportError, import_keras, import_torch
 
     path = Path(path)
@@ -189,7 +190,7 @@ def run_import(parent: QWidget | None, path: Path, class_name: str | None = None
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             if path.suffix.lower() == ".py":
-                return import_torch(path, class_name, input_shape, graph_only=graph_only), graph_only
+                return import_torch(path, class_name, input_shape, graph_only=graph_only, flat=flat), graph_only
             return import_keras(path, graph_only=graph_only), graph_only
         except WeightsImportError as exc:
             if graph_only:
@@ -260,6 +261,12 @@ class ImportModelDialog(QDialog):
         self.graph_only_check = QCheckBox("Graph only, no weights: the blocks start from fresh weights", self)
         self.graph_only_check.setToolTip("Import the module's layers and connections without its weights")
         form.addRow(self.graph_only_check)
+        self.flat_check = QCheckBox("Flat: every layer a loose block, no modules", self)
+        self.flat_check.setObjectName("import-flat")
+        self.flat_check.setToolTip("By default the model's submodules (a ResNet's blocks, a transformer's layers) "
+                                   "become modules on the canvas, and the exported code keeps the same nesting and "
+                                   "weight names. Tick this for one flat graph of layers instead.")
+        form.addRow(self.flat_check)
         layout.addLayout(form)
 
         self.error_label = QLabel(self)
@@ -448,7 +455,7 @@ class ImportModelDialog(QDialog):
         self.import_button.repaint()
         try:
             outcome = run_import(self, self.path, self.class_combo.currentText(), shapes,
-                                 graph_only=self.graph_only_check.isChecked())
+                                 graph_only=self.graph_only_check.isChecked(), flat=self.flat_check.isChecked())
         except ModelImportError as exc:
             self._failed(str(exc))
             return

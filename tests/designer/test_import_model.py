@@ -415,3 +415,51 @@ def test_a_real_keras_file_comes_with_the_outputs_keras_computed(window, monkeyp
     with torch.no_grad():
         got = model.eval()(torch.from_numpy(expected["x"])).numpy()
     np.testing.assert_allclose(got, expected["y"], atol=1e-5)
+
+
+NESTED = '''
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x)) + x
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(Block(), Block())
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.blocks(x))
+'''
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_submodules_become_modules_unless_flat_is_ticked(qtbot, window, tmp_path, monkeypatch, boxes, flat):
+    path = tmp_path / "nested.py"
+    path.write_text(NESTED)
+    choose_file(monkeypatch, path)
+
+    def steps(dialog):
+        tick(qtbot, dialog.trust_check)
+        type_shape(qtbot, dialog.shape_edits[0], "8")
+        if flat:
+            tick(qtbot, dialog.flat_check)
+        press_import(qtbot, dialog)
+
+    in_import_dialog(steps)
+    window.act_import_model.trigger()
+    graph = window.document.graph
+    if flat:
+        assert not graph.modules and block_types(graph).count("Linear") == 3
+    else:
+        assert list(graph.modules) == ["Block"] and "Module" in block_types(graph)
+    assert window.document.project.weights is not None
