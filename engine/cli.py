@@ -597,6 +597,27 @@ def cmd_datasets(args) -> int:
     return EXIT_OK
 
 
+def cmd_cache(args) -> int:
+    """The image cache: image folders decoded once (engine/runtime/data/images.py)."""
+    from .runtime.data import cache_info, clear_image_cache
+
+    if args.action == "clear":
+        count, freed = clear_image_cache()
+        print(f"removed {count} image cache file{'s' if count != 1 else ''} ({_mib(freed)})")
+        return EXIT_OK
+    info = cache_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['folder']}: {info['files']} image cache file{'s' if info['files'] != 1 else ''}, "
+          f"{_mib(info['bytes'])} of {_gib(info['limit'])} (DEEPWIRE_IMAGE_CACHE_GB sets the limit)")
+    return EXIT_OK
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
 def _printable(text: str) -> str:
     """One line with no control characters (file names and graph names come from users)."""
     return "".join(ch if ch.isprintable() else "?" for ch in str(text))
@@ -747,6 +768,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="python: the dataset train.py loads (default: the one the project used, or "
                                      "the one the graph names)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("cache", help="the image cache (folders decoded once): its size, or clear it")
+    p.add_argument("action", choices=("info", "clear"), nargs="?", default="info")
+    p.add_argument("--json", action="store_true", help="machine-readable output (info)")
+    p.set_defaults(func=cmd_cache)
     p = sub.add_parser(
         "import", help="turn a PyTorch module (.py) or a Keras model (.keras, .json) into a graph or project",
         description="Import an existing model as an editable graph. A PyTorch .py file is run (importing it "

@@ -267,3 +267,15 @@ def test_the_training_process_reports_loading_and_streams(tmp_path):
     request["dataset"] = str(make_folder(tmp_path / "more", per_class=40))
     run_request(request, lambda *m: said.append(m), control)
     assert said[-1] == ("failed", "stopped before the first batch: nothing was trained")
+
+
+def test_the_cache_command_tells_its_size_and_clears_it(tmp_path, cache, capsys):
+    from engine.cli import main
+
+    load_dataset(str(make_folder(tmp_path / "pets")))
+    assert main(["cache"]) == 0
+    assert f"{cache}: 1 image cache file, 0.0 MiB of 20.0 GiB" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0
+    assert "removed 1 image cache file" in capsys.readouterr().out
+    assert main(["cache", "info", "--json"]) == 0
+    assert '"files": 0' in capsys.readouterr().out and cache_files(cache) == []

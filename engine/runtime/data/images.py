@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 
 from .core import DataError, Dataset, classification_task
+from .idx import cache_dir
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 MAX_IMAGE_SIDE = 4096             # an image size (height, width), chosen or taken from the first image
@@ -299,8 +300,6 @@ def _decode_all(scan: FolderScan, height: int, width: int, mode: str, out_path: 
 def image_cache_dir() -> Path:
     """Where image cache files live: $DEEPWIRE_IMAGE_CACHE_DIR, else the per-user cache folder's
     images/ (see idx.cache_dir: $DEEPWIRE_CACHE_DIR, $XDG_CACHE_HOME/deepwire, ~/.cache/deepwire)."""
-    from .idx import cache_dir
-
     env = os.environ.get(ENV_CACHE_DIR)
     return Path(env).expanduser() if env else cache_dir() / "images"
 

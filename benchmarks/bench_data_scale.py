@@ -1,0 +1,189 @@
+"""Image folders at scale (issue #18): decoding once into the cache, streaming, memory.
+
+Builds its own folder of small JPEGs (--count of --side x --side pixels, 10 classes) in a
+temporary folder, then measures in the same run:
+
+  reference   PIL decoding every file (open, convert to RGB, to an array) in as many processes
+              as there are cores: the machine's parallel decode rate
+  first pass  a training run in a fresh process with an empty cache: loading (decoding into
+              the cache) plus the first epoch, as images per second
+  later       the later epochs' rate (read from the cache), against the first epoch's
+  memory      the training process's peak resident memory (and its workers'), at --count and at a
+              fifth of it: the streamed path's memory does not grow with the data
+  workers     later-epoch rates with 0, 1, 2 reading processes in a process that trains with one
+              torch thread fewer than the cores, as the designer's training process does
+
+The run streams (memory_budget is set below the data's size) with a tiny model (Flatten +
+Linear), so the figures are the data path's. Ratios printed at the end:
+  first-pass rate / parallel decode rate   (target >= 0.8)
+  later-epoch rate / first-pass rate       (target >= 5)
+  peak RSS at --count / at count/5          (target ~1: no growth)
+
+    python benchmarks/bench_data_scale.py                 # 20,000 images
+    python benchmarks/bench_data_scale.py --count 100000  # checks the free disk first
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.runtime.data.images import decode_workers  # noqa: E402
+
+CLASSES = 10
+
+
+def make_folder(root: Path, count: int, side: int) -> None:
+    """count JPEGs in CLASSES class folders, written by as many processes as there are cores."""
+    per = [(root, k, count, side) for k in range(decode_workers())]
+    with concurrent.futures.ProcessPoolExecutor(decode_workers()) as pool:
+        list(pool.map(_write_part, per))
+
+
+def _write_part(args) -> None:
+    from PIL import Image
+
+    root, part, count, side = args
+    rng = np.random.default_rng(part)
+    for i in range(part, count, decode_workers()):
+        c = i % CLASSES
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        a = rng.integers(0, 90, (side, side, 3), dtype=np.uint8)
+        a[..., c % 3] += 120
+        Image.fromarray(a).save(folder / f"{i:07d}.jpg", quality=90)
+
+
+def _decode(paths: list[str]) -> int:
+    from PIL import Image
+
+    for p in paths:
+        with Image.open(p) as im:
+            np.asarray(im.convert("RGB"))
+    return len(paths)
+
+
+def reference_rate(root: Path) -> float:
+    """PIL decoding every file in decode_workers() processes: images per second."""
+    files = sorted(str(p) for p in root.rglob("*.jpg"))
+    workers = decode_workers()
+    chunks = [files[i:i + 256] for i in range(0, len(files), 256)]
+    started = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        done = sum(pool.map(_decode, chunks))
+    return done / (time.perf_counter() - started)
+
+
+RUN = r"""
+import json, os, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+from engine.graph import build
+from engine.runtime.data import load_dataset
+from engine.train_process import training_threads
+from engine.training import Callbacks, TrainConfig, train
+
+folder, side, epochs, workers, budget = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+torch.set_num_threads(training_threads())        # as the designer's training process
+started = time.perf_counter()
+ds = load_dataset(folder, image_size=(side, side))
+load_s = time.perf_counter() - started
+graph = build("bench", [("in", "Input", {"shape": [3, side, side]}), ("flat", "Flatten", {}),
+                        ("fc", "Linear", {"units": 10}), ("out", "Output", {})])
+config = TrainConfig(epochs=epochs, batch_size=256, device="cpu", memory_budget=budget, data_workers=workers,
+                     val_split=0.1, test_split=0.1)
+result = train(graph, ds, config)
+kb = 1 if sys.platform == "darwin" else 1024
+print(json.dumps({"load_s": load_s, "cache_hit": ds.images.cache_hit, "images": len(ds),
+                  "train": int(round(len(ds) * 0.8)),
+                  "epochs_s": [h["seconds"] for h in result.history],
+                  "rates": [h["samples_per_s"] for h in result.history],
+                  "threads": torch.get_num_threads(),
+                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kb,
+                  "children_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kb}))
+"""
+
+
+def run(folder: Path, cache: Path, side: int, epochs: int, workers: int, budget_gib: float) -> dict:
+    env = dict(os.environ, DEEPWIRE_IMAGE_CACHE_DIR=str(cache))
+    out = subprocess.run([sys.executable, "-c", RUN, str(ROOT), str(folder), str(side), str(epochs), str(workers),
+                          str(budget_gib)], env=env, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=20_000, help="images (default 20000)")
+    parser.add_argument("--side", type=int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workers", default="0,1,2", help="reading processes to compare (default 0,1,2)")
+    parser.add_argument("--no-scale", action="store_true", help="skip the run at a fifth of --count")
+    args = parser.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="deepwire-bench-data-"))
+    need = args.count * (3 * args.side * args.side + 4096) * 1.3   # the JPEGs and the cache, with room
+    free = shutil.disk_usage(base).free
+    print(f"{args.count:,} JPEGs of {args.side}x{args.side} in {base}; needs ~{need / 2**30:.1f} GiB, "
+          f"{free / 2**30:.1f} GiB free; {decode_workers()} cores")
+    if need > free:
+        raise SystemExit("not enough free disk")
+    try:
+        folders = {args.count: base / "big"}
+        if not args.no_scale:
+            folders[args.count // 5] = base / "small"
+        for count, folder in folders.items():
+            started = time.perf_counter()
+            make_folder(folder, count, args.side)
+            print(f"  wrote {count:,} images in {time.perf_counter() - started:.1f} s")
+
+        ref = reference_rate(folders[args.count])
+        print(f"reference: PIL decoding in {decode_workers()} processes: {ref:,.0f} images/s")
+        budget = 1e-6     # GiB: stream whatever the size
+        results = {}
+        for count, folder in folders.items():
+            r = run(folder, base / f"cache{count}", args.side, args.epochs, -1, budget)
+            results[count] = r
+            first_rate = r["images"] / (r["load_s"] + r["epochs_s"][0])
+            later = float(np.mean(r["rates"][1:])) if len(r["rates"]) > 1 else float("nan")
+            first_data = r["train"] / (r["load_s"] + r["epochs_s"][0])
+            print(f"{count:,} images, streamed, empty cache ({r['threads']} torch threads): load {r['load_s']:.1f} s "
+                  f"(decode into the cache), epochs {', '.join(f'{s:.2f}' for s in r['epochs_s'])} s")
+            print(f"  first pass {first_rate:,.0f} images/s; later epochs {later:,.0f} images/s; "
+                  f"peak RSS {r['peak_rss'] / 2**20:,.0f} MiB (workers and decoders {r['children_rss'] / 2**20:,.0f} MiB)")
+            r.update(first_rate=first_rate, later=later, first_data=first_data)
+        r = results[args.count]
+        print("workers (cache hit; later-epoch rate):")
+        for w in [int(v) for v in args.workers.split(",") if v.strip()]:
+            wr = run(folders[args.count], base / f"cache{args.count}", args.side, 3, w, budget)
+            print(f"  {w} worker(s): {float(np.mean(wr['rates'][1:])):,.0f} images/s, first epoch "
+                  f"{wr['rates'][0]:,.0f}; load {wr['load_s']:.2f} s (cache hit: {wr['cache_hit']})")
+        whole = run(folders[args.count], base / f"cache{args.count}", args.side, 3, -1, 0.0)
+        print(f"whole tensors (the memory path, cache hit): later epochs {float(np.mean(whole['rates'][1:])):,.0f} "
+              f"images/s, peak RSS {whole['peak_rss'] / 2**20:,.0f} MiB")
+        print("ratios:")
+        print(f"  first-pass rate / parallel decode rate: {r['first_rate'] / ref:.2f}  (target >= 0.8)")
+        print(f"  later-epoch rate / first-epoch data rate: {r['later'] / r['first_data']:.1f}  (target >= 5)")
+        if len(results) > 1:
+            small = results[args.count // 5]
+            print(f"  peak RSS at {args.count:,} / at {args.count // 5:,}: "
+                  f"{r['peak_rss'] / small['peak_rss']:.2f}  (target ~1)")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
