@@ -37,6 +37,7 @@ class Analysis:
     specs: dict[str, TensorSpec] = field(default_factory=dict)  # node id -> output tensor
     params: dict[str, dict] = field(default_factory=dict)       # node id -> validated params
     param_counts: dict[str, int] = field(default_factory=dict)
+    frozen_counts: dict[str, int] = field(default_factory=dict)  # node id -> its weights that do not train
     diagnostics: list[Diagnostic] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
@@ -59,6 +60,15 @@ class Analysis:
     @property
     def total_params(self) -> int:
         return sum(n for node_id, n in self.param_counts.items() if node_id in self.live)
+
+    @property
+    def frozen_params(self) -> int:
+        """Weights of frozen blocks (and of frozen blocks inside modules): they do not train."""
+        return sum(n for node_id, n in self.frozen_counts.items() if node_id in self.live)
+
+    @property
+    def trainable_params(self) -> int:
+        return self.total_params - self.frozen_params
 
     def for_node(self, node_id: str) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.node_id == node_id]
@@ -200,6 +210,10 @@ def analyse(graph: Graph, modules: dict[str, Graph] | None = None, _depth: int =
                 raise ShapeError(f"would output the empty shape {spec}", kind="shape")
             result.specs[node_id] = spec
             result.param_counts[node_id] = block.count_params(params, ins) if count is None else count
+            if params.get("trainable") is False:
+                result.frozen_counts[node_id] = result.param_counts[node_id]
+            elif node.type == MODULE:
+                result.frozen_counts[node_id] = sum(a.frozen_params for a in inner)
         except ShapeError as exc:
             kind = {"rank": "shape", "merge": "merge-shape", "kernel": "kernel-too-large"}.get(exc.kind, exc.kind)
             add(node_id, ERROR, kind, f"{label(graph, node_id)} {exc}")

@@ -487,6 +487,8 @@ def _sequential(graph: Graph, analysis: Analysis, modules: dict[str, Graph],
     indices = [graph.node(n).name for n in compute]
     if not all(INDEX.fullmatch(i) for i in indices) or [int(i) for i in indices] != sorted({int(i) for i in indices}):
         return None
+    if any(analysis.params[n].get("trainable") is False for n in compute):
+        return None                      # frozen blocks are named in a class of their own
     exprs: list[str] = []
     paths: dict[tuple, str] = {}
     helpers: set[str] = set()
@@ -573,6 +575,7 @@ def _class_lines(graph: Graph, analysis: Analysis, info: CodeInfo, modules: dict
 
     init_lines: list[str] = []
     forward_lines: list[str] = []
+    frozen: list[str] = []          # blocks whose weights do not train (issue #19)
     for node_id in order:
         node = graph.node(node_id)
         block = REGISTRY[node.type]
@@ -597,6 +600,8 @@ def _class_lines(graph: Graph, analysis: Analysis, info: CodeInfo, modules: dict
             info.attrs[node_id] = attr
             init_lines += wrap_call("        ", f"self.{attr} = ", emit.init)
             init_lines += [f"        {line.format(self='self.' + attr)}" for line in emit.extra_init]
+            if params.get("trainable") is False:
+                frozen.append(attr)
         args = [variables[s] for s in sources]
         expr = emit.call.format(*args, self=f"self.{attr}", args=", ".join(args))
         var = "x" if transient(node_id, i) else attr
@@ -622,6 +627,27 @@ def _class_lines(graph: Graph, analysis: Analysis, info: CodeInfo, modules: dict
         "        super().__init__()",
     ]
     lines += init_lines or ["        pass"]
+    lines += _frozen_lines(frozen)
     lines += ["", signature]
     lines += forward_lines
     return lines
+
+
+def _frozen_lines(frozen: list[str]) -> list[str]:
+    """Frozen blocks: no gradient for their weights, and evaluation mode whatever mode the model is
+    put in (their BatchNorm statistics and dropout stay fixed), as Keras' trainable=False."""
+    if not frozen:
+        return []
+    names = "(" + ", ".join(f"self.{a}" for a in frozen) + ("," if len(frozen) == 1 else "") + ")"
+    loop = f"for block in {names}:"
+    if len(loop) + 8 > MAX_LINE:
+        loop = "for block in [\n" + "".join(f"            self.{a},\n" for a in frozen) + "        ]:"
+    lines = ["        # frozen: these blocks keep their weights while the rest trains",
+             f"        {loop}", "            block.requires_grad_(False)", "",
+             "    def train(self, mode: bool = True):",
+             '        """Frozen blocks stay in evaluation mode (their BatchNorm statistics fixed)."""',
+             "        super().train(mode)",
+             f"        {loop}",
+             "            block.eval()",
+             "        return self"]
+    return "\n".join(lines).splitlines()

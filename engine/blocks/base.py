@@ -7,6 +7,7 @@ compiler and docs all read the same declaration.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -278,9 +279,25 @@ CATEGORIES = ("Input/Output", "Core", "Convolution", "Normalization", "Recurrent
               "Preprocessing", "Augmentation", "Modules")
 
 
+# every block with weights (and a module instance) can be frozen (issue #19): its weights then get
+# no gradient and it stays in evaluation mode while the rest trains (BatchNorm statistics fixed)
+TRAINABLE = Param("trainable", "bool", True, label="Trainable",
+                  help="Off: the block is frozen. Its weights stay as they are (no gradient) and it runs in "
+                       "evaluation mode while the rest trains (BatchNorm keeps its statistics), as Keras' "
+                       "trainable=False. For fine-tuning a network whose weights were loaded.")
+_NO_WEIGHTS = Block.__dataclass_fields__["count_params"].default
+
+
+def has_weights(block: Block) -> bool:
+    """A block that holds learned weights (a module instance may: what it holds)."""
+    return block.count_params is not _NO_WEIGHTS or block.category == "Modules"
+
+
 def register(block: Block) -> Block:
     if block.type in REGISTRY:
         raise RuntimeError(f"block {block.type} declared twice")
+    if has_weights(block) and "trainable" not in {p.name for p in block.params}:
+        block = dataclasses.replace(block, params=block.params + (TRAINABLE,))
     for p in block.params:  # a default that does not validate is a bug in the declaration
         p.validate(p.default)
     REGISTRY[block.type] = block

@@ -167,7 +167,7 @@ def test_a_sequential_of_one_block_is_that_module_repeated():
     graph = result.graph
     assert [n.type for n in graph.nodes() if n.type not in ("Input", "Output")] == ["Linear", "Module", "Module"]
     blocks = graph.find("blocks")
-    assert blocks.params == {"module": "Block", "repeat": 3, "args": {}}
+    assert blocks.params == {"module": "Block", "repeat": 3, "args": {}, "trainable": True}
     assert set(result.weights) == set(source.state_dict())
     source_code, _ = generate(graph)
     assert "self.blocks = nn.Sequential(*[Block() for _ in range(3)])" in source_code
@@ -216,7 +216,7 @@ def test_a_transformer_of_identical_blocks_is_one_definition_repeated():
     result = import_torch(source, input_shape=[6, 8])
     graph = result.graph
     blocks = graph.find("blocks")
-    assert blocks is not None and blocks.params == {"module": "EncoderBlock", "repeat": 4, "args": {}}
+    assert blocks is not None and blocks.params == {"module": "EncoderBlock", "repeat": 4, "args": {}, "trainable": True}
     assert len([n for n in graph.nodes() if n.type not in ("Input", "Output")]) <= 6
     assert set(result.weights) == set(source.state_dict())
     again = Transformer().eval()
@@ -276,5 +276,5 @@ def test_exported_model_py_of_a_project_with_modules_imports_its_model_class(tmp
     result = import_torch(Stack().eval(), input_shape=[12])
     export_python(Project(result.graph, weights=result.weights), tmp_path)
     again = import_torch(Path(tmp_path) / "model.py", weights=tmp_path / "weights.safetensors")
-    assert again.graph.find("blocks").params == {"module": "Block", "repeat": 3, "args": {}}
+    assert again.graph.find("blocks").params == {"module": "Block", "repeat": 3, "args": {}, "trainable": True}
     assert set(again.weights) == set(result.weights)

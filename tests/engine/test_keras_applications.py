@@ -102,13 +102,13 @@ def test_nested_models_become_modules_with_their_weights():
     result, graph = _graph("nested")
     types = _types(graph)
     assert types["stem"] == types["block"] == "Module"        # each nested model: one instance of its definition
-    assert graph.find("stem").params == {"module": "Stem", "repeat": 1, "args": {}}
+    assert graph.find("stem").params == {"module": "Stem", "repeat": 1, "args": {}, "trainable": True}
     assert list(graph.modules) == ["Stem", "Block"]
     stem, block = (_types(graph.modules[m]) for m in ("Stem", "Block"))
     assert stem["stem_conv"] == "Conv2d" and stem["stem_norm"] == "LayerNorm"
     assert block["block_in"] == "Input" and block["block_dw"] == "DepthwiseConv2d"
     assert block["block_scale"] == "LayerScale"
-    assert graph.modules["Block"].find("block_scale").params == {"init_value": 0.5, "layout": "channels_last"}
+    assert graph.modules["Block"].find("block_scale").params == {"init_value": 0.5, "layout": "channels_last", "trainable": True}
     assert types["scaled_add"] == "Add" and graph.find("scaled_add_scale").params["scale"] == pytest.approx(0.17)
     h5py = pytest.importorskip("h5py")
     with zipfile.ZipFile(FIXTURES / "nested.keras") as zf:   # Keras files them under the nested model's layers/

@@ -34,7 +34,7 @@ def test_templates_show_modules_with_their_repeats():
         graph = load_template(name)
         assert list(graph.modules) == [module]
         (instance,) = [n for n in graph.nodes() if n.type == "Module"]
-        assert instance.params == {"module": module, "repeat": repeat, "args": {}}
+        assert instance.params == {"module": module, "repeat": repeat, "args": {}, "trainable": True}
         assert (f"×{repeat}" in describe(name)["description"]) == (repeat > 1)
         definition = graph.modules[module]
         xs = [n.pos[0] for n in definition.nodes()]
