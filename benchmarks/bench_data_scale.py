@@ -95,7 +95,8 @@ from engine.runtime.data import load_dataset
 from engine.train_process import training_threads
 from engine.training import Callbacks, TrainConfig, train
 
-folder, side, epochs, workers, budget = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+folder, side, epochs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+workers, budget = int(sys.argv[5]), float(sys.argv[6])
 torch.set_num_threads(training_threads())        # as the designer's training process
 started = time.perf_counter()
 ds = load_dataset(folder, image_size=(side, side))
@@ -163,7 +164,8 @@ def main() -> None:
             print(f"{count:,} images, streamed, empty cache ({r['threads']} torch threads): load {r['load_s']:.1f} s "
                   f"(decode into the cache), epochs {', '.join(f'{s:.2f}' for s in r['epochs_s'])} s")
             print(f"  first pass {first_rate:,.0f} images/s; later epochs {later:,.0f} images/s; "
-                  f"peak RSS {r['peak_rss'] / 2**20:,.0f} MiB (workers and decoders {r['children_rss'] / 2**20:,.0f} MiB)")
+                  f"peak RSS {r['peak_rss'] / 2**20:,.0f} MiB "
+                  f"(workers and decoders {r['children_rss'] / 2**20:,.0f} MiB)")
             r.update(first_rate=first_rate, later=later, first_data=first_data)
         r = results[args.count]
         print("workers (cache hit; later-epoch rate):")
