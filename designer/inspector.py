@@ -909,7 +909,8 @@ class Inspector(QWidget):
             self.flops_label.setObjectName("flops_label")
             form.addRow(_row_label("Output shape", "The output of one sample, without the batch dimension."),
                         self.shape_label)
-            form.addRow(_row_label("Parameters", "Trainable weights of this block."), self.params_label)
+            form.addRow(_row_label("Parameters", "Learned weights of this block; a frozen block's do not train."),
+                        self.params_label)
             form.addRow(_row_label("FLOPs / sample", "Floating-point operations for one sample "
                                    "(counted by torch on the meta device)."), self.flops_label)
             diagnostics = QWidget()
@@ -918,8 +919,8 @@ class Inspector(QWidget):
             self._diag_box.setSpacing(6)
             form.addRow(diagnostics)
         else:
-            form.addRow(_row_label("Parameters", "Trainable weights of the selected blocks together."),
-                        self.params_label)
+            form.addRow(_row_label("Parameters", "Learned weights of the selected blocks together; "
+                                   "frozen ones do not train."), self.params_label)
 
     # ------------------------------------------------------------------ module parameters
     def _build_arguments(self, form: QFormLayout, module: str, node_id: str) -> None:
@@ -1044,6 +1045,9 @@ class Inspector(QWidget):
             counts = [analysis.param_counts.get(n) for n in self._ids]
             known = [n for n in counts if n is not None]
             text = f"{sum(known):,}" if known else "—"
+            frozen = sum(analysis.frozen_counts.get(n, 0) for n in self._ids if analysis.param_counts.get(n))
+            if frozen:
+                text += f"  ({sum(known) - frozen:,} trainable, {frozen:,} frozen)"
             if known and len(known) < len(counts):
                 text += f"  ({len(counts) - len(known)} unknown)"
             self.params_label.setText(text)
@@ -1054,7 +1058,16 @@ class Inspector(QWidget):
             self.shape_label.setText("—" if spec is None else str(spec) + ("  int64 token ids"
                                                                          if spec.dtype == TOKENS else ""))
         count = analysis.param_counts.get(node_id)
-        self.params_label.setText("—" if count is None else f"{count:,}")
+        frozen = analysis.frozen_counts.get(node_id, 0) if count else 0
+        if count is None:
+            text = "—"
+        elif frozen and frozen == count:
+            text = f"{count:,}, all frozen"
+        elif frozen:
+            text = f"{count:,}  ({count - frozen:,} trainable, {frozen:,} frozen)"
+        else:
+            text = f"{count:,}"
+        self.params_label.setText(text)
         self._show_diagnostics(analysis.for_node(node_id))
         self._show_flops()
 

@@ -47,7 +47,9 @@ from .canvas.items import NODE_WIDTH
 from .code_view import CodeView
 from .commands import GroupNodes, RemoveModule, RenameModule, UngroupNode, fragment, paste_nodes
 from .curves import CurvesView
+from .dataset_dialog import image_cache_action
 from .document import Document
+from .finetune import FineTuning, params_text
 from .import_dialog import (
     ImportModelDialog,
     in_designer_words,
@@ -301,6 +303,7 @@ class MainWindow(QMainWindow):
         for action in (self.act_fit, self.act_fit_sel, self.act_delete):
             action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
             self.view.addAction(action)
+        self.finetune = FineTuning(self)   # Freeze, Unfreeze, Freeze Everything Before, New Head (#19)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -322,7 +325,10 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_select_all)
         m.addSeparator()
         m.addActions([self.act_group, self.act_ungroup, self.act_open_module, self.act_leave_module])
+        m.addSeparator()
+        m.addActions(self.finetune.actions)
         self.scene.node_menu_actions = [self.act_open_module, self.act_group, self.act_ungroup, None,
+                                        *self.finetune.actions, None,
                                         self.act_copy, self.act_duplicate, self.act_delete]
         m = bar.addMenu("&View")
         m.addActions([self.act_fit, self.act_fit_sel, self.act_zoom_in, self.act_zoom_out])
@@ -338,6 +344,8 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_train, self.act_pause, self.act_stop])
         m.addSeparator()
         m.addActions([self.act_import_data, self.act_training_panel])
+        self.act_clear_image_cache = image_cache_action(self, m)     # "Clear Image Cache (1.2 GB)…"
+        m.addAction(self.act_clear_image_cache)
         m = bar.addMenu("&Help")
         m.addAction(self.act_shortcuts)
         tools = self.addToolBar("Main")
@@ -406,8 +414,7 @@ class MainWindow(QMainWindow):
         n = len(self.document.graph)
         self.status_nodes.setText(f"{n} block{'s' * (n != 1)}")
         # A count over a graph with errors covers only the part that could be analysed: not shown as the total.
-        self.status_params.setText(f"{analysis.total_params:,} parameters" if analysis.ok
-                                   else "parameters: fix the errors to count them")
+        self.status_params.setText(params_text(analysis))
         errors = len(analysis.errors)
         self.bottom_tabs.setTabText(0, f"Problems ({errors + len(analysis.warnings)})"
                                     if analysis.diagnostics else "Problems")

@@ -1,11 +1,16 @@
-"""The problems list: the analysis' diagnostics, errors first; a click selects the node."""
+"""The problems list: the analysis' diagnostics, errors first; a click selects the node. Above it, when
+the chosen data does not fit the model, a line that says how, with a quick fix when one block's change
+makes it fit (a new head for the data's classes: designer/finetune.py)."""
 from __future__ import annotations
 
 from PySide6.QtCore import QRect, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPushButton,
     QStyle,
     QStyledItemDelegate,
     QTreeWidget,
@@ -53,6 +58,7 @@ class ProblemsView(QWidget):
     """A header line and one row per diagnostic. Emits nodeActivated(node id) on click."""
 
     nodeActivated = Signal(str)
+    dataFixRequested = Signal()   # the data line's quick fix was pressed
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -78,10 +84,26 @@ class ProblemsView(QWidget):
         # Wrapped rows need new heights whenever the message column changes width.
         header.sectionResized.connect(lambda *_: self.tree.doItemsLayout())
 
+        # the data line: hidden while the chosen data fits the model
+        self.data_box = QFrame()
+        self.data_box.setObjectName("data_problems")
+        data_layout = QHBoxLayout(self.data_box)
+        data_layout.setContentsMargins(0, 0, 0, 0)
+        self.data_label = QLabel()
+        self.data_label.setWordWrap(True)
+        self.data_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.data_fix = QPushButton()
+        self.data_fix.setObjectName("data_fix")
+        self.data_fix.clicked.connect(self.dataFixRequested)
+        data_layout.addWidget(self.data_label, 1)
+        data_layout.addWidget(self.data_fix, 0, Qt.AlignTop)
+        self.data_box.setVisible(False)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         layout.addWidget(self.header)
+        layout.addWidget(self.data_box)
         layout.addWidget(self.tree)
 
         style = self.style()
@@ -98,6 +120,18 @@ class ProblemsView(QWidget):
             return
         ordered = sorted(analysis.diagnostics, key=lambda d: d.severity != ERROR)  # stable
         self.tree.addTopLevelItems([self._row(graph, d) for d in ordered])
+
+    def set_data_problems(self, problems: list[str], fix: str | None = None, fix_tip: str = "") -> None:
+        """How the chosen data does not fit the model (none: the line hides), and the quick fix's label
+        (None: no button)."""
+        from . import theme
+
+        self.data_box.setVisible(bool(problems))
+        self.data_label.setText("The data does not fit the model: " + "; ".join(problems) if problems else "")
+        self.data_label.setStyleSheet(f"color: {theme.colours()['error']};")
+        self.data_fix.setVisible(bool(problems) and fix is not None)
+        self.data_fix.setText(f"Quick fix: {fix}" if fix else "")
+        self.data_fix.setToolTip((fix_tip + " Undo puts it back.").strip())
 
     def node_ids(self) -> list[str | None]:
         """The node of each row, top to bottom (None for graph-wide problems)."""

@@ -21,11 +21,11 @@ CATEGORY_COLOURS = {
 DARK = {"window": "#1f2126", "base": "#17191d", "alt": "#23262c", "text": "#e6e6e6", "muted": "#9aa0a6",
         "canvas": "#1b1d22", "grid": "#262930", "node": "#2b2f36", "node_border": "#3a3f47",
         "selection": "#f5c542", "wire": "#a9b1bb", "error": "#ff5c5c", "warning": "#f5a623",
-        "highlight": "#4c8bf5"}
+        "highlight": "#4c8bf5", "frozen": "#8fd3ff"}
 LIGHT = {"window": "#f3f4f6", "base": "#ffffff", "alt": "#eceef1", "text": "#1d1f23", "muted": "#5f6670",
          "canvas": "#fafbfc", "grid": "#e6e8eb", "node": "#ffffff", "node_border": "#c5cad1",
          "selection": "#d49b00", "wire": "#6b7380", "error": "#d93025", "warning": "#c77700",
-         "highlight": "#1a73e8"}
+         "highlight": "#1a73e8", "frozen": "#2b7bb9"}
 
 _current = dict(DARK)
 

@@ -31,6 +31,9 @@ BADGE_RADIUS = 8.0
 STRIPE = 4.0
 CORNER = 7.0
 STACK_OFFSET = 5.0       # a module instance is drawn as a stack of cards: each card behind is this far off
+SNOWFLAKE = "\u2744"     # before a frozen block's name (fine-tuning: its weights do not train)
+FROZEN_BODY_MIX = 0.16   # how much of the theme's ice colour a frozen block's body takes
+FROZEN_STRIPE_MIX = 0.55  # and its (desaturated) category stripe
 
 
 # Qt enum values, looked up once: each `Qt.Something.Value` costs tens of microseconds in PySide6,
@@ -133,6 +136,40 @@ def _tint(category_colour: str, node_colour: str) -> str:
                                    round(a.green() * mix + b.green() * (1 - mix)),
                                    round(a.blue() * mix + b.blue() * (1 - mix))).name()
     return got
+
+
+def _mix(a: str, b: str, amount: float) -> str:
+    """`a` moved `amount` of the way to `b`."""
+    key = ("mix", a, b, amount)
+    got = _cache.get(key)
+    if got is None:
+        x, y = QColor(a), QColor(b)
+        got = _cache[key] = QColor(round(x.red() + (y.red() - x.red()) * amount),
+                                   round(x.green() + (y.green() - x.green()) * amount),
+                                   round(x.blue() + (y.blue() - x.blue()) * amount)).name()
+    return got
+
+
+def _frozen_stripe(category_colour: str, ice: str) -> str:
+    """A frozen block's stripe: its category colour drained of most of its saturation, then cooled."""
+    key = ("frozen_stripe", category_colour, ice)
+    got = _cache.get(key)
+    if got is None:
+        h, s, light, _ = QColor(category_colour).getHslF()
+        grey = QColor.fromHslF(max(h, 0.0), s * 0.25, light).name()
+        got = _cache[key] = _mix(grey, ice, FROZEN_STRIPE_MIX)
+    return got
+
+
+def is_frozen(node, analysis=None) -> bool:
+    """A block whose weights do not train: its Trainable switch is off, or (a module instance) every
+    weight inside it is frozen."""
+    if node.params.get("trainable") is False:
+        return True
+    if analysis is None:
+        return False
+    count = analysis.param_counts.get(node.id)
+    return bool(count) and analysis.frozen_counts.get(node.id) == count
 
 
 def _static(text: str) -> QStaticText:
@@ -296,6 +333,7 @@ class NodeItem(QGraphicsPathItem):
         self.output: PortItem | None = None
         self.height = HEADER + 44
         self.detail = True
+        self.frozen = False  # its weights do not train (drawn cooler, a snowflake before its name)
         self._brushes = ("", "")  # the body's brush colours: with detail, and far out
         self._cards: list[QGraphicsPathItem] = []  # a module instance: the cards drawn behind it
 
@@ -310,6 +348,7 @@ class NodeItem(QGraphicsPathItem):
                # the face shows the analysed parameters: after an edit they arrive with the next analysis
                repr(analysis.params.get(node.id)) if analysis else None,
                analysis.param_counts.get(node.id) if analysis else None,
+               analysis.frozen_counts.get(node.id) if analysis else None,
                tuple(d.message for d in analysis.for_node(node.id)) if analysis else (), theme.colours()["node"])
         if key == getattr(self, "_face_key", None) and not force:
             return False
@@ -323,7 +362,9 @@ class NodeItem(QGraphicsPathItem):
         block = REGISTRY.get(node.type)
         category = block.category if block else "Core"
         params = (analysis.params.get(node.id) if analysis else None) or (block.defaults() if block else {})
-        face.title.setText(_elide(node.name, 22))
+        # from the node's own parameters, so a block looks frozen the moment it is, not an analysis later
+        self.frozen = is_frozen(node, analysis)
+        face.title.setText(f"{SNOWFLAKE} {_elide(node.name, 20)}" if self.frozen else _elide(node.name, 22))
         short = ""
         if block:
             try:
@@ -337,8 +378,11 @@ class NodeItem(QGraphicsPathItem):
             info.append("→ " + str(spec) + (" int64" if spec.dtype == "int64" else ""))
         count = analysis.param_counts.get(node.id) if analysis else None
         if count:
-            info.append(f"{count:,} params")
-        face.info.setText(_elide("   ".join(info), 32))
+            frozen = analysis.frozen_counts.get(node.id, 0) if analysis else 0
+            # frozen: the snowflake says so already; "frozen" instead of "params" keeps the line short
+            info.append(f"{count:,} frozen" if self.frozen else
+                        f"{count:,} params, {frozen:,} frozen" if frozen else f"{count:,} params")
+        face.info.setText(_elide("   ".join(info), 34))
         # ports: inputs from the declaration (merges show one more than they have wired)
         n_in = 0
         names: tuple[str, ...] = ()
@@ -362,8 +406,13 @@ class NodeItem(QGraphicsPathItem):
             for card in self._cards:
                 card.setPath(_body_path(body_h))
         stripe = theme.CATEGORY_COLOURS.get(category, c["highlight"])
+        if self.frozen:  # cooler and greyer than its trainable neighbours, near and far
+            ice = c.get("frozen", "#8fd3ff")
+            stripe = _frozen_stripe(stripe, ice)
+            self._brushes = (_mix(c["node"], ice, FROZEN_BODY_MIX), _tint(stripe, c["node"]))
+        else:
+            self._brushes = (c["node"], _tint(stripe, c["node"]))
         face.stripe_colour = stripe
-        self._brushes = (c["node"], _tint(stripe, c["node"]))
         self.setBrush(_brush(self._brushes[0 if self.detail else 1]))
         self._set_border(self.isSelected())
         self._set_cards(0 if node.type != MODULE else 2 if _repeat(node.params) > 1 else 1, c)
@@ -379,6 +428,10 @@ class NodeItem(QGraphicsPathItem):
                                 "Every instance follows the module's definition, each with weights of its own.")
             else:
                 self.setToolTip(block.help if block else f"unknown block type {node.type!r}")
+            if self.frozen:
+                self.setToolTip("Frozen: its weights do not train, and it runs in evaluation mode while the rest "
+                                "trains. Right-click > Unfreeze, or the Trainable box in the inspector.\n\n"
+                                + self.toolTip())
         face.update()
 
     def _set_cards(self, count: int, c: dict) -> None:
@@ -396,7 +449,7 @@ class NodeItem(QGraphicsPathItem):
             self._cards.append(card)
         for card in self._cards:
             card.setPath(_body_path(self.height))
-            card.setBrush(_brush(c["node"]))
+            card.setBrush(_brush(self._brushes[0] or c["node"]))   # a frozen instance's cards are cool too
             card.setPen(_pen(c["node_border"], 1.2))
 
     def set_detail(self, on: bool) -> None:
@@ -443,7 +496,12 @@ class NodeItem(QGraphicsPathItem):
 
     def _set_border(self, selected: bool) -> None:
         c = theme.colours()
-        self.setPen(_pen(c["selection"], 2.2) if selected else _pen(c["node_border"], 1.2))
+        if selected:
+            self.setPen(_pen(c["selection"], 2.2))
+        elif self.frozen:
+            self.setPen(_pen(_mix(c["node_border"], c.get("frozen", "#8fd3ff"), 0.6), 1.4))
+        else:
+            self.setPen(_pen(c["node_border"], 1.2))
 
     # ---------------------------------------------------------------- behaviour
     def itemChange(self, change, value):  # noqa: N802

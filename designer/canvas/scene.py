@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import networkx as nx
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsScene, QMenu, QToolTip
@@ -19,7 +20,7 @@ from engine.graph import Edge, GraphError, layered_layout
 from engine.modules import ports as module_inputs
 
 from .. import theme
-from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes
+from ..commands import AddNode, Connect, Disconnect, MoveNodes, RemoveNodes, SetParams
 from ..mime import BLOCK_MIME, MODULE_PREFIX
 from .interactions import Interaction, MoveBlocks, WireDrag
 from .items import HEADER, NODE_WIDTH, PORT_HIT, SKIP_MIN_DX, EdgeItem, NodeItem, PortItem
@@ -541,6 +542,66 @@ class GraphScene(QGraphicsScene):
                 self.stack.push(RemoveNodes(self.graph, nodes))
         finally:
             self.stack.endMacro()
+
+    # ------------------------------------------------------------------ freezing (fine-tuning)
+    def freezable(self, node_ids) -> list[str]:
+        """Of `node_ids`, the blocks with a Trainable switch (those that hold weights, module instances)."""
+        graph = self.graph
+        out = []
+        for node_id in node_ids:
+            if node_id not in graph:
+                continue
+            node = graph.node(node_id)
+            block = REGISTRY.get(node.type)
+            if block is not None and any(p.name == "trainable" for p in block.params):
+                out.append(node_id)
+        return out
+
+    def frozen_ids(self, node_ids) -> list[str]:
+        return [n for n in self.freezable(node_ids) if self.graph.node(n).params.get("trainable") is False]
+
+    def upstream_freezable(self, node_id: str) -> list[str]:
+        """The blocks with weights that feed `node_id`, near or far (its ancestors), in graph order."""
+        if node_id not in self.graph:
+            return []
+        above = nx.ancestors(self.graph.nx, node_id)
+        return self.freezable([n for n in self.graph.node_ids() if n in above])
+
+    def set_trainable(self, node_ids, trainable: bool, text: str | None = None) -> int:
+        """Freeze (or unfreeze) the blocks among `node_ids` that are not already so, as one undo step.
+        Returns how many changed; says so (or why none did) in the status bar."""
+        ids = self.freezable(node_ids)
+        changing = [n for n in ids if (self.graph.node(n).params.get("trainable") is not False) != trainable]
+        verb, done = ("unfreeze", "unfrozen") if trainable else ("freeze", "frozen")
+        if not changing:
+            self.message.emit(f"Nothing to {verb}: " + (
+                "no selected block holds weights." if not ids else
+                f"{'every' if len(ids) > 1 else 'the'} block with weights is already {done}."))
+            return 0
+        graph = self.graph
+        cmd = SetParams(graph, changing, {"trainable": trainable}, merge=False)
+        who = graph.node(changing[0]).name if len(changing) == 1 else f"{len(changing)} blocks"
+        cmd.setText(text or f"{verb} {who}")
+        self.stack.push(cmd)
+        what = ("they train again" if len(changing) > 1 else "it trains again") if trainable else \
+            ("their weights stay as they are while the rest trains" if len(changing) > 1
+             else "its weights stay as they are while the rest trains")
+        self.message.emit(f"{done.capitalize()} {who}: {what} (Undo puts it back).")
+        return len(changing)
+
+    def freeze_selection(self) -> int:
+        return self.set_trainable(self.selected_node_ids(), False)
+
+    def unfreeze_selection(self) -> int:
+        return self.set_trainable(self.selected_node_ids(), True)
+
+    def freeze_before(self, node_id: str) -> int:
+        """Freeze every block with weights upstream of `node_id` (the backbone before a head), one step."""
+        ids = self.upstream_freezable(node_id)
+        if not ids:
+            self.message.emit(f"No block with weights comes before {self.graph.node(node_id).name}.")
+            return 0
+        return self.set_trainable(ids, False, f"freeze everything before {self.graph.node(node_id).name}")
 
     def nudge(self, dx: float, dy: float) -> None:
         ids = self.selected_node_ids()
