@@ -2,7 +2,8 @@
 
 The session sends the child a snapshot of the graph and the settings, so editing the canvas
 during a run never changes that run. The child loads the dataset itself (a download or an image
-folder must not freeze the window), trains with the engine, and reports batches and epochs,
+folder must not freeze the window; an image folder's decoding comes back as `loading` reports,
+and Stop cancels it), trains with the engine, and reports batches and epochs,
 already throttled by the engine to what the eye can see; a reader thread turns them into queued
 signals, so the UI thread does little per report.
 
@@ -28,7 +29,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from engine.graph import Graph
 from engine.runtime.data import Dataset
 from engine.threads import default_threads
-from engine.train_process import TrainProcess, weights_from_bytes
+from engine.train_process import TrainProcess, weights_from_bytes, weights_to_bytes
 from engine.training import TrainConfig, TrainResult
 
 PREPARE_DELAY_MS = 3000   # the training process starts this long after the panel first shows
@@ -47,10 +48,12 @@ class RunRequest:
     dataset: str | Dataset       # a built-in name or a path, or data already loaded
     config: TrainConfig
     load_options: dict = field(default_factory=dict)   # extra load_dataset keywords (CSV target, image size…)
+    initial: dict | None = None  # the weights a run set to start from them starts from (fine-tuning)
 
     def to_message(self) -> dict:
+        initial = weights_to_bytes(self.initial, {}) if self.initial and self.config.start_from == "weights" else None
         return {"graph": self.graph.to_dict(), "dataset": self.dataset, "config": self.config.to_dict(),
-                "load_options": dict(self.load_options)}
+                "load_options": dict(self.load_options), "initial": initial}
 
 
 @dataclass
@@ -71,6 +74,7 @@ class TrainingSession(QObject):
     """One run at a time: owns the training process and the thread reading what it says."""
 
     status = Signal(str)
+    loading = Signal(dict)        # an image folder being read: {"phase", "done", "total", "cache_hit", "skipped", ...}
     batch = Signal(dict)
     epoch = Signal(dict)
     finished = Signal(object)     # RunOutcome
@@ -153,6 +157,8 @@ class TrainingSession(QObject):
                     process.ready = True
                 elif kind == "status":
                     self.status.emit(rest[0])
+                elif kind == "loading":
+                    self.loading.emit(rest[0])
                 elif kind == "batch":
                     self.batch.emit(rest[0])
                 elif kind == "epoch":

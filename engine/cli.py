@@ -256,8 +256,9 @@ def _check_fit(graph: Graph, dataset) -> None:
 def _dataset(args, project=None):
     from .runtime.data import load_dataset
 
+    reading = {"bad_images": args.bad_images} if getattr(args, "bad_images", None) else {}
     try:
-        return load_dataset(args.dataset, **_dataset_options(args, project))
+        return load_dataset(args.dataset, **_dataset_options(args, project), **reading)
     except OSError as exc:     # e.g. a name longer than the system allows
         raise _Fail(f"cannot read the dataset {_shown(args.dataset)}: {exc.strerror or exc}") from None
 
@@ -350,6 +351,10 @@ def cmd_train(args) -> int:
 
     project, is_project = _load_project(args.file)
     overrides = _setting_overrides(args)
+    _freeze(project.graph, args.freeze)
+    if args.weights:
+        _load_start_weights(project, args.weights)
+        overrides.setdefault("start_from", "weights")
     if project.config.checkpoint_dir:
         print("note: the project's checkpoint folder is ignored (a project file never chooses where files are "
               "written); use --checkpoint-dir", file=sys.stderr)
@@ -384,8 +389,11 @@ def cmd_train(args) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: (control.stop(), signal.signal(signal.SIGINT, previous)))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
+        initial = (project.start_weights or project.weights) if run_config.start_from == "weights" else None
         result = train(project.graph, dataset, run_config,
-                       Callbacks(batch_end=batch_end, epoch_end=progress.epoch), control)
+                       Callbacks(batch_end=batch_end, epoch_end=progress.epoch), control, initial=initial)
+        if result.start:
+            result.start["source"] = project.start_source or "the project's weights"
     except NothingTrained as exc:
         raise _Fail(f"{exc}; {_shown(out)} was not written") from None
     finally:
@@ -405,6 +413,36 @@ def cmd_train(args) -> int:
         print(f"saved {out}: {len(result.history)} epoch(s) in {result.seconds:.1f} s on {result.device}"
               f"{note.get(result.stopped, '')}; best epoch {result.best_epoch}")
     return EXIT_OK
+
+
+def _freeze(graph, names: str | None) -> None:
+    """--freeze NAME,...: those blocks (or module instances) keep their weights while the rest trains."""
+    if not names:
+        return
+    for name in [n.strip() for n in names.split(",") if n.strip()]:
+        node = graph.find(name)
+        if node is None:
+            raise _Fail(f"--freeze: no block named {_printable(name)} (names are as the graph shows them, e.g. "
+                        f"{', '.join(n.name for n in graph.nodes()[:4])})")
+        if "trainable" not in node.params:
+            raise _Fail(f"--freeze: {_printable(name)} is a {node.type}, which has no weights to freeze")
+        node.params["trainable"] = False
+
+
+def _load_start_weights(project, path: str) -> None:
+    """--weights FILE: match a state dict / Keras weights / project file to the graph, say what matched on
+    stderr, and make the matched weights the project's weights and the run's start."""
+    from .weights_load import WeightsLoadError, load_weights
+
+    try:
+        report = load_weights(project.graph, Path(path), current=project.weights)
+    except WeightsLoadError as exc:
+        raise _Fail(f"--weights: {exc}") from None
+    print(report.summary(), file=sys.stderr)
+    if report.applied_state is None:
+        raise _Fail(f"--weights: nothing in {_shown(path)} fits this model; nothing was trained")
+    project.weights = project.start_weights = report.applied_state
+    project.start_source = f"{Path(path).name}: {report.headline()}"
 
 
 def _check_output(out: Path) -> None:
@@ -746,6 +784,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "own setting is ignored)")
     p.add_argument("--force", action="store_true", help="replace an existing file that is not a project")
     p.add_argument("--json", action="store_true", help="print final metrics and per-epoch history as JSON")
+    p.add_argument("--weights", metavar="FILE", help="start from these weights (fine-tuning): a .safetensors or "
+                   ".pt/.pth state dict, a Keras .weights.h5, or a .deepwire project; matched to the blocks by name, "
+                   "then by order and shape; a block they do not fit (a new head) keeps fresh weights")
+    p.add_argument("--freeze", metavar="NAME,...", help="blocks (or module instances) whose weights do not train")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="test metrics and confusion matrix of a trained project")
     p.add_argument("file")

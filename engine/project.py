@@ -38,7 +38,7 @@ PROJECT_FORMAT = "deepwire-project"
 PROJECT_VERSION = 1
 SUFFIX = ".deepwire"
 MEMBERS = {"project.json", "graph.json", "config.json", "weights.safetensors", "history.json",
-           "checkpoints.safetensors"}
+           "checkpoints.safetensors", "start.safetensors"}
 # Epoch weights a project keeps (in memory and in its file): enough for every epoch of the
 # tutorials' models over many runs, bounded for big ones (whose oldest runs and epochs go first).
 CHECKPOINT_BUDGET = 64 * 2**20
@@ -48,12 +48,12 @@ MAX_JSON = 64 * 2**20             # history.json (larger: noted and not read)
 MAX_SMALL_JSON = 64 * 2**20       # graph.json (a graph file's limit), and members this version does not read
 MAX_META = 2**20                  # project.json, config.json (a few hundred bytes when Deepwire writes them)
 MAX_ENTRIES = 64                  # members in one project zip
-LIMITS = {"weights.safetensors": MAX_MEMBER, "checkpoints.safetensors": MAX_CHECKPOINTS, "history.json": MAX_JSON,
+LIMITS = {"weights.safetensors": MAX_MEMBER, "start.safetensors": MAX_MEMBER, "checkpoints.safetensors": MAX_CHECKPOINTS, "history.json": MAX_JSON,
           "project.json": MAX_META, "config.json": MAX_META}
 # What the members a project reads may expand to in all, as the zip declares it (members it
 # does not read are not counted). Read, a JSON member takes up to ~12 times its size as Python
 # objects; tensors take their size: see docs/FORMAT.md for the resulting bound on memory.
-MAX_TOTAL = MAX_MEMBER + MAX_CHECKPOINTS + MAX_JSON + MAX_SMALL_JSON + 2 * MAX_META
+MAX_TOTAL = 2 * MAX_MEMBER + MAX_CHECKPOINTS + MAX_JSON + MAX_SMALL_JSON + 2 * MAX_META
 _CHUNK = 1 << 20                  # bytes per read or write between the zip and memory
 # safetensors' dtype names (those this torch has)
 _DTYPES = {name: getattr(torch, attr) for name, attr in (
@@ -78,6 +78,11 @@ class Project:
     dataset: str | None = None
     # How an imported dataset is read: {"target": CSV column, "image_size": [h, w], "grayscale": bool}
     dataset_options: dict = field(default_factory=dict)
+    # the weights a run set to start_from "weights" starts from (loaded from a file: fine-tuning), and
+    # where they came from ("resnet18.safetensors: 120 of 122 tensors"); kept apart from `weights`,
+    # which each run replaces, so every fine-tuning run starts from the same place
+    start_weights: dict[str, torch.Tensor] | None = None
+    start_source: str = ""
     # run id -> epoch -> weights of that epoch (see keep_checkpoints)
     checkpoints: dict[int, dict[int, dict[str, torch.Tensor]]] = field(default_factory=dict, compare=False)
     # What load_project read but did not use or had to change (unknown members, a device this
@@ -169,7 +174,7 @@ def save_project(path: str | os.PathLike, project: Project) -> None:
     meta = {"format": PROJECT_FORMAT, "format_version": PROJECT_VERSION, "app_version": __version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": project.dataset,
             "dataset_options": dataset_options(project.dataset_options),
-            "trained": project.trained}
+            "trained": project.trained, "start_source": project.start_source}
     with atomic_writer(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("project.json", json.dumps(meta, indent=2))
         zf.writestr("graph.json", project.graph.to_json())
@@ -177,6 +182,8 @@ def save_project(path: str | os.PathLike, project: Project) -> None:
         zf.writestr("history.json", _json_text(project.runs, indent=1))
         if project.weights:
             _write_tensors(zf, "weights.safetensors", project.weights)
+        if project.start_weights:
+            _write_tensors(zf, "start.safetensors", project.start_weights)
         if project.checkpoints:
             _write_tensors(zf, "checkpoints.safetensors",
                            {f"run{run}/epoch{epoch}/{name}": t for run, epochs in project.checkpoints.items()
@@ -207,21 +214,24 @@ def load_project(path: str | os.PathLike, *, weights: bool = True) -> Project:
         if "config.json" in infos:
             config = _config(_json(zf, infos["config.json"], path, lenient=True), path, notes)
         runs = _history(zf, infos["history.json"], path) if "history.json" in infos else []
-        state, checkpoints = None, {}
+        state, checkpoints, start = None, {}, None
         if weights:
             if "weights.safetensors" in infos:
                 state = _read_tensors(zf, infos["weights.safetensors"], path)
                 _note_non_finite(state, path, notes)
+            if "start.safetensors" in infos:
+                start = _read_tensors(zf, infos["start.safetensors"], path)
             if "checkpoints.safetensors" in infos:
                 checkpoints = _checkpoints(zf, infos["checkpoints.safetensors"], path, notes)
         else:
-            for name in ("weights.safetensors", "checkpoints.safetensors"):
+            for name in ("weights.safetensors", "checkpoints.safetensors", "start.safetensors"):
                 if name in infos:
                     _refuse_pickle(zf, infos[name], path)
     dataset = meta.get("dataset") if isinstance(meta.get("dataset"), str) else None
+    source = meta.get("start_source") if isinstance(meta.get("start_source"), str) else ""
     options = dataset_options(meta.get("dataset_options"))
     return Project(graph=graph, config=config, weights=state, runs=runs, checkpoints=checkpoints, dataset=dataset,
-                   dataset_options=options, notes=notes)
+                   dataset_options=options, notes=notes, start_weights=start, start_source=source[:300])
 
 
 def load_project_graph(path: str | os.PathLike) -> Graph:
@@ -232,7 +242,7 @@ def load_project_graph(path: str | os.PathLike) -> Graph:
     with _open_zip(path) as zf:
         infos = _checked_members(zf, path, [])
         _meta, graph = _graph(zf, infos, path)
-        for name in ("weights.safetensors", "checkpoints.safetensors"):
+        for name in ("weights.safetensors", "checkpoints.safetensors", "start.safetensors"):
             if name in infos:
                 _refuse_pickle(zf, infos[name], path)
     return graph

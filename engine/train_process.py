@@ -19,7 +19,8 @@ The protocol is pickles, one after another, on the child's stdin and on a copy o
 while loading cancels it between chunks of files. ("batch", info) carries "peak_rss" (bytes).
 
 `request` is plain data: {"graph": Graph.to_dict(), "dataset": a name or path or a Dataset,
-"config": TrainConfig.to_dict(), "load_options": {...}}. `outcome` carries the weights as
+"config": TrainConfig.to_dict(), "load_options": {...}, "initial": the weights a run set to start
+from them starts from, as weights_to_bytes(state, {}) (or None)}. `outcome` carries the weights as
 one safetensors blob (`weights_to_bytes`, `weights_from_bytes`).
 A child runs its imports (torch, the engine) and a tiny warm-up run as soon as it starts, so one
 started ahead of time begins training at once; it then trains the runs it is given one after
@@ -236,7 +237,8 @@ def run_request(request: dict, emit, control) -> None:
             splits = shown = split_dataset(dataset, config.val_split, config.test_split, config.seed)
         emit("status", "Compiling and checking the data against the model…")
         callbacks = Callbacks(batch_end=lambda info: emit("batch", info), epoch_end=lambda rec: emit("epoch", rec))
-        result = train(graph, dataset, config, callbacks, control, splits=splits)
+        initial = weights_from_bytes(request["initial"])[0] if request.get("initial") else None
+        result = train(graph, dataset, config, callbacks, control, splits=splits, initial=initial)
         samples = _samples(result, shown, graph)
         weights = weights_to_bytes(result.state_dict, result.checkpoints)
     except LoadCancelled:
@@ -251,7 +253,8 @@ def run_request(request: dict, emit, control) -> None:
         return
     fields = {"history": result.history, "test_metrics": result.test_metrics, "best_epoch": result.best_epoch,
               "stopped": result.stopped, "device": result.device, "task": result.task,
-              "class_names": result.class_names, "seconds": result.seconds, "note": result.note}
+              "class_names": result.class_names, "seconds": result.seconds, "note": result.note,
+              "start": result.start, "frozen": result.frozen, "frozen_params": result.frozen_params}
     emit("finished", {"result": fields, "weights": weights, "dataset_name": dataset.name,
                       "samples": samples, "started_at": started})
 

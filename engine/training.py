@@ -28,6 +28,7 @@ from .runtime.loop import (
     epoch_batches,
     evaluate,
     fit_normalizers,
+    start_from,
     resolve_task,
     seed_everything,
     to_tensors,
@@ -115,6 +116,11 @@ class TrainResult:
     class_names: list[str] | None = None
     seconds: float = 0.0
     note: str = ""                     # why a run ended early, for the user ("diverged": where the loss went)
+    # fine-tuning (issue #19): the weights it started from ({"from": "weights", "fresh": [names kept fresh]}),
+    # and the frozen blocks (their names) with their weight count
+    start: dict = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)
+    frozen_params: int = 0
 
     def summary(self) -> dict:
         out = {"stopped": self.stopped, "best_epoch": self.best_epoch, "device": self.device,
@@ -122,6 +128,10 @@ class TrainResult:
                "test": self.test_metrics, "history": self.history}
         if self.note:
             out["note"] = self.note
+        if self.start:
+            out["start"] = self.start
+        if self.frozen:
+            out["frozen"], out["frozen_params"] = self.frozen, self.frozen_params
         return out
 
 
@@ -189,13 +199,14 @@ def _oom(exc: BaseException) -> bool:
 # ----------------------------------------------------------------------------- the loop
 
 def train(graph: Graph, dataset, config: TrainConfig | None = None, callbacks: Callbacks | None = None,
-          control: TrainControl | None = None, splits=None) -> TrainResult:
+          control: TrainControl | None = None, splits=None, initial: dict | None = None) -> TrainResult:
     """Train the model `graph` describes on `dataset`. Raises TrainingError with a readable
-    message (after calling callbacks.failed) when the run cannot start or fails."""
+    message (after calling callbacks.failed) when the run cannot start or fails. `initial`: the
+    weights a run set to start_from "weights" starts from (the tensors that fit; the rest fresh)."""
     callbacks = callbacks or Callbacks()
     try:
         return _train(graph, dataset, (config or TrainConfig()).validate(), callbacks, control or TrainControl(),
-                      splits)
+                      splits, initial)
     except TrainingError as exc:
         callbacks.call("failed", {"message": str(exc)})
         raise
@@ -212,7 +223,7 @@ def train(graph: Graph, dataset, config: TrainConfig | None = None, callbacks: C
 
 
 def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, control: TrainControl,
-           splits) -> TrainResult:
+           splits, initial: dict | None = None) -> TrainResult:
     from .runtime.data import split_dataset, split_indices
     from .runtime.data.stream import peak_rss, streamed_splits, streams, targets
 
@@ -235,6 +246,7 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
         model = compile_graph(graph, analysis)
     except CodegenError as exc:
         raise TrainingError(str(exc)) from None
+    start = _start_weights(model, config, initial)
     streams_open: list = []
     try:
         if splits is None and streams(dataset, config, device):   # larger than the memory budget: read per batch
@@ -254,17 +266,37 @@ def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, con
             x_test, y_test = to_tensors(splits.x_test, splits.y_test, task, device)
         if len(x_train) == 0:
             raise TrainingError(f"dataset '{dataset.name}' leaves no samples to train on")
-        return _loop(graph, dataset, config, callbacks, control, started, analysis, device, task, final, loss_fn,
-                     num_classes, model, x_train, y_train, x_val, y_val, x_test, y_test, peak_rss)
+        result = _loop(graph, dataset, config, callbacks, control, started, analysis, device, task, final, loss_fn,
+                       num_classes, model, x_train, y_train, x_val, y_val, x_test, y_test, peak_rss, start)
+        result.start = start
+        result.frozen = [graph.node(n).name for n, k in analysis.frozen_counts.items() if k and n in analysis.live]
+        result.frozen_params = analysis.frozen_params
+        return result
     finally:
         for stream in streams_open:
             stream.close()
 
 
+def _start_weights(model, config: TrainConfig, initial: dict | None) -> dict:
+    """A run set to start from the project's weights: copy those that fit into `model` (a new head
+    keeps its fresh ones). Returns what the run record says of it ({} for fresh weights)."""
+    if config.start_from != "weights":
+        return {}
+    if not initial:
+        raise TrainingError("the run is set to start from the project's weights, but it has none: load weights "
+                            "(File > Load Weights…, or train --weights FILE), or start from fresh weights")
+    fresh = start_from(model, initial)
+    if len(fresh) == len(model.state_dict()):
+        raise TrainingError("none of the project's weights fit this model (other names or shapes): load weights "
+                            "for it, or start from fresh weights")
+    return {"from": "weights", "fresh": fresh}
+
+
 def _loop(graph, dataset, config, callbacks, control, started, analysis, device, task, final, loss_fn, num_classes,
-          model, x_train, y_train, x_val, y_val, x_test, y_test, peak_rss) -> TrainResult:
+          model, x_train, y_train, x_val, y_val, x_test, y_test, peak_rss, start=None) -> TrainResult:
     model.to(device)
-    fit_normalizers(model, x_train)
+    if not start:                   # loaded weights keep the normalisation they were trained with
+        fit_normalizers(model, x_train)
 
     optimizer = make_optimizer(config, model.parameters())
     n, bs = len(x_train), config.batch_size

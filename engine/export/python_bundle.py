@@ -58,8 +58,9 @@ REFERENCE_SAMPLES = 8
 FILES = ("model.py", "weights.safetensors", "train.py", "reference.npz", "test_export.py", "README.md",
          "requirements.txt", *_runtime_files())
 # What the bundle's files import, as requirement lines (the app's own lower bounds, pyproject.toml)
-TORCH, SAFETENSORS, NUMPY, SKLEARN, PILLOW = ("torch>=2.2", "safetensors>=0.4", "numpy>=1.24", "scikit-learn>=1.3",
-                                              "pillow>=9.1")
+TORCH, SAFETENSORS, NUMPY, SKLEARN, PILLOW, PYARROW = ("torch>=2.2", "safetensors>=0.4", "numpy>=1.24",
+                                                       "scikit-learn>=1.3", "pillow>=9.1", "pyarrow>=14")
+START = "start.safetensors"   # the weights a fine-tuning run starts from (start_from "weights")
 # train.py's built-ins that scikit-learn provides (the others are generated with numpy, or IDX files)
 SKLEARN_BUILTINS = ("digits", "digits_images", "iris", "wine", "breast_cancer", "diabetes")
 
@@ -113,8 +114,12 @@ def export_python(project, out_dir: Path, dataset: str | None = None) -> list[Pa
     for name in FILES:
         if name.startswith(RUNTIME_PACKAGE + "/"):
             contents[name] = (RUNTIME / name.split("/", 1)[1]).read_bytes()
+    start = project.start_weights or project.weights
+    if project.config.start_from == "weights" and start:   # train.py fine-tunes from the same weights
+        contents[START] = _safetensors_bytes({k: v.detach().to("cpu", copy=True).contiguous()
+                                              for k, v in start.items()})
     written = []
-    for name in FILES:
+    for name in [*FILES, *(n for n in contents if n not in FILES)]:
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, contents[name])
@@ -244,6 +249,7 @@ def requirements_source(dataset: str | None) -> str:
     path = Path(str(dataset)).expanduser() if dataset and not is_builtin(str(dataset)) else None
     sklearn = name in SKLEARN_BUILTINS
     images = bool(path is not None and _is_dir(path) and not idx.find_files(path))
+    table = bool(path is not None and path.suffix.lower() == ".csv")
     lines = [
         "# What this folder needs: pip install -r requirements.txt",
         "# model.py imports torch alone; load() reads the weights with safetensors;",
@@ -255,6 +261,8 @@ def requirements_source(dataset: str | None) -> str:
         f"# {SKLEARN:<18}# only for train.py --data with one of scikit-learn's datasets (digits, iris, ...)",
         f"{PILLOW:<20}# train.py's data is a folder of images" if images else
         f"# {PILLOW:<18}# only for train.py --data with a folder of images",
+        f"{PYARROW:<20}# train.py's data is a CSV file" if table else
+        f"# {PYARROW:<18}# only for train.py --data with a CSV file",
     ]
     return "\n".join(lines) + "\n"
 

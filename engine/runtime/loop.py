@@ -95,6 +95,18 @@ def train_step(net: nn.Module, xb: torch.Tensor, yb: torch.Tensor, loss_fn, opti
 
 
 @torch.no_grad()
+def start_from(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy into `model` every tensor of `state` whose name and shape fit (in the model's dtype);
+    returns the names that keep their fresh values (a new head, a block the weights lack)."""
+    own = model.state_dict()
+    fresh = [k for k, t in own.items() if k not in state or tuple(state[k].shape) != tuple(t.shape)]
+    with torch.no_grad():
+        for k, t in own.items():
+            if k not in fresh:
+                t.copy_(state[k].to(dtype=t.dtype, device=t.device))
+    return fresh
+
+
 def fit_normalizers(model: nn.Module, x: torch.Tensor, batch_size: int = 4096, limit: int = 100_000) -> int:
     """Fit every Normalization block on the training data that reaches it, in order."""
     norms = [m for m in model.modules() if type(m).__name__ == "Normalization" and hasattr(m, "fit")]

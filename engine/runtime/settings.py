@@ -135,6 +135,9 @@ SETTINGS: tuple[Setting, ...] = (
             flag="--restore-best"),
     Setting("seed", "int", 0, 0, MAX_SEED, help="seeds the initial weights, the split and the batch order",
             flag="--seed", label="Seed", message=f"seed must be a whole number from 0 to {MAX_SEED}"),
+    Setting("start_from", "choice", "fresh", choices=("fresh", "weights"),
+            help="the weights a run starts from: fresh ones (seeded), or the weights loaded into the project "
+                 "(fine-tuning)", flag="--start-from", label="Start from"),
     Setting("device", "str", "auto", help="auto, cpu, cuda, cuda:N or mps", flag="--device", label="Device"),
     Setting("amp", "bool", False, help="mixed precision (CUDA only)", flag="--amp"),
     Setting("memory_budget", "float", 0.0, 0, 1_000_000, help="GiB the data may take as whole tensors on the "
@@ -187,6 +190,7 @@ class TrainConfig:
     patience: int = 5
     restore_best: bool = True      # end with the weights of the best validation epoch
     seed: int = 0
+    start_from: str = "fresh"      # "weights": the weights loaded into the project (fine-tuning)
     device: str = "auto"
     amp: bool = False              # mixed precision (CUDA only)
     memory_budget: float = 0.0     # GiB of data kept as whole tensors; 0: auto; beyond it the data streams

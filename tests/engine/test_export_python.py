@@ -613,3 +613,31 @@ def test_train_py_refuses_bad_settings_in_one_line(digits_run, capsys):
         assert stop.value.code == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_train_py_fine_tunes_like_the_app_from_the_same_weights_with_the_same_blocks_frozen(tmp_path):
+    """Issue #19: a project set to start from loaded weights, with its first layer frozen: train.py
+    starts from start.safetensors and freezes the same block, so its weights are the app's, bit for bit."""
+    from safetensors.torch import load_file
+
+    graph = load_template("digits_mlp")
+    pretrained = run_with_default_threads(lambda: train(graph, load_dataset("digits"), MATCH_CONFIG)).state_dict
+    first = next(n for n in graph.nodes() if n.type == "Linear")
+    first.params["trainable"] = False
+    config = TrainConfig(**{**MATCH_CONFIG.to_dict(), "start_from": "weights", "seed": 5})
+    result = run_with_default_threads(lambda: train(graph, load_dataset("digits"), config, initial=pretrained))
+    assert result.start == {"from": "weights", "fresh": []} and result.frozen == [first.name]
+    project = Project(graph, config, weights=result.state_dict, dataset="digits", start_weights=pretrained)
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    export_python(project, folder)
+    assert (folder / "start.safetensors").exists()
+    out = tmp_path / "trained.safetensors"
+    proc = isolated(RUN_SCRIPT, ["train.py", "--epochs", "2", "--device", "cpu", "--out", str(out)], cwd=folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trained = load_file(out)
+    for key, value in result.state_dict.items():
+        assert torch.equal(trained[key], value), key
+    for key in (f"{first.name}.weight", f"{first.name}.bias"):     # frozen: as loaded
+        assert torch.equal(trained[key], pretrained[key]), key
