@@ -398,14 +398,23 @@ class SetWeights(QUndoCommand):
     """Replace the model's weights (File > Load Weights…); undo puts back the very weights it had (the same
     tensors, or none)."""
 
-    def __init__(self, document, weights: dict | None, text: str = "load weights", parent: QUndoCommand | None = None):
+    def __init__(self, document, weights: dict | None, text: str = "load weights", parent: QUndoCommand | None = None,
+                 source: str | None = None):
         super().__init__(parent)
         self.document = document
         self.old, self.new = document.project.weights, weights
+        # loaded from a file (`source` says which): also where the next runs start (fine-tuning)
+        project = document.project
+        self.source = source
+        self.old_start = (project.start_weights, project.start_source, project.config.start_from)
         self.setText(text)
 
     def redo(self):
         self.document.set_weights(self.new)
+        if self.source is not None:
+            self.document.set_start(self.new, self.source, "weights")
 
     def undo(self):
         self.document.set_weights(self.old)
+        if self.source is not None:
+            self.document.set_start(*self.old_start)

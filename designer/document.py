@@ -99,6 +99,14 @@ class Document(QObject):
         self.project.weights = weights
         self.mark_changed()
 
+    def set_start(self, weights: dict | None, source: str, start_from: str) -> None:
+        """The weights fine-tuning runs start from, where they came from, and whether runs start there."""
+        from dataclasses import replace
+
+        self.project.start_weights, self.project.start_source = weights, source
+        self.project.config = replace(self.project.config, start_from=start_from)
+        self.mark_changed()
+
     def record_run(self, result, **run) -> dict:
         """Record a finished run in the project (Project.record_run: the same record the CLI writes)
         and return its record."""

@@ -87,6 +87,7 @@ SHORTCUTS = [
     ("Arrange", "Ctrl+L"),
     ("Group into a module / ungroup", "Ctrl+G / Ctrl+Shift+G"),
     ("Open a module / back out", "double-click its block / Escape"),
+    ("Freeze / unfreeze (fine-tuning)", "right-click a block: Freeze, Unfreeze, Freeze Everything Before This Block"),
     ("Train / pause / stop", "F5 / F6 / Shift+F5"),
     ("Training panel", "Ctrl+T"),
 ]
@@ -946,8 +947,10 @@ class MainWindow(QMainWindow):
         if not accepted:
             self.statusBar().showMessage(f"Weights from {path.name} not loaded", 6000)
             return False
-        self.document.undo_stack.push(SetWeights(self.document, report.applied_state, f"load weights from {path.name}"))
-        self.statusBar().showMessage(f"Loaded weights: {report.headline()}", 10000)
+        self.document.undo_stack.push(SetWeights(self.document, report.applied_state, f"load weights from {path.name}",
+                                                 source=f"{path.name}: {report.headline()}"))
+        self.statusBar().showMessage(f"Loaded weights: {report.headline()}. Training now starts from them "
+                                     "(Start from: weights); freeze blocks to keep them fixed.", 12000)
         return True
 
     def export_dialog(self) -> None:

@@ -66,10 +66,14 @@ def test_apply_loads_the_weights_and_undo_gives_back_the_previous_ones(window, t
     assert all(torch.equal(loaded[k[len("model."):]], v) for k, v in state.items())
     assert doc.modified
     assert "Loaded weights" in window.statusBar().currentMessage()
+    # the next runs start from them (fine-tuning), and the project says where they came from
+    assert doc.project.start_weights is loaded and doc.project.config.start_from == "weights"
+    assert doc.project.start_source.startswith("pretrained.safetensors")
     doc.undo_stack.undo()
     assert doc.project.weights is before
+    assert doc.project.start_weights is None and doc.project.config.start_from == "fresh"
     doc.undo_stack.redo()
-    assert doc.project.weights is loaded
+    assert doc.project.weights is loaded and doc.project.config.start_from == "weights"
 
 
 def test_a_changed_head_is_reported_by_block_and_keeps_the_current_weights(window, tmp_path):
