@@ -130,8 +130,10 @@ class FineTuning:
         finally:
             stack.endMacro()
         window.scene.select_nodes([plan.node_id])
-        note = (f" The project's other weights are kept ({len(replaced)} tensors of the head start fresh)."
-                if replaced else "")
+        note = (f" The project's weights are kept for every other block ({len(replaced)} tensors of the head "
+                "are new)." if replaced else "")
+        if getattr(document.project, "start_weights", None):
+            note += " Runs from the loaded weights keep them too, with a fresh head."
         window.statusBar().showMessage(plan.message + note + " Undo puts it back.", 12000)
         return True
 
@@ -142,8 +144,8 @@ class FineTuning:
         window = self.window
         try:
             problems = window.training.fit_problems()
-        except RuntimeError:  # the window is going away
+            plan = self.plan() if problems else None
+            fix = plan is not None and plan.ok
+            window.problems.set_data_problems(problems, plan.label if fix else None, plan.message if fix else "")
+        except RuntimeError:  # the window is going away (the document outlives it)
             return
-        plan = self.plan() if problems else None
-        window.problems.set_data_problems(problems, plan.label if plan is not None and plan.ok else None,
-                                          plan.message if plan is not None and plan.ok else "")

@@ -1,5 +1,5 @@
 """Freezing and a new head on the canvas (#19): what a user sees and does."""
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QContextMenuEvent
 from PySide6.QtWidgets import QApplication, QMenu
 
@@ -114,7 +114,8 @@ def test_counts_show_trainable_and_frozen_apart(window, qtbot):
     assert window.inspector.params_label.text() == f"{dense_count:,}, all frozen"
     window.scene.select_nodes([graph.find("dense").id, graph.find("dense_1").id])
     settle(window, qtbot)
-    assert window.inspector.params_label.text() == f"{total:,}  ({total - dense_count:,} trainable, {dense_count:,} frozen)"
+    assert window.inspector.params_label.text() == (f"{total:,}  ({total - dense_count:,} trainable, "
+                                                    f"{dense_count:,} frozen)")
 
 
 def test_far_out_and_in_the_light_theme_a_frozen_block_still_stands_out(window, qtbot):
