@@ -511,6 +511,16 @@ def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None, g
                 pass
         elif path.exists():
             _unlink(path)                 # another version's, or damaged: rebuilt
+    if x is None and use_cache and _overlaps(n, bad_images, workers):
+        if cancel is not None and cancel():
+            raise LoadCancelled("loading cancelled")
+        x, note = _start_filling(scan, key, shape, mode, path, report, cancel, workers)
+        if x is not None:             # decoding goes on while the caller reads (FillingImages)
+            info.cache, bad = str(path), []
+        elif note:
+            info.notes.append(note)
+            report({"phase": "notice", "message": note})
+            use_cache = False         # the file cannot be written: the fallbacks below
     if x is None and use_cache:
         x, bad, note = _build_cache(scan, key, shape, mode, path, report, cancel, bad_images, workers)
         if x is not None:
@@ -539,7 +549,8 @@ def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None, g
         labels = scan.labels
     if len(labels) == 0:
         raise DataError(f"{folder.name}: none of the {n} images could be read")
-    report({"phase": "ready", "done": n, "total": n, "cache_hit": info.cache_hit, "skipped": len(bad)})
+    if not isinstance(x, FillingImages):      # a FillingImages says "ready" when its file is whole
+        report({"phase": "ready", "done": n, "total": n, "cache_hit": info.cache_hit, "skipped": len(bad)})
     names = list(scan.classes)
     kept = len(labels)
     description = f"{folder.name}: {kept} images of {height}x{width}, {len(names)} classes."
@@ -657,6 +668,389 @@ def _decode_to_memory(scan: FolderScan, shape, mode: str, report: Progress, canc
         x = np.delete(x, [i for i, _ in bad], axis=0)
     x.flags.writeable = False
     return x, bad
+
+
+# ----------------------------------------------------------------------------- filling while read
+
+# A folder of at least OVERLAP_MIN images, with bad_images="stop", in one process (not under
+# torchrun, where process 0 fills the cache before the others read it) on Linux, is not decoded
+# before loading returns: loading returns once the folder is listed, with x a FillingImages, and
+# the decoding processes fill the cache file in the order its reader asks for rows (the first
+# epoch's batches first), the rest in file order behind them. A batch is read as soon as its rows
+# are decoded, so the first epoch runs at about the decoding rate instead of after it.
+OVERLAP_MIN = 2048
+FILL_CHUNK = 64                   # images per task of a decoding process
+FILL_AHEAD = 4                    # tasks in flight per decoding process
+
+
+def _overlaps(n: int, bad_images: str, workers: int | None) -> bool:
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        world = 1
+    return (n >= OVERLAP_MIN and bad_images == "stop" and world <= 1 and sys.platform.startswith("linux")
+            and hasattr(os, "preadv") and (workers or decode_workers()) > 1)
+
+
+def _decode_rows(folder: str, rels: list[str], rows: list[int], height: int, width: int, mode: str, out_path: str,
+                 offset: int) -> tuple[list[int], list, str]:
+    """Decode files `rels` into the cache file at their rows (any order): (rows, [(row, message) of
+    bad images], write error)."""
+    channels = 1 if mode == "L" else 3
+    sample = channels * height * width
+    bad: list[tuple[int, str]] = []
+    try:
+        fd = os.open(out_path, os.O_WRONLY)
+    except OSError as e:
+        return rows, bad, e.strerror or str(e)
+    try:
+        for rel, row in zip(rels, rows):
+            try:
+                arr = decode_image(Path(folder) / rel, height, width, mode, rel)
+            except DataError as e:
+                bad.append((row, str(e)))
+                continue
+            data = memoryview(np.ascontiguousarray(arr).reshape(-1))
+            pos = 0
+            while pos < sample:
+                pos += os.pwrite(fd, data[pos:], offset + row * sample + pos)
+    except OSError as e:
+        return rows, bad, e.strerror or str(e)
+    finally:
+        os.close(fd)
+    return rows, bad, ""
+
+
+_FILLERS = None        # a WeakSet of the fillers at work, set on first use: each is aborted at exit
+
+
+def _abort_fillers() -> None:
+    for filler in list(_FILLERS or ()):
+        filler.abort()
+
+
+class _Filler:
+    """Decodes a folder into a temporary cache file in a background thread and a pool of
+    processes, rows asked for first; commits the file (trailer, end marker, rename) once whole."""
+
+    TODO, BUSY, DONE = 0, 1, 2
+
+    def __init__(self, scan: FolderScan, key: str, shape, mode: str, tmp: Path, path: Path, fd: int,
+                 report: Progress, cancel: Cancel | None, workers: int):
+        import collections
+        import threading
+
+        self.scan, self.key, self.shape, self.mode = scan, key, tuple(shape), mode
+        self.tmp, self.path, self.fd, self.report, self.cancel = tmp, path, fd, report, cancel
+        self.workers = workers
+        self.n = len(scan)
+        self.state = np.zeros(self.n, dtype=np.int8)
+        self.cond = threading.Condition()
+        self.urgent: collections.deque = collections.deque()   # [rows, position]: someone waits for them
+        self.wanted: collections.deque = collections.deque()   # [rows, position]: read soon (an epoch's order)
+        self.background = 0                                     # the next row in file order
+        self.finished: list = []                                # futures done, not yet taken in
+        self.events: list[dict] = []                            # progress, told in the reader's thread
+        self.done = 0
+        self.error = ""                                         # why the file will never be whole
+        self.committed = False
+        self.demand_only = False                                # cancelled: decode only what is read
+        self.pool = _pool(workers)
+        self.pool.submit(int).result()      # start the processes now, from the loading thread
+        self.thread = threading.Thread(target=self._run, name="deepwire-image-fill", daemon=True)
+        global _FILLERS
+        if _FILLERS is None:
+            import atexit
+            import weakref
+
+            _FILLERS = weakref.WeakSet()
+            atexit.register(_abort_fillers)
+        _FILLERS.add(self)
+        self.thread.start()
+
+    # -- the reader's side (any thread but the filler's)
+
+    def want(self, rows: np.ndarray) -> None:
+        """Rows read soon, in this order (behind those already wanted)."""
+        with self.cond:
+            if not self.committed and not self.error:
+                self.wanted.append([np.asarray(rows, dtype=np.int64), 0])
+                self.cond.notify_all()
+
+    def ready(self, rows: np.ndarray) -> None:
+        """Wait until `rows` are in the file (asking for them first). DataError: a bad image
+        (the run stops naming it), or the file cannot be written."""
+        rows = np.asarray(rows, dtype=np.int64)
+        asked = False
+        while True:
+            with self.cond:
+                events, self.events = self.events, []
+                error = self.error
+                whole = error == "" and (self.committed or bool((self.state[rows] == self.DONE).all()))
+                if not whole and not error and not asked:
+                    self.urgent.append([rows, 0])
+                    self.cond.notify_all()
+                    asked = True
+                elif not whole and not error:
+                    self.cond.wait(0.2)
+            for event in events:
+                self.report(event)
+            if error:
+                raise DataError(error)
+            if whole:
+                return
+
+    # -- the filler's side
+
+    def _take(self, queue, k: int, out: list[int]) -> None:
+        state = self.state
+        while queue and len(out) < k:
+            entry = queue[0]
+            rows, pos = entry
+            while pos < len(rows) and len(out) < k:
+                r = int(rows[pos])
+                pos += 1
+                if state[r] == self.TODO:
+                    state[r] = self.BUSY
+                    out.append(r)
+            entry[1] = pos
+            if pos >= len(rows):
+                queue.popleft()
+
+    def _next_rows(self) -> list[int]:
+        out: list[int] = []
+        self._take(self.urgent, FILL_CHUNK, out)
+        self._take(self.wanted, FILL_CHUNK, out)
+        while not self.demand_only and len(out) < FILL_CHUNK and self.background < self.n:
+            r = self.background
+            self.background += 1
+            if self.state[r] == self.TODO:
+                self.state[r] = self.BUSY
+                out.append(r)
+        return out
+
+    def _submit(self, rows: list[int]):
+        fut = self.pool.submit(_decode_rows, str(self.scan.folder), [self.scan.files[r] for r in rows], rows,
+                               self.shape[1], self.shape[2], self.mode, str(self.tmp), HEADER_BYTES)
+        fut.add_done_callback(self._landed)
+        return fut
+
+    def _landed(self, fut) -> None:
+        with self.cond:
+            self.finished.append(fut)
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        in_flight = 0
+        try:
+            while True:
+                if self.cancel is not None and not self.demand_only:
+                    try:
+                        self.demand_only = bool(self.cancel())
+                    except Exception:
+                        self.demand_only = True
+                with self.cond:
+                    if self.error:
+                        break
+                    while in_flight < FILL_AHEAD * self.workers:
+                        rows = self._next_rows()
+                        if not rows:
+                            break
+                        self._submit(rows)
+                        in_flight += 1
+                    if self.done == self.n:
+                        break
+                    if not self.finished:
+                        self.cond.wait(0.2)
+                    landed, self.finished = self.finished, []
+                for fut in landed:
+                    in_flight -= 1
+                    rows, bad, error = fut.result()
+                    with self.cond:
+                        if bad:
+                            self.error = min(bad)[1]
+                        elif error:
+                            self.error = (f"the image cache could not be written ({error}); load the folder again "
+                                          "(a full disk: free some space)")
+                        else:
+                            self.state[rows] = self.DONE
+                            self.done += len(rows)
+                            self.events.append({"phase": "decode", "done": self.done, "total": self.n,
+                                                "cache_hit": False, "skipped": 0})
+                        self.cond.notify_all()
+            if not self.error:
+                self._commit()
+        except BaseException as e:   # noqa: BLE001 - the readers must hear why, never wait forever
+            with self.cond:
+                if not self.error:
+                    self.error = f"decoding the images failed: {type(e).__name__}: {e}"
+                self.cond.notify_all()
+        finally:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            if not self.committed:
+                self._discard()
+
+    def _commit(self) -> None:
+        sample = int(np.prod(self.shape))
+        trailer = json.dumps({"key": self.key, "kept": self.n, "bad": []}).encode()
+        os.pwrite(self.fd, trailer + len(trailer).to_bytes(8, "little") + DONE_MAGIC, HEADER_BYTES + self.n * sample)
+        os.fsync(self.fd)
+        os.replace(self.tmp, self.path)      # whole, or not there at all
+        with self.cond:
+            self.committed = True
+            self.events.append({"phase": "ready", "done": self.n, "total": self.n, "cache_hit": False,
+                                "skipped": 0})
+            self.cond.notify_all()
+
+    def _discard(self) -> None:
+        _unlink(self.tmp)
+
+    def abort(self) -> None:
+        """Stop decoding (at exit, or its images dropped); an unfinished file is removed (never read)."""
+        with self.cond:
+            if not self.committed and not self.error:
+                self.error = "loading was cut short (the images were dropped, or the program is ending)"
+            self.cond.notify_all()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if not self.committed:
+            self._discard()
+
+
+class FillingImages:
+    """An image folder's pixels while its cache file is being filled: uint8 (N, C, H, W),
+    indexed like an array (an int, a slice or an array of ints): each access waits for the rows it
+    reads, which are decoded first. `want(rows)` says which rows are read next (an epoch's order);
+    the rows are read with pread, so the file's pages stay the system's cache. Pickles as the
+    cache file once whole."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, filler: _Filler, shape: tuple[int, int, int, int]):
+        self.filler, self._shape = filler, tuple(int(d) for d in shape)
+        self.sample = int(np.prod(self._shape[1:]))
+        self._pid = os.getpid()
+        self._fd: tuple[int, int] | None = None       # (pid, fd)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self._shape
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self._shape))
+
+    @property
+    def complete(self) -> bool:
+        return self.filler.committed
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    def want(self, rows) -> None:
+        if os.getpid() == self._pid:
+            self.filler.want(rows)
+
+    def ready(self, rows) -> None:
+        """Wait until these rows are decoded (a DataError for a bad image). In a reading process
+        (forked) nothing is waited for: its rows were made ready before they were handed to it."""
+        if os.getpid() == self._pid:
+            self.filler.ready(rows)
+
+    def wait(self) -> np.ndarray:
+        """Wait until the cache file is whole: its pixels, mapped (CachedImages)."""
+        self.ready(np.arange(len(self)))
+        while True:
+            committed = self.filler.committed
+            self.filler.ready(np.arange(0))        # tells the progress queued (the last: "ready")
+            if committed:
+                break
+            with self.filler.cond:
+                if not self.filler.committed and not self.filler.error:
+                    self.filler.cond.wait(0.2)
+        found = read_cache(self.filler.path, self.filler.key, self._shape[1:])
+        if found is None:
+            raise DataError(f"the image cache file {self.filler.path} vanished as it was written; load the folder "
+                            "again")
+        return found[0]
+
+    def _reader(self) -> int:
+        if self._fd is None or self._fd[0] != os.getpid():
+            try:
+                fd = os.open(self.filler.tmp, os.O_RDONLY)
+            except FileNotFoundError:          # committed meanwhile: the same file under its name
+                fd = os.open(self.filler.path, os.O_RDONLY)
+            self._fd = (os.getpid(), fd)
+        return self._fd[1]
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        self.ready(rows)
+        fd, size = self._reader(), self.sample
+        out = np.empty((len(rows), size), dtype=np.uint8)
+        for j, r in enumerate(rows.tolist()):
+            if os.preadv(fd, [out[j]], HEADER_BYTES + r * size) != size:
+                raise DataError(f"the image cache file {self.filler.path} is shorter than it was (removed or cut?)")
+        return out.reshape(len(rows), *self._shape[1:])
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self.read_rows(np.arange(len(self))[[int(index)]])[0]
+        return self.read_rows(np.arange(len(self))[index])
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.asarray(self.wait())
+        return out if dtype is None else out.astype(dtype)
+
+    def __reduce__(self):
+        return self.wait().__reduce__()
+
+    def close(self) -> None:
+        """Stop filling (an unfinished file is removed, never read); a whole one stays."""
+        if os.getpid() == self._pid:
+            self.filler.abort()
+
+    def __del__(self):
+        fd, self._fd = self._fd, None
+        if fd is not None and fd[0] == os.getpid():
+            try:
+                os.close(fd[1])
+            except OSError:
+                pass
+        if os.getpid() == self._pid and not self.filler.committed:
+            self.filler.abort()          # dropped before its file was whole
+
+
+def _start_filling(scan: FolderScan, key: str, shape: tuple[int, int, int], mode: str, path: Path,
+                   report: Progress, cancel: Cancel | None, workers: int | None):
+    """A new temporary cache file, claimed whole, and its filler started: (FillingImages, "") or
+    (None, notice) when no file can be written (loading then goes on without it)."""
+    n, sample = len(scan), int(np.prod(shape))
+    data_bytes = n * sample
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not _make_room(folder, HEADER_BYTES + data_bytes, cache_limit(), path):
+            return None, (f"the decoded images ({data_bytes / 2**30:.1f} GiB) are larger than the image cache's "
+                          f"limit ({cache_limit() / 2**30:.1f} GiB, ${ENV_CACHE_LIMIT}): they are not cached")
+        tmp = folder / f"{key}.{os.getpid()}.{random.randrange(16**8):08x}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        return None, f"no image cache ({folder}: {e.strerror or e}); the images are decoded each run"
+    try:
+        os.write(fd, _header(key, (n, *shape), mode))
+        _preallocate(fd, HEADER_BYTES + data_bytes)
+    except OSError as e:
+        os.close(fd)
+        _unlink(tmp)
+        return None, (f"the image cache could not be written ({e.strerror or e}); training goes on without it and "
+                      "decodes the images each run")
+    filler = _Filler(scan, key, shape, mode, tmp, path, fd, report, cancel, workers or decode_workers())
+    return FillingImages(filler, (n, *shape)), ""
 
 
 class LazyImages:

@@ -23,7 +23,9 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from .images import CachedImages, LazyImages, machine_memory
+from ..settings import TrainingError
+from .core import DataError
+from .images import CachedImages, FillingImages, LazyImages, machine_memory
 
 NORMALIZER_BYTES = 256 * 2**20   # streamed data: the first samples up to this size fit the Normalization blocks
 
@@ -119,14 +121,28 @@ class _Rows(TorchDataset):
         return torch.from_numpy(out.reshape(len(rows), *self.x.shape[1:]))
 
 
-class _Order(torch.utils.data.Sampler):
-    """The batches (arrays of rows) of the pass the loader makes next."""
+class ImagesFailed(DataError, TrainingError):
+    """An image turned up unreadable (or the cache file could not be written) while a run read a
+    folder that was still being decoded (images.FillingImages): the run stops naming it."""
 
-    def __init__(self):
+
+class _Order(torch.utils.data.Sampler):
+    """The batches (arrays of rows) of the pass the loader makes next; with a filling cache file,
+    each is handed to a reading process once its rows are decoded."""
+
+    def __init__(self, ready=None):
         self.batches: list[np.ndarray] = []
+        self.ready = ready
 
     def __iter__(self):
-        return iter(self.batches)
+        if self.ready is None:
+            return iter(self.batches)
+        return self._when_ready()
+
+    def _when_ready(self):
+        for b in self.batches:
+            self.ready(b)
+            yield b
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -138,7 +154,8 @@ class Stream:
     def __init__(self, x, device: torch.device, num_workers: int = 0):
         self.x, self.device = x, device
         self.rows = _Rows(x)
-        self.order = _Order()
+        self.filling = isinstance(x, FillingImages)
+        self.order = _Order(x.ready if self.filling else None)
         self.num_workers = num_workers
         self.pin = device.type == "cuda"
         self.token_ids = np.issubdtype(x.dtype, np.integer) and x.dtype != np.uint8
@@ -161,13 +178,23 @@ class Stream:
         if not batches:
             return
         self.order.batches = batches
+        if self.filling:
+            if self.x.complete:          # the cache file is whole: no more waiting
+                self.filling, self.order.ready = False, None
+            else:
+                self.x.want(np.concatenate(batches))   # decoded in the order they are read
         if self.num_workers == 0 and not self.pin:
             source = (self.rows[b] for b in batches)
         else:
             source = iter(self.loader())
-        for xb in source:
-            xb = xb.to(self.device, non_blocking=True)
-            yield xb.long() if self.token_ids else xb.float()
+        try:
+            for xb in source:
+                xb = xb.to(self.device, non_blocking=True)
+                yield xb.long() if self.token_ids else xb.float()
+        except DataError as e:
+            if isinstance(e, TrainingError):
+                raise
+            raise ImagesFailed(str(e)) from None
 
     def close(self) -> None:
         loader, self._loader = self._loader, None
@@ -254,5 +281,5 @@ def peak_rss() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
-__all__ = ["Stream", "StreamedInputs", "default_memory_budget", "memory_budget", "peak_rss", "streamed_splits",
-           "streams", "targets", "tensor_bytes", "workers"]
+__all__ = ["ImagesFailed", "Stream", "StreamedInputs", "default_memory_budget", "memory_budget", "peak_rss",
+           "streamed_splits", "streams", "targets", "tensor_bytes", "workers"]
