@@ -947,9 +947,10 @@ class Inspector(QWidget):
     def _build_expose(self, form: QFormLayout, node_id: str, bound: dict[str, str]) -> None:
         form.addRow(_section("Module parameters"))
         for param, name in bound.items():
-            unlink = QPushButton(f"Stop setting {param} from '{name}'")
+            unlink = QPushButton(f"Unlink {param}")
             unlink.setObjectName(f"unlink_{param}")
-            unlink.setToolTip("Every instance then uses the value this block has in the module.")
+            unlink.setToolTip(f"Stop setting {param} from the module parameter '{name}': every instance then uses "
+                              "the value this block has in the module.")
             unlink.clicked.connect(lambda _=False, p=param: self.unexpose(node_id, p))
             form.addRow("", unlink)
         expose = QPushButton("Make a module parameter…")
