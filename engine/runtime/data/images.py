@@ -173,7 +173,8 @@ def decode_image(path: Path, height: int, width: int, mode: str, name: str) -> n
     try:
         with Image.open(path) as im:
             _decode_within(im, width, height, mode, name)
-            im = im.convert(mode)
+            if im.mode != mode:           # (a JPEG is RGB already: a copy spared)
+                im = im.convert(mode)
             if im.size != (width, height):
                 im = im.resize((width, height), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
@@ -679,7 +680,7 @@ def _decode_to_memory(scan: FolderScan, shape, mode: str, report: Progress, canc
 # epoch's batches first), the rest in file order behind them. A batch is read as soon as its rows
 # are decoded, so the first epoch runs at about the decoding rate instead of after it.
 OVERLAP_MIN = 2048
-FILL_CHUNK = 64                   # images per task of a decoding process
+FILL_CHUNK = 128                  # images per task of a decoding process
 FILL_AHEAD = 4                    # tasks in flight per decoding process
 
 
@@ -706,7 +707,7 @@ def _decode_rows(folder: str, rels: list[str], rows: list[int], height: int, wid
     try:
         for rel, row in zip(rels, rows):
             try:
-                arr = decode_image(Path(folder) / rel, height, width, mode, rel)
+                arr = decode_image(os.path.join(folder, rel), height, width, mode, rel)
             except DataError as e:
                 bad.append((row, str(e)))
                 continue
@@ -754,6 +755,7 @@ class _Filler:
         self.done = 0
         self.error = ""                                         # why the file will never be whole
         self.committed = False
+        self.committed_at = 0.0                                 # time.perf_counter() when it was
         self.demand_only = False                                # cancelled: decode only what is read
         self.pool = _pool(workers)
         self.pool.submit(int).result()      # start the processes now, from the loading thread
@@ -901,7 +903,7 @@ class _Filler:
         os.fsync(self.fd)
         os.replace(self.tmp, self.path)      # whole, or not there at all
         with self.cond:
-            self.committed = True
+            self.committed, self.committed_at = True, time.perf_counter()
             self.events.append({"phase": "ready", "done": self.n, "total": self.n, "cache_hit": False,
                                 "skipped": 0})
             self.cond.notify_all()
