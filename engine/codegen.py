@@ -173,17 +173,11 @@ class _Classes:
                 if first != k:
                     self.variants[first].uses += v.uses
                 alias[k] = first
-            groups: list[list[int]] = []
+            by_structure: dict[tuple, list[int]] = {}     # variants that differ in whole numbers only
             for k in dict.fromkeys(alias.values()):
-                shape = _structure(self.variants[k].body)
-                for g in groups:
-                    if _structure(self.variants[g[0]].body) == shape and \
-                            self.variants[g[0]].signature == self.variants[k].signature:
-                        g.append(k)
-                        break
-                else:
-                    groups.append([k])
-            for g in groups:
+                key = (_structure(self.variants[k].body), tuple(self.variants[k].signature))
+                by_structure.setdefault(key, []).append(k)
+            for g in by_structure.values():
                 merged = _merge([self.variants[k] for k in g]) if len(g) > 1 else None
                 parts = [(g, merged)] if merged is not None or len(g) == 1 else [([k], None) for k in g]
                 for members, plan in parts:
