@@ -12,6 +12,7 @@ temporary folder, then measures in the same run:
   later       the later epochs' rate (read from the cache), against the first epoch's
   memory      the training process's peak resident memory (and its workers'), at --count and at a
               fifth of it: the streamed path's memory does not grow with the data
+  before      the same run with the folder decoded before the first epoch (no overlap)
   workers     later-epoch rates with 0, 1, 2 reading processes in a process that trains with one
               torch thread fewer than the cores, as the designer's training process does
 
@@ -101,6 +102,9 @@ from engine.training import Callbacks, TrainConfig, train
 
 folder, side, epochs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 workers, budget = int(sys.argv[5]), float(sys.argv[6])
+if sys.argv[7] == "before":                      # decode the whole folder before the first epoch
+    import engine.runtime.data.images as images
+    images.OVERLAP_MIN = 2**62
 torch.set_num_threads(training_threads())        # as the designer's training process,
 _warm_up()                                       # which has imported and run once what every run needs
 started = time.perf_counter()
@@ -131,10 +135,11 @@ print(json.dumps({"load_s": load_s, "cache_hit": ds.images.cache_hit, "images": 
 """
 
 
-def run(folder: Path, cache: Path, side: int, epochs: int, workers: int, budget_gib: float) -> dict:
+def run(folder: Path, cache: Path, side: int, epochs: int, workers: int, budget_gib: float,
+        decode: str = "overlap") -> dict:
     env = dict(os.environ, DEEPWIRE_IMAGE_CACHE_DIR=str(cache))
     out = subprocess.run([sys.executable, "-c", RUN, str(ROOT), str(folder), str(side), str(epochs), str(workers),
-                          str(budget_gib)], env=env, capture_output=True, text=True, check=False)
+                          str(budget_gib), decode], env=env, capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -189,6 +194,12 @@ def main() -> None:
                   f"(workers and decoders {r['children_rss'] / 2**20:,.0f} MiB)")
             r.update(first_rate=first_rate, later=later, first_data=first_data)
         r = results[args.count]
+        before = run(folders[args.count], base / "cache-before", args.side, args.epochs, -1, budget, "before")
+        shutil.rmtree(base / "cache-before", ignore_errors=True)
+        before_first = before["load_s"] + before["epochs_s"][0]
+        print(f"the same, decoded before the first epoch (as before the overlap): load {before['load_s']:.2f} s, "
+              f"epochs {', '.join(f'{s:.2f}' for s in before['epochs_s'])} s: first epoch "
+              f"{(before['train'] + before['val']) / before_first:,.0f} images/s")
         print("workers (cache hit; later-epoch rate):")
         for w in [int(v) for v in args.workers.split(",") if v.strip()]:
             wr = run(folders[args.count], base / f"cache{args.count}", args.side, 3, w, budget)
@@ -202,6 +213,8 @@ def main() -> None:
               f"decode rate: {r['first_rate'] / ref:.2f}  (target >= 0.8)")
         print(f"  later-epoch rate / first-epoch data rate (training images / (load + epoch 1)): "
               f"{r['later'] / r['first_data']:.1f}  (target >= 5)")
+        print(f"  first epoch overlapped / decoded before: {before_first / (r['load_s'] + r['epochs_s'][0]):.2f}x "
+              "as fast")
         if len(results) > 1:
             small = results[args.count // 5]
             print(f"  peak RSS at {args.count:,} / at {args.count // 5:,}: "

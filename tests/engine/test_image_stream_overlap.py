@@ -17,7 +17,7 @@ import torch
 Image = pytest.importorskip("PIL.Image")
 
 from engine.graph import build  # noqa: E402
-from engine.runtime.data import DataError, images, load_dataset, split_indices  # noqa: E402
+from engine.runtime.data import DataError, LoadCancelled, images, load_dataset, split_indices  # noqa: E402
 from engine.training import Callbacks, TrainConfig, TrainControl, TrainingError, train  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not images._overlaps(10**6, "stop", 2), reason="overlap needs Linux")
@@ -191,3 +191,21 @@ def test_no_overlap_under_torchrun_or_without_room_for_the_file(tmp_path, cache,
     assert full.images.cache is None and isinstance(full.x, np.ndarray) and full.x.shape == (120, 3, 5, 5)
     assert any(n["phase"] == "notice" and "full" in n["message"] for n in notices)
     assert len(settled(cache)[0]) == 1 and settled(cache)[1] == []
+
+
+def test_waiting_for_the_whole_file_tells_progress_and_can_be_cancelled(tmp_path, cache, monkeypatch):
+    """A caller that wants the folder decoded before it goes on (a dialog) waits with x.wait()."""
+    root = folder_of(tmp_path / "sides", per_class=60)
+    said: list[dict] = []
+    ds = load_dataset(str(root), progress=said.append)
+    whole = ds.x.wait()
+    assert isinstance(whole, images.CachedImages) and whole.shape == (120, 3, 8, 8)
+    assert said[-1] == {"phase": "ready", "done": 120, "total": 120, "cache_hit": False, "skipped": 0}
+    gate(tmp_path, monkeypatch)                           # the decoding now waits: the fill is under way
+    stop = []
+    filling = load_dataset(str(root), image_size=(7, 7), cancel=lambda: bool(stop))
+    stop.append(1)
+    with pytest.raises(LoadCancelled):
+        filling.x.wait()
+    (tmp_path / "gate").touch()                           # the decoding processes' tasks end
+    assert len(settled(cache)[0]) == 1 and settled(cache)[1] == []    # only the first folder's file

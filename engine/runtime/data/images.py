@@ -17,8 +17,11 @@ cache's size limit) loading goes on without it, with a notice: the images are de
 memory when they fit the memory budget, else read from their files batch by batch.
 
 `load_image_folder` returns a `Dataset` whose x is a read-only uint8 array (N, C, H, W): the
-cache file mapped into memory (`CachedImages`), an array in memory, or `LazyImages` (decoded
-on access). Pixels become float only per batch, on the device (engine/runtime/data/stream.py).
+cache file mapped into memory (`CachedImages`), the cache file while it is being filled
+(`FillingImages`: a large folder's first load returns once it is listed, and its rows are decoded
+in the order they are read, so a run's first epoch overlaps the decoding; see OVERLAP_MIN), an
+array in memory, or `LazyImages` (decoded on access). Pixels become float only per batch, on
+the device (engine/runtime/data/stream.py).
 Loading reports progress (`progress(dict)`), can be cancelled (`cancel()` checked between
 chunks of files) and, with bad_images="skip", skips unreadable images and counts them.
 `sample_images` decodes a few images for a preview without decoding the folder.
@@ -964,16 +967,22 @@ class FillingImages:
             self.filler.ready(rows)
 
     def wait(self) -> np.ndarray:
-        """Wait until the cache file is whole: its pixels, mapped (CachedImages)."""
-        self.ready(np.arange(len(self)))
+        """Wait until the cache file is whole, telling the loading's progress in this thread: its
+        pixels, mapped (CachedImages). For a caller that wants the folder decoded before it goes
+        on (a dialog that decodes into the cache). The loading's `cancel()` answering True stops
+        it: LoadCancelled, the unfinished file removed."""
+        filler = self.filler
         while True:
-            committed = self.filler.committed
-            self.filler.ready(np.arange(0))        # tells the progress queued (the last: "ready")
+            committed = filler.committed
+            filler.ready(np.arange(0))        # tells the progress queued (the last: "ready"); a bad image raises
             if committed:
                 break
-            with self.filler.cond:
-                if not self.filler.committed and not self.filler.error:
-                    self.filler.cond.wait(0.2)
+            if filler.cancel is not None and filler.cancel():
+                filler.abort()
+                raise LoadCancelled("loading cancelled")
+            with filler.cond:
+                if not filler.committed and not filler.error:
+                    filler.cond.wait(0.2)
         found = read_cache(self.filler.path, self.filler.key, self._shape[1:])
         if found is None:
             raise DataError(f"the image cache file {self.filler.path} vanished as it was written; load the folder "
