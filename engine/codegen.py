@@ -368,10 +368,9 @@ def _module_class(node_params: dict, specs: list[TensorSpec], inner: Analysis, m
     args = node_params.get("args") or {}
     graph = concrete(definition, specs, args)
     decl = declared(definition)
-    if not decl:
-        sequential = _sequential(graph, inner, modules, classes)
-        if sequential is not None:
-            return sequential
+    sequential = _sequential(graph, inner, modules, classes)     # inline, with this application's values
+    if sequential is not None:
+        return sequential
     info = CodeInfo(class_name="{name}")
     info.input_ids = [n for n in inner.inputs if n in inner.live]
     info.output_ids = list(inner.outputs)

@@ -128,6 +128,12 @@ def test_a_resnet_of_basic_blocks_keeps_its_stages_blocks_and_state_dict_keys(tm
     code = (tmp_path / "model.py").read_text()
     assert "class BasicBlock(nn.Module):" in code and "self.layer1 = nn.Sequential(" in code
     assert "self.downsample = nn.Sequential(" in code
+    # blocks alike but for their width are one definition whose width is a module parameter, as the source's
+    # BasicBlock(inplanes, planes) takes it: one class for every block without a downsample
+    plain = graph.modules["BasicBlock"]
+    assert list(plain.arguments) == ["filters"] and len(plain.arguments["filters"]) == 2     # conv1 and conv2
+    assert "def __init__(self, filters: int = 8):" in code and "BasicBlock(filters=32)" in code
+    assert sum(n.params["repeat"] for n in blocks if n.params["module"] == "BasicBlock") == 6   # all but two
     spec = importlib.util.spec_from_file_location("exported_resnet", tmp_path / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -22,6 +22,7 @@ from typing import Any
 import torch.fx as fx
 from torch import nn
 
+from ...blocks import REGISTRY
 from ...blocks.module import MODULE
 from ...graph import Graph, GraphError, layered_layout
 from ...modules import group
@@ -144,6 +145,7 @@ def group_modules(b: GraphBuilder, root: nn.Module) -> tuple[Graph, dict[str, tu
         parent.members.append(instance)
     if not grouped:
         return None
+    _share_arguments(graph)
     _name_top(graph, b, paths)
     for definition in graph.modules.values():
         for node_id, pos in layered_layout(definition).items():
@@ -190,24 +192,131 @@ def _structure(definition: Graph, base: str) -> str:
     return json.dumps([base, blocks, wires], sort_keys=True, default=str)
 
 
+NUMBERS = ("int", "size", "float")
+
+
+def _numeric(node, key: str) -> bool:
+    """A parameter whose value may differ between the instances of one definition (a module parameter)."""
+    block = REGISTRY.get(node.type)
+    param = block.param_index.get(key) if block is not None and node.type not in ("Input", MODULE) else None
+    return param is not None and param.kind in NUMBERS
+
+
+def _loose_structure(definition: Graph, base: str) -> str:
+    """_structure with the numbers of the blocks' parameters left out: definitions alike but for them (a
+    ResNet's blocks of other widths and strides) are one definition with module parameters."""
+    nodes = definition.nodes()
+    index = {n.id: i for i, n in enumerate(nodes)}
+    blocks = [[n.type, n.name, {k: "#" if _numeric(n, k) else v for k, v in n.params.items()
+                                if not (n.type == "Input" and k == "shape")}] for n in nodes]
+    wires = sorted((index[e.src], index[e.dst], e.port) for e in definition.edges())
+    return json.dumps([base, blocks, wires], sort_keys=True, default=str)
+
+
+def _validated(node, key: str, value):
+    try:
+        return REGISTRY[node.type].param_index[key].validate(value)
+    except Exception:       # a value analysis will refuse: compared as it is
+        return value
+
+
 def _deduplicate(graph: Graph, name: str, base: str, canonical: dict[str, str], instance: str,
                  places: dict[str, tuple]) -> str:
     """The definition's name, or that of an identical one found before (this one is then dropped and the
-    instance names that one; the blocks' places follow, position for position)."""
+    instance names that one; the blocks' places follow, position for position). A definition alike but
+    for numbers in its blocks' parameters is that one too: each number that differs becomes a parameter
+    of the module (`conv1_filters`), which this instance gives."""
     definition = graph.modules[name]
     key = _structure(definition, base)
     same = canonical.get(key)
+    args: dict = {}
     if same is None:
-        canonical[key] = name
-        return name
+        loose = "~" + _loose_structure(definition, base)
+        same = canonical.get(loose)
+        if same is None:
+            canonical[key] = name
+            canonical[loose] = name
+            return name
+        args = _differences(definition, graph.modules[same])
     mine, theirs = definition.node_ids(), graph.modules[same].node_ids()
     moved = dict(zip(mine, theirs))
     for block, place in places.items():
         if place[0] == instance and len(place) > 1:
             places[block] = (instance, moved[place[1]]) + place[2:]
     graph.remove_module(name)
-    graph.set_params(instance, {"module": same})
+    graph.set_params(instance, {"module": same, "args": args})
     return same
+
+
+def _differences(mine: Graph, target: Graph) -> dict:
+    """The module parameters `target` needs to be `mine` (declared on `target` as they first differ, one per
+    block parameter; their defaults are `target`'s own values), and the values `mine` gives them."""
+    owner = {t: name for name, targets in target.arguments.items() for t in targets}
+    args: dict = {}
+    for a, t in zip(mine.nodes(), target.nodes()):
+        for k, v in a.params.items():
+            if not _numeric(a, k) or _validated(a, k, v) == _validated(t, k, t.params.get(k)):
+                continue
+            arg = owner.get((t.id, k))
+            if arg is None:
+                stem = re.sub(r"\W", "_", f"{t.name}_{k}").lower()
+                arg = stem if stem[:1].isalpha() else "b" + stem
+                arg = arg[:32]
+                while arg in target.arguments:
+                    arg = arg[:28] + f"_{len(target.arguments)}"
+                target.set_argument(arg, [(t.id, k)])
+                owner[(t.id, k)] = arg
+            args[arg] = list(v) if isinstance(v, tuple) else v
+    return args
+
+
+def _share_arguments(graph: Graph) -> None:
+    """Module parameters that every instance gives the same value (and that default alike) become one, named
+    after the block parameter when it is the only one of its kind (`conv1_filters`, `conv2_filters` ->
+    `filters`; `conv2_stride` -> `stride`)."""
+    uses: dict[str, list] = {}
+    for g in [graph, *graph.modules.values()]:
+        for node in g.nodes():
+            if node.type == MODULE:
+                uses.setdefault(node.params.get("module"), []).append(node)
+    for module, definition in graph.modules.items():
+        declared = list(definition.arguments.items())
+        if not declared:
+            continue
+        instances = uses.get(module, [])
+
+        def value(node, arg: str) -> str:
+            """What `node` gives `arg`: its own value, else the default."""
+            n, k = definition.arguments[arg][0]
+            given = (node.params.get("args") or {}).get(arg)
+            return json.dumps(_validated(definition.node(n), k, given if given is not None
+                                         else definition.node(n).params.get(k)), default=str)
+
+        groups: dict[str, list[str]] = {}
+        for arg, targets in declared:
+            kind = targets[0][1]
+            default = json.dumps(_validated(definition.node(targets[0][0]), kind,
+                                            definition.node(targets[0][0]).params.get(kind)), default=str)
+            signature = json.dumps([value(i, arg) for i in instances] + [default, kind])
+            groups.setdefault(signature, []).append(arg)
+        kinds: dict[str, int] = {}
+        for args in groups.values():
+            kind = definition.arguments[args[0]][0][1]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        renames: dict[str, str] = {}
+        for args in groups.values():
+            kind = definition.arguments[args[0]][0][1]
+            new = kind if kinds[kind] == 1 and re.fullmatch(r"[a-z][A-Za-z0-9_]{0,31}", kind) else args[0]
+            targets = [t for a in args for t in definition.arguments[a]]
+            for a in args:
+                renames[a] = new
+            for a in args:
+                definition.arguments.pop(a, None)
+            definition.arguments[new] = targets
+        for node in instances:
+            given = node.params.get("args") or {}
+            if given:
+                node.params["args"] = {renames.get(k, k): v for k, v in given.items()}
 
 
 def _repeat(graph: Graph, name: str, instance: str, places: dict[str, tuple], canonical: dict[str, str]) -> None:
@@ -215,7 +324,8 @@ def _repeat(graph: Graph, name: str, instance: str, places: dict[str, tuple], ca
     (codegen writes it as the same nn.Sequential)."""
     definition = graph.modules[name]
     inner = [n for n in definition.nodes() if n.type not in ("Input", "Output")]
-    kinds = {(n.type, n.params.get("module"), n.params.get("repeat")) for n in inner}
+    kinds = {(n.type, n.params.get("module"), n.params.get("repeat"), json.dumps(n.params.get("args") or {}))
+             for n in inner}
     if not 2 <= len(inner) <= 256 or len(kinds) != 1 or next(iter(kinds))[0] != MODULE or next(iter(kinds))[2] != 1 \
             or [n.name for n in inner] != [str(k) for k in range(len(inner))]:
         return
@@ -230,7 +340,8 @@ def _repeat(graph: Graph, name: str, instance: str, places: dict[str, tuple], ca
     for block, place in places.items():
         if place[0] == instance and len(place) > 2:
             places[block] = (instance, step[place[1]]) + place[2:]
-    graph.set_params(instance, {"module": inner[0].params["module"], "repeat": len(inner)})
+    graph.set_params(instance, {"module": inner[0].params["module"], "repeat": len(inner),
+                                "args": dict(inner[0].params.get("args") or {})})
     graph.remove_module(name)
     for key in [k for k, v in canonical.items() if v == name]:
         del canonical[key]
