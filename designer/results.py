@@ -68,13 +68,18 @@ def _labels(values) -> np.ndarray:
 
 
 def thumbnail(image: np.ndarray, size: int = THUMB) -> QPixmap:
-    """A pixmap of one (C, H, W) or (H, W) image, each image stretched to its own value range."""
-    a = np.asarray(image, dtype=np.float32)
+    """A pixmap of one (C, H, W) or (H, W) image: uint8 pixels (an image folder's) as they are, other
+    numbers stretched to the image's own value range."""
+    a = np.asarray(image)
     if a.ndim == 3:
         a = a[0] if a.shape[0] not in (3, 4) else np.moveaxis(a[:3], 0, -1)
-    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-    scaled = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo)
-    pixels = np.ascontiguousarray(np.nan_to_num(scaled) * 255, dtype=np.uint8)
+    if a.dtype == np.uint8:
+        pixels = np.ascontiguousarray(a)
+    else:
+        a = a.astype(np.float32)
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        scaled = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo)
+        pixels = np.ascontiguousarray(np.nan_to_num(scaled) * 255, dtype=np.uint8)
     h, w = pixels.shape[:2]
     if pixels.ndim == 2:
         qimage = QImage(pixels.data, w, h, w, QImage.Format_Grayscale8).copy()

@@ -207,7 +207,8 @@ class TrainingSession(QObject):
         ok = not reader.is_alive()
         if not ok:            # it did not stop in time: end the process
             process.proc.kill()
-            reader.join()
+            # not for ever: a process it forked (decoding images) may keep the pipe open after it is gone
+            reader.join(5)
         self._cleanup(self._run)
         return ok
 
@@ -221,6 +222,8 @@ class TrainingSession(QObject):
             process.close(1.0)     # it exits when its stdin closes; killed if it does not
 
     def _on_ended(self, run: int, kind: str, payload) -> None:
+        if run != self._run:
+            return                   # a run given up for lost (wait) that ended later: another is shown now
         self._cleanup(run)
         (self.finished if kind == "finished" else self.failed).emit(payload)
 

@@ -40,7 +40,7 @@ from engine.training import ConfigError, TrainConfig, available_devices, check_d
 
 from . import theme
 from .commands import SetParams
-from .dataset_dialog import DatasetImportDialog, describe_dataset, is_image_data
+from .dataset_dialog import DatasetImportDialog, describe_dataset, is_image_data, loading_text
 from .train_worker import RunRequest, TrainingSession
 
 IMPORT = "\x00import"
@@ -48,7 +48,13 @@ PROGRESS_INTERVAL_MS = 200       # progress bar and figures: QProgressBar.setVal
 SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
                   "plateau": "Reduce on plateau"}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
-CHOICE_NAMES = {"optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULE_NAMES}    # how a choice is shown
+BAD_IMAGES_NAMES = {"stop": "Stop and name it", "skip": "Skip and count them"}
+CHOICE_NAMES = {"optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULE_NAMES,
+                "bad_images": BAD_IMAGES_NAMES}    # how a choice is shown
+# rows for settings the engine declares without a panel label (its own label, once it has one, wins)
+PANEL_LABELS = {"memory_budget": "Memory budget (GiB)", "data_workers": "Data reading processes",
+                "bad_images": "Unreadable images"}
+AUTO_AT_MINIMUM = {"memory_budget": "Auto", "data_workers": "Auto"}    # the spin box's lowest value means auto
 
 
 def format_seconds(s: float) -> str:
@@ -140,6 +146,8 @@ class TrainingPanel(QWidget):
         self._stop_clicked = False
         self._latest: dict | None = None
         self._shown: dict | None = None     # the report the progress figures show
+        self._data_loading = False          # the run's process is reading an image folder (no batch yet)
+        self._data_report: dict | None = None   # how the run's image folder was read (its last loading report)
         self._progress_timer = QTimer(self)
         self._progress_timer.setSingleShot(True)
         self._progress_timer.setInterval(PROGRESS_INTERVAL_MS)
@@ -148,6 +156,7 @@ class TrainingPanel(QWidget):
         self._devices = available_devices()
         self._build()
         self.session.status.connect(self._on_status)
+        self.session.loading.connect(self._on_loading)
         self.session.batch.connect(self._on_batch)
         self.session.epoch.connect(self._on_epoch)
         self.session.finished.connect(self._on_finished)
@@ -213,8 +222,11 @@ class TrainingPanel(QWidget):
         self.progress.setValue(0)
         layout.addWidget(self.progress)
         self.stats = _wrapping_label(body, muted=True)
+        self.stats.setToolTip("Memory: the most the training process has held (its peak resident memory)")
         self.stats.hide()
         layout.addWidget(self.stats)
+        self.data_label = _wrapping_label(body)    # how the run's image folder was read, skipped images
+        layout.addWidget(self.data_label)
         self.status_label = _wrapping_label(body)
         self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.status_label)
@@ -227,16 +239,19 @@ class TrainingPanel(QWidget):
         # one widget per setting with a label, from its declaration (engine.runtime.settings.SETTINGS)
         self._setting_widgets: dict[str, QWidget] = {}
         for setting in SETTINGS:
-            if not setting.label:
+            label = setting.label or PANEL_LABELS.get(setting.name, "")
+            if not label:
                 continue
             widget = self._setting_widget(body, setting)
             setattr(self, setting.name, widget)
             self._setting_widgets[setting.name] = widget
+            if setting.name in AUTO_AT_MINIMUM and isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+                widget.setSpecialValueText(AUTO_AT_MINIMUM[setting.name])
             if isinstance(widget, QCheckBox):
                 form.addRow(widget)
                 widget.toggled.connect(self._settings_changed)
             else:
-                form.addRow(setting.label, widget)
+                form.addRow(label, widget)
                 if isinstance(widget, QComboBox):
                     widget.currentIndexChanged.connect(self._settings_changed)
                 else:
@@ -271,7 +286,7 @@ class TrainingPanel(QWidget):
             combo.insertItem(0, f"Auto — {self._auto_device_name()}", "auto")
             return combo
         if setting.kind == "bool":
-            box = QCheckBox(setting.label, body)
+            box = QCheckBox(setting.label or PANEL_LABELS.get(setting.name, setting.name), body)
             box.setToolTip(tip)
             return box
         if setting.kind == "choice":
@@ -411,9 +426,12 @@ class TrainingPanel(QWidget):
         self._update_dataset_info()
 
     def import_dataset(self, dialog: DatasetImportDialog | None = None) -> bool:
-        dialog = dialog or DatasetImportDialog(self, str(self.document.path.parent) if self.document.path else "")
+        dialog = dialog or DatasetImportDialog(self, str(self.document.path.parent) if self.document.path else "",
+                                               bad_images=_read_value(self.bad_images))
         accepted = dialog.exec() == DatasetImportDialog.Accepted and dialog.dataset is not None
         if accepted:
+            if getattr(dialog.dataset, "images", None) is not None:     # the dialog's Skip box is this setting
+                _select(self.bad_images, dialog.bad_images)
             self.accept_import(dialog.spec, dialog.dataset, dialog.options)
         else:   # the list shows again the data in use, not "Import…" nor a default
             _select(self.dataset_combo, self.document.project.dataset or self._last_spec or "digits")
@@ -642,10 +660,16 @@ class TrainingPanel(QWidget):
         self.results.clear()
         self._set_label(self.changed_label, "")
         self.stats.hide()
+        self._set_label(self.data_label, "")
+        self._data_loading, self._data_report = False, None
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
         self._set_status(f"Run {self._run_id}: starting…")
-        self.session.start(RunRequest(graph, dataset if dataset is not None else spec, config, options))
+        # An image folder goes as its path: the training process reads it itself (from the image cache
+        # the import filled, or decoding it again if the folder changed or the cache was cleared),
+        # with its memory budget and the Unreadable images setting, reporting its progress.
+        sent = spec if dataset is None or getattr(dataset, "images", None) is not None else dataset
+        self.session.start(RunRequest(graph, sent, config, options))
         self.runStarted.emit()
         return True
 
@@ -653,7 +677,11 @@ class TrainingPanel(QWidget):
         if self.session.running:
             self._stop_clicked = True
             self.session.stop()
-            self._set_status("Stopping after this batch…")
+            if self._data_loading:
+                self.progress.setFormat("Cancelling…")
+                self._set_status("Stopping: the images are no longer read…")
+            else:
+                self._set_status("Stopping after this batch…")
 
     def toggle_pause(self) -> None:
         if not self.session.running:
@@ -694,7 +722,38 @@ class TrainingPanel(QWidget):
     def _on_status(self, text: str) -> None:
         self._set_status(text)
 
+    def _on_loading(self, info: dict) -> None:
+        """The training process reads an image folder: its progress in the bar ("Decoding 1,234 of
+        20,000 images", "Read from cache: …"), until the first batch."""
+        if not self.session.running or self._shown is not None:
+            return
+        phase = info.get("phase")
+        if phase == "notice":
+            self._set_label(self.data_label, str(info.get("message") or ""), "warning")
+            return
+        self._data_loading = phase != "ready"
+        total, done = int(info.get("total") or 0), int(info.get("done") or 0)
+        if self._stop_clicked:
+            return                      # "Cancelling…" stays until the run ends
+        if phase == "decode" and total:
+            self._set_progress(done, maximum=total, text=loading_text(info))
+        else:                           # listing the files; or ready, the model being compiled next
+            self._set_progress(0, maximum=0, text=loading_text(info))
+        if phase == "ready":
+            self._data_report = dict(info)
+            self._set_label(self.data_label, self._data_text(info), "warning" if info.get("skipped") else "")
+
+    @staticmethod
+    def _data_text(info: dict) -> str:
+        total, skipped = int(info.get("total") or 0), int(info.get("skipped") or 0)
+        text = (f"Images read from the image cache ({total:,})" if info.get("cache_hit") else
+                f"Images decoded into the image cache ({total:,})")
+        if skipped:
+            text += f" · {skipped:,} unreadable image{'s' * (skipped != 1)} skipped"
+        return text
+
     def _on_batch(self, info: dict) -> None:
+        self._data_loading = False
         self._batch_losses.extend(info["losses"])
         self._batches_per_epoch = info["batches"]
         self.curves.add_batches(info)
@@ -727,6 +786,8 @@ class TrainingPanel(QWidget):
         parts = [f"{info['samples_per_s']:,.0f} samples/s"]
         if not final and not self.session.paused:
             parts.append(f"ETA {format_seconds(info['eta_s'])}")
+        if info.get("peak_rss"):
+            parts.append(f"memory {format_bytes(info['peak_rss'])}")
         if info.get("gpu_memory"):
             parts.append(f"GPU memory {format_bytes(info['gpu_memory'])}")
         if info["losses"]:
@@ -813,6 +874,9 @@ class TrainingPanel(QWidget):
                 f"{result.device}; best epoch {result.best_epoch}; {metric}. See the Results tab.")
         if result.note:
             text += f" {result.note[0].upper()}{result.note[1:]}."
+        skipped = int((self._data_report or {}).get("skipped") or 0)
+        if skipped:
+            text += f" {skipped:,} unreadable image{'s were' if skipped != 1 else ' was'} skipped."
         if not applied:
             text += (" The graph changed during the run, so its weights were kept with the run but not "
                      "applied to the edited graph.")
@@ -829,6 +893,9 @@ class TrainingPanel(QWidget):
             self.message.emit(f"Run {self._run_id} stopped before its first batch: nothing trained")
             return
         self._set_progress(0, text="Failed")
+        if self._data_loading and "image" in message and _read_value(self.bad_images) == "stop":
+            message += (f". To leave such files out, set Unreadable images to ‘{BAD_IMAGES_NAMES['skip']}’ "
+                        "and train again")
         self._set_status(f"Run {self._run_id} failed: {message}", "error")
         self.message.emit(f"Training failed: {message}")
 

@@ -6,12 +6,13 @@ from dataclasses import replace
 
 from PySide6.QtWidgets import QCheckBox, QComboBox
 
+from designer.training_panel import PANEL_LABELS
 from engine.runtime.settings import SETTING, SETTINGS
 
 
 def test_the_form_has_a_widget_per_labelled_setting(window):
     panel = window.training
-    assert list(panel._setting_widgets) == [s.name for s in SETTINGS if s.label]
+    assert list(panel._setting_widgets) == [s.name for s in SETTINGS if s.label or s.name in PANEL_LABELS]
     for name, widget in panel._setting_widgets.items():
         assert widget.toolTip()
         s = SETTING[name]
