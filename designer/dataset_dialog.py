@@ -493,7 +493,12 @@ class DatasetImportDialog(QDialog):
         self._show_loading(True)
 
         def load(report, cancelled):
-            return load_dataset(path, progress=report, cancel=cancelled, bad_images=bad, **options)
+            dataset = load_dataset(path, progress=report, cancel=cancelled, bad_images=bad, **options)
+            if callable(getattr(dataset.x, "wait", None)):
+                # a large folder's loading returns once it is listed and decodes behind (FillingImages):
+                # here it is decoded whole, its progress told on, before the dialog closes
+                dataset.x = dataset.x.wait()
+            return dataset
 
         self._job.start(load)
 

@@ -665,11 +665,18 @@ class TrainingPanel(QWidget):
         self.progress.setRange(0, 0)
         self.progress.setFormat("Starting…")
         self._set_status(f"Run {self._run_id}: starting…")
-        # An image folder goes as its path: the training process reads it itself (from the image cache
-        # the import filled, or decoding it again if the folder changed or the cache was cleared),
-        # with its memory budget and the Unreadable images setting, reporting its progress.
-        sent = spec if dataset is None or getattr(dataset, "images", None) is not None else dataset
-        self.session.start(RunRequest(graph, sent, config, options))
+        # Data imported and read already goes as it is (an image folder's pixels as its cache file, which
+        # the training process maps). An image folder whose cache file is gone (the cache was cleared)
+        # goes as its path: the training process reads it again, its progress shown (_on_loading).
+        images = getattr(dataset, "images", None)
+        if images is not None and not (images.cache and _exists(images.cache)):
+            dataset = None
+        elif images is not None:
+            self._set_label(self.data_label, self._data_text(
+                {"cache_hit": True, "total": len(images.files), "skipped": len(images.skipped)}),
+                "warning" if images.skipped else "")
+            self._data_report = {"skipped": len(images.skipped)}
+        self.session.start(RunRequest(graph, dataset if dataset is not None else spec, config, options))
         self.runStarted.emit()
         return True
 
@@ -725,23 +732,25 @@ class TrainingPanel(QWidget):
     def _on_loading(self, info: dict) -> None:
         """The training process reads an image folder: its progress in the bar ("Decoding 1,234 of
         20,000 images", "Read from cache: …"), until the first batch."""
-        if not self.session.running or self._shown is not None:
+        if not self.session.running:
             return
         phase = info.get("phase")
         if phase == "notice":
             self._set_label(self.data_label, str(info.get("message") or ""), "warning")
             return
+        if phase == "ready":
+            self._data_report = dict(info)
+            self._set_label(self.data_label, self._data_text(info), "warning" if info.get("skipped") else "")
+        if self._shown is not None or self._latest is not None:
+            return    # training has begun (a large folder goes on decoding in the first epoch): the bar is its
         self._data_loading = phase != "ready"
-        total, done = int(info.get("total") or 0), int(info.get("done") or 0)
         if self._stop_clicked:
             return                      # "Cancelling…" stays until the run ends
+        total, done = int(info.get("total") or 0), int(info.get("done") or 0)
         if phase == "decode" and total:
             self._set_progress(done, maximum=total, text=loading_text(info))
         else:                           # listing the files; or ready, the model being compiled next
             self._set_progress(0, maximum=0, text=loading_text(info))
-        if phase == "ready":
-            self._data_report = dict(info)
-            self._set_label(self.data_label, self._data_text(info), "warning" if info.get("skipped") else "")
 
     @staticmethod
     def _data_text(info: dict) -> str:

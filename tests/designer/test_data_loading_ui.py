@@ -296,3 +296,54 @@ def test_stop_while_the_training_process_reads_the_folder_ends_the_run_cleanly(q
     assert "stopped before its first batch" in panel.status_label.text()
     assert panel.runs_list.count() == 0 and window.document.project.weights is None
     assert panel.train_button.isEnabled() and not panel.stop_button.isEnabled()
+
+
+@pytest.mark.slow
+def test_a_folder_imported_in_the_dialog_trains_from_its_cache_and_again_after_the_cache_is_cleared(
+        qtbot, window, tmp_path):
+    folder = image_folder(tmp_path / "imported", classes=3, per_class=20)
+    dialog = DatasetImportDialog(window)
+    qtbot.addWidget(dialog)
+    preview(qtbot, dialog, folder)
+    with qtbot.waitSignal(dialog.accepted, timeout=30_000):
+        dialog.accept()
+    panel = use_folder(window, folder)
+    panel.accept_import(dialog.spec, dialog.dataset, dialog.options)
+    assert panel.fit_problems() == []
+    shown = []
+    panel.session.loading.connect(lambda info: shown.append(panel.progress.format()))
+    with qtbot.waitSignal(panel.session.finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(panel.train_button, Qt.LeftButton)
+    assert blocker.args[0].result.stopped == "completed"
+    assert shown == []                   # nothing decoded again: the process mapped the cache file
+    assert panel.data_label.text() == "Images read from the image cache (60)"
+
+    clear_image_cache_asked(window, ask=False)       # its file gone: the folder is read again, shown
+    with qtbot.waitSignal(panel.session.finished, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.train_button, Qt.LeftButton)
+    assert any(re.fullmatch(r"Decoding [\d,]+ of 60 images", text) for text in shown), shown
+    assert panel.data_label.text() == "Images decoded into the image cache (60)"
+    assert panel.runs_list.count() == 2
+
+
+@pytest.mark.slow
+def test_a_large_folder_is_decoded_whole_before_the_dialog_closes(qtbot, tmp_path):
+    from engine.runtime.data.images import OVERLAP_MIN, CachedImages
+
+    n = OVERLAP_MIN + 16        # loading returns once listed; the dialog waits for the whole folder
+    a = np.zeros((4, 4, 3), dtype=np.uint8)
+    for k in range(2):
+        (tmp_path / "large" / f"c{k}").mkdir(parents=True)
+        Image.fromarray(a + 100 * k).save(tmp_path / "large" / f"c{k}" / "0.png")
+        for i in range(1, n // 2):
+            (tmp_path / "large" / f"c{k}" / f"{i}.png").hardlink_to(tmp_path / "large" / f"c{k}" / "0.png")
+    dialog = DatasetImportDialog(None)
+    qtbot.addWidget(dialog)
+    shown = []
+    dialog._job.progress.connect(lambda *_: shown.append(dialog.load_bar.format()))
+    preview(qtbot, dialog, tmp_path / "large")
+    with qtbot.waitSignal(dialog.accepted, timeout=60_000):
+        dialog.accept()
+    assert isinstance(dialog.dataset.x, CachedImages) and len(dialog.dataset) == n
+    assert shown[-1] == f"Decoded {n:,} images", shown
+    assert np.asarray(dialog.dataset.x[-1]).max() == 100
