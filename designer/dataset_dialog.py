@@ -358,8 +358,8 @@ class DatasetImportDialog(QDialog):
 
     @property
     def loading(self) -> bool:
-        """A folder is being read (previewed or decoded)."""
-        return self._job.running or bool(self._job_kind)
+        """A folder is being read (previewed or decoded): until its end (a signal) has been handled."""
+        return bool(self._job_kind)
 
     def eventFilter(self, watched, event) -> bool:
         """Enter in the path field previews, as the Preview button does; it does not also accept the
