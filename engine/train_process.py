@@ -309,7 +309,15 @@ def main(stdin: BinaryIO | None = None, stdout_fd: int = 1) -> int:
     except OSError:                # no stderr (a windowless app): they go nowhere
         os.dup2(os.open(os.devnull, os.O_WRONLY), stdout_fd)
     sys.stdout = sys.stderr if sys.stderr is not None else open(os.devnull, "w")
-    stdin = stdin or sys.stdin.buffer
+    if stdin is None:
+        # The designer's messages are read from a copy of fd 0, and sys.stdin points at nothing: a
+        # thread blocked reading sys.stdin holds its lock, and a process forked to decode images
+        # (multiprocessing closes sys.stdin as it starts) would wait for that lock for ever.
+        stdin = os.fdopen(os.dup(0), "rb")
+        try:
+            sys.stdin = open(os.devnull)
+        except OSError:
+            sys.stdin = None
     lock = threading.Lock()
 
     def emit(*message) -> None:

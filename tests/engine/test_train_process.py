@@ -152,3 +152,35 @@ def test_the_training_threads_leave_one_core_to_the_window_unless_told(monkeypat
     assert training_threads() == 3
     monkeypatch.setenv(ENV_THREADS, "many")
     assert training_threads() == max(1, default_threads() - 1)
+
+
+@pytest.mark.slow
+def test_an_image_folder_decoded_by_the_process_with_parallel_decoders_trains(tmp_path):
+    """The process decodes a folder with forked decoding processes while a thread waits for the designer's
+    messages: the decoders must not wait for the stdin that thread reads (they did, for ever)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("dark", "light")):
+        (tmp_path / name).mkdir()
+        for i in range(160):
+            pixels = rng.integers(0, 100, (8, 8, 3), dtype=np.uint8) + (120 if k else 0)
+            Image.fromarray(pixels.astype(np.uint8)).save(tmp_path / name / f"{i:03d}.png")
+    graph = build("m", [("x", "Input", {"shape": [3, 8, 8]}), ("flat", "Flatten", {}), ("fc", "Linear", {"units": 2}),
+                        ("y", "Output", {})])
+    process = TrainProcess()
+
+    def too_long(*_):
+        process.proc.kill()
+        raise TimeoutError("the run never finished: the decoding processes hang")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(90)
+    try:
+        kinds, outcome = run_to_end(process, request(TrainConfig(epochs=1, device="cpu", data_workers=2), graph,
+                                                     str(tmp_path)))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert kinds[-1] == "finished", outcome
+    assert "loading" in kinds and outcome["result"]["class_names"] == ["dark", "light"]

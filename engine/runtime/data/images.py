@@ -255,7 +255,20 @@ def _pool(workers: int):
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork") if sys.platform.startswith("linux") else None
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                                  initializer=_die_with_parent if ctx is not None else None)
+
+
+def _die_with_parent() -> None:
+    """A decoding process ends when the process that started it does (Linux): killed while decoding, a
+    training process must not leave decoders holding its pipes open."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _decode_all(scan: FolderScan, height: int, width: int, mode: str, out_path: str | None, offset: int,
