@@ -164,6 +164,7 @@ class TrainingPanel(QWidget):
         self.session.runningChanged.connect(self._update_buttons)
         self.curves.epochClicked.connect(self.restore_epoch)
         document.graphReplaced.connect(self.load_from_project)
+        document.projectChanged.connect(self._settings_from_project)
         document.analysed.connect(lambda _: self._update_fit())
         # an edit inside a module changes the model but sends no event of the model's own graph
         document.analysed.connect(lambda _: self.session.running and self._graph_event("analysed", {}))
@@ -605,6 +606,19 @@ class TrainingPanel(QWidget):
         elif reason != self.status_label.text():
             self._set_status(reason, "error", blocked=True)
 
+    def _settings_from_project(self) -> None:
+        """Settings changed elsewhere (Load Weights… sets Start from; its undo sets it back): shown here."""
+        if self._loading or self.session.running:
+            return
+        config = self.document.project.config
+        self._loading = True
+        try:
+            for name, widget in self._setting_widgets.items():
+                if _read_value(widget) != getattr(config, name):
+                    _show_value(widget, getattr(config, name))
+        finally:
+            self._loading = False
+
     def config_from_fields(self) -> TrainConfig:
         """The settings as shown. Raises ConfigError for a combination the engine refuses. A project
         file never chooses where files are written: its checkpoint folder is not used."""
@@ -676,7 +690,9 @@ class TrainingPanel(QWidget):
                 {"cache_hit": True, "total": len(images.files), "skipped": len(images.skipped)}),
                 "warning" if images.skipped else "")
             self._data_report = {"skipped": len(images.skipped)}
-        self.session.start(RunRequest(graph, dataset if dataset is not None else spec, config, options))
+        project = self.document.project
+        start = (project.start_weights or project.weights) if config.start_from == "weights" else None
+        self.session.start(RunRequest(graph, dataset if dataset is not None else spec, config, options, initial=start))
         self.runStarted.emit()
         return True
 
