@@ -294,7 +294,7 @@ class DatasetImportDialog(QDialog):
         form.addRow("Image size (height, width)", size_row)
         self.skip_check = QCheckBox("Skip unreadable images (and count them)", self)
         self.skip_check.setToolTip("An image that cannot be decoded is left out and counted; unticked, loading "
-                                   "stops and names it. The same as the Training panel's 'Unreadable images'.")
+                                   "stops and names it. The same as the Training panel's 'Bad images'.")
         self.skip_check.setChecked(bad_images == "skip")
         form.addRow("", self.skip_check)
         layout.addLayout(form)

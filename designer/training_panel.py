@@ -48,12 +48,12 @@ PROGRESS_INTERVAL_MS = 200       # progress bar and figures: QProgressBar.setVal
 SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", "one_cycle": "One cycle",
                   "plateau": "Reduce on plateau"}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
-BAD_IMAGES_NAMES = {"stop": "Stop and name it", "skip": "Skip and count them"}
+BAD_IMAGES_NAMES = {"stop": "Stop", "skip": "Skip"}
 CHOICE_NAMES = {"optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULE_NAMES,
                 "bad_images": BAD_IMAGES_NAMES}    # how a choice is shown
 # rows for settings the engine declares without a panel label (its own label, once it has one, wins)
-PANEL_LABELS = {"memory_budget": "Memory budget (GiB)", "data_workers": "Data reading processes",
-                "bad_images": "Unreadable images"}
+PANEL_LABELS = {"memory_budget": "Memory (GiB)", "data_workers": "Reading processes",
+                "bad_images": "Bad images"}
 AUTO_AT_MINIMUM = {"memory_budget": "Auto", "data_workers": "Auto"}    # the spin box's lowest value means auto
 
 
@@ -919,7 +919,7 @@ class TrainingPanel(QWidget):
             return
         self._set_progress(0, text="Failed")
         if self._data_loading and "image" in message and _read_value(self.bad_images) == "stop":
-            message += (f". To leave such files out, set Unreadable images to ‘{BAD_IMAGES_NAMES['skip']}’ "
+            message += (f". To leave such files out, set Bad images to ‘{BAD_IMAGES_NAMES['skip']}’ "
                         "and train again")
         self._set_status(f"Run {self._run_id} failed: {message}", "error")
         self.message.emit(f"Training failed: {message}")
