@@ -168,3 +168,28 @@ def test_without_pyarrow_a_csv_asks_for_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
     with pytest.raises(DataError, match=r"reading t.csv needs pyarrow; install it with: pip install pyarrow"):
         load_dataset(str(path))
+
+
+def test_a_large_table_written_by_several_threads_is_the_same(tmp_path, monkeypatch):
+    """Past THREADED_FILL_BYTES the features are written by a thread per core: the same table."""
+    import numpy as np
+
+    from engine.runtime.data import tables
+
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(60_000, 5)).round(4)          # several of pyarrow's blocks
+    path = tmp_path / "big.csv"
+    path.write_text("a,b,c,d,e,label\n" + "".join(
+        ",".join(map(str, r)) + f",{'yes' if r[0] > 0 else 'no'}\n" for r in rows.tolist()))
+    one = tables.load_csv(path)
+    monkeypatch.setattr(tables, "THREADED_FILL_BYTES", 0)
+    monkeypatch.setattr(tables.os, "cpu_count", lambda: 4)
+    import concurrent.futures
+
+    pools = []
+    real = concurrent.futures.ThreadPoolExecutor
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", lambda n: pools.append(n) or real(n))
+    many = tables.load_csv(path)
+    assert pools == [4], "the table was written by four threads"
+    assert np.array_equal(one.x, many.x) and np.array_equal(one.y, many.y)
+    assert np.allclose(many.x, rows.astype(np.float32))

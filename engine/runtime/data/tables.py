@@ -223,6 +223,7 @@ def _read_arrow(path: Path, probe: _Probe, exact: bool, pa_csv):
     sample = [r for r in probe.sample[:2000] if len(r) == n]      # a guess: a wrong one costs a second parse
     as_numbers = {j for j in range(n) if _number_sample([r[j] for r in sample])}
     delimiter = probe.delimiter
+    quoted = _has_quote(path)     # no quote anywhere: no line break inside a value, so pyarrow splits freely
     while True:
         invalid: list[str] = []
 
@@ -238,7 +239,7 @@ def _read_arrow(path: Path, probe: _Probe, exact: bool, pa_csv):
                 path,
                 read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1, encoding="utf8"),
                 parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True,
-                                                  escape_char=False, newlines_in_values=True,
+                                                  escape_char=False, newlines_in_values=quoted,
                                                   ignore_empty_lines=True, invalid_row_handler=on_invalid),
                 convert_options=pa_csv.ConvertOptions(
                     column_types={names[j]: pa.float64() if j in as_numbers else pa.string() for j in range(n)},
@@ -270,6 +271,20 @@ def _read_arrow(path: Path, probe: _Probe, exact: bool, pa_csv):
                 columns.append(_text_column(col, path, exact))
         if not again:
             return columns, invalid, table.num_rows
+
+
+def _has_quote(path: Path) -> bool:
+    """Whether the file holds a double quote anywhere (a memchr over the mapped file: ~0.13 s a GiB)."""
+    import mmap
+
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return False
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                return m.find(b'"') >= 0
+    except (OSError, ValueError):
+        return True          # unknown: the careful way
 
 
 def _failed_column(message: str, names: list[str]) -> int | None:
@@ -399,6 +414,9 @@ def _load_csv_arrow(path: Path, target: str | None, size: int, exact: bool, pa_c
                    description=f"{path.name}: {len(x)} rows, {x.shape[1]} features, target '{header[t]}'.")
 
 
+THREADED_FILL_BYTES = 64 * 2**20     # a feature table larger than this is written by a thread per core
+
+
 def _fill(x: np.ndarray, plan, plan_names: list[str], feature_names: list[str], nrows: int) -> None:
     """Write the features into x, column by column (numbers, or one-hot categories)."""
     at = 0
@@ -421,12 +439,26 @@ def _fill(x: np.ndarray, plan, plan_names: list[str], feature_names: list[str], 
             at += len(cats)
     lengths = {tuple(len(chunk) for chunk in chunks) for _, chunks in numeric}
     if len(lengths) == 1:           # the columns of one table: the same blocks
-        row = 0
-        for k, n in enumerate(next(iter(lengths))):
-            block = x[row:row + n]
-            for col, chunks in numeric:
-                block[:, col] = chunks[k]
-            row += n
+        sizes = next(iter(lengths))
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else []
+
+        def write(blocks: range) -> None:
+            for k in blocks:
+                block = x[starts[k]:starts[k] + sizes[k]]
+                for col, chunks in numeric:
+                    block[:, col] = chunks[k]
+
+        # a large table in a thread per core: most of the time is the first touch of x's new pages, which
+        # the threads take in parallel (numpy copies without the GIL): 1.05 s -> 0.58 s for 450 MB on 2 cores
+        threads = min(os.cpu_count() or 1, 8) if x.nbytes > THREADED_FILL_BYTES and len(sizes) >= 2 else 1
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            cut = [len(sizes) * i // threads for i in range(threads + 1)]
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(write, [range(cut[i], cut[i + 1]) for i in range(threads)]))
+        else:
+            write(range(len(sizes)))
     else:
         for col, chunks in numeric:
             row = 0
