@@ -226,3 +226,28 @@ def test_a_transposed_convolution_keras_backends_disagree_on_is_refused():
     layer["config"]["kernel_size"] = 4      # consistent: (4 - 1) * 2 + 4 - 2 * 1 = 8 = 4 * 2
     graph = import_keras(model).graph
     assert analyse(graph).specs[graph.find("up").id].shape == (2, 8, 8)
+
+
+def test_layers_keras_froze_import_frozen_and_reproduce_its_outputs():
+    """trainable=False on a layer, and on a nested base model (the Keras transfer-learning recipe), imports as
+    frozen blocks: a frozen module instance for the base, a frozen Linear; the rest trains. Keras' outputs."""
+    import numpy as np
+    import torch
+
+    from engine.analysis import analyse
+    from engine.compiler import compile_graph
+
+    result, graph = _graph("frozen_base")
+    assert graph.find("base").type == "Module" and graph.find("base").params["trainable"] is False
+    assert graph.find("frozen_dense").params["trainable"] is False
+    assert graph.find("tuned_dense").params["trainable"] is True and graph.find("head").params["trainable"] is True
+    analysis = analyse(graph)
+    assert analysis.frozen_params == (6 * 8 + 8) + 2 * 8 + (8 * 8 + 8)       # base (Dense, BN weight and bias), Dense
+    model = compile_graph(graph)
+    model.load_state_dict(result.weights)
+    model.train()                                          # a frozen block stays in eval mode while the rest trains
+    assert not model.base.training and model.head.training
+    reference = np.load(FIXTURES / "frozen_base.npz")
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(reference["x"]).float())
+    assert np.allclose(out.numpy(), reference["y"], atol=1e-5)

@@ -141,13 +141,18 @@ class Importer:
         if CONSTANTS in kwargs and not getattr(handler, "takes_constants", False):
             raise Skip(f"is called with the number {_what(kwargs[CONSTANTS][0])} among its inputs, which Deepwire "
                        "does not carry")
-        if handler is None:
-            if cls in MODELS:
-                return self.nested(cls, name, cfg, ins)
+        if handler is None and cls not in MODELS:
             raise Skip("has no Deepwire block")
-        if not handler.many_inputs and len(ins) != 1:
+        if handler is not None and not handler.many_inputs and len(ins) != 1:
             raise Skip(f"takes {len(ins)} inputs")
-        return handler.build(self, name, cfg, ins, kwargs)
+        graph = self.b.graph
+        before = set(graph.node_ids()) if cfg.get("trainable") is False else None
+        out = self.nested(cls, name, cfg, ins) if handler is None else handler.build(self, name, cfg, ins, kwargs)
+        if before is not None:      # trainable=False in Keras: the blocks it became are frozen
+            for node_id in graph.node_ids():
+                if node_id not in before and "trainable" in graph.node(node_id).params:
+                    graph.node(node_id).params["trainable"] = False
+        return out
 
     # ---------------------------------------------------------------- nested models
     def nested(self, cls: str, name: str, cfg: dict, ins: list[T]) -> T:
