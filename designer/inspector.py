@@ -926,7 +926,7 @@ class Inspector(QWidget):
     def _build_arguments(self, form: QFormLayout, module: str, node_id: str) -> None:
         """An instance's values for the parameters its module declares, one field each."""
         definition = self.document.graph.modules.get(module)
-        decl = declared(definition) if definition is not None else []
+        decl = declared(definition, self.document.graph.modules) if definition is not None else []
         if not decl:
             return
         form.addRow(_section("Module parameters"))

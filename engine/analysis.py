@@ -281,7 +281,7 @@ def _module_analyses(params: dict, ins: list[TensorSpec], modules: dict[str, Gra
         key = (name, id(modules[name]), tuple(specs), tuple(sorted(args.items())))
         inner = cache.get(key)
         if inner is None:
-            inner = analyse(concrete(modules[name], specs, args), modules, depth + 1, cache)
+            inner = analyse(concrete(modules[name], specs, args, modules), modules, depth + 1, cache)
             cache[key] = inner
         if inner.errors:
             first = inner.errors[0]

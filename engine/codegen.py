@@ -20,6 +20,7 @@ from .blocks.base import activation_call, lit
 from .blocks.helpers import HELPERS, helper_sources
 from .blocks.module import MODULE
 from .graph import Graph
+from .modules import _target as module_target
 from .modules import concrete, declared
 from .naming import Namespace, to_class_name
 
@@ -366,8 +367,8 @@ def _module_class(node_params: dict, specs: list[TensorSpec], inner: Analysis, m
     name = node_params["module"]
     definition = modules[name]
     args = node_params.get("args") or {}
-    graph = concrete(definition, specs, args)
-    decl = declared(definition)
+    graph = concrete(definition, specs, args, modules)
+    decl = declared(definition, modules)
     sequential = _sequential(graph, inner, modules, classes)     # inline, with this application's values
     if sequential is not None:
         return sequential
@@ -384,7 +385,7 @@ def _module_class(node_params: dict, specs: list[TensorSpec], inner: Analysis, m
             default = _arg_literal(d.default)
             annotation = ANNOTATIONS.get(d.param.kind)
             signature.append(f", {d.name}{annotation} = {default}" if annotation else f", {d.name}={default}")
-            value = _arg_literal(inner_value(graph, d))
+            value = _arg_literal(inner_value(graph, d, modules))
             if value != default:
                 kwargs.append(f"{d.name}={value}")
     else:
@@ -393,8 +394,8 @@ def _module_class(node_params: dict, specs: list[TensorSpec], inner: Analysis, m
     paths = {(n,): attr for n, attr in info.attrs.items()}
     paths.update(info.paths)
     values = {}
-    for d in (found[1] if found else []):
-        v = inner_value(graph, d)
+    for d in decl:              # every number it takes here (one written in place still names a number)
+        v = inner_value(graph, d, modules)
         if isinstance(v, tuple) and len(set(v)) == 1:
             v = v[0]
         if isinstance(v, int) and not isinstance(v, bool):
@@ -408,10 +409,11 @@ RESERVED_ARGS = frozenset({"nn", "torch", "F", "math", "self", "super", "range",
 SENTINELS = (7_000_001, 7_000_003)   # two sets of marker values: a parameter written as it is shows as its marker
 
 
-def inner_value(graph: Graph, d) -> object:
-    """The value parameter `d` has in this application (its first target block's, validated)."""
+def inner_value(graph: Graph, d, modules: dict[str, Graph] | None = None) -> object:
+    """The value parameter `d` has in this application (its first target's, validated)."""
     node_id, param = d.targets[0]
-    return d.param.validate(graph.node(node_id).params[param])
+    found = module_target(graph, node_id, param, modules, frozenset())
+    return found[1] if found is not None else d.default
 
 
 def _arg_literal(value) -> str:

@@ -339,7 +339,8 @@ class Graph:
         if targets:
             for node_id, param in targets:
                 node = self.node(node_id)
-                if param not in node.params:
+                nested = node.type == "Module" and param.startswith("args.") and len(param) > 5
+                if param not in node.params and not nested:
                     raise GraphError(f"'{node.name}' has no parameter {param!r}")
             if name not in self.arguments and len(self.arguments) >= MAX_ARGUMENTS:
                 raise GraphError(f"a module may declare at most {MAX_ARGUMENTS} parameters")

@@ -17,6 +17,7 @@ analysis, the code generator and the designer need of definitions:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .blocks import REGISTRY, TensorSpec
@@ -34,14 +35,15 @@ def ports(definition: Graph) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
-def concrete(definition: Graph, specs: list[TensorSpec], args: dict | None = None) -> Graph:
+def concrete(definition: Graph, specs: list[TensorSpec], args: dict | None = None,
+             modules: dict[str, Graph] | None = None) -> Graph:
     """A copy of `definition` whose Inputs declare `specs` (shape and dtype), in port order, and
     whose blocks take the values `args` gives the module's parameters (see bind)."""
     copy = definition.copy()
     inputs, _ = ports(copy)
     for node_id, spec in zip(inputs, specs):
         copy.node(node_id).params.update(shape=list(spec.shape), dtype=spec.dtype)
-    for node_id, values in bind(definition, args or {}).items():
+    for node_id, values in bind(definition, args or {}, modules).items():
         copy.node(node_id).params.update(values)
     return copy
 
@@ -49,35 +51,69 @@ def concrete(definition: Graph, specs: list[TensorSpec], args: dict | None = Non
 @dataclass(frozen=True)
 class Declared:
     """One parameter a module declares: the block parameters it sets (blocks still in the module),
-    how its values are checked (the first target's declaration) and its default (that block's value)."""
+    how its values are checked (the first target's declaration) and its default (that block's value).
+    A target may also be a parameter of a module instance inside (`args.NAME`: the value that
+    instance gives its own module's parameter NAME)."""
     name: str
     targets: tuple[tuple[str, str], ...]
     param: Param
     default: object
 
 
-def declared(definition: Graph) -> list[Declared]:
-    """The parameters `definition` declares that still set something, in declaration order."""
+NESTED = "args."      # a target that is an inner instance's module parameter: ("n4", "args.filters")
+
+
+def _target(definition: Graph, node_id: str, param: str, modules: dict[str, Graph] | None,
+            seen: frozenset) -> tuple[Param, object] | None:
+    """(how a target's values are checked, its value in the definition), or None when it sets nothing
+    (its block is gone, or it names no parameter)."""
+    if node_id not in definition:
+        return None
+    node = definition.node(node_id)
+    if node.type == MODULE and param.startswith(NESTED):
+        inner = param[len(NESTED):]
+        given = (node.params.get("args") or {}).get(inner)
+        name = node.params.get("module")
+        if modules is not None and name in modules and name not in seen:
+            found = next((d for d in declared(modules[name], modules, seen | {name}) if d.name == inner), None)
+            if found is None:
+                return None
+            spec = dataclasses.replace(found.param, name=inner)
+            return spec, spec.validate(list(given) if isinstance(given, tuple) else given) \
+                if given is not None else found.default
+        if given is None:         # without the definitions: checked as the number(s) it holds
+            return None
+        kind = "ints" if isinstance(given, (list, tuple)) else "float" if isinstance(given, float) else "int"
+        spec = Param(inner, kind, given)
+        return spec, spec.validate(given)
+    if node.type not in REGISTRY or param not in REGISTRY[node.type].param_index:
+        return None
+    spec = REGISTRY[node.type].param_index[param]
+    try:
+        return spec, spec.validate(node.params.get(param, spec.default))
+    except ParamError:
+        return spec, spec.default
+
+
+def declared(definition: Graph, modules: dict[str, Graph] | None = None,
+             _seen: frozenset = frozenset()) -> list[Declared]:
+    """The parameters `definition` declares that still set something, in declaration order. `modules`:
+    the definitions its instances name (to check what a parameter gives an instance inside)."""
     out = []
     for name, targets in definition.arguments.items():
-        live = tuple((n, p) for n, p in targets
-                     if n in definition and definition.node(n).type in REGISTRY
-                     and p in REGISTRY[definition.node(n).type].param_index)
+        found = [(t, _target(definition, t[0], t[1], modules, _seen | {definition.name})) for t in targets]
+        live = tuple(t for t, spec in found if spec is not None)
         if live:
-            node_id, param = live[0]
-            spec = REGISTRY[definition.node(node_id).type].param_index[param]
-            try:
-                default = spec.validate(definition.node(node_id).params.get(param, spec.default))
-            except ParamError:
-                default = spec.default
+            spec, default = next(spec for _, spec in found if spec is not None)
             out.append(Declared(name, live, spec, default))
     return out
 
 
-def bind(definition: Graph, args: dict) -> dict[str, dict]:
-    """node id -> {parameter: value} for an instance's `args`. Raises ShapeError (kind "module")
-    naming a parameter the module does not declare, or a value its block would refuse."""
-    known = {d.name: d for d in declared(definition)}
+def bind(definition: Graph, args: dict, modules: dict[str, Graph] | None = None) -> dict[str, dict]:
+    """node id -> {parameter: value} for an instance's `args` (an inner instance's target: its whole
+    `args`, with the value set). Raises ShapeError (kind "module") naming a parameter the module does
+    not declare, or a value its block would refuse."""
+    known = {d.name: d for d in declared(definition, modules)}
     out: dict[str, dict] = {}
     for key, value in args.items():
         if key not in known:
@@ -85,12 +121,17 @@ def bind(definition: Graph, args: dict) -> dict[str, dict]:
             raise ShapeError(f"module '{definition.name}' has no parameter '{key}' ({have})", kind="module")
         d = known[key]
         for node_id, param in d.targets:
-            spec = REGISTRY[definition.node(node_id).type].param_index[param]
+            spec, _ = _target(definition, node_id, param, modules, frozenset({definition.name}))
             try:
                 clean = spec.validate(list(value) if isinstance(value, tuple) else value)
             except ParamError as exc:
                 raise ShapeError(f"module parameter '{key}': {exc}", kind="module") from None
-            out.setdefault(node_id, {})[param] = clean
+            if param.startswith(NESTED):
+                inner = out.setdefault(node_id, {}).setdefault(
+                    "args", dict(definition.node(node_id).params.get("args") or {}))
+                inner[param[len(NESTED):]] = list(clean) if isinstance(clean, tuple) else clean
+            else:
+                out.setdefault(node_id, {})[param] = clean
     return out
 
 
@@ -247,7 +288,7 @@ def ungroup(graph: Graph, node_id: str) -> Ungrouped:
         raise GraphError(f"'{node.name}' names the module {name!r}, which this project does not define")
     definition = graph.modules[name]
     try:
-        bound = bind(definition, node.params.get("args") or {})
+        bound = bind(definition, node.params.get("args") or {}, graph.modules)
     except ShapeError as exc:
         raise GraphError(f"'{node.name}': {exc}") from None
     inputs, outputs = ports(definition)

@@ -134,6 +134,12 @@ def test_a_resnet_of_basic_blocks_keeps_its_stages_blocks_and_state_dict_keys(tm
     assert list(plain.arguments) == ["filters"] and len(plain.arguments["filters"]) == 2     # conv1 and conv2
     assert "def __init__(self, filters: int = 8):" in code and "BasicBlock(filters=32)" in code
     assert sum(n.params["repeat"] for n in blocks if n.params["module"] == "BasicBlock") == 6   # all but two
+    # the two downsampling blocks (of other widths, their Downsample too) are one definition: its parameter
+    # also sets the width its inner Downsample instance takes
+    assert {n.params["module"] for n in blocks} == {"BasicBlock", "BasicBlock_2"}
+    lifted = graph.modules["BasicBlock_2"].arguments["filters"]
+    assert len(lifted) == 3 and sum(1 for _, p in lifted if p == "args.filters") == 1
+    assert "def __init__(self, in_channels: int, filters: int):" in code and "class BasicBlock_3" not in code
     spec = importlib.util.spec_from_file_location("exported_resnet", tmp_path / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -149,3 +149,34 @@ def test_a_parameter_a_block_computes_with_keeps_one_class_per_value():
     source, _ = generate(graph)
     assert compile_graph(graph)(torch.randn(2, 16)).shape == (2, 8)
     assert "units: int = 8" in source
+
+
+def test_a_parameter_may_set_what_an_instance_inside_gives_its_own_module():
+    """Stage(width) holds a Block instance; Stage's parameter sets the Block's own `units` parameter
+    (target "args.units"): shapes follow, and what trains is what exports."""
+    inner = build("Block", [("x", "Input", {"shape": [8]}), ("fc", "Linear", {"units": 8}), ("y", "Output", {})])
+    inner.set_argument("units", [(inner.find("fc").id, "units")])
+    stage = build("Stage", [("x", "Input", {"shape": [8]}), ("block", "Module", {"module": "Block"}),
+                            ("norm", "LayerNorm", {}), ("y", "Output", {})])
+    stage.set_argument("width", [(stage.find("block").id, "args.units")])
+    graph = build("net", [("x", "Input", {"shape": [8]}), ("a", "Module", {"module": "Stage", "args": {"width": 12}}),
+                          ("b", "Module", {"module": "Stage", "args": {"width": 5}}), ("y", "Output", {})])
+    graph.add_module("Block", inner)
+    graph.add_module("Stage", stage)
+    analysis = analyse(graph)
+    assert analysis.ok, [d.message for d in analysis.diagnostics]
+    assert analysis.specs[graph.find("a").id].shape == (12,) and analysis.specs[graph.find("b").id].shape == (5,)
+    assert [d.default for d in declared(stage, graph.modules)] == [8]       # the Block's own value
+    graph.find("b").params["args"] = {"width": 0}
+    assert any("width" in d.message for d in analyse(graph).errors)        # checked as units are
+    graph.find("b").params["args"] = {"width": 5}
+    source, _ = generate(graph)
+    torch.manual_seed(0)
+    trained = compile_graph(graph)
+    namespace: dict = {}
+    exec(compile(source, "<model.py>", "exec"), namespace)
+    torch.manual_seed(0)
+    exported = namespace["Net"]()
+    x = torch.randn(3, 8)
+    assert torch.equal(trained(x), exported(x))
+    assert trained.state_dict()["b.block.fc.weight"].shape == (5, 12)

@@ -25,7 +25,8 @@ from torch import nn
 from ...blocks import REGISTRY
 from ...blocks.module import MODULE
 from ...graph import Graph, GraphError, layered_layout
-from ...modules import group
+from ...modules import NESTED, group
+from ...modules import _target as module_target
 from ...naming import to_class_name
 from ..common import GraphBuilder
 
@@ -207,8 +208,9 @@ def _loose_structure(definition: Graph, base: str) -> str:
     ResNet's blocks of other widths and strides) are one definition with module parameters."""
     nodes = definition.nodes()
     index = {n.id: i for i, n in enumerate(nodes)}
-    blocks = [[n.type, n.name, {k: "#" if _numeric(n, k) else v for k, v in n.params.items()
-                                if not (n.type == "Input" and k == "shape")}] for n in nodes]
+    blocks = [[n.type, n.name, {k: "#" if _numeric(n, k) or (n.type == MODULE and k == "args") else v
+                                for k, v in n.params.items() if not (n.type == "Input" and k == "shape")}]
+              for n in nodes]
     wires = sorted((index[e.src], index[e.dst], e.port) for e in definition.edges())
     return json.dumps([base, blocks, wires], sort_keys=True, default=str)
 
@@ -237,7 +239,7 @@ def _deduplicate(graph: Graph, name: str, base: str, canonical: dict[str, str], 
             canonical[key] = name
             canonical[loose] = name
             return name
-        args = _differences(definition, graph.modules[same])
+        args = _differences(definition, graph.modules[same], graph.modules)
     mine, theirs = definition.node_ids(), graph.modules[same].node_ids()
     moved = dict(zip(mine, theirs))
     for block, place in places.items():
@@ -248,26 +250,49 @@ def _deduplicate(graph: Graph, name: str, base: str, canonical: dict[str, str], 
     return same
 
 
-def _differences(mine: Graph, target: Graph) -> dict:
+def _given(node, modules: dict[str, Graph]) -> dict:
+    """What a module instance gives its module's parameters: its own values, else the defaults."""
+    from ...modules import declared
+
+    definition = modules.get(node.params.get("module"))
+    out = {d.name: (list(d.default) if isinstance(d.default, tuple) else d.default)
+           for d in (declared(definition, modules) if definition is not None else [])}
+    out.update(node.params.get("args") or {})
+    return out
+
+
+def _differences(mine: Graph, target: Graph, modules: dict[str, Graph]) -> dict:
     """The module parameters `target` needs to be `mine` (declared on `target` as they first differ, one per
-    block parameter; their defaults are `target`'s own values), and the values `mine` gives them."""
+    block parameter, or per parameter of a module instance inside: `args.filters`; their defaults are
+    `target`'s own values), and the values `mine` gives them."""
     owner = {t: name for name, targets in target.arguments.items() for t in targets}
     args: dict = {}
     for a, t in zip(mine.nodes(), target.nodes()):
+        if a.type == MODULE:
+            theirs = _given(t, modules)
+            for k, v in _given(a, modules).items():
+                if json.dumps(v) != json.dumps(theirs.get(k)):
+                    _declare(target, owner, t, f"args.{k}", args, v)
+            continue
         for k, v in a.params.items():
             if not _numeric(a, k) or _validated(a, k, v) == _validated(t, k, t.params.get(k)):
                 continue
-            arg = owner.get((t.id, k))
-            if arg is None:
-                stem = re.sub(r"\W", "_", f"{t.name}_{k}").lower()
-                arg = stem if stem[:1].isalpha() else "b" + stem
-                arg = arg[:32]
-                while arg in target.arguments:
-                    arg = arg[:28] + f"_{len(target.arguments)}"
-                target.set_argument(arg, [(t.id, k)])
-                owner[(t.id, k)] = arg
-            args[arg] = list(v) if isinstance(v, tuple) else v
+            _declare(target, owner, t, k, args, v)
     return args
+
+
+def _declare(target: Graph, owner: dict, t, k: str, args: dict, v) -> None:
+    """The module parameter of `target` that sets `k` of its block `t` (declared if new), given `v`."""
+    arg = owner.get((t.id, k))
+    if arg is None:
+        stem = re.sub(r"\W", "_", f"{t.name}_{k.replace('args.', '')}").lower()
+        arg = stem if stem[:1].isalpha() else "b" + stem
+        arg = arg[:32]
+        while arg in target.arguments:
+            arg = arg[:28] + f"_{len(target.arguments)}"
+        target.set_argument(arg, [(t.id, k)])
+        owner[(t.id, k)] = arg
+    args[arg] = list(v) if isinstance(v, tuple) else v
 
 
 def _share_arguments(graph: Graph) -> None:
@@ -285,27 +310,33 @@ def _share_arguments(graph: Graph) -> None:
             continue
         instances = uses.get(module, [])
 
+        def current(arg: str):
+            n, k = definition.arguments[arg][0]
+            found = module_target(definition, n, k, graph.modules, frozenset())
+            return found[1] if found is not None else None
+
         def value(node, arg: str) -> str:
             """What `node` gives `arg`: its own value, else the default."""
-            n, k = definition.arguments[arg][0]
             given = (node.params.get("args") or {}).get(arg)
-            return json.dumps(_validated(definition.node(n), k, given if given is not None
-                                         else definition.node(n).params.get(k)), default=str)
+            chosen = given if given is not None else current(arg)
+            return json.dumps(list(chosen) if isinstance(chosen, tuple) else chosen, default=str)
+
+        def kind_of(arg: str) -> str:
+            return definition.arguments[arg][0][1].replace(NESTED, "")
 
         groups: dict[str, list[str]] = {}
-        for arg, targets in declared:
-            kind = targets[0][1]
-            default = json.dumps(_validated(definition.node(targets[0][0]), kind,
-                                            definition.node(targets[0][0]).params.get(kind)), default=str)
-            signature = json.dumps([value(i, arg) for i in instances] + [default, kind])
+        for arg, _targets in declared:
+            default = current(arg)
+            signature = json.dumps([value(i, arg) for i in instances]
+                                   + [list(default) if isinstance(default, tuple) else default, kind_of(arg)],
+                                   default=str)
             groups.setdefault(signature, []).append(arg)
         kinds: dict[str, int] = {}
         for args in groups.values():
-            kind = definition.arguments[args[0]][0][1]
-            kinds[kind] = kinds.get(kind, 0) + 1
+            kinds[kind_of(args[0])] = kinds.get(kind_of(args[0]), 0) + 1
         renames: dict[str, str] = {}
         for args in groups.values():
-            kind = definition.arguments[args[0]][0][1]
+            kind = kind_of(args[0])
             new = kind if kinds[kind] == 1 and re.fullmatch(r"[a-z][A-Za-z0-9_]{0,31}", kind) else args[0]
             targets = [t for a in args for t in definition.arguments[a]]
             for a in args:
@@ -317,6 +348,12 @@ def _share_arguments(graph: Graph) -> None:
             given = node.params.get("args") or {}
             if given:
                 node.params["args"] = {renames.get(k, k): v for k, v in given.items()}
+        for outer in graph.modules.values():      # parameters of modules around it that set these, by name
+            for arg, targets in outer.arguments.items():
+                outer.arguments[arg] = [
+                    (n, NESTED + renames.get(k[len(NESTED):], k[len(NESTED):]))
+                    if k.startswith(NESTED) and n in outer and outer.node(n).params.get("module") == module else (n, k)
+                    for n, k in targets]
 
 
 def _repeat(graph: Graph, name: str, instance: str, places: dict[str, tuple], canonical: dict[str, str]) -> None:
