@@ -42,9 +42,9 @@ from PySide6.QtWidgets import (
 from engine.analysis import WARNING, Analysis
 from engine.blocks import TOKENS, Block, Param, ParamError, get_block
 from engine.blocks.module import MODULE
-from engine.modules import declared
 from engine.flops import Probe, add_probe, count_flops, probe_of
 from engine.graph import ARGUMENT, MAX_NAME, Graph, clean_name
+from engine.modules import declared
 
 from . import theme
 from .commands import Rename, SetArgument, SetParams

@@ -20,8 +20,7 @@ from .blocks.base import activation_call, lit
 from .blocks.helpers import HELPERS, helper_sources
 from .blocks.module import MODULE
 from .graph import Graph
-from .modules import _target as module_target
-from .modules import concrete, declared
+from .modules import concrete, declared, target_value
 from .naming import Namespace, to_class_name
 
 # the names the helpers define (a module's class must not take one)
@@ -412,7 +411,7 @@ SENTINELS = (7_000_001, 7_000_003)   # two sets of marker values: a parameter wr
 def inner_value(graph: Graph, d, modules: dict[str, Graph] | None = None) -> object:
     """The value parameter `d` has in this application (its first target's, validated)."""
     node_id, param = d.targets[0]
-    found = module_target(graph, node_id, param, modules, frozenset())
+    found = target_value(graph, node_id, param, modules)
     return found[1] if found is not None else d.default
 
 

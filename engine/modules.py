@@ -9,6 +9,7 @@ analysis, the code generator and the designer need of definitions:
     concrete(definition, specs, args)  a copy whose Inputs take these shapes and whose blocks take the
                                  instance's parameter values (how an instance is analysed)
     declared(definition)         the parameters it declares: name, the blocks they set, kind, default
+    target_value(definition, node, param)  how one target's values are checked, and its value there
     bind(definition, args)       an instance's values, checked, as the block parameters they set
     used_names, reachable        the module names a graph's instances name; those and every module
                                  inside them; recursive: definitions that contain themselves
@@ -63,8 +64,8 @@ class Declared:
 NESTED = "args."      # a target that is an inner instance's module parameter: ("n4", "args.filters")
 
 
-def _target(definition: Graph, node_id: str, param: str, modules: dict[str, Graph] | None,
-            seen: frozenset) -> tuple[Param, object] | None:
+def target_value(definition: Graph, node_id: str, param: str, modules: dict[str, Graph] | None,
+                 seen: frozenset = frozenset()) -> tuple[Param, object] | None:
     """(how a target's values are checked, its value in the definition), or None when it sets nothing
     (its block is gone, or it names no parameter)."""
     if node_id not in definition:
@@ -101,7 +102,7 @@ def declared(definition: Graph, modules: dict[str, Graph] | None = None,
     the definitions its instances name (to check what a parameter gives an instance inside)."""
     out = []
     for name, targets in definition.arguments.items():
-        found = [(t, _target(definition, t[0], t[1], modules, _seen | {definition.name})) for t in targets]
+        found = [(t, target_value(definition, t[0], t[1], modules, _seen | {definition.name})) for t in targets]
         live = tuple(t for t, spec in found if spec is not None)
         if live:
             spec, default = next(spec for _, spec in found if spec is not None)
@@ -121,7 +122,7 @@ def bind(definition: Graph, args: dict, modules: dict[str, Graph] | None = None)
             raise ShapeError(f"module '{definition.name}' has no parameter '{key}' ({have})", kind="module")
         d = known[key]
         for node_id, param in d.targets:
-            spec, _ = _target(definition, node_id, param, modules, frozenset({definition.name}))
+            spec, _ = target_value(definition, node_id, param, modules, frozenset({definition.name}))
             try:
                 clean = spec.validate(list(value) if isinstance(value, tuple) else value)
             except ParamError as exc:

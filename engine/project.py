@@ -48,8 +48,9 @@ MAX_JSON = 64 * 2**20             # history.json (larger: noted and not read)
 MAX_SMALL_JSON = 64 * 2**20       # graph.json (a graph file's limit), and members this version does not read
 MAX_META = 2**20                  # project.json, config.json (a few hundred bytes when Deepwire writes them)
 MAX_ENTRIES = 64                  # members in one project zip
-LIMITS = {"weights.safetensors": MAX_MEMBER, "start.safetensors": MAX_MEMBER, "checkpoints.safetensors": MAX_CHECKPOINTS, "history.json": MAX_JSON,
-          "project.json": MAX_META, "config.json": MAX_META}
+LIMITS = {"weights.safetensors": MAX_MEMBER, "start.safetensors": MAX_MEMBER,
+          "checkpoints.safetensors": MAX_CHECKPOINTS, "history.json": MAX_JSON, "project.json": MAX_META,
+          "config.json": MAX_META}
 # What the members a project reads may expand to in all, as the zip declares it (members it
 # does not read are not counted). Read, a JSON member takes up to ~12 times its size as Python
 # objects; tensors take their size: see docs/FORMAT.md for the resulting bound on memory.

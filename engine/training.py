@@ -28,9 +28,10 @@ from .runtime.loop import (
     epoch_batches,
     evaluate,
     fit_normalizers,
-    start_from,
     resolve_task,
     seed_everything,
+    start_from,
+    targets,
     to_tensors,
     train_step,
 )
@@ -225,7 +226,7 @@ def train(graph: Graph, dataset, config: TrainConfig | None = None, callbacks: C
 def _train(graph: Graph, dataset, config: TrainConfig, callbacks: Callbacks, control: TrainControl,
            splits, initial: dict | None = None) -> TrainResult:
     from .runtime.data import split_dataset, split_indices
-    from .runtime.data.stream import peak_rss, streamed_splits, streams, targets
+    from .runtime.data.stream import peak_rss, streamed_splits, streams
 
     started = time.perf_counter()
     analysis = analyse(graph)

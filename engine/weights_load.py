@@ -841,16 +841,21 @@ def _tensor_match(ms: ModelState, source: dict[str, torch.Tensor], report: Weigh
     found: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     left: list[str] = []
+
+    def place(key: str, name: str, how: str) -> None:
+        """The file's tensor `name` for the model's `key` (matched `how`), or a shape mismatch."""
+        if tuple(source[name].shape) == tuple(state[key].shape):
+            found[key] = source[name]
+            report.matched.append(Matched(key, name, blocks[key], how, tuple(state[key].shape)))
+        else:
+            report.mismatched.append(Mismatched(key, name, blocks[key], tuple(state[key].shape),
+                                                tuple(source[name].shape)))
+
     for key in state:
         name = strip + key[len(add):] if key.startswith(add) else None
         if name is not None and name in source:
             used.add(name)
-            if tuple(source[name].shape) == tuple(state[key].shape):
-                found[key] = source[name]
-                report.matched.append(Matched(key, name, blocks[key], "name", tuple(state[key].shape)))
-            else:
-                report.mismatched.append(Mismatched(key, name, blocks[key], tuple(state[key].shape),
-                                                    tuple(source[name].shape)))
+            place(key, name, "name")
         else:
             left.append(key)
     rest = [k for k in source if k not in used]
@@ -859,12 +864,7 @@ def _tensor_match(ms: ModelState, source: dict[str, torch.Tensor], report: Weigh
     if left and rest:
         paired = _pair_modules(left, rest, state, source, aligned=not sorted_names)
         for key, name in paired:
-            if tuple(source[name].shape) == tuple(state[key].shape):
-                found[key] = source[name]
-                report.matched.append(Matched(key, name, blocks[key], "order", tuple(state[key].shape)))
-            else:
-                report.mismatched.append(Mismatched(key, name, blocks[key], tuple(state[key].shape),
-                                                    tuple(source[name].shape)))
+            place(key, name, "order")
         done_t, done_s = {k for k, _ in paired}, {n for _, n in paired}
         left = [k for k in left if k not in done_t]
         rest = [k for k in rest if k not in done_s]

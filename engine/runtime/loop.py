@@ -38,6 +38,11 @@ def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device):
     bytes and become float32 there); class ids int64, other targets float32 of shape (N, k)."""
     xt = torch.as_tensor(np.ascontiguousarray(x)).to(device)
     xt = xt.long() if xt.dtype in (torch.int32, torch.int64) else xt.float()
+    return xt, targets(y, task, device)
+
+
+def targets(y: np.ndarray, task: str, device: torch.device) -> torch.Tensor:
+    """Targets on `device`: class ids int64, other targets float32 of shape (N, k) (streamed data's too)."""
     yt = torch.as_tensor(np.ascontiguousarray(y))
     if task == "multiclass":
         yt = yt.long()
@@ -45,7 +50,7 @@ def to_tensors(x: np.ndarray, y: np.ndarray, task: str, device: torch.device):
         yt = yt.float()
         if yt.dim() == 1:
             yt = yt.unsqueeze(1)
-    return xt, yt.to(device)
+    return yt.to(device)
 
 
 def epoch_batches(x, y: torch.Tensor, order: torch.Tensor, batch_size: int):

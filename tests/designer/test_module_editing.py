@@ -45,7 +45,8 @@ def test_group_into_module_is_one_step_that_undo_and_redo_restore_exactly(window
     assert asked == ["ResidualBlock"]                      # suggested from the blocks: it adds a skip
     assert list(graph.modules) == ["ResidualBlock"]
     instance = [n for n in graph.nodes() if n.type == "Module"]
-    assert len(instance) == 1 and instance[0].params == {"module": "ResidualBlock", "repeat": 1, "args": {}, "trainable": True}
+    assert len(instance) == 1
+    assert instance[0].params == {"module": "ResidualBlock", "repeat": 1, "args": {}, "trainable": True}
     assert all(graph.find(n) is None for n in RESIDUAL)
     assert window.scene.selected_node_ids() == [instance[0].id]
     assert window.document.undo_stack.count() == 1 and window.document.modified

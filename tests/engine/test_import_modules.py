@@ -228,7 +228,8 @@ def test_a_transformer_of_identical_blocks_is_one_definition_repeated():
     result = import_torch(source, input_shape=[6, 8])
     graph = result.graph
     blocks = graph.find("blocks")
-    assert blocks is not None and blocks.params == {"module": "EncoderBlock", "repeat": 4, "args": {}, "trainable": True}
+    assert blocks is not None
+    assert blocks.params == {"module": "EncoderBlock", "repeat": 4, "args": {}, "trainable": True}
     assert len([n for n in graph.nodes() if n.type not in ("Input", "Output")]) <= 6
     assert set(result.weights) == set(source.state_dict())
     again = Transformer().eval()

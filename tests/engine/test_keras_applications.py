@@ -108,7 +108,8 @@ def test_nested_models_become_modules_with_their_weights():
     assert stem["stem_conv"] == "Conv2d" and stem["stem_norm"] == "LayerNorm"
     assert block["block_in"] == "Input" and block["block_dw"] == "DepthwiseConv2d"
     assert block["block_scale"] == "LayerScale"
-    assert graph.modules["Block"].find("block_scale").params == {"init_value": 0.5, "layout": "channels_last", "trainable": True}
+    assert graph.modules["Block"].find("block_scale").params == {"init_value": 0.5, "layout": "channels_last",
+                                                                  "trainable": True}
     assert types["scaled_add"] == "Add" and graph.find("scaled_add_scale").params["scale"] == pytest.approx(0.17)
     h5py = pytest.importorskip("h5py")
     with zipfile.ZipFile(FIXTURES / "nested.keras") as zf:   # Keras files them under the nested model's layers/

@@ -25,8 +25,7 @@ from torch import nn
 from ...blocks import REGISTRY
 from ...blocks.module import MODULE
 from ...graph import Graph, GraphError, layered_layout
-from ...modules import NESTED, group
-from ...modules import _target as module_target
+from ...modules import NESTED, group, target_value
 from ...naming import to_class_name
 from ..common import GraphBuilder
 
@@ -312,7 +311,7 @@ def _share_arguments(graph: Graph) -> None:
 
         def current(arg: str):
             n, k = definition.arguments[arg][0]
-            found = module_target(definition, n, k, graph.modules, frozenset())
+            found = target_value(definition, n, k, graph.modules)
             return found[1] if found is not None else None
 
         def value(node, arg: str) -> str:

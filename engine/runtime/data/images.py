@@ -579,45 +579,57 @@ def load_image_folder(folder: Path, image_size: tuple[int, int] | None = None, g
     return ds
 
 
+def _new_cache_file(key: str, shape: tuple[int, ...], mode: str, path: Path) -> tuple[int, Path | None, str]:
+    """A new temporary cache file beside `path` for pixels of `shape`, room made for it within the cache's
+    limit, its header written and its size claimed: (fd, its path, "") or (-1, None, notice) when none can
+    be written (loading then goes on without it)."""
+    data_bytes = int(np.prod(shape))
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not _make_room(folder, HEADER_BYTES + data_bytes, cache_limit(), path):
+            return -1, None, (f"the decoded images ({data_bytes / 2**30:.1f} GiB) are larger than the image "
+                              f"cache's limit ({cache_limit() / 2**30:.1f} GiB, ${ENV_CACHE_LIMIT}): "
+                              "they are not cached")
+        tmp = folder / f"{key}.{os.getpid()}.{random.randrange(16**8):08x}.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    except OSError as e:
+        return -1, None, f"no image cache ({folder}: {e.strerror or e}); the images are decoded each run"
+    try:
+        os.write(fd, _header(key, shape, mode))
+        _preallocate(fd, HEADER_BYTES + data_bytes)
+    except OSError as e:
+        os.close(fd)
+        _unlink(tmp)
+        return -1, None, (f"the image cache could not be written ({e.strerror or e}); training goes on without "
+                          "it and decodes the images each run")
+    return fd, tmp, ""
+
+
 def _build_cache(scan: FolderScan, key: str, shape: tuple[int, int, int], mode: str, path: Path, report: Progress,
                  cancel: Cancel | None, bad_images: str, workers: int | None):
     """Decode every image into a new cache file: (pixels, bad) or (None, None, notice) when none
     can be written (loading then goes on without it)."""
     n, sample = len(scan), int(np.prod(shape))
-    data_bytes = n * sample
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not _make_room(folder, HEADER_BYTES + data_bytes, cache_limit(), path):
-            return None, None, (f"the decoded images ({data_bytes / 2**30:.1f} GiB) are larger than the image "
-                                f"cache's limit ({cache_limit() / 2**30:.1f} GiB, ${ENV_CACHE_LIMIT}): "
-                                "they are not cached")
-        tmp = folder / f"{key}.{os.getpid()}.{random.randrange(16**8):08x}.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    except OSError as e:
-        return None, None, f"no image cache ({folder}: {e.strerror or e}); the images are decoded each run"
+    fd, tmp, notice = _new_cache_file(key, (n, *shape), mode, path)
+    if fd < 0:
+        return None, None, notice
     bad: list = []
     state = {"done": 0, "error": ""}
     try:
+        def on_chunk(start, chunk_bad, _data, error, count):
+            bad.extend(chunk_bad)
+            state["done"] += count
+            if error and not state["error"]:
+                state["error"] = error
+                raise _WriteFailed()
+            report({"phase": "decode", "done": state["done"], "total": n, "cache_hit": False,
+                    "skipped": len(bad)})
         try:
-            os.write(fd, _header(key, (n, *shape), mode))
-            _preallocate(fd, HEADER_BYTES + data_bytes)
-        except OSError as e:
-            state["error"] = e.strerror or str(e)
-        if not state["error"]:
-            def on_chunk(start, chunk_bad, _data, error, count):
-                bad.extend(chunk_bad)
-                state["done"] += count
-                if error and not state["error"]:
-                    state["error"] = error
-                    raise _WriteFailed()
-                report({"phase": "decode", "done": state["done"], "total": n, "cache_hit": False,
-                        "skipped": len(bad)})
-            try:
-                _decode_all(scan, shape[1], shape[2], mode, str(tmp), HEADER_BYTES, on_chunk, cancel, workers,
-                            bad_images == "stop")
-            except _WriteFailed:
-                pass
+            _decode_all(scan, shape[1], shape[2], mode, str(tmp), HEADER_BYTES, on_chunk, cancel, workers,
+                        bad_images == "stop")
+        except _WriteFailed:
+            pass
         if state["error"]:
             os.close(fd)
             fd = -1
@@ -1053,26 +1065,10 @@ def _start_filling(scan: FolderScan, key: str, shape: tuple[int, int, int], mode
                    report: Progress, cancel: Cancel | None, workers: int | None):
     """A new temporary cache file, claimed whole, and its filler started: (FillingImages, "") or
     (None, notice) when no file can be written (loading then goes on without it)."""
-    n, sample = len(scan), int(np.prod(shape))
-    data_bytes = n * sample
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not _make_room(folder, HEADER_BYTES + data_bytes, cache_limit(), path):
-            return None, (f"the decoded images ({data_bytes / 2**30:.1f} GiB) are larger than the image cache's "
-                          f"limit ({cache_limit() / 2**30:.1f} GiB, ${ENV_CACHE_LIMIT}): they are not cached")
-        tmp = folder / f"{key}.{os.getpid()}.{random.randrange(16**8):08x}.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as e:
-        return None, f"no image cache ({folder}: {e.strerror or e}); the images are decoded each run"
-    try:
-        os.write(fd, _header(key, (n, *shape), mode))
-        _preallocate(fd, HEADER_BYTES + data_bytes)
-    except OSError as e:
-        os.close(fd)
-        _unlink(tmp)
-        return None, (f"the image cache could not be written ({e.strerror or e}); training goes on without it and "
-                      "decodes the images each run")
+    n = len(scan)
+    fd, tmp, notice = _new_cache_file(key, (n, *shape), mode, path)
+    if fd < 0:
+        return None, notice
     filler = _Filler(scan, key, shape, mode, tmp, path, fd, report, cancel, workers or decode_workers())
     return FillingImages(filler, (n, *shape)), ""
 

@@ -258,18 +258,6 @@ def streamed_splits(x, splits: tuple[np.ndarray, ...], device: torch.device,
     return [StreamedInputs(stream, rows) for rows in splits], stream
 
 
-def targets(y: np.ndarray, task: str, device: torch.device) -> torch.Tensor:
-    """Targets as the whole-tensor path has them: class ids int64, other targets float32 (N, k)."""
-    yt = torch.as_tensor(np.ascontiguousarray(y))
-    if task == "multiclass":
-        yt = yt.long()
-    else:
-        yt = yt.float()
-        if yt.dim() == 1:
-            yt = yt.unsqueeze(1)
-    return yt.to(device)
-
-
 def peak_rss() -> int | None:
     """The most memory this process has held (resident set, bytes), None where unknown; with
     `children=True`-style figures left to the caller (resource.RUSAGE_CHILDREN)."""
@@ -282,4 +270,4 @@ def peak_rss() -> int | None:
 
 
 __all__ = ["ImagesFailed", "Stream", "StreamedInputs", "default_memory_budget", "memory_budget", "peak_rss",
-           "streamed_splits", "streams", "targets", "tensor_bytes", "workers"]
+           "streamed_splits", "streams", "tensor_bytes", "workers"]

@@ -703,13 +703,7 @@ def _memmap_stored(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
             + int.from_bytes(local[28:30], "little")
         f.seek(start)
         try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version in ((2, 0), (3, 0)):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise _NotMapped
+            shape, fortran, dtype = _npy_header(f)
         except (ValueError, SyntaxError, tokenize.TokenError, EOFError):
             raise _NotMapped from None
         offset = f.tell()
@@ -748,17 +742,22 @@ def load_npy(path: Path) -> Dataset:
                           arrays.get("x_test"), arrays.get("y_test"), names["x"], names["y"])
 
 
+def _npy_header(f) -> tuple[tuple, bool, np.dtype]:
+    """(shape, fortran order, dtype) from a .npy header at `f`'s position, which is left at the data.
+    Raises ValueError for a version numpy does not write."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version in ((2, 0), (3, 0)):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f"unknown .npy version {version}")
+
+
 def _read_npy(file: Path) -> np.ndarray:
     try:
         size = file.stat().st_size
         with open(file, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version in ((2, 0), (3, 0)):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unknown .npy version {version}")
+            shape, _, dtype = _npy_header(f)
             offset = f.tell()
         if dtype.hasobject:
             raise DataError(f"{file.name} holds Python objects, which are never loaded (unsafe); save plain "
