@@ -950,7 +950,7 @@ class MainWindow(QMainWindow):
         self.document.undo_stack.push(SetWeights(self.document, report.applied_state, f"load weights from {path.name}",
                                                  source=f"{path.name}: {report.headline()}"))
         self.statusBar().showMessage(f"Loaded weights: {report.headline()}. Training now starts from them "
-                                     "(Start from: weights); freeze blocks to keep them fixed.", 12000)
+                                     "(Start from: Loaded weights); freeze blocks to keep them fixed.", 12000)
         return True
 
     def export_dialog(self) -> None:

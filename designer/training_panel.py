@@ -49,8 +49,9 @@ SCHEDULE_NAMES = {"none": "Constant", "step": "Step decay", "cosine": "Cosine", 
                   "plateau": "Reduce on plateau"}
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 BAD_IMAGES_NAMES = {"stop": "Stop", "skip": "Skip"}
+START_NAMES = {"fresh": "Fresh weights", "weights": "Loaded weights"}
 CHOICE_NAMES = {"optimizer": OPTIMIZER_NAMES, "schedule": SCHEDULE_NAMES,
-                "bad_images": BAD_IMAGES_NAMES}    # how a choice is shown
+                "bad_images": BAD_IMAGES_NAMES, "start_from": START_NAMES}    # how a choice is shown
 # rows for settings the engine declares without a panel label (its own label, once it has one, wins)
 PANEL_LABELS = {"memory_budget": "Memory (GiB)", "data_workers": "Reading processes",
                 "bad_images": "Bad images"}
